@@ -1,0 +1,20 @@
+//! conbool: a filtering SMTP relay that streams each message through header parsing and rule
+//! matching and hands it to the next hop while the sender is still connected.
+//!
+//! Layers, bottom up (an arrow means "may use"):
+//!
+//! ```text
+//! reactor ──▶ relay ──▶ smtp, message, rules, tls       cli ──▶ everything
+//!    │           └────▶ metrics
+//!    └──▶ config, metrics
+//! ```
+//!
+//! `smtp`, `message` and `rules` are pure cores: bytes and time in, bytes, events and verdicts
+//! out. `relay` glues them into one session per connection without touching sockets or the
+//! clock. Only `reactor` (and the small loops of `cli::sink` and `cli::replay`) does I/O.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod message;
+pub mod rules;
+pub mod smtp;
