@@ -16,5 +16,7 @@
 
 pub mod config;
 pub mod message;
+pub mod reactor;
+pub mod relay;
 pub mod rules;
 pub mod smtp;

@@ -1,0 +1,151 @@
+//! The reactor: worker threads (one per core by default), each a `mio` loop with its own
+//! `SO_REUSEPORT` listeners, sessions, timers and next-hop pool. Only this room touches sockets
+//! and the clock. Workers share nothing on the hot path; reload and stop arrive as commands.
+
+pub mod limiter;
+pub mod timer;
+pub mod worker;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Sender;
+use mio::Waker;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::reactor::limiter::ConnLimiter;
+use crate::reactor::worker::{Command, Worker, WorkerInit};
+use crate::relay::session::Snapshot;
+
+/// Counters of one worker, summed over workers at exit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Connections accepted.
+    pub connections: u64,
+    /// Connections refused at once (limits, shutdown).
+    pub refused_connections: u64,
+    /// Messages that reached end of data (any outcome).
+    pub messages: u64,
+    /// Messages the next hop accepted.
+    pub delivered: u64,
+    /// Messages flagged as spam.
+    pub spam: u64,
+    /// Bytes read from clients.
+    pub bytes_in: u64,
+    /// Bytes written to clients.
+    pub bytes_out: u64,
+}
+
+impl std::ops::AddAssign for WorkerStats {
+    fn add_assign(&mut self, o: WorkerStats) {
+        self.connections += o.connections;
+        self.refused_connections += o.refused_connections;
+        self.messages += o.messages;
+        self.delivered += o.delivered;
+        self.spam += o.spam;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+    }
+}
+
+/// A running relay.
+pub struct RelayHandle {
+    /// The addresses actually listened on (port 0 resolved).
+    pub local_addrs: Vec<SocketAddr>,
+    workers: Vec<(Sender<Command>, Arc<Waker>)>,
+    threads: Vec<JoinHandle<io::Result<WorkerStats>>>,
+}
+
+impl RelayHandle {
+    /// Hands every worker a new snapshot for new sessions.
+    pub fn reload(&self, snapshot: &Snapshot) {
+        for (tx, waker) in &self.workers {
+            let _ = tx.send(Command::Reload(snapshot.clone()));
+            let _ = waker.wake();
+        }
+    }
+
+    /// Stops accepting; transactions in flight finish; then the workers exit.
+    pub fn drain(&self) {
+        for (tx, waker) in &self.workers {
+            let _ = tx.send(Command::Drain);
+            let _ = waker.wake();
+        }
+    }
+
+    /// Waits for every worker to exit (call [`RelayHandle::drain`] first).
+    pub fn join(self) -> io::Result<WorkerStats> {
+        let mut total = WorkerStats::default();
+        for t in self.threads {
+            match t.join() {
+                Ok(Ok(s)) => total += s,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(io::Error::other("worker thread panicked")),
+            }
+        }
+        Ok(total)
+    }
+
+    /// Drains and joins.
+    pub fn stop(self) -> io::Result<WorkerStats> {
+        self.drain();
+        self.join()
+    }
+}
+
+/// Binds the listeners and starts `config.server.workers` workers.
+pub fn spawn(snapshot: Snapshot) -> io::Result<RelayHandle> {
+    let config = snapshot.config.clone();
+    let workers = config.server.workers.max(1);
+    // Bind worker 0's listener first so that port 0 resolves to one port all workers share.
+    let mut per_worker: Vec<Vec<mio::net::TcpListener>> =
+        (0..workers).map(|_| Vec::new()).collect();
+    let mut local_addrs = Vec::new();
+    for addr in &config.server.listen {
+        let first = bind_reuseport(*addr)?;
+        let actual = first.local_addr()?;
+        local_addrs.push(actual);
+        per_worker[0].push(first);
+        for listeners in per_worker.iter_mut().skip(1) {
+            listeners.push(bind_reuseport(actual)?);
+        }
+    }
+    let limiter = Arc::new(ConnLimiter::new(config.limits.max_connections_per_ip));
+    let mut handles = Vec::new();
+    let mut threads = Vec::new();
+    for (id, listeners) in per_worker.into_iter().enumerate() {
+        let (poll, waker) = worker::poll_with_waker()?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let worker = Worker::new(WorkerInit {
+            id,
+            listeners,
+            snapshot: snapshot.clone(),
+            inbox: rx,
+            poll,
+            limiter: limiter.clone(),
+        })?;
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("conbool-w{id}"))
+                .spawn(move || worker.run())?,
+        );
+        handles.push((tx, waker));
+    }
+    Ok(RelayHandle {
+        local_addrs,
+        workers: handles,
+        threads,
+    })
+}
+
+fn bind_reuseport(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(mio::net::TcpListener::from_std(socket.into()))
+}
