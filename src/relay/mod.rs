@@ -8,3 +8,6 @@
 pub mod route;
 pub mod session;
 pub mod stamp;
+
+#[cfg(test)]
+mod tests;
