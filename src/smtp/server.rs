@@ -1559,4 +1559,622 @@ mod tests {
             assert_eq!(t.events, row.events, "{}", row.name);
         }
     }
+
+    fn session(params: ServerParams) -> (Server, Instant, Transcript) {
+        let now = Instant::now();
+        let mut server = Server::new(params, now);
+        let mut t = Transcript::default();
+        server.poll_output(&mut t.out);
+        (server, now, t)
+    }
+
+    fn feed(server: &mut Server, now: Instant, t: &mut Transcript, bytes: &[u8]) {
+        let mut buf = BytesMut::from(bytes);
+        drive(server, now, &mut buf, t);
+        assert!(buf.is_empty(), "input left over: {buf:?}");
+    }
+
+    /// Events without answering anything.
+    fn events(server: &mut Server) -> Vec<Event> {
+        std::iter::from_fn(|| server.poll_event()).collect()
+    }
+
+    fn output(server: &mut Server) -> String {
+        let mut out = Vec::new();
+        server.poll_output(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn greeting_and_ehlo_wire_form() {
+        let (mut server, now, _) = session(params());
+        let mut buf = BytesMut::from(&b"EHLO c.example\r\nHELO d.example\r\n"[..]);
+        server.handle_input(now, &mut buf);
+        let mut p = params();
+        p.starttls = false;
+        p.binarymime = false;
+        let mut plain = Server::new(p, now);
+        let mut buf2 = BytesMut::from(&b"EHLO c.example\r\n"[..]);
+        plain.handle_input(now, &mut buf2);
+        assert!(output(&mut server).ends_with("250 STARTTLS\r\n250 mx.test\r\n"));
+        assert_eq!(
+            output(&mut plain),
+            "220 mx.test ESMTP conbool\r\n250-mx.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n\
+             250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n\
+             250 DSN\r\n"
+        );
+        assert_eq!(server.helo(), Some("d.example"));
+        assert!(!server.is_extended());
+    }
+
+    #[test]
+    fn ehlo_offers_binarymime_and_starttls_when_configured() {
+        let (mut server, now, mut t) = session(params());
+        feed(&mut server, now, &mut t, b"EHLO c\r\n");
+        let out = String::from_utf8_lossy(&t.out).into_owned();
+        assert!(out.contains("250-BINARYMIME\r\n"), "{out}");
+        assert!(out.ends_with("250-DSN\r\n250 STARTTLS\r\n"), "{out}");
+        assert_eq!(server.helo(), Some("c"));
+        assert!(server.is_extended());
+    }
+
+    #[test]
+    fn questions_block_input_until_answered() {
+        let (mut server, now, _) = session(params());
+        let mut buf = BytesMut::from(
+            &b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nNOOP\r\n"[..],
+        );
+        server.handle_input(now, &mut buf);
+        assert!(server.is_waiting());
+        assert_eq!(&buf[..], b"RCPT TO:<c@d.example>\r\nNOOP\r\n");
+        assert_eq!(
+            server.next_deadline(),
+            None,
+            "no timeout while the relay decides"
+        );
+        let evs = events(&mut server);
+        assert!(matches!(evs.last(), Some(Event::Mail { .. })), "{evs:?}");
+        server.handle_input(now, &mut buf);
+        assert_eq!(buf.len(), 29, "still waiting");
+        server.answer(Reply::mail_ok());
+        assert!(!server.is_waiting());
+        server.handle_input(now, &mut buf);
+        assert_eq!(&buf[..], b"NOOP\r\n");
+        server.answer(Reply::rcpt_ok());
+        server.handle_input(now, &mut buf);
+        assert!(buf.is_empty());
+        let out = output(&mut server);
+        assert!(out.ends_with("250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n250 2.0.0 OK\r\n"));
+    }
+
+    #[test]
+    fn answer_without_question_is_ignored() {
+        let (mut server, _, _) = session(params());
+        server.answer(Reply::mail_ok());
+        assert_eq!(output(&mut server), "");
+        assert!(events(&mut server).is_empty());
+    }
+
+    #[test]
+    fn data_refusal_keeps_the_transaction() {
+        let (mut server, now, mut t) = session(params());
+        feed(&mut server, now, &mut t, ENVELOPE.as_bytes());
+        let mut buf = BytesMut::from(&b"DATA\r\n"[..]);
+        server.handle_input(now, &mut buf);
+        assert_eq!(events(&mut server), vec![Event::DataStart { bdat: false }]);
+        server.answer(Reply::new(
+            451,
+            Some(EnhancedCode::new(4, 4, 1)),
+            "Next hop down",
+        ));
+        feed(&mut server, now, &mut t, b"DATA\r\nx\r\n.\r\n");
+        assert_eq!(t.events[3..], ["data", "content:x\\r\\n", "end"]);
+        let out = String::from_utf8_lossy(&t.out).into_owned();
+        assert!(out.contains("451 4.4.1 Next hop down\r\n354 "), "{out}");
+    }
+
+    #[test]
+    fn answer_421_closes() {
+        let (mut server, now, _) = session(params());
+        let mut buf = BytesMut::from(&b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nNOOP\r\n"[..]);
+        server.handle_input(now, &mut buf);
+        events(&mut server);
+        server.answer(Reply::new(
+            421,
+            Some(EnhancedCode::new(4, 3, 2)),
+            "Shutting down",
+        ));
+        assert!(server.is_closing());
+        assert_eq!(events(&mut server), vec![Event::Close]);
+        server.handle_input(now, &mut buf);
+        assert_eq!(&buf[..], b"NOOP\r\n", "nothing is read after closing");
+    }
+
+    #[test]
+    fn eof_mid_transaction_aborts_then_closes() {
+        let (mut server, now, mut t) = session(params());
+        feed(&mut server, now, &mut t, &env("DATA\r\npartial"));
+        server.handle_eof();
+        assert_eq!(events(&mut server), vec![Event::Abort, Event::Close]);
+        assert!(server.is_closing());
+        let (mut idle, _, _) = session(params());
+        idle.handle_eof();
+        assert_eq!(events(&mut idle), vec![Event::Close]);
+    }
+
+    #[test]
+    fn command_timeout() {
+        let (mut server, now, mut t) = session(params());
+        feed(&mut server, now, &mut t, b"EHLO c\r\n");
+        let deadline = server.next_deadline().expect("deadline");
+        assert_eq!(deadline, now + Duration::from_secs(300));
+        server.handle_timeout(deadline - Duration::from_secs(1));
+        assert!(!server.is_closing());
+        server.handle_timeout(deadline);
+        assert!(output(&mut server).starts_with("421 4.4.2"));
+        assert_eq!(events(&mut server), vec![Event::Close]);
+        assert_eq!(server.next_deadline(), None);
+    }
+
+    #[test]
+    fn data_timeout_aborts() {
+        let (mut server, now, mut t) = session(params());
+        feed(&mut server, now, &mut t, &env("DATA\r\nsome"));
+        let later = now + Duration::from_secs(100);
+        feed(&mut server, later, &mut t, b" more");
+        let deadline = server.next_deadline().expect("deadline");
+        assert_eq!(deadline, later + Duration::from_secs(180));
+        server.handle_timeout(deadline);
+        let out = output(&mut server);
+        assert!(
+            out.contains("421 4.4.2 Timeout waiting for message data"),
+            "{out}"
+        );
+        assert_eq!(events(&mut server), vec![Event::Abort, Event::Close]);
+    }
+
+    #[test]
+    fn clock_restarts_after_an_answer() {
+        let (mut server, now, _) = session(params());
+        let mut buf = BytesMut::from(&b"EHLO c\r\nMAIL FROM:<a@b.example>\r\n"[..]);
+        server.handle_input(now, &mut buf);
+        events(&mut server);
+        assert_eq!(server.next_deadline(), None);
+        // The relay took 400 s (longer than the command timeout) to answer.
+        server.answer(Reply::mail_ok());
+        let answered = now + Duration::from_secs(400);
+        server.handle_timeout(answered);
+        assert!(
+            !server.is_closing(),
+            "the client's time starts at the answer"
+        );
+        assert_eq!(
+            server.next_deadline(),
+            Some(answered + Duration::from_secs(300))
+        );
+        // Or, when the relay calls handle_input right after answering:
+        let (mut other, now, _) = session(params());
+        let mut buf = BytesMut::from(&b"EHLO c\r\nMAIL FROM:<a@b.example>\r\n"[..]);
+        other.handle_input(now, &mut buf);
+        other.answer(Reply::mail_ok());
+        other.handle_input(answered, &mut buf);
+        assert_eq!(
+            other.next_deadline(),
+            Some(answered + Duration::from_secs(300))
+        );
+    }
+
+    #[test]
+    fn million_pipelined_noops_keep_the_reply_backlog_bounded() {
+        const COUNT: usize = 1_000_000;
+        const READ: usize = 4096;
+        let (mut server, now, _) = session(params());
+        let mut pending_client = COUNT * 6;
+        let mut buf = BytesMut::with_capacity(READ);
+        let mut replies = 0usize;
+        let mut max_backlog = 0;
+        let mut max_buf = 0;
+        let mut out = Vec::new();
+        while pending_client > 0 || !buf.is_empty() {
+            // A reactor reads only while its buffer has room.
+            while pending_client > 0 && buf.len() + 6 <= READ {
+                buf.extend_from_slice(b"NOOP\r\n");
+                pending_client -= 6;
+            }
+            max_buf = max_buf.max(buf.len());
+            server.handle_input(now, &mut buf);
+            max_backlog = max_backlog.max(server.out.len());
+            out.clear();
+            server.poll_output(&mut out);
+            replies += out.len() / b"250 2.0.0 OK\r\n".len();
+        }
+        assert_eq!(replies, COUNT);
+        assert!(
+            max_backlog <= MAX_REPLY_BACKLOG + 64,
+            "backlog grew to {max_backlog}"
+        );
+        assert!(max_buf <= READ);
+        assert!(events(&mut server).is_empty());
+    }
+
+    #[test]
+    fn unflushed_replies_stop_command_reading() {
+        let (mut server, now, _) = session(params());
+        let mut buf = BytesMut::new();
+        for _ in 0..10_000 {
+            buf.extend_from_slice(b"NOOP\r\n");
+        }
+        server.handle_input(now, &mut buf);
+        assert!(server.out.len() <= MAX_REPLY_BACKLOG + 64);
+        assert!(!buf.is_empty(), "reading stopped at the backlog bound");
+        let left = buf.len();
+        server.handle_input(now, &mut buf);
+        assert_eq!(buf.len(), left, "nothing more until output is drained");
+        output(&mut server);
+        server.handle_input(now, &mut buf);
+        assert!(buf.len() < left);
+    }
+
+    #[test]
+    fn bdat_of_two_to_the_63_is_counted_not_buffered() {
+        let (mut server, now, mut t) = session(params());
+        feed(
+            &mut server,
+            now,
+            &mut t,
+            &env("BDAT 9223372036854775808 LAST\r\n"),
+        );
+        assert_eq!(t.events[3..], ["bdat", "abort"]);
+        // A megabyte of it, including things that look like commands.
+        let block = b"QUIT\r\nRSET\r\n.\r\n".repeat(1 << 16);
+        let mut buf = BytesMut::from(&block[..]);
+        server.handle_input(now, &mut buf);
+        assert!(buf.is_empty(), "chunk octets are consumed as they come");
+        assert!(events(&mut server).is_empty());
+        assert_eq!(
+            output(&mut server),
+            "",
+            "no reply before the chunk is complete"
+        );
+        assert!(!server.is_closing());
+        let deadline = server.next_deadline().expect("data timeout runs");
+        assert_eq!(deadline, now + Duration::from_secs(180));
+        server.handle_timeout(deadline);
+        assert!(output(&mut server).starts_with("421 4.4.2"));
+        assert_eq!(events(&mut server), vec![Event::Close]);
+    }
+
+    #[test]
+    fn fail_message_during_data_discards_and_answers_at_end() {
+        let (mut server, now, mut t) = session(params());
+        feed(&mut server, now, &mut t, &env("DATA\r\nSubject: x\r\n"));
+        server.fail_message(SessionError::RejectedByRule("spam".into()));
+        t.out.clear();
+        feed(&mut server, now, &mut t, b"more\r\n.\r\nNOOP\r\n");
+        assert_eq!(
+            String::from_utf8_lossy(&t.out),
+            "550 5.7.1 spam\r\n250 2.0.0 OK\r\n"
+        );
+        assert_eq!(
+            t.events.last().map(String::as_str),
+            Some("content:Subject: x\\r\\n")
+        );
+    }
+
+    #[test]
+    fn fail_message_header_too_big_closes_after_the_reply() {
+        let (mut server, now, mut t) = session(params());
+        feed(&mut server, now, &mut t, &env("DATA\r\nX: y\r\n"));
+        server.fail_message(SessionError::HeaderTooBig);
+        t.out.clear();
+        t.events.clear();
+        feed(&mut server, now, &mut t, b"z\r\n.\r\n");
+        assert!(String::from_utf8_lossy(&t.out).starts_with("552 5.3.4"));
+        assert_eq!(t.events, ["close"]);
+    }
+
+    #[test]
+    fn fail_message_while_end_of_data_is_asked() {
+        let (mut server, now, mut t) = session(params());
+        feed(&mut server, now, &mut t, ENVELOPE.as_bytes());
+        let mut buf = BytesMut::from(&b"DATA\r\n"[..]);
+        server.handle_input(now, &mut buf);
+        server.answer(Reply::start_data());
+        buf.extend_from_slice(b"x\r\n.\r\n");
+        server.handle_input(now, &mut buf);
+        events(&mut server);
+        output(&mut server);
+        server.fail_message(SessionError::Downstream(
+            crate::smtp::error::DownstreamFailure::Timeout,
+        ));
+        assert!(output(&mut server).starts_with("451 4.4.2"));
+        assert!(!server.is_waiting());
+        assert!(!server.is_closing());
+    }
+
+    #[test]
+    fn fail_message_between_bdat_chunks() {
+        let (mut server, now, mut t) = session(params());
+        feed(&mut server, now, &mut t, &env("BDAT 2\r\nab"));
+        server.fail_message(SessionError::RejectedByRule("no".into()));
+        t.out.clear();
+        t.events.clear();
+        feed(
+            &mut server,
+            now,
+            &mut t,
+            b"BDAT 2\r\ncdBDAT 1 LAST\r\neNOOP\r\n",
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&t.out),
+            "550 5.7.1 no\r\n550 5.7.1 no\r\n250 2.0.0 OK\r\n"
+        );
+        assert!(t.events.is_empty(), "{:?}", t.events);
+    }
+
+    #[test]
+    fn refuse_session_sends_421_and_closes() {
+        let (mut server, now, mut t) = session(params());
+        feed(&mut server, now, &mut t, ENVELOPE.as_bytes());
+        server.refuse_session(SessionError::ShuttingDown);
+        assert!(output(&mut server).starts_with("421 4.3.2"));
+        assert_eq!(events(&mut server), vec![Event::Abort, Event::Close]);
+        assert!(server.is_closing());
+    }
+
+    #[test]
+    fn starttls_then_fresh_session() {
+        let (mut server, now, _) = session(params());
+        let mut buf = BytesMut::from(&b"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<evil@x.example>\r\n"[..]);
+        server.handle_input(now, &mut buf);
+        assert!(
+            buf.is_empty(),
+            "pipelined plaintext after STARTTLS is dropped"
+        );
+        assert!(output(&mut server).ends_with("220 2.0.0 Ready to start TLS\r\n"));
+        let evs = events(&mut server);
+        assert_eq!(evs.last(), Some(&Event::StartTls));
+        assert_eq!(server.next_deadline(), None);
+        buf.extend_from_slice(b"NOOP\r\n");
+        server.handle_input(now, &mut buf);
+        assert_eq!(buf.len(), 6, "nothing is read during the handshake");
+        server.tls_started();
+        buf.clear();
+        assert!(server.is_tls());
+        assert_eq!(server.helo(), None, "the client must EHLO again");
+        let mut t = Transcript::default();
+        feed(
+            &mut server,
+            now,
+            &mut t,
+            b"MAIL FROM:<a@b.example>\r\nEHLO c\r\nSTARTTLS\r\n",
+        );
+        let out = String::from_utf8_lossy(&t.out).into_owned();
+        assert!(out.starts_with("503 5.5.1"), "{out}");
+        assert!(!out.contains("STARTTLS"), "{out}");
+        assert!(
+            out.ends_with("250 DSN\r\n454 4.7.0 TLS not available\r\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn tls_required_is_satisfied_after_starttls() {
+        let mut p = params();
+        p.tls_required = true;
+        let (mut server, now, mut t) = session(p);
+        feed(&mut server, now, &mut t, b"EHLO c\r\nSTARTTLS\r\n");
+        feed(
+            &mut server,
+            now,
+            &mut t,
+            b"EHLO c\r\nMAIL FROM:<a@b.example>\r\n",
+        );
+        assert!(String::from_utf8_lossy(&t.out).ends_with("250 2.1.0 Sender OK\r\n"));
+    }
+
+    #[test]
+    fn data_pieces_are_zero_copy_slices_of_the_input() {
+        let (mut server, now, mut t) = session(params());
+        feed(&mut server, now, &mut t, ENVELOPE.as_bytes());
+        let mut buf = BytesMut::from(&b"DATA\r\n"[..]);
+        server.handle_input(now, &mut buf);
+        server.answer(Reply::start_data());
+        events(&mut server);
+        let body = format!("{}\r\n.\r\n", "b".repeat(900));
+        buf.extend_from_slice(body.as_bytes());
+        let base = buf.as_ptr() as usize;
+        server.handle_input(now, &mut buf);
+        match events(&mut server).first() {
+            Some(Event::Data(bytes)) => {
+                assert_eq!(bytes.len(), 902);
+                assert_eq!(
+                    bytes.as_ptr() as usize,
+                    base,
+                    "piece points into the read buffer"
+                );
+            }
+            other => panic!("expected data, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn normalize_does_not_multiply_events() {
+        let mut p = params();
+        p.max_message_size = 1 << 20;
+        let (mut server, now, mut t) = session(p);
+        feed(&mut server, now, &mut t, &env("DATA\r\n"));
+        let mut buf = BytesMut::from(&b"\n".repeat(100_000)[..]);
+        server.handle_input(now, &mut buf);
+        let evs = events(&mut server);
+        assert!(
+            evs.len() <= 100_000 / 1000,
+            "{} events for 100 kB",
+            evs.len()
+        );
+        let total: usize = evs
+            .iter()
+            .map(|e| match e {
+                Event::Data(b) => b.len(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(total, 200_000);
+    }
+
+    fn shared_corpus() -> Option<PathBuf> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+        if dir.is_dir() {
+            Some(dir)
+        } else {
+            eprintln!("skipping: no corpus at {}", dir.display());
+            None
+        }
+    }
+
+    fn content_of(t: &Transcript) -> Vec<String> {
+        t.events
+            .iter()
+            .filter_map(|e| e.strip_prefix("content:").map(str::to_string))
+            .collect()
+    }
+
+    /// Every smuggling payload, under every policy, fed whole, byte by byte and split at
+    /// every position: one message (or a 550 under reject), smuggled commands only as text.
+    #[test]
+    fn smuggling_payloads_through_the_server() {
+        let Some(corpus) = shared_corpus() else {
+            return;
+        };
+        let dir = corpus.join("smtp/smuggling");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("payloads"))
+            .expect("payloads")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "data"))
+            .collect();
+        files.push(dir.join("aiosmtpd-smuggling.data"));
+        files.push(dir.join("aiosmtpd-dots-escaped.data"));
+        files.sort();
+        assert!(files.len() >= 15);
+        let expected_dots = std::fs::read(dir.join("aiosmtpd-dots-escaped.expected")).expect("exp");
+        for path in &files {
+            let name = path.display().to_string();
+            let payload = std::fs::read(path).expect("payload");
+            let has_bare = payload.iter().enumerate().any(|(i, &b)| match b {
+                b'\r' => payload.get(i + 1) != Some(&b'\n'),
+                b'\n' => i == 0 || payload[i - 1] != b'\r',
+                _ => false,
+            });
+            let mut client = env("DATA\r\n");
+            client.extend_from_slice(&payload);
+            client.extend_from_slice(b"QUIT\r\n");
+            for policy in [BareLf::Normalize, BareLf::Reject, BareLf::Accept] {
+                let mut p = params();
+                p.bare_lf = policy;
+                p.max_message_size = 1 << 20;
+                let t = run_all_splits(&name, &p, &client);
+                let mails = t.events.iter().filter(|e| e.starts_with("mail ")).count();
+                assert_eq!(mails, 1, "{name} {policy:?}: {:?}", t.events);
+                let replies = t.replies();
+                let last_two: Vec<&str> = replies
+                    .iter()
+                    .rev()
+                    .take(2)
+                    .rev()
+                    .map(String::as_str)
+                    .collect();
+                if policy == BareLf::Reject && has_bare {
+                    assert!(last_two[0].starts_with("550 5.6.11"), "{name}: {replies:?}");
+                    assert!(!t.events.contains(&"end".to_string()), "{name}");
+                    assert!(t.events.contains(&"abort".to_string()), "{name}");
+                    continue;
+                }
+                assert!(
+                    last_two[0].starts_with("250 2.0.0"),
+                    "{name} {policy:?}: {replies:?}"
+                );
+                assert!(last_two[1].starts_with("221"), "{name} {policy:?}");
+                assert_eq!(t.events.iter().filter(|e| *e == "end").count(), 1, "{name}");
+                let content = content_of(&t).concat();
+                if name.contains("payloads/") && !name.contains("00-baseline") {
+                    assert!(content.contains("mail FROM:<smuggled"), "{name} {policy:?}");
+                }
+                if name.contains("aiosmtpd-smuggling") {
+                    assert!(content.contains("NO SMUGGLING"), "{name} {policy:?}");
+                }
+                if name.contains("dots-escaped") {
+                    assert_eq!(content, expected_dots.escape_ascii().to_string(), "{name}");
+                }
+                if policy == BareLf::Normalize {
+                    let raw = collect_raw_content(&p, &client);
+                    assert!(
+                        no_bare_line_ends(&raw),
+                        "{name}: bare CR/LF after normalize"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The message content as bytes (the transcript holds it escaped).
+    fn collect_raw_content(params: &ServerParams, client: &[u8]) -> Vec<u8> {
+        let now = Instant::now();
+        let mut server = Server::new(params.clone(), now);
+        let mut buf = BytesMut::from(client);
+        let mut content = Vec::new();
+        loop {
+            let before = buf.len();
+            server.handle_input(now, &mut buf);
+            let mut any = false;
+            while let Some(event) = server.poll_event() {
+                any = true;
+                if let Event::Data(b) = &event {
+                    content.extend_from_slice(b);
+                }
+                auto_answer(&mut server, &event);
+            }
+            server.poll_output(&mut Vec::new());
+            if !any && buf.len() == before {
+                return content;
+            }
+        }
+    }
+
+    fn no_bare_line_ends(content: &[u8]) -> bool {
+        content.iter().enumerate().all(|(i, &b)| match b {
+            b'\r' => content.get(i + 1) == Some(&b'\n'),
+            b'\n' => i > 0 && content[i - 1] == b'\r',
+            _ => true,
+        })
+    }
+
+    /// hannob's pipelining test: two messages pipelined after a proper end of data are two
+    /// transactions, in order.
+    #[test]
+    fn smtpsmug_pipelining_gives_two_messages() {
+        let Some(corpus) = shared_corpus() else {
+            return;
+        };
+        let burst =
+            std::fs::read(corpus.join("smtp/smuggling/smtpsmug-pipelining.client")).expect("file");
+        let mut client = env("DATA\r\n");
+        client.extend_from_slice(&burst);
+        let t = run_all_splits("smtpsmug-pipelining", &params(), &client);
+        let kinds: Vec<&str> = t
+            .events
+            .iter()
+            .map(|e| e.split([' ', ':']).next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "ehlo", "mail", "rcpt", "data", "content", "end", "mail", "rcpt", "data",
+                "content", "end"
+            ]
+        );
+        let content = content_of(&t);
+        assert!(content[0].ends_with("mail 1/2 to test pipelining\\r\\n\\r\\n"));
+        assert!(content[1].ends_with("mail 2/2 to test pipelining\\r\\n\\r\\n"));
+        assert!(!content[0].contains("MAIL FROM"));
+    }
 }
