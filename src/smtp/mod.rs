@@ -6,7 +6,9 @@
 
 pub mod client;
 pub mod command;
+pub mod encode;
 pub mod error;
 pub mod outbound;
 pub mod reply;
+pub mod response;
 pub mod server;
