@@ -838,7 +838,7 @@ next_hop = "b"
         assert_eq!(
             lines,
             [
-                "/etc/conbool/conbool.toml: server.workers: invalid type: string \"x\", expected usize",
+                "/etc/conbool/conbool.toml: server.workers: invalid type: string \"x\", expected a non-negative integer",
                 "/etc/conbool/conbool.toml: server.listen[0]: expected IP:port such as 0.0.0.0:25 or [::]:25, got \"nope\"",
                 "/etc/conbool/conbool.toml: limits.max_errors: must be at least 1",
                 "/etc/conbool/conbool.toml: tenant[1].next_hop: expected host:port, got \"b\"",

@@ -315,7 +315,19 @@ fn describe(message: &str) -> String {
             None => "unknown key".to_string(),
         }
     } else {
-        message.to_string()
+        // Rust type names mean little to someone editing a TOML file.
+        let mut message = message.to_string();
+        for (rust, toml) in [
+            ("expected usize", "expected a non-negative integer"),
+            ("expected u64", "expected a non-negative integer"),
+            ("expected u32", "expected a non-negative integer"),
+            ("expected f64", "expected a number"),
+        ] {
+            if let Some(head) = message.strip_suffix(rust) {
+                message = format!("{head}{toml}");
+            }
+        }
+        message
     }
 }
 
