@@ -219,7 +219,7 @@ pub(super) fn parse(text: &str) -> Result<(RawConfig, Vec<Problem>), Vec<Problem
             _ => {
                 problems.push(Problem::new(
                     &key,
-                    "unknown section; expected one of `server`, `tls`, `limits`, `spam`, `tenant`, `exchange`",
+                    "unknown key; the top level holds the sections `server`, `tls`, `limits`, `spam`, `tenant`, `exchange`",
                 ));
                 false
             }
