@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Validate a configuration file and the certificates, keys and rule files it names.
     Check(cli::check::Args),
+    /// Run the relay (embedded defaults without --config).
+    Run(cli::run::RunArgs),
     // Integrator: `run`, `sink`, `replay`, `demo`, `scan` and `exchange` join here, one
     // variant and one `cli::<name>::main(args)` arm each.
 }
@@ -30,6 +32,7 @@ enum Command {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check(args) => cli::check::main(args),
+        Command::Run(args) => cli::run::main(args),
     }
 }
 
@@ -65,6 +68,7 @@ mod tests {
                 .ok()
                 .map(|cli| match cli.command {
                     Command::Check(a) => a.config.display().to_string(),
+                    _ => String::new(),
                 });
             assert_eq!(got.as_deref(), *want, "{row}");
         }
