@@ -4,8 +4,10 @@
 //! Owns: bytes in, bytes and events out, time passed in by the caller.
 //! Must not touch: sockets, the clock, rustls types, rules.
 
+pub mod bdat;
 pub mod client;
 pub mod command;
+pub mod data;
 pub mod error;
 pub mod outbound;
 pub mod reply;

@@ -137,6 +137,90 @@ impl Reply {
     }
 }
 
+/// The replies the server side sends on its own (everything but refusals, which come from
+/// [`crate::smtp::error::reply_for`]), plus the positive answers the relay gives to questions.
+impl Reply {
+    /// `220 <hostname> ESMTP conbool`: the greeting (no enhanced code, RFC 2034 §3).
+    pub fn greeting(hostname: &str) -> Reply {
+        Reply::new(220, None, format!("{hostname} ESMTP conbool"))
+    }
+
+    /// The EHLO reply: `250-<hostname>` then one line per keyword (no enhanced code).
+    pub fn ehlo(hostname: &str, keywords: Vec<String>) -> Reply {
+        let mut lines = Vec::with_capacity(keywords.len() + 1);
+        lines.push(hostname.to_string());
+        lines.extend(keywords);
+        Reply::multiline(250, None, lines)
+    }
+
+    /// The HELO reply: `250 <hostname>` (no enhanced code).
+    pub fn helo(hostname: &str) -> Reply {
+        Reply::new(250, None, hostname.to_string())
+    }
+
+    /// `250 2.0.0 OK`: NOOP, RSET.
+    pub fn ok() -> Reply {
+        Reply::new(250, Some(EnhancedCode::new(2, 0, 0)), "OK")
+    }
+
+    /// `250 2.1.0 Sender OK`.
+    pub fn mail_ok() -> Reply {
+        Reply::new(250, Some(EnhancedCode::new(2, 1, 0)), "Sender OK")
+    }
+
+    /// `250 2.1.5 Recipient OK`.
+    pub fn rcpt_ok() -> Reply {
+        Reply::new(250, Some(EnhancedCode::new(2, 1, 5)), "Recipient OK")
+    }
+
+    /// `354 End data with <CR><LF>.<CR><LF>` (class 3 has no enhanced code, RFC 3463 §3.1).
+    pub fn start_data() -> Reply {
+        Reply::new(354, None, "End data with <CR><LF>.<CR><LF>")
+    }
+
+    /// `250 2.0.0 Message accepted`.
+    pub fn message_ok() -> Reply {
+        Reply::new(250, Some(EnhancedCode::new(2, 0, 0)), "Message accepted")
+    }
+
+    /// `250 2.0.0 <n> octets received`: a BDAT chunk that is not the last (RFC 3030 §2).
+    pub fn chunk_received(octets: u64) -> Reply {
+        Reply::new(
+            250,
+            Some(EnhancedCode::new(2, 0, 0)),
+            format!("{octets} octets received"),
+        )
+    }
+
+    /// `221 2.0.0 Bye`: QUIT.
+    pub fn bye() -> Reply {
+        Reply::new(221, Some(EnhancedCode::new(2, 0, 0)), "Bye")
+    }
+
+    /// `252 2.5.0`: VRFY is not answered (RFC 5321 §3.5.3), but mail will be tried.
+    pub fn cannot_verify() -> Reply {
+        Reply::new(
+            252,
+            Some(EnhancedCode::new(2, 5, 0)),
+            "Cannot VRFY user, but will accept message and attempt delivery",
+        )
+    }
+
+    /// `214 2.0.0`: HELP.
+    pub fn help() -> Reply {
+        Reply::new(
+            214,
+            Some(EnhancedCode::new(2, 0, 0)),
+            "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS",
+        )
+    }
+
+    /// `220 2.0.0 Ready to start TLS` (RFC 3207 §4).
+    pub fn ready_for_tls() -> Reply {
+        Reply::new(220, Some(EnhancedCode::new(2, 0, 0)), "Ready to start TLS")
+    }
+}
+
 impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.enhanced {
