@@ -348,18 +348,6 @@ enum Phase {
     Done,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Stage {
-    /// MAIL and RCPTs sent; waiting for their replies.
-    Envelope,
-    /// DATA asked for; waiting for `DataReady`.
-    AwaitData,
-    /// Content and end queued; waiting for the final reply.
-    Sending,
-    /// Refused before the content; RSET sent.
-    Resetting,
-}
-
 #[derive(Debug)]
 struct Txn {
     msg: usize,
@@ -369,11 +357,22 @@ struct Txn {
     rcpts_sent: usize,
     rcpt_replies: usize,
     rcpt_ok: usize,
-    /// The first refusal (stage name and reply) that decides a message never sent.
+    /// The first envelope refusal (stage name and reply): it decides a message whose
+    /// envelope failed as a whole.
     refusal: Option<(&'static str, Reply)>,
-    stage: Stage,
+    /// Content and end were handed to the client.
     end_at: Option<Instant>,
+    /// The last content byte was handed to the kernel.
     flushed_at: Option<Instant>,
+    /// Refused before the content; RSET sent, `ResetDone` awaited.
+    resetting: bool,
+}
+
+impl Txn {
+    /// MAIL failed or no RCPT succeeded (known once every envelope reply is in).
+    fn envelope_failed(&self) -> bool {
+        !self.mail_ok || (self.rcpt_replies == self.rcpts_sent && self.rcpt_ok == 0)
+    }
 }
 
 #[derive(Debug)]
@@ -634,12 +633,14 @@ impl<'a> Runner<'a> {
                         txn.refusal.get_or_insert(("MAIL", reply));
                     }
                     if txn.rcpts_sent == 0 {
-                        self.envelope_done(i, now);
+                        self.report
+                            .latencies
+                            .envelope
+                            .record(now.saturating_duration_since(txn.mail_at));
                     }
                 }
             }
             ClientEvent::RcptReply(reply) => {
-                let mut done = false;
                 if let Phase::Busy(txn) = &mut self.sessions[i].phase {
                     txn.rcpt_replies += 1;
                     if reply.is_positive() {
@@ -648,35 +649,33 @@ impl<'a> Runner<'a> {
                         self.report.count_error(format!("RCPT {}", short(&reply)));
                         txn.refusal.get_or_insert(("RCPT", reply));
                     }
-                    done = txn.rcpt_replies == txn.rcpts_sent;
-                }
-                if done {
-                    self.envelope_done(i, now);
+                    if txn.rcpt_replies == txn.rcpts_sent {
+                        self.report
+                            .latencies
+                            .envelope
+                            .record(now.saturating_duration_since(txn.mail_at));
+                    }
                 }
             }
+            // After 354, or at once under BDAT (the client holds nothing back for a dead
+            // envelope: it refuses the DATA or fails the BDAT itself).
             ClientEvent::DataReady => {
                 let s = &mut self.sessions[i];
                 if let (Phase::Busy(txn), Some(client)) = (&mut s.phase, s.client.as_mut()) {
-                    if txn.stage == Stage::AwaitData {
+                    if txn.end_at.is_none() {
                         if let Some(m) = self.corpus.messages.get(txn.msg) {
                             client.send(m.content.clone());
                         }
                         client.end();
-                        txn.stage = Stage::Sending;
                         txn.end_at = Some(now);
                     }
                 }
             }
-            ClientEvent::DataRefused(reply) => {
-                if let Phase::Busy(txn) = &mut self.sessions[i].phase {
-                    txn.refusal = Some(("DATA", reply));
-                }
-                self.refused(i, now);
-            }
+            ClientEvent::DataRefused(reply) => self.refused(i, reply, now),
             ClientEvent::MessageReply(reply) => self.answered(i, reply, now),
             ClientEvent::ResetDone => {
                 let s = &mut self.sessions[i];
-                if matches!(&s.phase, Phase::Busy(t) if t.stage == Stage::Resetting) {
+                if matches!(&s.phase, Phase::Busy(t) if t.resetting) {
                     s.phase = Phase::Idle;
                 }
             }
@@ -684,62 +683,50 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Every envelope reply is in: send the content, or give up on this message.
-    fn envelope_done(&mut self, i: usize, now: Instant) {
+    /// DATA was refused: count the message by the deciding reply (the envelope's when the
+    /// envelope failed), then RSET.
+    fn refused(&mut self, i: usize, data_reply: Reply, now: Instant) {
         let s = &mut self.sessions[i];
         let (Phase::Busy(txn), Some(client)) = (&mut s.phase, s.client.as_mut()) else {
             return;
         };
-        if txn.stage != Stage::Envelope {
-            return;
-        }
-        self.report
-            .latencies
-            .envelope
-            .record(now.saturating_duration_since(txn.mail_at));
-        if txn.mail_ok && txn.rcpt_ok > 0 {
-            txn.stage = Stage::AwaitData;
-            client.data();
-            return;
-        }
-        self.refused(i, now);
-    }
-
-    /// The message was refused before its content: count it by the deciding reply, RSET.
-    fn refused(&mut self, i: usize, now: Instant) {
-        let s = &mut self.sessions[i];
-        let (Phase::Busy(txn), Some(client)) = (&mut s.phase, s.client.as_mut()) else {
-            return;
-        };
-        txn.stage = Stage::Resetting;
+        txn.resetting = true;
         client.rset();
-        self.last_answer = Some(now);
-        match txn.refusal.take() {
-            Some((stage, reply)) => {
-                *self.report.final_codes.entry(reply.code()).or_default() += 1;
-                if reply.is_permanent() {
-                    self.report.rejected += 1;
-                } else {
-                    self.report.tempfailed += 1;
-                }
-                if stage != "RCPT" {
-                    self.report
-                        .count_error(format!("{stage} {}", short(&reply)));
-                }
-            }
-            None => {
-                self.report.failed += 1;
-                self.report.count_error("no recipient accepted".to_string());
-            }
-        }
+        let decided = match txn.refusal.take() {
+            Some(envelope) if txn.envelope_failed() => envelope,
+            _ => ("DATA", data_reply),
+        };
+        self.count_refusal(decided, now);
     }
 
-    /// The end-of-data reply arrived.
+    fn count_refusal(&mut self, (stage, reply): (&'static str, Reply), now: Instant) {
+        let r = &mut self.report;
+        *r.final_codes.entry(reply.code()).or_default() += 1;
+        if reply.is_permanent() {
+            r.rejected += 1;
+        } else {
+            r.tempfailed += 1;
+        }
+        // RCPT refusals were counted one by one as they came.
+        if stage != "RCPT" {
+            r.count_error(format!("{stage} {}", short(&reply)));
+        }
+        self.last_answer = Some(now);
+    }
+
+    /// The end-of-data reply arrived (under BDAT also a failing chunk's reply; the client
+    /// then resets on its own).
     fn answered(&mut self, i: usize, reply: Reply, now: Instant) {
         let s = &mut self.sessions[i];
-        let Phase::Busy(txn) = &s.phase else {
+        let Phase::Busy(txn) = &mut s.phase else {
             return;
         };
+        if !reply.is_positive() && txn.envelope_failed() {
+            if let Some(envelope) = txn.refusal.take() {
+                s.phase = Phase::Idle;
+                return self.count_refusal(envelope, now);
+            }
+        }
         let r = &mut self.report;
         let eod = txn.flushed_at.or(txn.end_at).unwrap_or(now);
         r.latencies.data.record(now.saturating_duration_since(eod));
@@ -819,10 +806,12 @@ impl<'a> Runner<'a> {
             },
             ..MailParams::default()
         };
+        // Pipelined when offered (RFC 2920): MAIL, every RCPT and DATA in one go.
         client.mail(from, &params);
         for rcpt in rcpts {
             client.rcpt(rcpt, &RcptParams::default());
         }
+        client.data();
         // With rate set, latency counts from the schedule; closed loop counts from now.
         let intended = if self.opts.rate.is_some() {
             intended
@@ -838,9 +827,9 @@ impl<'a> Runner<'a> {
             rcpt_replies: 0,
             rcpt_ok: 0,
             refusal: None,
-            stage: Stage::Envelope,
             end_at: None,
             flushed_at: None,
+            resetting: false,
         });
         self.report.attempted += 1;
     }
