@@ -29,7 +29,7 @@ use slab::Slab;
 use crate::cli::toolkit::{self, JsonWriter, ReadStatus};
 use crate::config::BareLf;
 use crate::smtp::error::{reply_for, SessionError};
-use crate::smtp::reply::{EnhancedCode, Reply};
+use crate::smtp::reply::Reply;
 use crate::smtp::server::{Event, Server, ServerParams};
 
 /// Flags of `conbool sink` (DESIGN.md §5).
@@ -117,6 +117,9 @@ const MAX_RECIPIENTS: usize = 1000;
 
 /// Unconsumed client input held per connection.
 const MAX_INBUF: usize = 1024 * 1024;
+
+/// Reply bytes waiting for the socket before the sink stops reading from that client.
+const MAX_PENDING_REPLIES: usize = 256 * 1024;
 
 /// How often command and data timeouts are checked.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
@@ -647,15 +650,24 @@ impl Loop {
             if conn.eof || conn.server.is_closing() {
                 break;
             }
+            // Backpressure: a client that pipelines without reading its replies is not read
+            // further until they drain.
+            if conn.out.len() - conn.out_pos > MAX_PENDING_REPLIES {
+                break;
+            }
             match toolkit::read_some(&mut conn.stream, &mut conn.inbuf, MAX_INBUF) {
                 Ok(ReadStatus::Data(n)) => {
                     let before = conn.inbuf.len();
                     self.pump(key, now);
-                    let Some(conn) = self.conns.get(key) else {
+                    let Some(conn) = self.conns.get_mut(key) else {
                         return;
                     };
                     if n == 0 && conn.inbuf.len() == before {
                         // Buffer full and nothing consumed: a stuck core; give up on it.
+                        broken = true;
+                        break;
+                    }
+                    if flush(conn).is_err() {
                         broken = true;
                         break;
                     }
@@ -721,16 +733,17 @@ impl Loop {
                 moved = true;
                 self.handle_event(key, ev);
             }
+            // Draining replies each round lets the core go past its reply-backlog bound.
+            if let Some(conn) = self.conns.get_mut(key) {
+                if conn.out_pos == conn.out.len() {
+                    conn.out.clear();
+                    conn.out_pos = 0;
+                }
+                conn.server.poll_output(&mut conn.out);
+            }
             if !moved {
                 break;
             }
-        }
-        if let Some(conn) = self.conns.get_mut(key) {
-            if conn.out_pos == conn.out.len() {
-                conn.out.clear();
-                conn.out_pos = 0;
-            }
-            conn.server.poll_output(&mut conn.out);
         }
     }
 
@@ -751,13 +764,13 @@ impl Loop {
                     file: None,
                     file_error: false,
                 });
-                conn.server.answer(positive(250, (2, 1, 0), "Sender OK"));
+                conn.server.answer(Reply::mail_ok());
             }
             Event::Rcpt { to, .. } => {
                 if let Some(inc) = conn.incoming.as_mut() {
                     inc.rcpts.push(to.to_string());
                 }
-                conn.server.answer(positive(250, (2, 1, 5), "Recipient OK"));
+                conn.server.answer(Reply::rcpt_ok());
             }
             Event::DataStart { bdat } => {
                 let keep = self.opts.keep_messages && self.kept_bytes < KEEP_MESSAGES_MAX_BYTES;
@@ -788,8 +801,7 @@ impl Loop {
                 inc.file = file;
                 inc.file_error = file_error;
                 if !bdat {
-                    conn.server
-                        .answer(positive(354, None, "End data with <CR><LF>.<CR><LF>"));
+                    conn.server.answer(Reply::start_data());
                 }
             }
             Event::Data(piece) => {
@@ -853,7 +865,7 @@ impl Loop {
                 Verdict::Accept => {
                     stats.accepted += 1;
                     stats.bytes_accepted += inc.bytes;
-                    (positive(250, (2, 0, 0), "Ok: queued"), true)
+                    (Reply::message_ok(), true)
                 }
                 Verdict::Tempfail => {
                     stats.tempfailed += 1;
@@ -967,12 +979,6 @@ fn flush(conn: &mut Conn) -> io::Result<()> {
     conn.out.clear();
     conn.out_pos = 0;
     Ok(())
-}
-
-/// The sink's positive replies (refusals come from `reply_for`).
-fn positive(code: u16, enhanced: impl Into<Option<(u8, u16, u16)>>, text: &str) -> Reply {
-    let enhanced = enhanced.into().map(|(c, s, d)| EnhancedCode::new(c, s, d));
-    Reply::new(code, enhanced, text)
 }
 
 /// A maildir file name: `time.M<micros>P<pid>Q<seq>.conbool-sink` (unique per process).
@@ -1100,5 +1106,202 @@ mod tests {
             ..SinkOptions::default()
         };
         assert!(Sink::spawn(opts).is_err());
+    }
+
+    /// Sends `script` in one write (fully pipelined), then reads until the sink closes.
+    fn transcript(addr: SocketAddr, script: &[u8]) -> String {
+        use std::io::Read;
+        let mut c = std::net::TcpStream::connect(addr).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("failsafe timeout");
+        c.write_all(script).expect("write");
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).expect("read until close");
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    fn codes(replies: &str) -> Vec<&str> {
+        replies
+            .lines()
+            .filter(|l| l.len() >= 4 && l.as_bytes()[3] == b' ')
+            .map(|l| &l[..3])
+            .collect()
+    }
+
+    const DATA_SCRIPT: &[u8] = b"EHLO t.example\r\nMAIL FROM:<a@example.com>\r\n\
+RCPT TO:<b@example.com>\r\nRCPT TO:<c@example.com>\r\nDATA\r\n\
+Subject: x\r\n\r\n..leading dot\r\n.\r\nQUIT\r\n";
+
+    const BDAT_SCRIPT: &[u8] = b"EHLO t.example\r\nMAIL FROM:<>\r\nRCPT TO:<b@example.com>\r\n\
+BDAT 5\r\nab\ncdBDAT 3 LAST\r\n.\r\nQUIT\r\n";
+
+    #[test]
+    fn pipelined_data_session_is_stored_unstuffed() {
+        let sink = Sink::spawn(SinkOptions {
+            keep_messages: true,
+            ..SinkOptions::default()
+        })
+        .expect("spawn");
+        let replies = transcript(sink.addr, DATA_SCRIPT);
+        assert_eq!(
+            codes(&replies),
+            ["220", "250", "250", "250", "250", "354", "250", "221"],
+            "{replies}"
+        );
+        assert!(replies.contains("CHUNKING"), "{replies}");
+        let msgs = sink.take_messages();
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(msgs[0].from, "a@example.com");
+        assert_eq!(msgs[0].rcpts, ["b@example.com", "c@example.com"]);
+        assert_eq!(msgs[0].data, b"Subject: x\r\n\r\n.leading dot\r\n");
+        assert!(!msgs[0].bdat);
+        let stats = sink.stop().expect("stop");
+        assert_eq!(stats.accepted, 1);
+        assert_eq!(stats.bytes_accepted, 28);
+        assert_eq!(stats.per_connection.len(), 1);
+        assert!(!stats.per_connection[0].open);
+    }
+
+    #[test]
+    fn bdat_session_keeps_bare_lf_and_null_sender() {
+        let sink = Sink::spawn(SinkOptions {
+            keep_messages: true,
+            ..SinkOptions::default()
+        })
+        .expect("spawn");
+        let replies = transcript(sink.addr, BDAT_SCRIPT);
+        assert_eq!(
+            codes(&replies),
+            ["220", "250", "250", "250", "250", "250", "221"],
+            "{replies}"
+        );
+        let msgs = sink.take_messages();
+        assert_eq!(msgs.len(), 1, "{replies}");
+        assert_eq!(msgs[0].from, "");
+        assert_eq!(msgs[0].data, b"ab\ncd.\r\n");
+        assert!(msgs[0].bdat);
+    }
+
+    #[test]
+    fn injected_failures_answer_end_of_data() {
+        const ROWS: &[(&str, f64, f64, &str)] = &[
+            ("tempfail", 100.0, 0.0, "451"),
+            ("reject", 0.0, 100.0, "550"),
+        ];
+        for (name, tempfail_pct, reject_pct, code) in ROWS {
+            let sink = Sink::spawn(SinkOptions {
+                tempfail_pct: *tempfail_pct,
+                reject_pct: *reject_pct,
+                keep_messages: true,
+                ..SinkOptions::default()
+            })
+            .expect("spawn");
+            let replies = transcript(sink.addr, DATA_SCRIPT);
+            assert_eq!(codes(&replies)[6], *code, "{name}: {replies}");
+            assert!(sink.take_messages().is_empty(), "{name}");
+            let stats = sink.stop().expect("stop");
+            assert_eq!(stats.accepted, 0, "{name}");
+            assert_eq!(stats.tempfailed + stats.rejected, 1, "{name}");
+            assert_eq!(stats.per_connection[0].refused, 1, "{name}");
+        }
+    }
+
+    fn scratch_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("conbool-sink-test-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn files_in(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(dir)
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn maildir_gets_accepted_messages_only() {
+        let dir = scratch_dir("maildir");
+        let sink = Sink::spawn(SinkOptions {
+            maildir: Some(dir.clone()),
+            ..SinkOptions::default()
+        })
+        .expect("spawn");
+        let replies = transcript(sink.addr, DATA_SCRIPT);
+        assert_eq!(codes(&replies)[6], "250", "{replies}");
+        sink.stop().expect("stop");
+        let new = files_in(&dir.join("new"));
+        assert_eq!(new.len(), 1);
+        assert_eq!(
+            fs::read(&new[0]).expect("read"),
+            b"Subject: x\r\n\r\n.leading dot\r\n"
+        );
+        assert!(files_in(&dir.join("tmp")).is_empty());
+
+        let refusing = Sink::spawn(SinkOptions {
+            maildir: Some(dir.clone()),
+            tempfail_pct: 100.0,
+            ..SinkOptions::default()
+        })
+        .expect("spawn");
+        transcript(refusing.addr, DATA_SCRIPT);
+        refusing.stop().expect("stop");
+        assert_eq!(
+            files_in(&dir.join("new")).len(),
+            1,
+            "refused message stored"
+        );
+        assert!(
+            files_in(&dir.join("tmp")).is_empty(),
+            "temp file left behind"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn stop_closes_open_connections_with_421() {
+        use std::io::Read;
+        let sink = Sink::spawn(SinkOptions::default()).expect("spawn");
+        let mut c = std::net::TcpStream::connect(sink.addr).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("failsafe timeout");
+        let mut greeting = [0u8; 4];
+        c.read_exact(&mut greeting).expect("greeting");
+        assert_eq!(&greeting, b"220 ");
+        let stats = sink.stop().expect("stop");
+        assert_eq!(stats.open_connections, 0);
+        let mut rest = Vec::new();
+        let _ = c.read_to_end(&mut rest);
+        let rest = String::from_utf8_lossy(&rest);
+        assert!(rest.contains("\r\n421 4.3.2 "), "{rest:?}");
+    }
+
+    #[test]
+    fn a_client_that_never_reads_is_not_buffered_without_bound() {
+        use std::io::Read;
+        let sink = Sink::spawn(SinkOptions::default()).expect("spawn");
+        let mut c = std::net::TcpStream::connect(sink.addr).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("failsafe timeout");
+        c.set_write_timeout(Some(Duration::from_secs(10)))
+            .expect("failsafe timeout");
+        let mut script = b"EHLO t.example\r\n".to_vec();
+        for _ in 0..200_000 {
+            script.extend_from_slice(b"NOOP\r\n");
+        }
+        script.extend_from_slice(b"QUIT\r\n");
+        // The write may block once the sink stops reading: drain replies on another thread.
+        let mut reader = c.try_clone().expect("clone");
+        let counter = thread::spawn(move || {
+            let mut got = Vec::new();
+            let _ = reader.read_to_end(&mut got);
+            got.windows(4).filter(|w| w == b"250 ").count()
+        });
+        c.write_all(&script).expect("write");
+        let ok = counter.join().expect("reader");
+        assert_eq!(ok, 200_001, "every NOOP (and EHLO) answered");
+        drop(sink);
     }
 }

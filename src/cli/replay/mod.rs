@@ -1146,14 +1146,14 @@ mod tests {
             "{label}: wrong transfer mode"
         );
         got.sort_by(|a, b| a.data.cmp(&b.data));
-        let mut want: Vec<&CorpusMessage> = corpus.messages[..count].iter().collect();
-        want.sort_by(|a, b| canonical_crlf(&a.content).cmp(&canonical_crlf(&b.content)));
-        for (g, w) in got.iter().zip(&want) {
+        let mut want: Vec<(Vec<u8>, &CorpusMessage)> = corpus.messages[..count]
+            .iter()
+            .map(|m| (canonical_crlf(&m.content).into_owned(), m))
+            .collect();
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        for (g, (content, w)) in got.iter().zip(&want) {
             let name = w.path.display();
-            assert!(
-                g.data == *canonical_crlf(&w.content),
-                "{label}: {name}: content differs"
-            );
+            assert!(g.data == *content, "{label}: {name}: content differs");
             assert_eq!(g.from, w.from.to_string(), "{label}: {name}: MAIL FROM");
             let rcpts: Vec<String> = w.rcpts.iter().map(|r| r.to_string()).collect();
             assert_eq!(g.rcpts, rcpts, "{label}: {name}: RCPT TO");
@@ -1217,6 +1217,89 @@ mod tests {
             report.elapsed
         );
         drop(sink);
+    }
+
+    /// A blocking single-session SMTP server that refuses every recipient.
+    fn refusing_server(chunking: bool) -> (SocketAddr, std::thread::JoinHandle<()>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let thread = std::thread::spawn(move || {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let Ok(read_half) = stream.try_clone() else {
+                return;
+            };
+            let mut r = BufReader::new(read_half);
+            let mut w = stream;
+            let _ = w.write_all(b"220 test ESMTP\r\n");
+            let mut line = String::new();
+            while matches!(r.read_line(&mut line), Ok(n) if n > 0) {
+                let up = line.to_ascii_uppercase();
+                let reply: &[u8] = if up.starts_with("EHLO") && chunking {
+                    b"250-test\r\n250-PIPELINING\r\n250 CHUNKING\r\n"
+                } else if up.starts_with("EHLO") {
+                    b"250-test\r\n250 PIPELINING\r\n"
+                } else if up.starts_with("MAIL") {
+                    b"250 2.1.0 ok\r\n"
+                } else if up.starts_with("RCPT") {
+                    b"550 5.1.1 no such user\r\n"
+                } else if up.starts_with("DATA") {
+                    b"554 5.5.1 no valid recipients\r\n"
+                } else if up.starts_with("BDAT") {
+                    let n: u64 = up
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                    let _ = std::io::copy(&mut (&mut r).take(n), &mut std::io::sink());
+                    b"554 5.5.1 no valid recipients\r\n"
+                } else if up.starts_with("RSET") {
+                    b"250 2.0.0 ok\r\n"
+                } else if up.starts_with("QUIT") {
+                    let _ = w.write_all(b"221 2.0.0 bye\r\n");
+                    return;
+                } else {
+                    b"500 5.5.1 what\r\n"
+                };
+                if w.write_all(reply).is_err() {
+                    return;
+                }
+                line.clear();
+            }
+        });
+        (addr, thread)
+    }
+
+    #[test]
+    fn refused_recipients_decide_the_message_under_data_and_bdat() {
+        let corpus = bundled();
+        for bdat in [false, true] {
+            let (addr, server) = refusing_server(bdat);
+            let mut opts = ReplayOptions::new(addr);
+            opts.sessions = 1;
+            opts.limit = Limit::Messages(3);
+            opts.bdat = bdat;
+            opts.rcpt_to = vec![corpus::parse_forward_path("x@example.com").expect("addr")];
+            let report = run_replay_corpus(&opts, &corpus).expect("replay");
+            let text = report.to_text();
+            assert_eq!(report.attempted, 3, "bdat={bdat}: {text}");
+            assert_eq!(report.rejected, 3, "bdat={bdat}: {text}");
+            assert_eq!(report.accepted + report.failed, 0, "bdat={bdat}: {text}");
+            assert_eq!(
+                report.final_codes.get(&550),
+                Some(&3),
+                "bdat={bdat}: {text}"
+            );
+            assert_eq!(
+                report.errors.get("RCPT 550 5.1.1"),
+                Some(&3),
+                "bdat={bdat}: {text}"
+            );
+            assert_eq!(report.errors.len(), 1, "bdat={bdat}: {text}");
+            server.join().expect("server thread");
+        }
     }
 
     #[test]
