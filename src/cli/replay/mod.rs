@@ -445,7 +445,7 @@ impl<'a> Runner<'a> {
     fn run(mut self) -> io::Result<ReplayReport> {
         let mut events = Events::with_capacity(1024);
         for i in 0..self.sessions.len() {
-            self.connect(i, self.start);
+            self.connect(i, Instant::now());
         }
         let mut next_tick = self.start + TICK;
         let mut next_progress = self.start + Duration::from_secs(1);
