@@ -25,6 +25,10 @@ enum Command {
     Check(cli::check::Args),
     /// Run the relay (embedded defaults without --config).
     Run(cli::run::RunArgs),
+    /// A next hop for tests and load: accepts, counts, optionally stores, injects failures.
+    Sink(cli::sink::SinkArgs),
+    /// The corpus replayer: a load generator with latency histograms.
+    Replay(cli::replay::ReplayArgs),
     // Integrator: `run`, `sink`, `replay`, `demo`, `scan` and `exchange` join here, one
     // variant and one `cli::<name>::main(args)` arm each.
 }
@@ -33,6 +37,8 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check(args) => cli::check::main(args),
         Command::Run(args) => cli::run::main(args),
+        Command::Sink(args) => cli::sink::main(args),
+        Command::Replay(args) => cli::replay::main(args),
     }
 }
 

@@ -1,0 +1,298 @@
+//! Helpers shared by the `sink` and `replay` tools: a poll that retries `EINTR`, bounded reads
+//! into a `BytesMut`, vectored writes out of an [`Outbound`] queue, and a small hand-written
+//! JSON object writer for their `--json` output.
+//!
+//! Deliberately separate from `reactor`: a bug shared with the relay would hide itself.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use mio::{Events, Poll};
+
+use crate::smtp::outbound::Outbound;
+
+/// Bytes asked of the kernel per `read` call.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// Most `IoSlice`s handed to one `writev`.
+const MAX_IOV: usize = 64;
+
+/// `poll.poll`, retried on `Interrupted` (a signal arriving mid-wait is not an error).
+pub fn poll_retrying_eintr(
+    poll: &mut Poll,
+    events: &mut Events,
+    timeout: Option<Duration>,
+) -> io::Result<()> {
+    loop {
+        match poll.poll(events, timeout) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// What one [`read_some`] call saw.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ReadStatus {
+    /// `n` bytes were appended; more may be waiting.
+    Data(usize),
+    /// Nothing more for now.
+    WouldBlock,
+    /// The peer closed its side.
+    Eof,
+}
+
+/// One `read` into the spare room of `buf`, growing it by up to [`READ_CHUNK`] but never past
+/// `max_len` bytes in all (`Data(0)` when `buf` is already full: the caller must consume first).
+pub fn read_some<R: Read>(
+    src: &mut R,
+    buf: &mut BytesMut,
+    max_len: usize,
+) -> io::Result<ReadStatus> {
+    let start = buf.len();
+    let room = READ_CHUNK.min(max_len.saturating_sub(start));
+    if room == 0 {
+        return Ok(ReadStatus::Data(0));
+    }
+    buf.resize(start + room, 0);
+    let result = loop {
+        match src.read(&mut buf[start..]) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => break other,
+        }
+    };
+    match result {
+        Ok(0) => {
+            buf.truncate(start);
+            Ok(ReadStatus::Eof)
+        }
+        Ok(n) => {
+            buf.truncate(start + n);
+            Ok(ReadStatus::Data(n))
+        }
+        Err(e) => {
+            buf.truncate(start);
+            if e.kind() == io::ErrorKind::WouldBlock {
+                Ok(ReadStatus::WouldBlock)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Writes as much of `out` as the socket takes. `Ok(true)` when `out` is now empty.
+pub fn write_outbound<W: Write>(dst: &mut W, out: &mut Outbound) -> io::Result<bool> {
+    while !out.is_empty() {
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        let n = out.io_slices(&mut slices);
+        match dst.write_vectored(&slices[..n]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => out.advance(written),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// Builds one JSON object by hand (serde_json is not a dependency). Fields appear in call
+/// order; nested objects open with [`JsonWriter::begin_object`] and close with
+/// [`JsonWriter::end_object`].
+#[derive(Debug)]
+pub struct JsonWriter {
+    out: String,
+    /// Per open object: whether it already has a field.
+    has_field: Vec<bool>,
+}
+
+impl JsonWriter {
+    /// Starts the top-level object.
+    pub fn object() -> JsonWriter {
+        JsonWriter {
+            out: String::from("{"),
+            has_field: vec![false],
+        }
+    }
+
+    /// A string field.
+    pub fn field_str(&mut self, name: &str, value: &str) {
+        self.key(name);
+        push_json_string(&mut self.out, value);
+    }
+
+    /// An unsigned integer field.
+    pub fn field_u64(&mut self, name: &str, value: u64) {
+        self.key(name);
+        self.out.push_str(&value.to_string());
+    }
+
+    /// A number field; non-finite values become `null` (JSON has no NaN).
+    pub fn field_f64(&mut self, name: &str, value: f64) {
+        self.key(name);
+        if value.is_finite() {
+            let s = format!("{value:.3}");
+            let s = s.trim_end_matches('0').trim_end_matches('.');
+            self.out
+                .push_str(if s.is_empty() || s == "-" { "0" } else { s });
+        } else {
+            self.out.push_str("null");
+        }
+    }
+
+    /// A boolean field.
+    pub fn field_bool(&mut self, name: &str, value: bool) {
+        self.key(name);
+        self.out.push_str(if value { "true" } else { "false" });
+    }
+
+    /// A `null` field.
+    pub fn field_null(&mut self, name: &str) {
+        self.key(name);
+        self.out.push_str("null");
+    }
+
+    /// Opens a nested object field.
+    pub fn begin_object(&mut self, name: &str) {
+        self.key(name);
+        self.out.push('{');
+        self.has_field.push(false);
+    }
+
+    /// Closes the innermost nested object.
+    pub fn end_object(&mut self) {
+        if self.has_field.len() > 1 {
+            self.has_field.pop();
+            self.out.push('}');
+        }
+    }
+
+    /// Closes every open object and returns the text.
+    pub fn finish(mut self) -> String {
+        while self.has_field.len() > 1 {
+            self.end_object();
+        }
+        self.out.push('}');
+        self.out
+    }
+
+    fn key(&mut self, name: &str) {
+        if let Some(has) = self.has_field.last_mut() {
+            if *has {
+                self.out.push(',');
+            }
+            *has = true;
+        }
+        push_json_string(&mut self.out, name);
+        self.out.push(':');
+    }
+}
+
+/// Appends `s` as a JSON string literal (RFC 8259 §7).
+pub fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    /// A writer that takes at most `step` bytes per call and then blocks once.
+    struct Trickle {
+        got: Vec<u8>,
+        step: usize,
+        block_next: bool,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.block_next {
+                self.block_next = false;
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.block_next = true;
+            let n = buf.len().min(self.step);
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn write_outbound_resumes_after_would_block() {
+        let mut out = Outbound::new();
+        out.push(Bytes::from_static(b"hello "));
+        out.push(Bytes::from_static(b"world"));
+        let mut w = Trickle {
+            got: Vec::new(),
+            step: 4,
+            block_next: false,
+        };
+        let mut rounds = 0;
+        while !write_outbound(&mut w, &mut out).expect("no error") {
+            rounds += 1;
+            assert!(rounds < 100, "no progress");
+        }
+        assert_eq!(w.got, b"hello world");
+    }
+
+    #[test]
+    fn read_some_respects_max_len_and_reports_eof() {
+        let mut src: &[u8] = b"0123456789";
+        let mut buf = BytesMut::new();
+        assert_eq!(
+            read_some(&mut src, &mut buf, 4).expect("read"),
+            ReadStatus::Data(4)
+        );
+        assert_eq!(
+            read_some(&mut src, &mut buf, 4).expect("read"),
+            ReadStatus::Data(0)
+        );
+        let _ = buf.split_to(4);
+        assert_eq!(
+            read_some(&mut src, &mut buf, 100).expect("read"),
+            ReadStatus::Data(6)
+        );
+        assert_eq!(
+            read_some(&mut src, &mut buf, 100).expect("read"),
+            ReadStatus::Eof
+        );
+        assert_eq!(&buf[..], b"456789");
+    }
+
+    #[test]
+    fn json_writer_nests_and_escapes() {
+        let mut j = JsonWriter::object();
+        j.field_str("name", "a\"b\\c\n\u{1}");
+        j.field_u64("n", 42);
+        j.field_f64("x", 1.5);
+        j.field_f64("whole", 2.0);
+        j.field_f64("nan", f64::NAN);
+        j.begin_object("inner");
+        j.field_bool("ok", true);
+        j.field_null("none");
+        j.end_object();
+        j.begin_object("empty");
+        assert_eq!(
+            j.finish(),
+            r#"{"name":"a\"b\\c\n\u0001","n":42,"x":1.5,"whole":2,"nan":null,"inner":{"ok":true,"none":null},"empty":{}}"#
+        );
+    }
+}
