@@ -21,6 +21,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Relay, sink and replayer in one process: throughput, latency, byte-exact delivery.
+    Demo(cli::demo::DemoArgs),
     /// Validate a configuration file and the certificates, keys and rule files it names.
     Check(cli::check::Args),
     /// Run the relay (embedded defaults without --config).
@@ -36,6 +38,7 @@ enum Command {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check(args) => cli::check::main(args),
+        Command::Demo(args) => cli::demo::main(args),
         Command::Run(args) => cli::run::main(args),
         Command::Sink(args) => cli::sink::main(args),
         Command::Replay(args) => cli::replay::main(args),

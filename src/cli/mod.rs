@@ -6,6 +6,7 @@
 //! programs here reuse the cores, so a bug shared with the relay cannot hide itself).
 
 pub mod check;
+pub mod demo;
 pub mod replay;
 pub mod run;
 pub mod sink;

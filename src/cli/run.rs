@@ -75,7 +75,7 @@ pub fn main(args: RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let handle = match reactor::spawn(snapshot.clone()) {
+    let handle = match reactor::spawn(snapshot.clone(), &reactor::RelayOptions::default()) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("conbool run: cannot start: {e}");
@@ -102,7 +102,9 @@ pub fn main(args: RunArgs) -> ExitCode {
                     handle.reload(&new);
                     eprintln!("conbool: configuration reloaded");
                 }
-                Err(e) => eprintln!("conbool: reload refused, keeping the running configuration: {e}"),
+                Err(e) => {
+                    eprintln!("conbool: reload refused, keeping the running configuration: {e}")
+                }
             },
             _ => break,
         }

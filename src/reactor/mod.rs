@@ -50,6 +50,19 @@ impl std::ops::AddAssign for WorkerStats {
     }
 }
 
+/// How the relay runs, apart from its configuration.
+#[derive(Clone, Debug)]
+pub struct RelayOptions {
+    /// Write one log line per message and per refused session to stderr.
+    pub log_messages: bool,
+}
+
+impl Default for RelayOptions {
+    fn default() -> RelayOptions {
+        RelayOptions { log_messages: true }
+    }
+}
+
 /// A running relay.
 pub struct RelayHandle {
     /// The addresses actually listened on (port 0 resolved).
@@ -96,7 +109,7 @@ impl RelayHandle {
 }
 
 /// Binds the listeners and starts `config.server.workers` workers.
-pub fn spawn(snapshot: Snapshot) -> io::Result<RelayHandle> {
+pub fn spawn(snapshot: Snapshot, options: &RelayOptions) -> io::Result<RelayHandle> {
     let config = snapshot.config.clone();
     let workers = config.server.workers.max(1);
     // Bind worker 0's listener first so that port 0 resolves to one port all workers share.
@@ -125,6 +138,7 @@ pub fn spawn(snapshot: Snapshot) -> io::Result<RelayHandle> {
             inbox: rx,
             poll,
             limiter: limiter.clone(),
+            log_messages: options.log_messages,
         })?;
         threads.push(
             std::thread::Builder::new()

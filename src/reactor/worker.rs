@@ -58,6 +58,8 @@ pub struct WorkerInit {
     pub poll: Poll,
     /// Connections per client address, across workers.
     pub limiter: Arc<ConnLimiter>,
+    /// Log one line per message and refused session.
+    pub log_messages: bool,
 }
 
 struct Down {
@@ -102,6 +104,7 @@ pub struct Worker {
     draining: Option<Instant>,
     stats: WorkerStats,
     wall: (Instant, SystemTime),
+    log_messages: bool,
 }
 
 impl Worker {
@@ -114,6 +117,7 @@ impl Worker {
             inbox,
             poll,
             limiter,
+            log_messages,
         } = init;
         for (i, l) in listeners.iter_mut().enumerate() {
             poll.registry().register(l, Token(i), Interest::READABLE)?;
@@ -132,6 +136,7 @@ impl Worker {
             draining: None,
             stats: WorkerStats::default(),
             wall: (Instant::now(), SystemTime::now()),
+            log_messages,
         })
     }
 
@@ -242,7 +247,11 @@ impl Worker {
             self.stats.connections += 1;
             if !allowed {
                 self.stats.refused_connections += 1;
-                eprintln!("refused client={peer} reason=max_connections_per_ip");
+                if self.log_messages {
+                    log_line(&format!(
+                        "refused client={peer} reason=max_connections_per_ip"
+                    ));
+                }
                 session.refuse(SessionError::TooManyConnections);
             } else if self.draining.is_some() {
                 session.refuse(SessionError::ShuttingDown);
@@ -540,7 +549,9 @@ impl Worker {
                 if log.flag == Some("YES") {
                     self.stats.spam += 1;
                 }
-                log_line(&log.to_string());
+                if self.log_messages {
+                    log_line(&log.to_string());
+                }
             }
             Action::Close => {}
         }

@@ -286,10 +286,25 @@ fn trusted_client_message_is_delivered_once_with_headers_and_mirrored_reply() {
     assert_eq!(d.from, "a@example.com");
     assert_eq!(d.rcpts, vec!["x@elsewhere.org"]);
     let (stamp, rest) = strip_stamp(&d.content);
-    assert!(stamp.starts_with("Received: from client.test ([127.0.0.1])"), "{stamp}");
-    assert!(stamp.contains("\r\nX-Conbool-example-com: true\r\nX-Conbool-Flag: NO\r\nX-Conbool-Score: 0.0 ()\r\n"), "{stamp}");
-    assert_eq!(rest, MSG, "every byte of the message follows our fields unchanged");
-    assert!(h.last_reply().starts_with("250 2.0.0 queued as HOP1"), "{}", h.replies());
+    assert!(
+        stamp.starts_with("Received: from client.test ([127.0.0.1])"),
+        "{stamp}"
+    );
+    assert!(
+        stamp.contains(
+            "\r\nX-Conbool-example-com: true\r\nX-Conbool-Flag: NO\r\nX-Conbool-Score: 0.0 ()\r\n"
+        ),
+        "{stamp}"
+    );
+    assert_eq!(
+        rest, MSG,
+        "every byte of the message follows our fields unchanged"
+    );
+    assert!(
+        h.last_reply().starts_with("250 2.0.0 queued as HOP1"),
+        "{}",
+        h.replies()
+    );
     assert_eq!(h.logs.len(), 1);
 }
 
@@ -357,7 +372,11 @@ fn too_many_received_headers_is_refused() {
 #[test]
 fn next_hop_rcpt_rejection_is_mirrored() {
     let mut h = Harness::new("127.0.0.1", Hop::RejectRcpt);
-    h.send(&transaction("a@example.com", &["bad@example.com", "good@example.com"], MSG));
+    h.send(&transaction(
+        "a@example.com",
+        &["bad@example.com", "good@example.com"],
+        MSG,
+    ));
     let text = h.replies();
     assert!(text.contains("550 5.1.1 no such user"), "{text}");
     assert_eq!(h.delivered.len(), 1);
@@ -376,7 +395,11 @@ fn next_hop_tempfail_at_end_of_data_reaches_the_client() {
     let mut h = Harness::new("127.0.0.1", Hop::TempfailData);
     h.send(&transaction("a@example.com", &["v@example.com"], MSG));
     assert!(h.delivered.is_empty());
-    assert!(h.last_reply().starts_with("451 4.3.0 try later"), "{}", h.replies());
+    assert!(
+        h.last_reply().starts_with("451 4.3.0 try later"),
+        "{}",
+        h.replies()
+    );
 }
 
 #[test]
@@ -442,7 +465,9 @@ fn other_route_recipient_gets_452() {
     second.trusted_networks.clear();
     config.tenants.push(second);
     let mut h = Harness::with_config("192.0.2.10", Hop::Accept, config);
-    h.send(b"EHLO c\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<v@example.com>\r\nRCPT TO:<w@other.test>\r\n");
+    h.send(
+        b"EHLO c\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<v@example.com>\r\nRCPT TO:<w@other.test>\r\n",
+    );
     assert!(h.last_reply().starts_with("452 4.5.3"), "{}", h.replies());
 }
 

@@ -132,7 +132,11 @@ fn serve(stream: TcpStream, script: HopScript, tx: mpsc::Sender<Vec<u8>>) {
                     if l == b".\r\n" {
                         break;
                     }
-                    let l = if l.starts_with(b"..") { &l[1..] } else { &l[..] };
+                    let l = if l.starts_with(b"..") {
+                        &l[1..]
+                    } else {
+                        &l[..]
+                    };
                     content.extend_from_slice(l);
                     if let HopScript::DropAfter(n) = script {
                         if content.len() >= n {

@@ -18,14 +18,21 @@ fn start(next_hop: &str, edit: impl FnOnce(&mut Config)) -> RelayHandle {
     }
     edit(&mut config);
     let rules = CompiledRules::builtin(config.spam.threshold);
-    reactor::spawn(Snapshot {
-        config: Arc::new(config),
-        rules,
-    })
+    let options = reactor::RelayOptions {
+        log_messages: false,
+    };
+    reactor::spawn(
+        Snapshot {
+            config: Arc::new(config),
+            rules,
+        },
+        &options,
+    )
     .expect("relay starts")
 }
 
-const MSG: &[u8] = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: e2e\r\n\r\nHello\r\n..leading dot\r\n";
+const MSG: &[u8] =
+    b"From: a@example.com\r\nTo: b@example.com\r\nSubject: e2e\r\n\r\nHello\r\n..leading dot\r\n";
 
 #[test]
 fn message_goes_through_to_a_data_only_next_hop_with_headers_added() {
@@ -40,10 +47,19 @@ fn message_goes_through_to_a_data_only_next_hop_with_headers_added() {
     assert!(r.starts_with("250 2.0.0 queued"), "{r}");
     let content = delivered.recv_timeout(FAILSAFE).expect("delivered");
     let text = String::from_utf8_lossy(&content);
-    assert!(text.starts_with("Received: from e2e.test ([127.0.0.1])"), "{text}");
-    assert!(text.contains("X-Conbool-example-com: true\r\nX-Conbool-Flag: NO\r\n"), "{text}");
+    assert!(
+        text.starts_with("Received: from e2e.test ([127.0.0.1])"),
+        "{text}"
+    );
+    assert!(
+        text.contains("X-Conbool-example-com: true\r\nX-Conbool-Flag: NO\r\n"),
+        "{text}"
+    );
     // The client's stuffed `..leading dot` arrives unstuffed at the next hop's content.
-    assert!(content.ends_with(b"Subject: e2e\r\n\r\nHello\r\n.leading dot\r\n"), "{text}");
+    assert!(
+        content.ends_with(b"Subject: e2e\r\n\r\nHello\r\n.leading dot\r\n"),
+        "{text}"
+    );
     assert!(c.cmd("QUIT").starts_with("221"));
     relay.stop().unwrap();
 }
@@ -51,7 +67,11 @@ fn message_goes_through_to_a_data_only_next_hop_with_headers_added() {
 #[test]
 fn unreachable_next_hop_gives_a_4xx_not_a_250() {
     // A port nobody listens on: bind, learn the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let relay = start(&format!("127.0.0.1:{port}"), |_| {});
     let (mut c, _) = Client::connect(relay.local_addrs[0]);
     c.cmd("EHLO e2e.test");
@@ -110,7 +130,10 @@ fn graceful_stop_lets_a_transaction_in_flight_finish() {
     assert!(r.starts_with("250"), "{r}");
     assert!(delivered.recv_timeout(FAILSAFE).is_ok());
     let after = c.reply();
-    assert!(after.starts_with("421 4.3.2") || after.is_empty(), "{after}");
+    assert!(
+        after.starts_with("421 4.3.2") || after.is_empty(),
+        "{after}"
+    );
     let stats = relay.join().unwrap();
     assert_eq!(stats.delivered, 1);
 }
