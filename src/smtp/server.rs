@@ -12,7 +12,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Buf;
+/// The buffer types of the server's API, re-exported for owners (and fuzz targets) that do not
+/// depend on `bytes` themselves.
+pub use bytes::{Bytes, BytesMut};
 
 use crate::config::BareLf;
 use crate::smtp::bdat::{ChunkReader, LineEnds};
