@@ -6,7 +6,9 @@
 //! answered). With `--rate R` it is open loop: message `k` is *due* at `start + k / R`, and its
 //! latency counts from that intended time, not from when a session got round to it, so a stall
 //! in the server shows up in the tail instead of hiding it (coordinated omission; STYLE.md §3
-//! habit 15).
+//! habit 15). The schedule's resolution is that of `epoll` (1 ms), and a message the
+//! generator itself sends late counts that lateness too, so open-loop numbers err on the
+//! pessimistic side.
 //!
 //! One mio loop on one thread drives every connection; it shares no code with `reactor` on
 //! purpose.
