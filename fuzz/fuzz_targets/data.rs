@@ -27,7 +27,12 @@ fn apply(part: &[u8], pieces: Vec<Piece>, out: &mut Decoded) {
 
 fn data(policy: BareLf, parts: &[&[u8]]) -> Decoded {
     let mut dec = DataDecoder::new(policy);
-    let mut out = Decoded { content: Vec::new(), consumed: 0, done: false, bare: false };
+    let mut out = Decoded {
+        content: Vec::new(),
+        consumed: 0,
+        done: false,
+        bare: false,
+    };
     for part in parts {
         let mut pieces = Vec::new();
         let feed = dec.feed(part, &mut pieces);
@@ -45,7 +50,12 @@ fn data(policy: BareLf, parts: &[&[u8]]) -> Decoded {
 
 fn bdat(policy: BareLf, parts: &[&[u8]]) -> Decoded {
     let mut ends = LineEnds::new(policy);
-    let mut out = Decoded { content: Vec::new(), consumed: 0, done: true, bare: false };
+    let mut out = Decoded {
+        content: Vec::new(),
+        consumed: 0,
+        done: true,
+        bare: false,
+    };
     for part in parts {
         let mut pieces = Vec::new();
         ends.feed(part, &mut pieces);

@@ -38,7 +38,10 @@ fuzz_target!(|input: (u8, Vec<u16>, &[u8])| {
     let mut rest = stream;
     let mut cuts = cuts.into_iter();
     while !rest.is_empty() {
-        let n = cuts.next().map_or(rest.len(), |c| usize::from(c) % (rest.len() + 1)).max(1);
+        let n = cuts
+            .next()
+            .map_or(rest.len(), |c| usize::from(c) % (rest.len() + 1))
+            .max(1);
         let (read, tail) = rest.split_at(n);
         rest = tail;
         buf.extend_from_slice(read);
@@ -63,10 +66,17 @@ fn pump(server: &mut Server, now: Instant, buf: &mut BytesMut, out: &mut Vec<u8>
             events += 1;
             answered |= answer(server, &event);
         }
-        assert!(events <= consumed + 4, "{events} events for {consumed} bytes");
+        assert!(
+            events <= consumed + 4,
+            "{events} events for {consumed} bytes"
+        );
         out.clear();
         server.poll_output(out);
-        assert!(out.len() <= MAX_REPLY_BACKLOG + LONGEST_REPLY, "{} reply bytes", out.len());
+        assert!(
+            out.len() <= MAX_REPLY_BACKLOG + LONGEST_REPLY,
+            "{} reply bytes",
+            out.len()
+        );
         if consumed == 0 && !answered && out.is_empty() {
             return;
         }
