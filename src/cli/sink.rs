@@ -26,7 +26,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::cli::toolkit::{self, JsonWriter, ReadStatus};
+use crate::cli::toolkit::{self, JsonWriter, ReadSizer, ReadStatus};
 use crate::config::BareLf;
 use crate::smtp::error::{reply_for, SessionError};
 use crate::smtp::reply::Reply;
@@ -507,6 +507,7 @@ struct Conn {
     stream: TcpStream,
     server: Server,
     inbuf: BytesMut,
+    reads: ReadSizer,
     out: Vec<u8>,
     out_pos: usize,
     writable_interest: bool,
@@ -627,7 +628,8 @@ impl Loop {
             entry.insert(Conn {
                 stream,
                 server: Server::new(self.params.clone(), now),
-                inbuf: BytesMut::with_capacity(toolkit::READ_CHUNK),
+                inbuf: BytesMut::new(),
+                reads: ReadSizer::default(),
                 out: Vec::new(),
                 out_pos: 0,
                 writable_interest: false,
@@ -655,7 +657,10 @@ impl Loop {
             if conn.out.len() - conn.out_pos > MAX_PENDING_REPLIES {
                 break;
             }
-            match toolkit::read_some(&mut conn.stream, &mut conn.inbuf, MAX_INBUF) {
+            match conn
+                .reads
+                .read(&mut conn.stream, &mut conn.inbuf, MAX_INBUF)
+            {
                 Ok(ReadStatus::Data(n)) => {
                     let before = conn.inbuf.len();
                     self.pump(key, now);

@@ -12,7 +12,7 @@ use mio::{Events, Poll};
 
 use crate::smtp::outbound::Outbound;
 
-/// Bytes asked of the kernel per `read` call.
+/// Most bytes asked of the kernel per `read` call.
 pub const READ_CHUNK: usize = 64 * 1024;
 
 /// Most `IoSlice`s handed to one `writev`.
@@ -32,7 +32,7 @@ pub fn poll_retrying_eintr(
     }
 }
 
-/// What one [`read_some`] call saw.
+/// What one [`ReadSizer::read`] call saw.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ReadStatus {
     /// `n` bytes were appended; more may be waiting.
@@ -43,40 +43,65 @@ pub enum ReadStatus {
     Eof,
 }
 
-/// One `read` into the spare room of `buf`, growing it by up to [`READ_CHUNK`] but never past
-/// `max_len` bytes in all (`Data(0)` when `buf` is already full: the caller must consume first).
-pub fn read_some<R: Read>(
-    src: &mut R,
-    buf: &mut BytesMut,
-    max_len: usize,
-) -> io::Result<ReadStatus> {
-    let start = buf.len();
-    let room = READ_CHUNK.min(max_len.saturating_sub(start));
-    if room == 0 {
-        return Ok(ReadStatus::Data(0));
+/// Smallest room offered to one `read` call.
+pub const MIN_READ: usize = 4 * 1024;
+
+/// Reads into a `BytesMut` without `unsafe`: the room offered to `read` must be zeroed first,
+/// so its size adapts to what reads actually return (doubling while reads fill it, halving
+/// when they come back small). A command-sized read then costs a 4 KiB memset, not 64 KiB.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadSizer {
+    room: usize,
+}
+
+impl Default for ReadSizer {
+    fn default() -> ReadSizer {
+        ReadSizer { room: MIN_READ }
     }
-    buf.resize(start + room, 0);
-    let result = loop {
-        match src.read(&mut buf[start..]) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => break other,
+}
+
+impl ReadSizer {
+    /// One `read` appended to `buf`, never growing it past `max_len` bytes in all (`Data(0)`
+    /// when `buf` is already full: the caller must consume first).
+    pub fn read<R: Read>(
+        &mut self,
+        src: &mut R,
+        buf: &mut BytesMut,
+        max_len: usize,
+    ) -> io::Result<ReadStatus> {
+        let start = buf.len();
+        let room = self.room.min(max_len.saturating_sub(start));
+        if room == 0 {
+            return Ok(ReadStatus::Data(0));
         }
-    };
-    match result {
-        Ok(0) => {
-            buf.truncate(start);
-            Ok(ReadStatus::Eof)
-        }
-        Ok(n) => {
-            buf.truncate(start + n);
-            Ok(ReadStatus::Data(n))
-        }
-        Err(e) => {
-            buf.truncate(start);
-            if e.kind() == io::ErrorKind::WouldBlock {
-                Ok(ReadStatus::WouldBlock)
-            } else {
-                Err(e)
+        buf.resize(start + room, 0);
+        let result = loop {
+            match src.read(&mut buf[start..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        match result {
+            Ok(0) => {
+                buf.truncate(start);
+                Ok(ReadStatus::Eof)
+            }
+            Ok(n) => {
+                buf.truncate(start + n);
+                if n == room {
+                    self.room = (self.room * 2).min(READ_CHUNK);
+                } else if n < room / 4 {
+                    self.room = (self.room / 2).max(MIN_READ);
+                }
+                Ok(ReadStatus::Data(n))
+            }
+            Err(e) => {
+                buf.truncate(start);
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    Ok(ReadStatus::WouldBlock)
+                } else {
+                    Err(e)
+                }
             }
         }
     }
@@ -254,27 +279,47 @@ mod tests {
     }
 
     #[test]
-    fn read_some_respects_max_len_and_reports_eof() {
+    fn reads_respect_max_len_and_report_eof() {
         let mut src: &[u8] = b"0123456789";
         let mut buf = BytesMut::new();
+        let mut r = ReadSizer::default();
         assert_eq!(
-            read_some(&mut src, &mut buf, 4).expect("read"),
+            r.read(&mut src, &mut buf, 4).expect("read"),
             ReadStatus::Data(4)
         );
         assert_eq!(
-            read_some(&mut src, &mut buf, 4).expect("read"),
+            r.read(&mut src, &mut buf, 4).expect("read"),
             ReadStatus::Data(0)
         );
         let _ = buf.split_to(4);
         assert_eq!(
-            read_some(&mut src, &mut buf, 100).expect("read"),
+            r.read(&mut src, &mut buf, 100).expect("read"),
             ReadStatus::Data(6)
         );
         assert_eq!(
-            read_some(&mut src, &mut buf, 100).expect("read"),
+            r.read(&mut src, &mut buf, 100).expect("read"),
             ReadStatus::Eof
         );
         assert_eq!(&buf[..], b"456789");
+    }
+
+    #[test]
+    fn read_room_grows_with_full_reads_and_shrinks_with_small_ones() {
+        let big = vec![7u8; 1 << 20];
+        let mut src: &[u8] = &big;
+        let mut buf = BytesMut::new();
+        let mut r = ReadSizer::default();
+        let mut sizes = Vec::new();
+        for _ in 0..6 {
+            match r.read(&mut src, &mut buf, usize::MAX).expect("read") {
+                ReadStatus::Data(n) => sizes.push(n),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(sizes, [4096, 8192, 16384, 32768, 65536, 65536]);
+        let mut small: &[u8] = b"NOOP\r\n";
+        r.read(&mut small, &mut buf, usize::MAX).expect("read");
+        assert_eq!(r.room, READ_CHUNK / 2);
     }
 
     #[test]

@@ -158,7 +158,7 @@ impl DataDecoder {
         match self.state {
             State::Cr { held: false } if self.policy == BareLf::Normalize => {
                 // The CR is the last byte: hold it until we know whether LF follows.
-                run.flush(input.len() - 1, out);
+                run.flush(input.len().saturating_sub(1), out);
                 self.state = State::Cr { held: true };
             }
             _ => run.flush(input.len(), out),

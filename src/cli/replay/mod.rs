@@ -6,7 +6,9 @@
 //! answered). With `--rate R` it is open loop: message `k` is *due* at `start + k / R`, and its
 //! latency counts from that intended time, not from when a session got round to it, so a stall
 //! in the server shows up in the tail instead of hiding it (coordinated omission; STYLE.md §3
-//! habit 15).
+//! habit 15). The schedule's resolution is that of `epoll` (1 ms), and a message the
+//! generator itself sends late counts that lateness too, so open-loop numbers err on the
+//! pessimistic side.
 //!
 //! One mio loop on one thread drives every connection; it shares no code with `reactor` on
 //! purpose.
@@ -25,7 +27,7 @@ use bytes::BytesMut;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::cli::toolkit::{self, ReadStatus};
+use crate::cli::toolkit::{self, ReadSizer, ReadStatus};
 use crate::smtp::client::{ClientEvent, ClientParams, StartTlsPolicy};
 use crate::smtp::command::{Body, ForwardPath, MailParams, RcptParams, ReversePath};
 use crate::smtp::outbound::Outbound;
@@ -299,6 +301,17 @@ impl Schedule {
         }
     }
 
+    /// Moves the schedule (and a duration's end) to start at `now`, as long as nothing was
+    /// sent yet: connection setup does not count against the first messages.
+    fn restart(&mut self, now: Instant) {
+        if self.next_seq == 0 {
+            if let Some(until) = self.until.as_mut() {
+                *until = now + until.saturating_duration_since(self.start);
+            }
+            self.start = now;
+        }
+    }
+
     fn intended(&self, seq: u64) -> Option<Instant> {
         self.rate
             .map(|r| self.start + Duration::from_secs_f64(seq as f64 / r))
@@ -380,6 +393,7 @@ struct Session {
     stream: Option<TcpStream>,
     client: Option<Client>,
     inbuf: BytesMut,
+    reads: ReadSizer,
     out: Outbound,
     phase: Phase,
     connect_started: Instant,
@@ -397,6 +411,7 @@ struct Runner<'a> {
     schedule: Schedule,
     report: ReplayReport,
     client_params: ClientParams,
+    /// When the first session became ready: the schedule and the elapsed time count from here.
     start: Instant,
     last_answer: Option<Instant>,
 }
@@ -409,6 +424,7 @@ impl<'a> Runner<'a> {
                 stream: None,
                 client: None,
                 inbuf: BytesMut::new(),
+                reads: ReadSizer::default(),
                 out: Outbound::new(),
                 phase: Phase::Done,
                 connect_started: start,
@@ -576,7 +592,7 @@ impl<'a> Runner<'a> {
             return Ok(());
         };
         while !s.eof {
-            match toolkit::read_some(stream, &mut s.inbuf, MAX_REPLY_BUF) {
+            match s.reads.read(stream, &mut s.inbuf, MAX_REPLY_BUF) {
                 Ok(ReadStatus::Data(n)) => {
                     let before = s.inbuf.len();
                     client.handle_input(now, &mut s.inbuf);
@@ -621,6 +637,10 @@ impl<'a> Runner<'a> {
                     .latencies
                     .connect
                     .record(now.saturating_duration_since(s.connect_started));
+                if self.report.connections == 0 {
+                    self.schedule.restart(now);
+                    self.start = now;
+                }
                 self.report.connections += 1;
                 s.attempts_in_row = 0;
                 s.phase = Phase::Idle;
@@ -1074,6 +1094,24 @@ mod tests {
             );
         }
         assert!(matches!(s.take(late), Next::Wait(_)));
+    }
+
+    #[test]
+    fn restart_moves_the_schedule_only_before_the_first_message() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(30);
+        let mut s = Schedule::new(t0, Limit::Duration(Duration::from_secs(1)), 10, Some(10.0));
+        s.restart(t1);
+        assert_eq!(
+            s.take(t1),
+            Next::Send {
+                seq: 0,
+                intended: t1
+            }
+        );
+        s.restart(t1 + Duration::from_secs(5));
+        assert_eq!(s.peek(t1), Next::Wait(t1 + Duration::from_millis(100)));
+        assert_eq!(s.until, Some(t1 + Duration::from_secs(1)));
     }
 
     #[test]

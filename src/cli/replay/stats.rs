@@ -118,7 +118,7 @@ pub struct ReplayReport {
     pub bdat: bool,
     /// The open-loop rate in messages per second, if one was set.
     pub rate: Option<f64>,
-    /// Wall time from the first connect to the last reply.
+    /// Wall time from the first session being ready to the last final reply.
     pub elapsed: Duration,
     /// Messages started (MAIL sent).
     pub attempted: u64,
