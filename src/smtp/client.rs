@@ -37,7 +37,8 @@
 //!   more. Misuse by the owner (a call out of order) also gives `Failed("bug: …")`, which at
 //!   worst costs a connection, never a corrupted message.
 //! - **Time**: calls that queue a command take no `now`; the deadline of its reply counts from
-//!   the last `now` the client saw (in `new`, `handle_input` or `handle_timeout`).
+//!   the last `now` the client saw (in `new`, `handle_input` or `handle_timeout`). To
+//!   start a transaction on a connection that sat idle, call `handle_timeout(now)` first.
 //! - **Memory**: besides what the owner hands it, the client holds only small commands and at
 //!   most one BDAT chunk being filled. [`Client::buffered_bytes`] tells how much waits inside
 //!   (content sent before `354`, chunks held without PIPELINING) for backpressure.
@@ -490,8 +491,11 @@ impl Client {
             self.phase = Phase::Closed;
             return;
         }
-        if let Txn::Bdat(enc) = &mut self.txn {
-            enc.discard();
+        if matches!(self.txn, Txn::Bdat(_)) {
+            // an unfinished message: its chunk replies no longer matter
+            self.held
+                .retain(|h| !matches!(h.what, Awaiting::Bdat { .. }));
+            self.discard_message_replies();
         }
         self.txn = Txn::Idle;
         self.phase = Phase::Quitting;
@@ -687,11 +691,13 @@ impl Client {
         if let Txn::Bdat(enc) = &mut self.txn {
             enc.discard();
         }
-        self.txn = Txn::Abandoned;
         self.held
             .retain(|h| !matches!(h.what, Awaiting::Bdat { .. }));
         self.discard_message_replies();
-        self.send_command(vec![Bytes::from_static(b"RSET\r\n")], Awaiting::AutoRset);
+        if matches!(self.phase, Phase::Open) {
+            self.txn = Txn::Abandoned;
+            self.send_command(vec![Bytes::from_static(b"RSET\r\n")], Awaiting::AutoRset);
+        }
     }
 
     fn after_ehlo(&mut self) {
