@@ -242,20 +242,22 @@ impl Worker {
                 wall_start: self.wall.1 + now.saturating_duration_since(self.wall.0),
                 tls_available: false,
             };
-            let mut session = Session::new(self.snapshot.clone(), info, now);
             let allowed = self.limiter.acquire(peer.ip());
             self.stats.connections += 1;
-            if !allowed {
+            let snap = self.snapshot.clone();
+            let session = if !allowed {
                 self.stats.refused_connections += 1;
                 if self.log_messages {
                     log_line(&format!(
                         "refused client={peer} reason=max_connections_per_ip"
                     ));
                 }
-                session.refuse(SessionError::TooManyConnections);
+                Session::new_refused(snap, info, now, SessionError::TooManyConnections)
             } else if self.draining.is_some() {
-                session.refuse(SessionError::ShuttingDown);
-            }
+                Session::new_refused(snap, info, now, SessionError::ShuttingDown)
+            } else {
+                Session::new(snap, info, now)
+            };
             let entry = self.conns.vacant_entry();
             let key = entry.key();
             let mut conn = Conn {

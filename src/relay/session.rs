@@ -240,7 +240,7 @@ impl Session {
     pub fn new(snap: Snapshot, info: ConnInfo, now: Instant) -> Session {
         let trust = route::trust_for(&snap.config, info.peer.ip(), &[]);
         let server = Server::new(server_params(&snap.config, info.tls_available), now);
-        Session {
+        let mut session = Session {
             snap,
             info,
             start: now,
@@ -257,11 +257,22 @@ impl Session {
             actions: VecDeque::new(),
             msg_seq: 0,
             closing: false,
-        }
+        };
+        // The greeting is queued in the server core: move it out now.
+        session.pump(now);
+        session
     }
 
-    /// Refuses the session at once (connection limits, shutdown): queues `reply_for(err)` and
-    /// closes after it.
+    /// A session refused at connect time (connection limits, shutdown): the client hears
+    /// `reply_for(err)` instead of the greeting (RFC 5321 §3.1), then the connection closes.
+    pub fn new_refused(snap: Snapshot, info: ConnInfo, now: Instant, err: SessionError) -> Session {
+        let mut session = Session::new(snap, info, now);
+        session.client_out.clear();
+        session.refuse(err);
+        session
+    }
+
+    /// Refuses the session at once (shutdown): queues `reply_for(err)` and closes after it.
     pub fn refuse(&mut self, err: SessionError) {
         self.server.refuse_session(err);
         self.pump(self.start);
@@ -274,7 +285,11 @@ impl Session {
 
     /// How many more client bytes may be read now (0: stop reading — backpressure).
     pub fn client_read_room(&self) -> usize {
-        if self.closing || self.down_out.len() >= DOWNSTREAM_HIGH_WATER {
+        let buffered = match &self.link {
+            Link::Up { client, .. } => client.buffered_bytes(),
+            _ => 0,
+        };
+        if self.closing || self.down_out.len() + buffered >= DOWNSTREAM_HIGH_WATER {
             return 0;
         }
         if let Some(d) = self.txn.as_ref().and_then(|t| t.data.as_ref()) {
@@ -335,7 +350,11 @@ impl Session {
             return;
         };
         let (client, ready) = match pooled {
-            Some(c) => (c, true),
+            Some(mut c) => {
+                // Its reply deadlines count from the last time it saw the clock.
+                c.handle_timeout(now);
+                (c, true)
+            }
             None => (
                 Box::new(Client::new(self.client_params(tenant), now)),
                 false,
@@ -923,7 +942,13 @@ impl Session {
     /// The next hop broke: answer what waits on it and poison the transaction.
     fn break_txn(&mut self, now: Instant, err: SessionError) {
         match std::mem::replace(&mut self.pending, Pending::None) {
-            Pending::Mail | Pending::Rcpt { .. } | Pending::Data => {
+            Pending::Mail => {
+                // The client's MAIL is refused: there is no transaction on either side.
+                self.server.answer(reply_for(&err).0);
+                self.txn = None;
+                return;
+            }
+            Pending::Rcpt { .. } | Pending::Data => {
                 self.server.answer(reply_for(&err).0);
                 if let Some(txn) = self.txn.as_mut() {
                     txn.data = None;
@@ -966,6 +991,8 @@ impl Session {
         self.pending = Pending::None;
         self.server.fail_message(err);
         self.close_downstream();
+        // The server core finishes the message on its own; the transaction is over here.
+        self.txn = None;
     }
 
     fn fail_or_answer(&mut self, now: Instant, answer: bool, err: SessionError) {

@@ -177,6 +177,10 @@ impl Harness {
                 let mode = self.hop_mode;
                 while let Some(ev) = hop.server.poll_event() {
                     progress = true;
+                    if hop.dropped {
+                        // The connection is gone: nothing after the drop reaches the hop.
+                        break;
+                    }
                     match ev {
                         Event::Mail { from, .. } => {
                             hop.current = Delivered {
@@ -475,4 +479,26 @@ fn other_route_recipient_gets_452() {
 fn refusal_reply_comes_from_the_table() {
     let (reply, _) = reply_for(&SessionError::RelayDenied);
     assert_eq!(reply.code(), 554);
+}
+
+#[test]
+fn a_refused_connection_hears_421_instead_of_the_greeting() {
+    let config = Config::embedded_defaults();
+    let rules = CompiledRules::builtin(config.spam.threshold);
+    let snap = Snapshot {
+        config: Arc::new(config),
+        rules,
+    };
+    let info = ConnInfo {
+        peer: "192.0.2.1:1".parse().unwrap(),
+        local: "127.0.0.1:2525".parse().unwrap(),
+        conn_id: 1,
+        wall_start: SystemTime::UNIX_EPOCH,
+        tls_available: false,
+    };
+    let mut s = Session::new_refused(snap, info, Instant::now(), SessionError::TooManyConnections);
+    let out = String::from_utf8(std::mem::take(s.client_output())).unwrap();
+    assert!(out.starts_with("421 4.7.0 "), "{out}");
+    assert!(!out.contains("220"), "{out}");
+    assert!(s.is_closing());
 }
