@@ -20,3 +20,4 @@ pub mod reactor;
 pub mod relay;
 pub mod rules;
 pub mod smtp;
+pub mod tls;
