@@ -35,6 +35,9 @@ use std::path::{Path, PathBuf};
 pub use config::{client_config, server_config, server_config_from_pem};
 pub use names::next_hop_server_name;
 pub use pipe::{TlsPipe, PLAINTEXT_BUFFER_LIMIT};
+/// The rustls configuration types the constructors return, re-exported so callers need not
+/// name the `rustls` crate.
+pub use rustls::{ClientConfig, ServerConfig};
 
 /// A TLS failure: a certificate or key file that cannot be used (naming the file and the
 /// problem), an invalid server name, or a handshake or record failure on a live connection.
