@@ -388,7 +388,7 @@ mod tests {
     }
 
     #[test]
-    fn server_side_server_config_versions_are_honoured() {
+    fn server_limited_to_tls12_negotiates_tls12() {
         let world = World::new();
         let server = server_config(
             &world.server_chain_pem(),
