@@ -21,3 +21,4 @@ pub mod reactor;
 pub mod relay;
 pub mod rules;
 pub mod smtp;
+pub mod tls;
