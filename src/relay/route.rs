@@ -44,7 +44,7 @@ pub fn owner_of(config: &Config, domain: &str) -> Option<TenantId> {
     if let Some(i) = config
         .tenants
         .iter()
-        .position(|t| t.domains.iter().any(|d| *d == domain))
+        .position(|t| t.domains.contains(&domain))
     {
         return Some(TenantId(i));
     }
@@ -55,7 +55,7 @@ pub fn owner_of(config: &Config, domain: &str) -> Option<TenantId> {
                 let matches = domain.len() > suffix.len() + 1
                     && domain.ends_with(suffix)
                     && domain.as_bytes()[domain.len() - suffix.len() - 1] == b'.';
-                if matches && best.is_none_or(|(len, _)| suffix.len() > len) {
+                if matches && best.map_or(true, |(len, _)| suffix.len() > len) {
                     best = Some((suffix.len(), TenantId(i)));
                 }
             }

@@ -86,7 +86,7 @@ pub enum Action {
     /// [`Session::downstream_tls_started`].
     StartTlsDownstream,
     /// One finished message, for the log and the counters.
-    Log(MessageLog),
+    Log(Box<MessageLog>),
     /// Flush client output, then close; an idle next-hop connection may go back to the pool.
     Close,
 }
@@ -793,10 +793,8 @@ impl Session {
                     self.rset_downstream();
                 }
             }
-            Pending::Rcpt { mail_failed, .. } => {
-                if !reply.is_positive() {
-                    *mail_failed = Some(reply);
-                }
+            Pending::Rcpt { mail_failed, .. } if !reply.is_positive() => {
+                *mail_failed = Some(reply);
             }
             _ => {}
         }
@@ -1048,7 +1046,7 @@ impl Session {
                 .unwrap_or(0),
             total_us: now.saturating_duration_since(data.started).as_micros() as u64,
         };
-        self.actions.push_back(Action::Log(log));
+        self.actions.push_back(Action::Log(Box::new(log)));
     }
 }
 

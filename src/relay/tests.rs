@@ -154,7 +154,7 @@ impl Harness {
                         self.session.downstream_attached(self.now, None);
                     }
                     Action::CloseDownstream => self.hop = None,
-                    Action::Log(log) => self.logs.push(log),
+                    Action::Log(log) => self.logs.push(*log),
                     Action::Close => self.closed = true,
                     Action::StartTlsClient | Action::StartTlsDownstream => {
                         panic!("no TLS in these tests")
@@ -209,10 +209,8 @@ impl Harness {
                                 hop.server.answer(ok(250, "rcpt ok"));
                             }
                         }
-                        Event::DataStart { bdat } => {
-                            if !bdat {
-                                hop.server.answer(Reply::new(354, None, "go ahead"));
-                            }
+                        Event::DataStart { bdat: false } => {
+                            hop.server.answer(Reply::new(354, None, "go ahead"));
                         }
                         Event::Data(piece) => {
                             hop.received += piece.len();
