@@ -386,9 +386,13 @@ fn next_hop_rcpt_rejection_is_mirrored() {
 }
 
 #[test]
-fn next_hop_sender_rejection_is_mirrored_at_mail_for_trusted_clients() {
+fn next_hop_sender_rejection_is_mirrored_at_rcpt_for_trusted_clients() {
+    // MAIL goes to the next hop at once but the client is not kept waiting for its reply.
     let mut h = Harness::new("127.0.0.1", Hop::RejectMail);
     h.send(b"EHLO c\r\nMAIL FROM:<a@example.com>\r\n");
+    assert!(h.last_reply().starts_with("250 2.1.0"), "{}", h.replies());
+    assert_eq!(h.connects, 1, "the next hop is opened at MAIL");
+    h.send(b"RCPT TO:<v@example.com>\r\n");
     assert!(h.last_reply().starts_with("550 5.1.8"), "{}", h.replies());
 }
 
