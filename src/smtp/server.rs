@@ -1558,7 +1558,31 @@ mod tests {
                 );
             }
             assert_eq!(t.events, row.events, "{}", row.name);
+            for line in String::from_utf8_lossy(&t.out).split_terminator("\r\n") {
+                assert!(
+                    has_enhanced_code(line),
+                    "{}: {line:?} lacks an enhanced code",
+                    row.name
+                );
+            }
         }
+    }
+
+    /// RFC 2034: every reply but the greeting, EHLO/HELO and 354 carries `class.x.y`.
+    fn has_enhanced_code(line: &str) -> bool {
+        let exempt = [
+            "220 mx.test ",
+            "250-",
+            "250 mx.test",
+            "250 STARTTLS",
+            "250 DSN",
+            "354 ",
+        ];
+        if exempt.iter().any(|e| line.starts_with(e)) {
+            return true;
+        }
+        let b = line.as_bytes();
+        b.len() > 9 && b[4] == b[0] && b[5] == b'.' && b[6].is_ascii_digit()
     }
 
     fn session(params: ServerParams) -> (Server, Instant, Transcript) {
