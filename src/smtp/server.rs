@@ -104,6 +104,13 @@ pub enum Event {
 /// handshake, once the session is closing, and while more than [`MAX_REPLY_BACKLOG`] bytes
 /// of replies wait for `poll_output` (so a client pipelining a million NOOPs cannot grow the
 /// reply queue: the backlog stays under that bound plus one reply).
+///
+/// A message the server itself refuses (over `max_message_size`, or a bare CR/LF under
+/// `bare_lf = "reject"`) gets `Abort` at once; the rest of its data is read and dropped and
+/// the refusal answers the end of data. Under BDAT the refusal answers the chunk where the
+/// problem was found and every later chunk up to `LAST` (RFC 3030 §2: later chunks are
+/// accepted and discarded); a chunk refused for sequence reasons is still read, so its octets
+/// never run as commands.
 #[derive(Debug)]
 pub struct Server {
     params: ServerParams,
