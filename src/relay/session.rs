@@ -506,7 +506,8 @@ impl Session {
         }
         // RFC 2920 §3.1: while a question waits on the next hop and the client has pipelined
         // more commands, earlier replies may wait too; they then leave in one write.
-        if !(self.server.is_waiting() && !self.client_in.is_empty()) || self.closing {
+        let held = self.server.is_waiting() && !self.client_in.is_empty() && !self.closing;
+        if !held {
             self.server.poll_output(&mut self.client_out);
         }
         if let Link::Up { client, .. } = &mut self.link {
