@@ -21,14 +21,17 @@ use crate::rules::file::MAX_PHRASE_BYTES;
 use crate::rules::verdict::HitSet;
 use crate::rules::RuleId;
 
-/// Input is lower-cased into a scratch buffer this many bytes at a time.
-pub(crate) const BLOCK_BYTES: usize = 4096;
-/// Bytes of the stream kept from the previous block: enough for a gram that started there, the
+/// Bytes of the stream kept from the previous chunk: enough for a gram that started there, the
 /// walk starts `stride - 1` before it and one byte before those (word edges).
 const HIST_BYTES: usize = 16;
 const MAX_GRAM: usize = 4;
 const MAX_STRIDE: usize = 8;
-const FILTER_BITS: u32 = 16;
+/// Filter slots: about 32 per gram, between 2^10 and 2^17 (a 16 KiB bitmap stays in L1).
+const MIN_FILTER_BITS: u32 = 10;
+const MAX_FILTER_BITS: u32 = 17;
+/// ASCII letters differ from their capitals by 0x20: or-ing it in folds case (and merges a few
+/// punctuation pairs, which only costs a false candidate).
+const FOLD: u32 = 0x2020_2020;
 
 /// One rule that owns a phrase.
 #[derive(Clone, Copy, Debug)]
@@ -46,9 +49,13 @@ pub(crate) struct PhraseSet {
     anchored_start: aho_corasick::automaton::StateID,
     unanchored_start: aho_corasick::automaton::StateID,
     gram: usize,
+    gram_mask: u32,
     stride: usize,
-    /// Per hashed gram: bit `o` set when some phrase has that gram at offset `o`.
-    filter: Box<[u8]>,
+    /// One bit per filter slot: some phrase has a gram hashing there.
+    bits: Box<[u64]>,
+    /// Per filter slot: bit `o` set when some phrase has such a gram at offset `o`.
+    offsets: Box<[u8]>,
+    shift: u32,
 }
 
 /// Builds [`PhraseSet`]s.
@@ -94,11 +101,24 @@ impl PhraseSetBuilder {
         let min_len = self.patterns.iter().map(Vec::len).min().unwrap_or(1).max(1);
         let gram = min_len.min(MAX_GRAM);
         let stride = (min_len - gram + 1).min(MAX_STRIDE);
-        let mut filter = vec![0u8; 1 << FILTER_BITS].into_boxed_slice();
+        let grams = self.patterns.len() * stride;
+        let filter_bits = (grams * 32)
+            .next_power_of_two()
+            .trailing_zeros()
+            .clamp(MIN_FILTER_BITS, MAX_FILTER_BITS);
+        let shift = 32 - filter_bits;
+        let gram_mask = if gram >= 4 {
+            u32::MAX
+        } else {
+            (1u32 << (8 * gram)) - 1
+        };
+        let mut bits = vec![0u64; (1usize << filter_bits) / 64].into_boxed_slice();
+        let mut offsets = vec![0u8; 1usize << filter_bits].into_boxed_slice();
         for p in &self.patterns {
             for o in 0..stride {
-                let slot = hash(gram_key(&p[o..], gram));
-                filter[slot] |= 1 << o;
+                let slot = hash((gram_key(&p[o..], gram_mask) | FOLD) & gram_mask, shift);
+                bits[slot / 64] |= 1 << (slot % 64);
+                offsets[slot] |= 1 << o;
             }
         }
         let patterns = self
@@ -113,8 +133,11 @@ impl PhraseSetBuilder {
             anchored_start,
             unanchored_start,
             gram,
+            gram_mask,
             stride,
-            filter,
+            bits,
+            offsets,
+            shift,
         })
     }
 }
@@ -159,7 +182,6 @@ struct Walk {
 /// Per-stream state for one [`PhraseSet`]: carried between chunks of the same stream.
 #[derive(Debug, Default)]
 pub(crate) struct PhraseStream {
-    buf: Vec<u8>,
     hist: [u8; HIST_BYTES],
     hist_len: usize,
     /// Stream bytes consumed so far.
@@ -175,9 +197,81 @@ pub(crate) struct PhraseStream {
 impl PhraseStream {
     /// Feeds the next chunk of the stream.
     pub fn feed(&mut self, set: &PhraseSet, chunk: &[u8], hits: &mut HitSet) {
-        for block in chunk.chunks(BLOCK_BYTES) {
-            self.feed_block(set, block, hits);
+        if chunk.is_empty() {
+            return;
         }
+        let hist_arr = self.hist;
+        let hist = &hist_arr[..self.hist_len];
+        let base = self.offset - hist.len() as u64;
+        let mut pending = std::mem::take(&mut self.pending);
+
+        if !pending.is_empty() {
+            let next_is_word = is_word(chunk[0]);
+            for pid in pending.drain(..) {
+                if !next_is_word {
+                    hit_owners(set, pid, hits);
+                }
+            }
+        }
+        // Walks alive at the end of the last chunk go on from this chunk's first byte.
+        let offset = self.offset;
+        self.walks
+            .retain_mut(|w| walk(set, w, &[], chunk, offset, hits, &mut pending));
+
+        let end = offset + chunk.len() as u64;
+        let gram = set.gram as u64;
+        let stride = set.stride as u64;
+        let mut p = self.next_sample;
+        // Samples whose gram starts in the kept history: at most a few, byte by byte.
+        while p < offset && p + gram <= end {
+            let key = (0..set.gram).fold(0u32, |k, j| {
+                let at = p + j as u64;
+                let b = if at < offset {
+                    hist.get((at - base) as usize)
+                } else {
+                    chunk.get((at - offset) as usize)
+                };
+                let b = b.copied().unwrap_or(0);
+                k | u32::from(b) << (8 * j)
+            });
+            if set.probe(key) {
+                self.candidates(set, key, p, hist, base, chunk, hits, &mut pending);
+            }
+            p += stride;
+        }
+        // Samples inside the chunk: the hot loop, one probe per `stride` bytes.
+        if p >= offset {
+            let mut i = (p - offset) as usize;
+            while i + set.gram <= chunk.len() {
+                let key = gram_key(&chunk[i..], set.gram_mask);
+                if set.probe(key) {
+                    self.candidates(
+                        set,
+                        key,
+                        offset + i as u64,
+                        hist,
+                        base,
+                        chunk,
+                        hits,
+                        &mut pending,
+                    );
+                }
+                i += set.stride;
+            }
+            p = offset + i as u64;
+        }
+        self.next_sample = p;
+        self.pending = pending;
+
+        let keep = (hist.len() + chunk.len()).min(HIST_BYTES);
+        let from_chunk = keep.min(chunk.len());
+        let from_hist = keep - from_chunk;
+        let mut next = [0u8; HIST_BYTES];
+        next[..from_hist].copy_from_slice(&hist[hist.len() - from_hist..]);
+        next[from_hist..keep].copy_from_slice(&chunk[chunk.len() - from_chunk..]);
+        self.hist = next;
+        self.hist_len = keep;
+        self.offset = end;
     }
 
     /// The stream ended: pending word-bounded matches end at a word edge. The state is reset for
@@ -199,97 +293,98 @@ impl PhraseStream {
         }
     }
 
-    fn feed_block(&mut self, set: &PhraseSet, block: &[u8], hits: &mut HitSet) {
-        if block.is_empty() {
-            return;
-        }
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.clear();
-        buf.extend_from_slice(&self.hist[..self.hist_len]);
-        let new_at = buf.len();
-        buf.extend(block.iter().map(u8::to_ascii_lowercase));
-        let base = self.offset - self.hist_len as u64;
-
-        if !self.pending.is_empty() {
-            let next_is_word = is_word(buf[new_at]);
-            for pid in self.pending.drain(..) {
-                if !next_is_word {
-                    hit_owners(set, pid, hits);
+    /// A filter hit at stream offset `p`: start walks at the phrase starts it implies.
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn candidates(
+        &mut self,
+        set: &PhraseSet,
+        key: u32,
+        p: u64,
+        hist: &[u8],
+        base: u64,
+        chunk: &[u8],
+        hits: &mut HitSet,
+        pending: &mut Vec<usize>,
+    ) {
+        let offset = self.offset;
+        let mut m = set.offsets[hash((key | FOLD) & set.gram_mask, set.shift)];
+        while m != 0 {
+            let o = u64::from(m.trailing_zeros());
+            m &= m - 1;
+            let Some(start) = p.checked_sub(o) else {
+                continue;
+            };
+            // HIST_BYTES covers gram + stride, so `start - 1` is in the history or the chunk.
+            let byte_at = |at: u64| -> Option<u8> {
+                if at >= offset {
+                    chunk.get((at - offset) as usize).copied()
+                } else {
+                    at.checked_sub(base)
+                        .and_then(|i| hist.get(i as usize).copied())
                 }
+            };
+            let before_ok = start == 0 || !byte_at(start - 1).is_some_and(is_word);
+            let mut w = Walk {
+                state: set.anchored_start,
+                start,
+                before_ok,
+            };
+            let (first, second) = if start < offset {
+                let from = start.saturating_sub(base) as usize;
+                (hist.get(from..).unwrap_or(&[]), chunk)
+            } else {
+                (
+                    &[][..],
+                    chunk.get((start - offset) as usize..).unwrap_or(&[]),
+                )
+            };
+            if walk(set, &mut w, first, second, start, hits, pending) {
+                self.walks.push(w);
             }
         }
-
-        let mut pending = std::mem::take(&mut self.pending);
-        self.walks.retain_mut(|w| {
-            let from = new_at;
-            walk(set, &buf, base, from, w, hits, &mut pending)
-        });
-
-        let end = base + buf.len() as u64;
-        let gram = set.gram as u64;
-        let stride = set.stride as u64;
-        let mut p = self.next_sample;
-        while p + gram <= end {
-            let at = (p - base) as usize;
-            let mask = set.filter[hash(gram_key(&buf[at..], set.gram))];
-            if mask != 0 {
-                let mut m = mask;
-                while m != 0 {
-                    let o = u64::from(m.trailing_zeros());
-                    m &= m - 1;
-                    if o > p {
-                        continue;
-                    }
-                    let start = p - o;
-                    // HIST_BYTES covers gram + stride: `start - 1` is still in `buf`.
-                    let Some(si) = start.checked_sub(base).map(|s| s as usize) else {
-                        continue;
-                    };
-                    let before_ok = si == 0 && start == 0
-                        || si > 0 && !buf.get(si - 1).copied().is_some_and(is_word);
-                    let mut w = Walk {
-                        state: set.anchored_start,
-                        start,
-                        before_ok,
-                    };
-                    if walk(set, &buf, base, si, &mut w, hits, &mut pending) {
-                        self.walks.push(w);
-                    }
-                }
-            }
-            p += stride;
-        }
-        self.next_sample = p;
-        self.pending = pending;
-
-        let keep = buf.len().min(HIST_BYTES);
-        self.hist[..keep].copy_from_slice(&buf[buf.len() - keep..]);
-        self.hist_len = keep;
-        self.offset += block.len() as u64;
-        self.buf = buf;
     }
 }
 
-/// Walks `w` over `buf[from..]`; false when it died.
+impl PhraseSet {
+    #[inline(always)]
+    fn probe(&self, key: u32) -> bool {
+        let slot = hash((key | FOLD) & self.gram_mask, self.shift);
+        self.bits[slot / 64] & (1 << (slot % 64)) != 0
+    }
+}
+
+/// Walks `w` over `first` then `second`, whose first byte is at stream offset `pos`; false
+/// when it died.
 fn walk(
     set: &PhraseSet,
-    buf: &[u8],
-    base: u64,
-    from: usize,
     w: &mut Walk,
+    first: &[u8],
+    second: &[u8],
+    pos: u64,
     hits: &mut HitSet,
     pending: &mut Vec<usize>,
 ) -> bool {
     let dfa = &set.dfa;
     let mut sid = w.state;
-    for (i, &b) in buf.iter().enumerate().skip(from) {
-        sid = dfa.next_state(Anchored::Yes, sid, b);
+    let total = first.len() + second.len();
+    let byte = |k: usize| -> Option<u8> {
+        if k < first.len() {
+            first.get(k).copied()
+        } else {
+            second.get(k - first.len()).copied()
+        }
+    };
+    for k in 0..total {
+        let Some(b) = byte(k) else { break };
+        sid = dfa.next_state(Anchored::Yes, sid, b.to_ascii_lowercase());
         if dfa.is_special(sid) {
             if dfa.is_dead(sid) {
                 return false;
             }
             if dfa.is_match(sid) {
-                let walked = base + i as u64 + 1 - w.start;
+                let walked = pos + k as u64 + 1 - w.start;
                 for m in 0..dfa.match_len(sid) {
                     let pid = dfa.match_pattern(sid, m).as_usize();
                     let Some((len, owners)) = set.patterns.get(pid) else {
@@ -308,8 +403,8 @@ fn walk(
                         }
                     }
                     if word && w.before_ok {
-                        match buf.get(i + 1) {
-                            Some(&next) if !is_word(next) => hit_word_owners(owners, hits),
+                        match byte(k + 1) {
+                            Some(next) if !is_word(next) => hit_word_owners(owners, hits),
                             Some(_) => {}
                             None if pending.len() < MAX_PHRASE_BYTES && !pending.contains(&pid) => {
                                 pending.push(pid)
@@ -344,27 +439,24 @@ pub(crate) fn is_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
 }
 
-/// The first `gram` bytes of `at` (which holds at least `gram` bytes) as a little-endian key.
+/// The first bytes of `at` as a little-endian key, masked to the gram length.
 #[inline(always)]
-fn gram_key(at: &[u8], gram: usize) -> u32 {
-    if let Some(four) = at.get(..4) {
-        let k = u32::from_le_bytes([four[0], four[1], four[2], four[3]]);
-        if gram >= 4 {
-            k
-        } else {
-            k & ((1u32 << (8 * gram)) - 1)
+fn gram_key(at: &[u8], gram_mask: u32) -> u32 {
+    match at.get(..4) {
+        Some(four) => u32::from_le_bytes([four[0], four[1], four[2], four[3]]) & gram_mask,
+        None => {
+            at.iter()
+                .take(4)
+                .enumerate()
+                .fold(0u32, |k, (i, &b)| k | u32::from(b) << (8 * i))
+                & gram_mask
         }
-    } else {
-        at.iter()
-            .take(gram)
-            .enumerate()
-            .fold(0u32, |k, (i, &b)| k | u32::from(b) << (8 * i))
     }
 }
 
 #[inline(always)]
-fn hash(key: u32) -> usize {
-    (key.wrapping_mul(0x9E37_79B1) >> (32 - FILTER_BITS)) as usize
+fn hash(key: u32, shift: u32) -> usize {
+    (key.wrapping_mul(0x9E37_79B1) >> shift) as usize
 }
 
 #[cfg(test)]
