@@ -1,0 +1,615 @@
+//! HTML reduced to text for the scanner, streaming: tags, comments and `<script>`/`<style>`
+//! content dropped, common entities decoded, whitespace runs collapsed to one space, block-level
+//! tags turned into a space so words on either side stay apart, and `href` targets reported as
+//! URLs. This is enough for phrase matching, not a browser: no DOM, no error recovery beyond
+//! "treat it as text".
+
+use memchr::{memchr, memchr2};
+
+/// Longest `href` value kept; longer ones are reported cut at this length.
+pub(crate) const MAX_HREF_LEN: usize = 2048;
+
+/// Longest tag or attribute name looked at (longer names are cut, which only matters for
+/// telling block tags from inline ones).
+const MAX_NAME: usize = 16;
+
+/// Longest entity name (`&...;`) recognised.
+const MAX_ENTITY: usize = 10;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Text,
+    /// After `<`.
+    TagOpen,
+    /// After `<!`.
+    Bang,
+    /// After `<!-`.
+    BangDash,
+    /// Inside `<!-- ... -->`; `dashes` counts the `-` just before.
+    Comment {
+        dashes: u8,
+    },
+    /// Inside `<!...>` or `<?...>`.
+    Decl,
+    TagName,
+    /// Between attributes.
+    InTag,
+    AttrName,
+    AfterAttrName,
+    BeforeValue,
+    /// Attribute value; `quote` is `"`, `'` or 0 for unquoted.
+    Value {
+        quote: u8,
+    },
+    /// After `&`.
+    Entity,
+    /// Inside `<script>` or `<style>`: `matched` bytes of the closing tag seen.
+    RawText {
+        matched: u8,
+    },
+}
+
+/// Streaming HTML-to-text state.
+#[derive(Clone, Debug)]
+pub(crate) struct HtmlText {
+    state: State,
+    /// Last byte written was a space (or nothing was written yet): collapse the next ones.
+    last_space: bool,
+    name: [u8; MAX_NAME],
+    name_len: usize,
+    closing: bool,
+    attr: [u8; MAX_NAME],
+    attr_len: usize,
+    capture: bool,
+    href: Vec<u8>,
+    entity: [u8; MAX_ENTITY],
+    entity_len: usize,
+    /// `script` or `style` while in [`State::RawText`].
+    raw_tag: &'static [u8],
+}
+
+impl Default for HtmlText {
+    fn default() -> HtmlText {
+        HtmlText::new()
+    }
+}
+
+impl HtmlText {
+    pub(crate) fn new() -> HtmlText {
+        HtmlText {
+            state: State::Text,
+            last_space: true,
+            name: [0; MAX_NAME],
+            name_len: 0,
+            closing: false,
+            attr: [0; MAX_NAME],
+            attr_len: 0,
+            capture: false,
+            href: Vec::new(),
+            entity: [0; MAX_ENTITY],
+            entity_len: 0,
+            raw_tag: b"",
+        }
+    }
+
+    /// Reduces `input`, appending text to `out` and calling `url` for each `href` target.
+    pub(crate) fn feed(&mut self, input: &[u8], out: &mut Vec<u8>, url: &mut dyn FnMut(&[u8])) {
+        let mut i = 0;
+        while i < input.len() {
+            match self.state {
+                State::Text => match memchr2(b'<', b'&', &input[i..]) {
+                    Some(k) => {
+                        self.push_text(out, &input[i..i + k]);
+                        self.state = if input[i + k] == b'<' {
+                            State::TagOpen
+                        } else {
+                            self.entity_len = 0;
+                            State::Entity
+                        };
+                        i += k + 1;
+                    }
+                    None => {
+                        self.push_text(out, &input[i..]);
+                        i = input.len();
+                    }
+                },
+                State::Comment { dashes } => match memchr(b'>', &input[i..]) {
+                    Some(k) => {
+                        let before = &input[i..i + k];
+                        let trailing = before.iter().rev().take_while(|&&b| b == b'-').count();
+                        let total = if trailing == before.len() {
+                            trailing + usize::from(dashes)
+                        } else {
+                            trailing
+                        };
+                        i += k + 1;
+                        if total >= 2 {
+                            self.state = State::Text;
+                            self.space(out);
+                        } else {
+                            self.state = State::Comment { dashes: 0 };
+                        }
+                    }
+                    None => {
+                        let seg = &input[i..];
+                        let trailing = seg.iter().rev().take_while(|&&b| b == b'-').count();
+                        let total = if trailing == seg.len() {
+                            trailing + usize::from(dashes)
+                        } else {
+                            trailing
+                        };
+                        self.state = State::Comment {
+                            dashes: total.min(2) as u8,
+                        };
+                        i = input.len();
+                    }
+                },
+                State::Decl => match memchr(b'>', &input[i..]) {
+                    Some(k) => {
+                        i += k + 1;
+                        self.state = State::Text;
+                        self.space(out);
+                    }
+                    None => i = input.len(),
+                },
+                State::Value { quote } if quote != 0 => match memchr(quote, &input[i..]) {
+                    Some(k) => {
+                        self.capture_bytes(&input[i..i + k]);
+                        i += k + 1;
+                        self.end_value(url);
+                        self.state = State::InTag;
+                    }
+                    None => {
+                        self.capture_bytes(&input[i..]);
+                        i = input.len();
+                    }
+                },
+                State::RawText { matched: 0 } => match memchr(b'<', &input[i..]) {
+                    Some(k) => {
+                        i += k + 1;
+                        self.state = State::RawText { matched: 1 };
+                    }
+                    None => i = input.len(),
+                },
+                _ => {
+                    let c = input[i];
+                    if self.byte(c, out, url) {
+                        i += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the document: a dangling entity is written as it was.
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>, url: &mut dyn FnMut(&[u8])) {
+        match self.state {
+            State::Entity => self.literal_entity(out),
+            State::TagOpen => self.push_text(out, b"<"),
+            State::Value { .. } => self.end_value(url),
+            _ => {}
+        }
+        self.state = State::Text;
+    }
+
+    /// One byte in a state without a fast path; returns whether `c` was consumed (false: look
+    /// at it again in the new state).
+    fn byte(&mut self, c: u8, out: &mut Vec<u8>, url: &mut dyn FnMut(&[u8])) -> bool {
+        match self.state {
+            State::TagOpen => {
+                self.name_len = 0;
+                self.closing = false;
+                if c == b'!' {
+                    self.state = State::Bang;
+                } else if c == b'?' {
+                    self.state = State::Decl;
+                } else if c == b'/' {
+                    self.closing = true;
+                    self.state = State::TagName;
+                } else if c.is_ascii_alphabetic() {
+                    self.push_name(c);
+                    self.state = State::TagName;
+                } else {
+                    // "a < b": not a tag.
+                    self.state = State::Text;
+                    self.push_text(out, b"<");
+                    return false;
+                }
+            }
+            State::Bang => {
+                self.state = if c == b'-' {
+                    State::BangDash
+                } else {
+                    State::Decl
+                };
+                return c == b'-';
+            }
+            State::BangDash => {
+                self.state = if c == b'-' {
+                    State::Comment { dashes: 0 }
+                } else {
+                    State::Decl
+                };
+                return c == b'-';
+            }
+            State::TagName => {
+                if c == b'>' {
+                    self.end_tag(out);
+                } else if is_space(c) || c == b'/' {
+                    self.state = State::InTag;
+                } else {
+                    self.push_name(c);
+                }
+            }
+            State::InTag => {
+                if c == b'>' {
+                    self.end_tag(out);
+                } else if !(is_space(c) || c == b'/') {
+                    self.attr_len = 0;
+                    self.state = State::AttrName;
+                    return false;
+                }
+            }
+            State::AttrName => {
+                if c == b'=' {
+                    self.state = State::BeforeValue;
+                } else if c == b'>' {
+                    self.end_tag(out);
+                } else if is_space(c) {
+                    self.state = State::AfterAttrName;
+                } else if c == b'/' {
+                    self.state = State::InTag;
+                } else if self.attr_len < MAX_NAME {
+                    self.attr[self.attr_len] = c.to_ascii_lowercase();
+                    self.attr_len += 1;
+                }
+            }
+            State::AfterAttrName => {
+                if c == b'=' {
+                    self.state = State::BeforeValue;
+                } else if c == b'>' {
+                    self.end_tag(out);
+                } else if !is_space(c) {
+                    self.attr_len = 0;
+                    self.state = State::AttrName;
+                    return false;
+                }
+            }
+            State::BeforeValue => {
+                if is_space(c) {
+                    return true;
+                }
+                self.capture = &self.attr[..self.attr_len] == b"href";
+                self.href.clear();
+                if c == b'"' || c == b'\'' {
+                    self.state = State::Value { quote: c };
+                } else if c == b'>' {
+                    self.end_tag(out);
+                } else {
+                    self.state = State::Value { quote: 0 };
+                    return false;
+                }
+            }
+            State::Value { .. } => {
+                // Unquoted (quoted values take the fast path in `feed`).
+                if is_space(c) {
+                    self.end_value(url);
+                    self.state = State::InTag;
+                } else if c == b'>' {
+                    self.end_value(url);
+                    self.end_tag(out);
+                } else {
+                    self.capture_bytes(&[c]);
+                }
+            }
+            State::Entity => {
+                if c == b';' {
+                    self.end_entity(out);
+                    self.state = State::Text;
+                } else if (c.is_ascii_alphanumeric() || (c == b'#' && self.entity_len == 0))
+                    && self.entity_len < MAX_ENTITY
+                {
+                    self.entity[self.entity_len] = c;
+                    self.entity_len += 1;
+                } else {
+                    self.literal_entity(out);
+                    self.state = State::Text;
+                    return false;
+                }
+            }
+            State::RawText { matched } => {
+                // `matched` counts bytes of "</" + tag seen so far (1 = the '<').
+                let want: &[u8] = if matched == 1 {
+                    b"/"
+                } else {
+                    let at = usize::from(matched) - 2;
+                    &self.raw_tag[at..at + 1]
+                };
+                if c.to_ascii_lowercase() == want[0] {
+                    let matched = matched + 1;
+                    if usize::from(matched) == 2 + self.raw_tag.len() {
+                        self.closing = true;
+                        self.name_len = 0;
+                        for &b in self.raw_tag {
+                            self.push_name(b);
+                        }
+                        self.state = State::TagName;
+                    } else {
+                        self.state = State::RawText { matched };
+                    }
+                } else {
+                    self.state = State::RawText { matched: 0 };
+                    return c != b'<';
+                }
+            }
+            State::Text | State::Comment { .. } | State::Decl => {}
+        }
+        true
+    }
+
+    fn push_name(&mut self, c: u8) {
+        if self.name_len < MAX_NAME {
+            self.name[self.name_len] = c.to_ascii_lowercase();
+            self.name_len += 1;
+        }
+    }
+
+    fn end_tag(&mut self, out: &mut Vec<u8>) {
+        let name = &self.name[..self.name_len];
+        self.state = State::Text;
+        if !self.closing && (name == b"script" || name == b"style") {
+            self.raw_tag = if name == b"script" {
+                b"script"
+            } else {
+                b"style"
+            };
+            self.state = State::RawText { matched: 0 };
+        }
+        if !INLINE_TAGS.contains(&name) {
+            self.space(out);
+        }
+    }
+
+    fn capture_bytes(&mut self, b: &[u8]) {
+        if self.capture {
+            let room = MAX_HREF_LEN.saturating_sub(self.href.len());
+            self.href.extend_from_slice(&b[..b.len().min(room)]);
+        }
+    }
+
+    fn end_value(&mut self, url: &mut dyn FnMut(&[u8])) {
+        if !self.capture {
+            return;
+        }
+        self.capture = false;
+        let v = super::decode::trim_ws(&self.href);
+        if v.is_empty() {
+            return;
+        }
+        if memchr::memmem::find(v, b"&amp;").is_some() {
+            let mut clean = Vec::with_capacity(v.len());
+            let mut rest = v;
+            while let Some(k) = memchr::memmem::find(rest, b"&amp;") {
+                clean.extend_from_slice(&rest[..k + 1]);
+                rest = &rest[k + 5..];
+            }
+            clean.extend_from_slice(rest);
+            url(&clean);
+        } else {
+            url(v);
+        }
+    }
+
+    fn end_entity(&mut self, out: &mut Vec<u8>) {
+        let name = &self.entity[..self.entity_len];
+        let cp = if let Some(num) = name.strip_prefix(b"#") {
+            let (digits, radix) = match num.first() {
+                Some(b'x' | b'X') => (&num[1..], 16),
+                _ => (num, 10),
+            };
+            std::str::from_utf8(digits)
+                .ok()
+                .and_then(|d| u32::from_str_radix(d, radix).ok())
+                .map(|n| char::from_u32(n).unwrap_or('\u{FFFD}'))
+        } else {
+            ENTITIES.iter().find(|(n, _)| *n == name).map(|&(_, c)| c)
+        };
+        match cp {
+            // Invisible characters spammers put inside words to break phrase matching.
+            Some('\u{AD}' | '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}') => {}
+            Some('\u{A0}') => self.space(out),
+            Some(c) => {
+                let mut enc = [0u8; 4];
+                self.push_text(out, c.encode_utf8(&mut enc).as_bytes());
+            }
+            None => {
+                self.literal_entity(out);
+                self.push_text(out, b";");
+            }
+        }
+    }
+
+    fn literal_entity(&mut self, out: &mut Vec<u8>) {
+        let name = self.entity;
+        let len = self.entity_len;
+        self.push_text(out, b"&");
+        self.push_text(out, &name[..len]);
+    }
+
+    fn space(&mut self, out: &mut Vec<u8>) {
+        if !self.last_space {
+            out.push(b' ');
+            self.last_space = true;
+        }
+    }
+
+    /// Appends text, collapsing each run of whitespace to one space.
+    fn push_text(&mut self, out: &mut Vec<u8>, text: &[u8]) {
+        let mut rest = text;
+        while !rest.is_empty() {
+            let word = rest.iter().position(|&b| is_space(b)).unwrap_or(rest.len());
+            if word > 0 {
+                out.extend_from_slice(&rest[..word]);
+                self.last_space = false;
+                rest = &rest[word..];
+            }
+            let ws = rest
+                .iter()
+                .position(|&b| !is_space(b))
+                .unwrap_or(rest.len());
+            if ws > 0 {
+                self.space(out);
+                rest = &rest[ws..];
+            }
+        }
+    }
+}
+
+/// HTML whitespace.
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\r' | b'\n' | 0x0C)
+}
+
+/// Tags that do not separate words when rendered ("V<b></b>iagra" reads as one word).
+const INLINE_TAGS: &[&[u8]] = &[
+    b"a", b"abbr", b"b", b"bdi", b"bdo", b"big", b"cite", b"code", b"del", b"dfn", b"em", b"font",
+    b"i", b"ins", b"kbd", b"mark", b"o:p", b"q", b"s", b"samp", b"small", b"span", b"strike",
+    b"strong", b"sub", b"sup", b"time", b"tt", b"u", b"var", b"wbr",
+];
+
+/// Named entities decoded (the rest of HTML's list is rare in mail).
+const ENTITIES: &[(&[u8], char)] = &[
+    (b"amp", '&'),
+    (b"lt", '<'),
+    (b"gt", '>'),
+    (b"quot", '"'),
+    (b"apos", '\''),
+    (b"nbsp", '\u{A0}'),
+    (b"shy", '\u{AD}'),
+    (b"zwnj", '\u{200C}'),
+    (b"zwj", '\u{200D}'),
+    (b"copy", '©'),
+    (b"reg", '®'),
+    (b"trade", '™'),
+    (b"euro", '€'),
+    (b"pound", '£'),
+    (b"yen", '¥'),
+    (b"cent", '¢'),
+    (b"sect", '§'),
+    (b"deg", '°'),
+    (b"middot", '·'),
+    (b"bull", '•'),
+    (b"hellip", '…'),
+    (b"ndash", '–'),
+    (b"mdash", '—'),
+    (b"lsquo", '\u{2018}'),
+    (b"rsquo", '\u{2019}'),
+    (b"ldquo", '\u{201C}'),
+    (b"rdquo", '\u{201D}'),
+    (b"laquo", '«'),
+    (b"raquo", '»'),
+    (b"times", '×'),
+    (b"eacute", 'é'),
+    (b"egrave", 'è'),
+    (b"agrave", 'à'),
+    (b"aacute", 'á'),
+    (b"ccedil", 'ç'),
+    (b"uuml", 'ü'),
+    (b"ouml", 'ö'),
+    (b"auml", 'ä'),
+    (b"szlig", 'ß'),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reduce_chunks(chunks: &[&[u8]]) -> (String, Vec<String>) {
+        let mut h = HtmlText::new();
+        let mut out = Vec::new();
+        let mut urls = Vec::new();
+        let mut on_url = |u: &[u8]| urls.push(String::from_utf8_lossy(u).into_owned());
+        for c in chunks {
+            h.feed(c, &mut out, &mut on_url);
+        }
+        h.finish(&mut out, &mut on_url);
+        (String::from_utf8_lossy(&out).into_owned(), urls)
+    }
+
+    const ROWS: &[(&str, &str, &str, &[&str])] = &[
+        ("plain", "hello world", "hello world", &[]),
+        (
+            "tags_dropped",
+            "<p>Hello <b>big</b> world</p>",
+            "Hello big world ",
+            &[],
+        ),
+        ("inline_tag_joins", "V<b></b>iagra", "Viagra", &[]),
+        ("block_tag_separates", "one<br>two", "one two", &[]),
+        ("whitespace_collapsed", "a \r\n\t  b", "a b", &[]),
+        (
+            "entities",
+            "a &amp; b &lt;c&gt; &quot;d&quot;",
+            "a & b <c> \"d\"",
+            &[],
+        ),
+        ("numeric_entities", "&#65;&#x42;&#X43;", "ABC", &[]),
+        ("nbsp_is_space", "a&nbsp;&nbsp;b", "a b", &[]),
+        ("soft_hyphen_dropped", "Vi&shy;agra", "Viagra", &[]),
+        ("zero_width_dropped", "Vi&#8203;agra", "Viagra", &[]),
+        ("unknown_entity_literal", "&bogus; &x", "&bogus; &x", &[]),
+        (
+            "comment_dropped",
+            "a<!-- hidden -- > still -->b",
+            "a b",
+            &[],
+        ),
+        (
+            "script_dropped",
+            "a<script>if (x<y) {}</script>b",
+            "a b",
+            &[],
+        ),
+        ("style_dropped", "a<STYLE>p{}</Style >b", "a b", &[]),
+        ("lt_not_tag", "a < b", "a < b", &[]),
+        (
+            "href_reported",
+            "<a href=\"http://x.example/?a=1&amp;b=2\">click</a>",
+            "click",
+            &["http://x.example/?a=1&b=2"],
+        ),
+        (
+            "href_unquoted",
+            "<a class=x href=https://y.example/p>y</a>",
+            "y",
+            &["https://y.example/p"],
+        ),
+        (
+            "gt_in_quoted_value",
+            "<a title=\"a>b\" href='http://q.example'>z</a>",
+            "z",
+            &["http://q.example"],
+        ),
+        ("doctype", "<!DOCTYPE html><html>t</html>", "t ", &[]),
+    ];
+
+    #[test]
+    fn rows_at_every_split() {
+        for (name, input, want_text, want_urls) in ROWS {
+            let input = input.as_bytes();
+            let (text, urls) = reduce_chunks(&[input]);
+            assert_eq!(text, *want_text, "row {name}");
+            assert_eq!(urls, *want_urls, "row {name} urls");
+            for cut in 0..=input.len() {
+                let got = reduce_chunks(&[&input[..cut], &input[cut..]]);
+                assert_eq!(got, (text.clone(), urls.clone()), "row {name} cut {cut}");
+            }
+            let bytes: Vec<&[u8]> = input.chunks(1).collect();
+            assert_eq!(
+                reduce_chunks(&bytes),
+                (text, urls),
+                "row {name} byte by byte"
+            );
+        }
+    }
+}
