@@ -1,6 +1,72 @@
-//! The `conbool` binary.
+//! The `conbool` binary: parses the command line (DESIGN.md §5) and hands each subcommand to
+//! its `cli::<name>::main`, whose return value is the exit status.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use conbool::cli;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() {}
+/// A filtering SMTP relay: streams each message through header parsing and rules, flags spam
+/// and hands it to the next hop while the sender is still connected.
+#[derive(Parser, Debug)]
+#[command(name = "conbool", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate a configuration file and the certificates, keys and rule files it names.
+    Check(cli::check::Args),
+    // Integrator: `run`, `sink`, `replay`, `demo`, `scan` and `exchange` join here, one
+    // variant and one `cli::<name>::main(args)` arm each.
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Check(args) => cli::check::main(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn check_takes_a_config_file() {
+        let rows: &[(&str, &[&str], Option<&str>)] = &[
+            (
+                "long",
+                &["conbool", "check", "--config", "a.toml"],
+                Some("a.toml"),
+            ),
+            (
+                "short",
+                &["conbool", "check", "-c", "b.toml"],
+                Some("b.toml"),
+            ),
+            ("missing", &["conbool", "check"], None),
+            ("no_subcommand", &["conbool"], None),
+        ];
+        for (row, argv, want) in rows {
+            let got = Cli::try_parse_from(*argv)
+                .ok()
+                .map(|cli| match cli.command {
+                    Command::Check(a) => a.config.display().to_string(),
+                });
+            assert_eq!(got.as_deref(), *want, "{row}");
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The subcommands of the `conbool` binary (DESIGN.md §5), one module each. `src/main.rs`
+//! parses the command line with clap and calls `cli::<name>::main(args)`, which returns the
+//! process exit code; the work itself is a library function tests call directly.
+//!
+//! Owns: subcommand wiring and what they print. Must not touch: `reactor` internals (the small
+//! programs here reuse the cores, so a bug shared with the relay cannot hide itself).
+
+pub mod check;
