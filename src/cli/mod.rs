@@ -6,3 +6,4 @@
 //! programs here reuse the cores, so a bug shared with the relay cannot hide itself).
 
 pub mod check;
+pub mod scan;
