@@ -448,6 +448,13 @@ mod tests {
             let o = scan_message(&rules, default_limits(), &without_artefacts(&bytes));
             let spam = label == "spam";
             let c = by_source.entry(source.to_string()).or_default();
+            if !spam && o.spam {
+                println!(
+                    "false positive: {path} {:.1} ({})",
+                    o.score,
+                    o.rules.join(",")
+                );
+            }
             match (spam, o.spam) {
                 (true, true) => c.tp += 1,
                 (false, true) => c.fp += 1,
@@ -455,7 +462,7 @@ mod tests {
                 (false, false) => c.tn += 1,
             }
             for r in &o.rules {
-                let e = per_rule.entry(r.clone()).or_default();
+                let e = per_rule.entry(format!("{r} {source}")).or_default();
                 if spam {
                     e.0 += 1
                 } else {

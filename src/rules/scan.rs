@@ -146,8 +146,20 @@ impl Scan {
             self.header_end();
         }
         self.size_seen = total_size;
+        let mut hits = self.final_hits();
+        for &(id, min, max) in &rules.size {
+            if min.map_or(true, |m| total_size >= m) && max.map_or(true, |m| total_size <= m) {
+                hits.set(id);
+            }
+        }
+        // Size rules may feed metas: evaluate them again with the final size.
+        for (id, e) in &rules.metas {
+            if e.eval(&hits) {
+                hits.set(*id);
+            }
+        }
+        self.hits = hits;
         self.finished = true;
-        self.hits = self.final_hits();
     }
 
     /// The verdict so far. Before [`Scan::finish`] it evaluates what is known as if the message
