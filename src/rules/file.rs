@@ -17,6 +17,30 @@
 //! hit = true
 //! ```
 //!
+//! Matching semantics:
+//! - `phrases`: literal, ASCII case-insensitive; with `word_bounded`, the bytes before and after
+//!   must not be word bytes (letters, digits, `_`, any non-ASCII byte). Each 1 to 256 bytes; the
+//!   shortest phrase of a target sets how sparsely that target's stream is probed, so keep body
+//!   phrases at 6 bytes or more.
+//! - `regex`: `regex` crate syntax over bytes, Unicode off by default (`(?u)` turns it on),
+//!   multi-line and CRLF-aware. On `body` and `raw` it runs per line (lines over
+//!   [`MAX_LINE_BYTES`](crate::rules::MAX_LINE_BYTES) in segments), so `\A`, `\z` and `(?-m)`
+//!   are refused there; on values it runs on the value's first `MAX_LINE_BYTES`.
+//! - `globs`: `*` and `?` over the whole value, case-insensitive (`attachment_name`,
+//!   `content_type`; file names lose trailing dots and spaces first, as Windows does).
+//! - `domains`: the value's domain (the URL host, the HELO name, the part after `@` of
+//!   `mail_from`/`rcpt`) equals a listed domain or is below it.
+//! - `header`, `any_header`, `header_present`, `header_absent` look at the top-level header only.
+//! - `meta`: `expr` over rule names with `&&`/`and`, `||`/`or`, `!`/`not`, parentheses.
+//! - A name starting with `__` makes a sub-rule: no score, not listed, only read by metas.
+//! - `size`: `min_bytes` alone is decided as soon as that many bytes were seen; `max_bytes` only
+//!   at `Scan::finish`.
+//!
+//! Inline tests: `[[rule.test]]` with `input` (a snippet in the rule's target: body text, raw
+//! bytes, a header value, `Name: value` for `any_header`, header lines for presence rules, a
+//! URL, a file name, a media type, an envelope value, an IP address, a byte count) or `message`
+//! (header lines, blank line, body), and `hit` (default true). See `CompiledRules::self_test`.
+//!
 //! Must not touch: files on disk (the caller reads them), scanning.
 
 use serde::Deserialize;
