@@ -9,5 +9,6 @@ pub mod check;
 pub mod demo;
 pub mod replay;
 pub mod run;
+pub mod scan;
 pub mod sink;
 pub mod toolkit;

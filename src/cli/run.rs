@@ -12,7 +12,6 @@ use signal_hook::iterator::Signals;
 use crate::config::Config;
 use crate::reactor;
 use crate::relay::session::Snapshot;
-use crate::rules::CompiledRules;
 
 /// Flags of `conbool run`.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -52,7 +51,7 @@ pub fn load_snapshot(args: &RunArgs) -> Result<Snapshot, String> {
             w
         };
     }
-    let rules = CompiledRules::builtin(config.spam.threshold);
+    let rules = crate::cli::scan::load_rules(&config.spam.rules, config.spam.threshold)?;
     Ok(Snapshot {
         config: Arc::new(config),
         rules,

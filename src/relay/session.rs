@@ -20,7 +20,7 @@ use crate::config::{Config, NextHopTls};
 use crate::message::{EditPlan, MessageLimits, Pipeline};
 use crate::relay::route::{self, TenantId, Trust};
 use crate::relay::stamp::{self, ReceivedInfo};
-use crate::rules::{CompiledRules, Scan};
+use crate::rules::{CompiledRules, Envelope, Scan};
 use crate::smtp::client::{Client, ClientEvent, ClientParams, StartTlsPolicy};
 use crate::smtp::command::{MailParams, Mailbox, RcptParams, ReversePath};
 use crate::smtp::error::{reply_for, DownstreamFailure, SessionError};
@@ -620,6 +620,13 @@ impl Session {
             self.fail_or_answer(now, !bdat, err);
             return;
         };
+        let mut data = data;
+        data.scan.set_envelope(&Envelope {
+            helo: self.server.helo().unwrap_or("").to_string(),
+            client_ip: self.info.peer.ip(),
+            mail_from: txn.from.to_string(),
+            rcpts: txn.rcpts.iter().map(|r| r.to_string()).collect(),
+        });
         if let Some(err) = txn.broken.clone() {
             self.fail_or_answer(now, !bdat, err);
             return;
@@ -673,6 +680,8 @@ impl Session {
             self.fail_message(now, SessionError::HeaderTooBig);
             return;
         }
+        // Size rules and metas over them need the final size.
+        data.scan.finish(data.size);
         self.after_feed(now);
         let Some(data) = self.txn.as_mut().and_then(|t| t.data.as_mut()) else {
             return;
