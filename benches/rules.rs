@@ -80,7 +80,7 @@ fn messages() -> Vec<Vec<u8>> {
         .step_by(8)
         .filter_map(|l| l.split('\t').next())
         .filter_map(|p| std::fs::read(dir.join(p)).ok())
-        .map(|m| strip_from_line(m))
+        .map(strip_from_line)
         .collect();
     if out.is_empty() {
         eprintln!("no corpus at {}: using generated messages", dir.display());
