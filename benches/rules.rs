@@ -355,6 +355,32 @@ fn bench(c: &mut Criterion) {
         default.len(),
         big.len()
     );
+    let mut counts = [0usize; 6];
+    let mut sizes = [0usize; 6];
+    for ev in evs.iter().flatten() {
+        let (k, n) = match ev {
+            Ev::Header(n, v) => (0, n.len() + v.len()),
+            Ev::HeaderEnd => (1, 0),
+            Ev::PartStart(c, _) => (2, c.len()),
+            Ev::Text(t) => (3, t.len()),
+            Ev::RawBody(r) => (4, r.len()),
+            Ev::Url(u) => (5, u.len()),
+        };
+        counts[k] += 1;
+        sizes[k] += n;
+    }
+    eprintln!(
+        "events (count/bytes): header {}/{}, part {}, text {}/{}, raw {}/{}, url {}/{}",
+        counts[0],
+        sizes[0],
+        counts[2],
+        counts[3],
+        sizes[3],
+        counts[4],
+        sizes[4],
+        counts[5],
+        sizes[5]
+    );
     let phrases_only = Arc::new(
         CompiledRules::compile(
             &[RuleSource {

@@ -4,12 +4,15 @@
 //! Streams (body text, raw body) are not walked from every byte. All phrases of a target are at
 //! least `min_len` bytes long, so every occurrence covers a `q`-byte gram (`q = min(4,
 //! min_len)`) that starts at a stream offset divisible by `stride = min_len - q + 1`, at one of
-//! `stride` offsets inside the phrase. A 64 Ki-entry table keyed by a hash of those grams holds,
-//! per slot, the set of in-phrase offsets seen there. The scanner tests one gram every `stride`
-//! bytes, and only on a table hit starts anchored automaton walks at the candidate phrase starts.
-//! Walks still alive at the end of a chunk are kept (with their `StateID`) and continue on the next
-//! chunk. So the work per byte is a lower-casing copy plus a table probe every `stride` bytes, the
-//! same for 5 rules or 5,000; the walks only run where a phrase really may start.
+//! `stride` consecutive offsets inside the phrase. Each phrase picks the window of `stride`
+//! offsets whose grams look rarest in mail text (so `mailbox is full` is found through `lbox`,
+//! not `mail`). A bitmap keyed by a hash of those grams says whether a gram may belong to a
+//! phrase, and a rank table gives the in-phrase offsets seen there. The scanner tests one gram
+//! every `stride` bytes; on a bitmap hit, a second bitmap keyed by a hash of each candidate
+//! phrase start's first bytes (up to 8) must agree before an anchored automaton walk starts
+//! there. Walks still alive at the end of a chunk are kept (with their `StateID`) and continue
+//! on the next chunk. So the work per byte is a table probe every `stride` bytes, the same for
+//! 5 rules or 5,000; the walks only run where a phrase really may start.
 //!
 //! Values (header values, URLs, file names) are short and whole: they get a plain unanchored walk.
 
@@ -21,17 +24,23 @@ use crate::rules::file::MAX_PHRASE_BYTES;
 use crate::rules::verdict::HitSet;
 use crate::rules::RuleId;
 
-/// Bytes of the stream kept from the previous chunk: enough for a gram that started there, the
-/// walk starts `stride - 1` before it and one byte before those (word edges).
-const HIST_BYTES: usize = 16;
 const MAX_GRAM: usize = 4;
 const MAX_STRIDE: usize = 8;
-/// Filter slots: about 32 per gram, between 2^10 and 2^17 (a 16 KiB bitmap stays in L1).
+/// The furthest into a phrase its sampled window may start.
+const MAX_WINDOW_START: usize = 16;
+/// Bytes of the stream kept from the previous chunk: enough for a gram that started there, the
+/// candidate phrase start up to `MAX_WINDOW_START + MAX_STRIDE - 1` before it, and one byte
+/// before that (word edges).
+const HIST_BYTES: usize = MAX_GRAM + MAX_WINDOW_START + MAX_STRIDE + 4;
+/// Filter slots: about 256 per gram, between 2^10 and 2^17 (a 16 KiB bitmap stays in L1).
 const MIN_FILTER_BITS: u32 = 10;
 const MAX_FILTER_BITS: u32 = 17;
+/// Second-filter slots: about 64 per phrase, between 2^10 and 2^17.
+const PRE_SLOTS_PER_PHRASE: usize = 64;
 /// ASCII letters differ from their capitals by 0x20: or-ing it in folds case (and merges a few
 /// punctuation pairs, which only costs a false candidate).
 const FOLD: u32 = 0x2020_2020;
+const FOLD64: u64 = 0x2020_2020_2020_2020;
 
 /// One rule that owns a phrase.
 #[derive(Clone, Copy, Debug)]
@@ -48,14 +57,28 @@ pub(crate) struct PhraseSet {
     patterns: Vec<(usize, Vec<Owner>)>,
     anchored_start: aho_corasick::automaton::StateID,
     unanchored_start: aho_corasick::automaton::StateID,
-    gram: usize,
-    gram_mask: u32,
-    stride: usize,
+    pub gram: usize,
+    pub gram_mask: u32,
+    pub stride: usize,
     /// One bit per filter slot: some phrase has a gram hashing there.
-    bits: Box<[u64]>,
-    /// Per filter slot: bit `o` set when some phrase has such a gram at offset `o`.
-    offsets: Box<[u8]>,
-    shift: u32,
+    pub bits: Box<[u64]>,
+    /// Per word of `bits`: how many bits are set in the words before it.
+    rank: Box<[u32]>,
+    /// Per set filter slot, by rank: bit `o` set when some phrase has such a gram at offset `o`.
+    offsets: Box<[u32]>,
+    pub shift: u32,
+    /// Second filter: one bit per hash of a phrase's first `pre_len` bytes (folded).
+    pre_len: usize,
+    pre_mask: u64,
+    pre_bits: Box<[u64]>,
+    pre_shift: u32,
+    /// Per word of `pre_bits`: how many bits are set in the words before it.
+    pre_rank: Box<[u32]>,
+    /// Per set second-filter slot, by rank: the range of `pre_ids` listing its phrases.
+    pre_lists: Box<[(u32, u32)]>,
+    pre_ids: Box<[u32]>,
+    /// The phrases, lower-cased, by pattern id.
+    lower: Vec<Box<[u8]>>,
 }
 
 /// Builds [`PhraseSet`]s.
@@ -102,7 +125,7 @@ impl PhraseSetBuilder {
         let gram = min_len.min(MAX_GRAM);
         let stride = (min_len - gram + 1).min(MAX_STRIDE);
         let grams = self.patterns.len() * stride;
-        let filter_bits = (grams * 32)
+        let filter_bits = (grams * 256)
             .next_power_of_two()
             .trailing_zeros()
             .clamp(MIN_FILTER_BITS, MAX_FILTER_BITS);
@@ -113,14 +136,70 @@ impl PhraseSetBuilder {
             (1u32 << (8 * gram)) - 1
         };
         let mut bits = vec![0u64; (1usize << filter_bits) / 64].into_boxed_slice();
-        let mut offsets = vec![0u8; 1usize << filter_bits].into_boxed_slice();
+        let mut slot_offsets: Vec<(usize, u32)> = Vec::new();
         for p in &self.patterns {
-            for o in 0..stride {
+            let a = best_window(p, gram, stride);
+            for o in a..a + stride {
                 let slot = hash((gram_key(&p[o..], gram_mask) | FOLD) & gram_mask, shift);
                 bits[slot / 64] |= 1 << (slot % 64);
-                offsets[slot] |= 1 << o;
+                slot_offsets.push((slot, 1 << o));
             }
         }
+        let mut rank = vec![0u32; bits.len()].into_boxed_slice();
+        let mut seen = 0u32;
+        for (r, w) in rank.iter_mut().zip(bits.iter()) {
+            *r = seen;
+            seen += w.count_ones();
+        }
+        let mut offsets = vec![0u32; seen as usize].into_boxed_slice();
+        for (slot, bit) in slot_offsets {
+            if let Some(m) = offsets.get_mut(slot_rank(&bits, &rank, slot)) {
+                *m |= bit;
+            }
+        }
+        let pre_len = min_len.min(8);
+        let pre_mask = if pre_len >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * pre_len)) - 1
+        };
+        let pre_n = (self.patterns.len() * PRE_SLOTS_PER_PHRASE)
+            .next_power_of_two()
+            .trailing_zeros()
+            .clamp(MIN_FILTER_BITS, MAX_FILTER_BITS);
+        let pre_shift = 64 - pre_n;
+        let mut pre_bits = vec![0u64; (1usize << pre_n) / 64].into_boxed_slice();
+        let pre_slots: Vec<usize> = self
+            .patterns
+            .iter()
+            .map(|p| hash64(prefix_key(p, pre_mask), pre_shift))
+            .collect();
+        for &slot in &pre_slots {
+            pre_bits[slot / 64] |= 1 << (slot % 64);
+        }
+        let mut pre_rank = vec![0u32; pre_bits.len()].into_boxed_slice();
+        let mut seen = 0u32;
+        for (r, w) in pre_rank.iter_mut().zip(pre_bits.iter()) {
+            *r = seen;
+            seen += w.count_ones();
+        }
+        let mut by_rank: Vec<Vec<u32>> = vec![Vec::new(); seen as usize];
+        for (pid, &slot) in pre_slots.iter().enumerate() {
+            if let Some(list) = by_rank.get_mut(slot_rank(&pre_bits, &pre_rank, slot)) {
+                list.push(pid as u32);
+            }
+        }
+        let mut pre_lists = Vec::with_capacity(by_rank.len());
+        let mut pre_ids = Vec::with_capacity(pre_slots.len());
+        for list in by_rank {
+            pre_lists.push((pre_ids.len() as u32, list.len() as u32));
+            pre_ids.extend(list);
+        }
+        let lower = self
+            .patterns
+            .iter()
+            .map(|p| p.clone().into_boxed_slice())
+            .collect();
         let patterns = self
             .patterns
             .iter()
@@ -136,8 +215,17 @@ impl PhraseSetBuilder {
             gram_mask,
             stride,
             bits,
+            rank,
             offsets,
             shift,
+            pre_len,
+            pre_mask,
+            pre_bits,
+            pre_shift,
+            pre_rank,
+            pre_lists: pre_lists.into_boxed_slice(),
+            pre_ids: pre_ids.into_boxed_slice(),
+            lower,
         })
     }
 }
@@ -309,14 +397,50 @@ impl PhraseStream {
         pending: &mut Vec<usize>,
     ) {
         let offset = self.offset;
-        let mut m = set.offsets[hash((key | FOLD) & set.gram_mask, set.shift)];
+        let slot = hash((key | FOLD) & set.gram_mask, set.shift);
+        let mut m = set
+            .offsets
+            .get(slot_rank(&set.bits, &set.rank, slot))
+            .copied()
+            .unwrap_or(0);
         while m != 0 {
             let o = u64::from(m.trailing_zeros());
             m &= m - 1;
             let Some(start) = p.checked_sub(o) else {
                 continue;
             };
-            // HIST_BYTES covers gram + stride, so `start - 1` is in the history or the chunk.
+            // The usual case: the phrase's first 8 bytes and the byte before it are in the chunk.
+            // The second filter, then the phrases listed there compared in place; only those
+            // running past the chunk need a walk.
+            if let Some(s) = start.checked_sub(offset + 1).map(|s| s as usize + 1) {
+                if let Some(head) = chunk.get(s..s + 8) {
+                    let k = u64::from_le_bytes(head.try_into().unwrap_or([0; 8]));
+                    let Some(ids) = set.pre_list(k) else {
+                        continue;
+                    };
+                    let before_ok = !chunk.get(s - 1).copied().is_some_and(is_word);
+                    let mut cut = false;
+                    for &pid in ids {
+                        let pid = pid as usize;
+                        let Some(phrase) = set.lower.get(pid) else {
+                            continue;
+                        };
+                        match chunk.get(s..s + phrase.len()) {
+                            Some(here) if here.eq_ignore_ascii_case(phrase) => {
+                                let next = chunk.get(s + phrase.len()).copied();
+                                found(set, pid, before_ok, next, hits, pending);
+                            }
+                            Some(_) => {}
+                            None => cut = true,
+                        }
+                    }
+                    if !cut {
+                        continue;
+                    }
+                }
+            }
+            // HIST_BYTES covers the gram, the window and one more byte, so `start - 1` is in the
+            // history or the chunk.
             let byte_at = |at: u64| -> Option<u8> {
                 if at >= offset {
                     chunk.get((at - offset) as usize).copied()
@@ -325,6 +449,28 @@ impl PhraseStream {
                         .and_then(|i| hist.get(i as usize).copied())
                 }
             };
+            // Second filter: the phrase's first bytes, when they are all here.
+            let key = match (start.checked_sub(offset), start.checked_sub(base)) {
+                (Some(s), _) if chunk.len() >= s as usize + 8 => {
+                    let s = s as usize;
+                    Some(u64::from_le_bytes(
+                        chunk[s..s + 8].try_into().unwrap_or([0; 8]),
+                    ))
+                }
+                (_, Some(_)) if start + set.pre_len as u64 <= offset + chunk.len() as u64 => {
+                    let mut k = 0u64;
+                    for j in 0..set.pre_len as u64 {
+                        k |= u64::from(byte_at(start + j).unwrap_or(0)) << (8 * j);
+                    }
+                    Some(k)
+                }
+                _ => None,
+            };
+            if let Some(k) = key {
+                if !set.pre_probe(k) {
+                    continue;
+                }
+            }
             let before_ok = start == 0 || !byte_at(start - 1).is_some_and(is_word);
             let mut w = Walk {
                 state: set.anchored_start,
@@ -348,6 +494,25 @@ impl PhraseStream {
 }
 
 impl PhraseSet {
+    /// The phrases whose first bytes hash like those of `key` (None when there are none).
+    #[inline(always)]
+    fn pre_list(&self, key: u64) -> Option<&[u32]> {
+        let slot = hash64((key | FOLD64) & self.pre_mask, self.pre_shift);
+        if self.pre_bits.get(slot / 64)? & (1 << (slot % 64)) == 0 {
+            return None;
+        }
+        let &(from, n) = self
+            .pre_lists
+            .get(slot_rank(&self.pre_bits, &self.pre_rank, slot))?;
+        self.pre_ids.get(from as usize..(from + n) as usize)
+    }
+
+    #[inline(always)]
+    fn pre_probe(&self, key: u64) -> bool {
+        let slot = hash64((key | FOLD64) & self.pre_mask, self.pre_shift);
+        self.pre_bits[slot / 64] & (1 << (slot % 64)) != 0
+    }
+
     #[inline(always)]
     fn probe(&self, key: u32) -> bool {
         let slot = hash((key | FOLD) & self.gram_mask, self.shift);
@@ -420,6 +585,39 @@ fn walk(
     true
 }
 
+/// Phrase `pid` occurred; `before_ok` says the byte before it is not a word byte (or there is
+/// none), `next` is the byte after it when known.
+fn found(
+    set: &PhraseSet,
+    pid: usize,
+    before_ok: bool,
+    next: Option<u8>,
+    hits: &mut HitSet,
+    pending: &mut Vec<usize>,
+) {
+    let Some((_, owners)) = set.patterns.get(pid) else {
+        return;
+    };
+    let mut word = false;
+    for o in owners {
+        if o.word_bounded {
+            word = true;
+        } else {
+            hits.set(o.rule);
+        }
+    }
+    if word && before_ok {
+        match next {
+            Some(b) if !is_word(b) => hit_word_owners(owners, hits),
+            Some(_) => {}
+            None if pending.len() < MAX_PHRASE_BYTES && !pending.contains(&pid) => {
+                pending.push(pid)
+            }
+            None => {}
+        }
+    }
+}
+
 fn hit_owners(set: &PhraseSet, pid: usize, hits: &mut HitSet) {
     if let Some((_, owners)) = set.patterns.get(pid) {
         hit_word_owners(owners, hits);
@@ -452,6 +650,72 @@ fn gram_key(at: &[u8], gram_mask: u32) -> u32 {
                 & gram_mask
         }
     }
+}
+
+/// The index of set filter slot `slot` among the set ones.
+#[inline(always)]
+fn slot_rank(bits: &[u64], rank: &[u32], slot: usize) -> usize {
+    let w = slot / 64;
+    let below = bits
+        .get(w)
+        .map_or(0, |b| (b & ((1u64 << (slot % 64)) - 1)).count_ones());
+    rank.get(w).map_or(0, |r| *r as usize) + below as usize
+}
+
+/// Bytes by how common they are in mail text, most common first (a rough unigram model).
+const COMMON_BYTES: &[u8] = b" etaoinsrhldcumfpgwyb.,vk-'\r\n0123456789:/=\"x>jq<z";
+/// Words whose grams are everywhere in mail: a gram inside one is a poor filter.
+const COMMON_WORDS: &str = " the and you your for that this with have not are will from our all \
+can one more here now time mail email list please click information online line order \
+would there their what about which when make like just know take people into year good some \
+them see other than then look only come its over think also back after use two how work first \
+well way even new want because any these give day most us is it in be to of on at by or as if \
+http www com net html font size width height style color table nbsp align center border ";
+
+/// How common a gram looks in mail text (lower is rarer).
+fn gram_cost(g: &[u8]) -> u32 {
+    let unigram: u32 = g
+        .iter()
+        .map(|&b| {
+            let b = b.to_ascii_lowercase();
+            let at = COMMON_BYTES
+                .iter()
+                .position(|&c| c == b)
+                .unwrap_or(COMMON_BYTES.len());
+            (COMMON_BYTES.len() - at) as u32
+        })
+        .sum();
+    let in_word = memchr::memmem::find(COMMON_WORDS.as_bytes(), g).is_some();
+    unigram + if in_word { 1000 } else { 0 }
+}
+
+/// The start of the `stride` consecutive gram offsets of `p` that look rarest.
+fn best_window(p: &[u8], gram: usize, stride: usize) -> usize {
+    let last = p
+        .len()
+        .saturating_sub(gram + stride - 1)
+        .min(MAX_WINDOW_START);
+    (0..=last)
+        .min_by_key(|&a| {
+            (a..a + stride)
+                .map(|o| gram_cost(p.get(o..o + gram).unwrap_or(&[])))
+                .sum::<u32>()
+        })
+        .unwrap_or(0)
+}
+
+fn prefix_key(p: &[u8], mask: u64) -> u64 {
+    let k = p
+        .iter()
+        .take(8)
+        .enumerate()
+        .fold(0u64, |k, (i, &b)| k | u64::from(b) << (8 * i));
+    (k | FOLD64) & mask
+}
+
+#[inline(always)]
+fn hash64(key: u64, shift: u32) -> usize {
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize
 }
 
 #[inline(always)]
