@@ -22,12 +22,11 @@ pub struct CompiledRules {
     pub(crate) specs: Vec<RuleSpec>,
     pub(crate) body: StreamMatcher,
     pub(crate) raw: StreamMatcher,
-    /// Named header matchers, by lower-cased field name.
-    pub(crate) headers: HashMap<Vec<u8>, ValueMatcher>,
+    /// What rules make of a top-level header field, by field name (case-insensitive).
+    pub(crate) headers: NameMap<HeaderRules>,
     pub(crate) any_header: ValueMatcher,
-    /// Header names whose presence matters, by lower-cased name: their slot.
-    pub(crate) presence: HashMap<Vec<u8>, usize>,
-    pub(crate) present_rules: Vec<(usize, RuleId)>,
+    /// How many header names have presence rules (each has a slot below this).
+    pub(crate) presence_slots: usize,
     pub(crate) absent_rules: Vec<(usize, RuleId)>,
     /// The longest header name any rule looks for (longer names are skipped unlooked).
     pub(crate) max_header_name: usize,
@@ -44,6 +43,105 @@ pub struct CompiledRules {
     pub(crate) metas: Vec<(RuleId, Expr)>,
 }
 
+/// The rules about one header field name.
+#[derive(Debug, Default)]
+pub(crate) struct HeaderRules {
+    /// Its presence slot, when `header_present` or `header_absent` rules name it.
+    pub slot: Option<usize>,
+    /// `header_present` rules: hit when the field is there.
+    pub present: Vec<RuleId>,
+    /// `header` rules on its value.
+    pub matcher: Option<ValueMatcher>,
+}
+
+/// A fixed map from names (field names, domains) to values, looked up ASCII case-insensitively
+/// without copying or lower-casing the name: open addressing over an FNV-1a hash of the
+/// lower-cased bytes.
+#[derive(Debug)]
+pub(crate) struct NameMap<T> {
+    /// Per slot: index + 1 into `entries`, 0 when empty. A power of two, at most half full.
+    slots: Box<[u32]>,
+    entries: Vec<(Box<[u8]>, T)>,
+}
+
+impl<T> Default for NameMap<T> {
+    fn default() -> Self {
+        NameMap {
+            slots: Box::new([]),
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<T> NameMap<T> {
+    /// Builds from entries whose names are distinct ignoring ASCII case.
+    fn build(entries: Vec<(Vec<u8>, T)>) -> NameMap<T> {
+        let n = (entries.len() * 2).next_power_of_two().max(4);
+        let mut slots = vec![0u32; n].into_boxed_slice();
+        let entries: Vec<(Box<[u8]>, T)> = entries
+            .into_iter()
+            .map(|(k, v)| (k.into_boxed_slice(), v))
+            .collect();
+        for (i, (k, _)) in entries.iter().enumerate() {
+            let mut at = name_hash(k) as usize & (n - 1);
+            while slots[at] != 0 {
+                at = (at + 1) & (n - 1);
+            }
+            slots[at] = i as u32 + 1;
+        }
+        NameMap { slots, entries }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The value for `name`, compared ASCII case-insensitively.
+    #[inline]
+    pub fn get(&self, name: &[u8]) -> Option<&T> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = name_hash(name) as usize & mask;
+        loop {
+            let i = *self.slots.get(at)? as usize;
+            let (k, v) = self.entries.get(i.checked_sub(1)?)?;
+            if k.eq_ignore_ascii_case(name) {
+                return Some(v);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+}
+
+/// A hash of a name that ignores ASCII case: its length and its first and last 8 bytes (4 when
+/// shorter) with bit 0x20 set in each byte, so no loop over the name. Names that differ only in
+/// the middle collide, which costs a probe, not a wrong answer.
+#[inline]
+fn name_hash(name: &[u8]) -> u64 {
+    const FOLD64: u64 = 0x2020_2020_2020_2020;
+    let n = name.len();
+    let (a, b) = match (name.first_chunk::<8>(), name.last_chunk::<8>()) {
+        (Some(a), Some(b)) => (u64::from_le_bytes(*a), u64::from_le_bytes(*b)),
+        _ => match (name.first_chunk::<4>(), name.last_chunk::<4>()) {
+            (Some(a), Some(b)) => (
+                u64::from(u32::from_le_bytes(*a)),
+                u64::from(u32::from_le_bytes(*b)),
+            ),
+            _ => (
+                name.iter()
+                    .enumerate()
+                    .fold(0u64, |k, (i, &c)| k | u64::from(c) << (8 * i)),
+                0,
+            ),
+        },
+    };
+    let h = ((a | FOLD64) ^ n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (b | FOLD64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    h ^ (h >> 29)
+}
+
 /// Matchers of a stream target (body text or raw body).
 #[derive(Debug, Default)]
 pub(crate) struct StreamMatcher {
@@ -56,7 +154,7 @@ pub(crate) struct StreamMatcher {
 pub(crate) struct ValueMatcher {
     phrases: Option<PhraseSet>,
     regexes: Option<RegexGroup>,
-    domains: HashMap<Vec<u8>, Vec<RuleId>>,
+    domains: NameMap<Vec<RuleId>>,
 }
 
 impl ValueMatcher {
@@ -111,7 +209,7 @@ impl ValueBuilder {
             regexes: (!self.regexes.is_empty())
                 .then(|| RegexGroup::build(&self.regexes))
                 .transpose()?,
-            domains: self.domains,
+            domains: NameMap::build(self.domains.into_iter().collect()),
         })
     }
 
@@ -164,7 +262,7 @@ impl CompiledRules {
         let mut headers: HashMap<Vec<u8>, ValueBuilder> = HashMap::new();
         let mut any_header = ValueBuilder::default();
         let mut presence: HashMap<Vec<u8>, usize> = HashMap::new();
-        let mut present_rules = Vec::new();
+        let mut present_rules: Vec<(usize, RuleId)> = Vec::new();
         let mut absent_rules = Vec::new();
         let mut mail_from = ValueBuilder::default();
         let mut rcpt = ValueBuilder::default();
@@ -268,21 +366,31 @@ impl CompiledRules {
             let what = what.to_string();
             move |e: String| RuleError::new("rules", None, None, format!("{what}: {e}"))
         };
-        let mut built_headers = HashMap::with_capacity(headers.len());
+        let mut by_name: HashMap<Vec<u8>, HeaderRules> = HashMap::new();
         let mut max_header_name = presence.keys().map(Vec::len).max().unwrap_or(0);
         for (name, b) in headers {
             max_header_name = max_header_name.max(name.len());
             let label = format!("header {:?}", String::from_utf8_lossy(&name));
-            built_headers.insert(name, b.build().map_err(at(&label))?);
+            by_name.entry(name).or_default().matcher = Some(b.build().map_err(at(&label))?);
+        }
+        let presence_slots = presence.len();
+        for (name, slot) in presence {
+            by_name.entry(name).or_default().slot = Some(slot);
+        }
+        for h in by_name.values_mut() {
+            h.present = present_rules
+                .iter()
+                .filter(|&&(sl, _)| Some(sl) == h.slot)
+                .map(|&(_, id)| id)
+                .collect();
         }
         Ok(CompiledRules {
             threshold,
             body: body.build_stream().map_err(at("target body"))?,
             raw: raw.build_stream().map_err(at("target raw"))?,
-            headers: built_headers,
+            headers: NameMap::build(by_name.into_iter().collect()),
             any_header: any_header.build().map_err(at("target any_header"))?,
-            presence,
-            present_rules,
+            presence_slots,
             absent_rules,
             max_header_name,
             mail_from: mail_from.build().map_err(at("target mail_from"))?,

@@ -27,7 +27,12 @@ const SET_SIZE_LIMIT: usize = 64 << 20;
 /// Regexes of one target.
 #[derive(Debug)]
 pub(crate) struct RegexGroup {
+    /// Multi-line (`^`/`$` also at `\r` and `\n`): for runs of lines and for values that hold a
+    /// line break.
     set: RegexSet,
+    /// The same patterns with multi-line off, for values without `\r` or `\n`, where `^` and
+    /// `$` can only match at the ends either way: the engine can then anchor its search.
+    single: RegexSet,
     owners: Vec<RuleId>,
 }
 
@@ -100,8 +105,14 @@ impl RegexGroup {
             .size_limit(SET_SIZE_LIMIT)
             .build()
             .map_err(|e| e.to_string())?;
+        let single = builder(&sources)
+            .multi_line(false)
+            .size_limit(SET_SIZE_LIMIT)
+            .build()
+            .map_err(|e| e.to_string())?;
         Ok(RegexGroup {
             set,
+            single,
             owners: patterns.iter().map(|(_, r)| *r).collect(),
         })
     }
@@ -109,8 +120,13 @@ impl RegexGroup {
     /// Matches one line or value (the first [`MAX_LINE_BYTES`] of it).
     pub fn match_value(&self, value: &[u8], hits: &mut HitSet) {
         let value = &value[..value.len().min(MAX_LINE_BYTES)];
-        if self.set.is_match(value) {
-            for i in self.set.matches(value).iter() {
+        let set = if memchr::memchr2(b'\r', b'\n', value).is_some() {
+            &self.set
+        } else {
+            &self.single
+        };
+        if set.is_match(value) {
+            for i in set.matches(value).iter() {
                 if let Some(&r) = self.owners.get(i) {
                     hits.set(r);
                 }

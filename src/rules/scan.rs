@@ -39,7 +39,7 @@ pub struct Scan {
     size_seen: u64,
     finished: bool,
     scratch: Vec<u8>,
-    header_line: Vec<u8>,
+    line_buf: Vec<u8>,
 }
 
 /// Phrase and line state of one stream target.
@@ -93,7 +93,7 @@ impl Scan {
     pub fn new(rules: Arc<CompiledRules>) -> Scan {
         Scan {
             hits: HitSet::new(rules.len()),
-            seen: vec![false; rules.presence.len()],
+            seen: vec![false; rules.presence_slots],
             rules,
             body: StreamState::default(),
             raw: StreamState::default(),
@@ -101,7 +101,7 @@ impl Scan {
             size_seen: 0,
             finished: false,
             scratch: Vec::new(),
-            header_line: Vec::new(),
+            line_buf: Vec::new(),
         }
     }
 
@@ -236,27 +236,20 @@ impl Scan {
         self.size_seen += (name.len() + value.len() + 4) as u64;
         let rules = Arc::clone(&self.rules);
         if name.len() <= rules.max_header_name {
-            let mut key = [0u8; 256];
-            if let Some(key) = key.get_mut(..name.len()) {
-                key.copy_from_slice(name);
-                key.make_ascii_lowercase();
-                if let Some(&slot) = rules.presence.get(&key[..]) {
-                    if let Some(s) = self.seen.get_mut(slot) {
-                        *s = true;
-                    }
-                    for &(sl, id) in &rules.present_rules {
-                        if sl == slot {
-                            self.hits.set(id);
-                        }
-                    }
+            if let Some(h) = rules.headers.get(name) {
+                if let Some(s) = h.slot.and_then(|slot| self.seen.get_mut(slot)) {
+                    *s = true;
                 }
-                if let Some(m) = rules.headers.get(&key[..]) {
+                for &id in &h.present {
+                    self.hits.set(id);
+                }
+                if let Some(m) = &h.matcher {
                     m.match_value(value, &mut self.scratch, &mut self.hits);
                 }
             }
         }
         if !rules.any_header.is_empty() {
-            let mut line = std::mem::take(&mut self.header_line);
+            let mut line = std::mem::take(&mut self.line_buf);
             line.clear();
             line.extend_from_slice(name);
             line.extend_from_slice(b": ");
@@ -264,7 +257,7 @@ impl Scan {
             rules
                 .any_header
                 .match_value(&line, &mut self.scratch, &mut self.hits);
-            self.header_line = line;
+            self.line_buf = line;
         }
     }
 
@@ -308,11 +301,14 @@ impl Scan {
         if rules.url_host.is_empty() {
             return;
         }
-        let host = url_host(url).to_ascii_lowercase();
+        let mut host = std::mem::take(&mut self.line_buf);
+        host.clear();
+        host.extend(url_host(url).iter().map(u8::to_ascii_lowercase));
         rules
             .url_host
             .match_value(&host, &mut self.scratch, &mut self.hits);
         rules.url_host.match_domain(&host, &mut self.hits);
+        self.line_buf = host;
     }
 }
 
