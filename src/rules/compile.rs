@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::rules::file::{self, Action, Cidr, Matcher, RuleError, RuleSource, RuleSpec, Target};
-use crate::rules::line::{self, RegexGroup, MAX_LINE_BYTES};
+use crate::rules::line::{self, RegexGroup, Scratch, MAX_LINE_BYTES};
 use crate::rules::meta::{self, Expr};
 use crate::rules::phrase::{Owner, PhraseSet, PhraseSetBuilder};
 use crate::rules::verdict::HitSet;
@@ -59,6 +59,9 @@ pub(crate) struct HeaderRules {
 /// lower-cased bytes.
 #[derive(Debug)]
 pub(crate) struct NameMap<T> {
+    /// Bit `min(len, 63)` set for each name length: most names are turned away by their
+    /// length alone, before their bytes are read.
+    lengths: u64,
     /// Per slot: index + 1 into `entries`, 0 when empty. A power of two, at most half full.
     slots: Box<[u32]>,
     entries: Vec<(Box<[u8]>, T)>,
@@ -67,6 +70,7 @@ pub(crate) struct NameMap<T> {
 impl<T> Default for NameMap<T> {
     fn default() -> Self {
         NameMap {
+            lengths: 0,
             slots: Box::new([]),
             entries: Vec::new(),
         }
@@ -82,14 +86,20 @@ impl<T> NameMap<T> {
             .into_iter()
             .map(|(k, v)| (k.into_boxed_slice(), v))
             .collect();
+        let mut lengths = 0u64;
         for (i, (k, _)) in entries.iter().enumerate() {
+            lengths |= 1 << k.len().min(63);
             let mut at = name_hash(k) as usize & (n - 1);
             while slots[at] != 0 {
                 at = (at + 1) & (n - 1);
             }
             slots[at] = i as u32 + 1;
         }
-        NameMap { slots, entries }
+        NameMap {
+            lengths,
+            slots,
+            entries,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -99,7 +109,7 @@ impl<T> NameMap<T> {
     /// The value for `name`, compared ASCII case-insensitively.
     #[inline]
     pub fn get(&self, name: &[u8]) -> Option<&T> {
-        if self.entries.is_empty() {
+        if self.lengths & (1 << name.len().min(63)) == 0 {
             return None;
         }
         let mask = self.slots.len() - 1;
@@ -163,15 +173,22 @@ impl ValueMatcher {
     }
 
     /// Phrases and regexes against `value` (its first [`MAX_LINE_BYTES`]).
-    pub fn match_value(&self, value: &[u8], scratch: &mut Vec<u8>, hits: &mut HitSet) {
+    pub fn match_value(&self, value: &[u8], scratch: &mut Scratch, hits: &mut HitSet) {
+        if self.phrases.is_none() && self.regexes.is_none() {
+            return;
+        }
         let value = &value[..value.len().min(MAX_LINE_BYTES)];
+        scratch.lower.clear();
+        if self.phrases.is_some() || self.regexes.as_ref().is_some_and(RegexGroup::has_literals) {
+            scratch
+                .lower
+                .extend(value.iter().map(u8::to_ascii_lowercase));
+        }
         if let Some(p) = &self.phrases {
-            scratch.clear();
-            scratch.extend(value.iter().map(u8::to_ascii_lowercase));
-            p.match_value(scratch, hits);
+            p.match_value(&scratch.lower, hits);
         }
         if let Some(r) = &self.regexes {
-            r.match_value(value, hits);
+            r.match_lowered(value, scratch, hits);
         }
     }
 
@@ -207,7 +224,7 @@ impl ValueBuilder {
                 .then(|| self.phrases.build())
                 .transpose()?,
             regexes: (!self.regexes.is_empty())
-                .then(|| RegexGroup::build(&self.regexes))
+                .then(|| RegexGroup::build(&self.regexes, false))
                 .transpose()?,
             domains: NameMap::build(self.domains.into_iter().collect()),
         })
@@ -219,7 +236,7 @@ impl ValueBuilder {
                 .then(|| self.phrases.build())
                 .transpose()?,
             lines: (!self.regexes.is_empty())
-                .then(|| RegexGroup::build(&self.regexes))
+                .then(|| RegexGroup::build(&self.regexes, true))
                 .transpose()?,
         })
     }

@@ -1,20 +1,33 @@
-//! Regexes of one target in one `regex::bytes::RegexSet`.
+//! Regexes of one target.
 //!
 //! Streams are matched line by line: a line is the bytes up to `\n` without the `\n` and one
 //! `\r` before it. A line longer than [`MAX_LINE_BYTES`] is examined in consecutive segments of
 //! that length (DESIGN.md: the scanner caps how much of one line it examines). Only a partial
 //! line is copied between chunks, and it is bounded by [`MAX_LINE_BYTES`].
 //!
-//! Complete lines inside a chunk are first tested together with one `is_match` over the run of
-//! lines (the set is compiled in multi-line CRLF mode, so a match inside a line is a match in the
-//! run); only when that says yes are the lines of the run matched one at a time. So the regex
-//! work per chunk is one pass over its bytes, not one call per line. That is exact because line
-//! rules may not use `\A`, `\z` or `(?-m)` (the compiler refuses them), so every anchor is a line
-//! anchor.
+//! Most rules need a literal (`literal`): `(?i)\bwire\s+transfer` can only match a line that
+//! holds `wire` or `transfer` (in any case). Such a rule runs alone, and only on the lines (or
+//! values) where a literal search found one of its literals, and only while its rule has not hit
+//! yet. The search runs over the lower-cased text: Teddy (SIMD) when the target has at most 64
+//! literals, an Aho-Corasick automaton otherwise. It reports the leftmost-longest literal and is
+//! restarted one byte after each start, so every start of every literal is seen (literals that
+//! start the same way at the same place are prefixes of the longest one, which stands for them).
+//!
+//! Rules without a usable literal share one `RegexSet`. Complete lines inside a chunk are first
+//! tested together with one `is_match` over the run of lines (the set is compiled in multi-line
+//! CRLF mode, so a match inside a line is a match in the run); only when that says yes are the
+//! lines of the run matched one at a time. That is exact because line rules may not use `\A`,
+//! `\z` or `(?-m)` (the compiler refuses them), so every anchor is a line anchor.
+//!
+//! Each pattern is compiled twice: multi-line, and with multi-line off for text holding no `\r`
+//! or `\n` (there `^` and `$` can only match at the ends either way, and the engine can anchor
+//! its search).
 
+use aho_corasick::{packed, AhoCorasick, Input, MatchKind, Span};
 use memchr::memchr;
-use regex::bytes::{RegexSet, RegexSetBuilder};
+use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
+use crate::rules::literal::required_literals;
 use crate::rules::verdict::HitSet;
 use crate::rules::RuleId;
 
@@ -23,17 +36,57 @@ pub const MAX_LINE_BYTES: usize = 4096;
 /// Compiled size limit of one rule regex and of a target's set.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 const SET_SIZE_LIMIT: usize = 64 << 20;
+/// A value group gates its regexes by literals only when at least this many have them: for a
+/// few, one set over the short value costs less than the literal search.
+const MIN_GATED_FOR_VALUES: usize = 4;
+/// Complete lines are lower-cased for the literal search this many bytes at a time (at most;
+/// blocks end at a line end).
+const LOWER_BLOCK: usize = 64 * 1024;
 
 /// Regexes of one target.
 #[derive(Debug)]
 pub(crate) struct RegexGroup {
-    /// Multi-line (`^`/`$` also at `\r` and `\n`): for runs of lines and for values that hold a
-    /// line break.
-    set: RegexSet,
-    /// The same patterns with multi-line off, for values without `\r` or `\n`, where `^` and
-    /// `$` can only match at the ends either way: the engine can then anchor its search.
+    /// Regexes without a usable literal.
+    rest: Option<Sets>,
+    /// Regexes with literals, each alone.
+    gated: Vec<Gated>,
+    finder: Option<Finder>,
+    /// Per literal: the `gated` regexes that may match where it occurs (its own and those of
+    /// the literals it starts with, which occur there too).
+    by_literal: Vec<Vec<u32>>,
+}
+
+/// Regexes in one set.
+#[derive(Debug)]
+struct Sets {
+    /// Multi-line (`^`/`$` also at `\r` and `\n`).
+    multi: RegexSet,
+    /// Multi-line off: for text without `\r` or `\n`.
     single: RegexSet,
     owners: Vec<RuleId>,
+}
+
+#[derive(Debug)]
+struct Gated {
+    multi: Regex,
+    single: Regex,
+    rule: RuleId,
+}
+
+/// Finds the leftmost-longest literal at or after a position in lower-cased text.
+#[derive(Debug)]
+enum Finder {
+    Packed(packed::Searcher),
+    Automaton(AhoCorasick),
+}
+
+/// Buffers reused between calls: lower-cased text for the literal search (at most
+/// [`LOWER_BLOCK`] bytes) and the regexes already tried on the current line (at most one entry
+/// per regex).
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    pub lower: Vec<u8>,
+    tried: Vec<u32>,
 }
 
 /// Builds a one-regex set with the engine's options, to check one rule's pattern.
@@ -98,45 +151,261 @@ fn absolute_anchor(pattern: &str) -> Option<&'static str> {
     None
 }
 
-impl RegexGroup {
-    pub fn build(patterns: &[(String, RuleId)]) -> Result<RegexGroup, String> {
+impl Finder {
+    fn build(literals: &[Vec<u8>]) -> Result<Finder, String> {
+        let packed = packed::Config::new()
+            .match_kind(packed::MatchKind::LeftmostLongest)
+            .builder()
+            .extend(literals)
+            .build();
+        match packed {
+            Some(p) => Ok(Finder::Packed(p)),
+            None => AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(literals)
+                .map(Finder::Automaton)
+                .map_err(|e| format!("literal automaton: {e}")),
+        }
+    }
+
+    /// (start, end, literal) of the leftmost-longest literal starting at or after `from`.
+    #[inline]
+    fn find_at(&self, hay: &[u8], from: usize) -> Option<(usize, usize, usize)> {
+        if from > hay.len() {
+            return None;
+        }
+        let m = match self {
+            Finder::Packed(p) => p.find_in(hay, Span::from(from..hay.len()))?,
+            Finder::Automaton(a) => a.find(Input::new(hay).span(from..hay.len()))?,
+        };
+        Some((m.start(), m.end(), m.pattern().as_usize()))
+    }
+}
+
+/// Whether `text` needs the multi-line variant.
+#[inline]
+fn has_break(text: &[u8]) -> bool {
+    memchr::memchr2(b'\r', b'\n', text).is_some()
+}
+
+impl Sets {
+    fn build(patterns: &[(String, RuleId)]) -> Result<Sets, String> {
         let sources: Vec<&str> = patterns.iter().map(|(p, _)| p.as_str()).collect();
-        let set = builder(&sources)
-            .size_limit(SET_SIZE_LIMIT)
-            .build()
-            .map_err(|e| e.to_string())?;
-        let single = builder(&sources)
-            .multi_line(false)
-            .size_limit(SET_SIZE_LIMIT)
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(RegexGroup {
-            set,
-            single,
+        let set = |multi: bool| {
+            builder(&sources)
+                .multi_line(multi)
+                .size_limit(SET_SIZE_LIMIT)
+                .build()
+                .map_err(|e| e.to_string())
+        };
+        Ok(Sets {
+            multi: set(true)?,
+            single: set(false)?,
             owners: patterns.iter().map(|(_, r)| *r).collect(),
         })
     }
 
-    /// Matches one line or value (the first [`MAX_LINE_BYTES`] of it).
-    pub fn match_value(&self, value: &[u8], hits: &mut HitSet) {
-        let value = &value[..value.len().min(MAX_LINE_BYTES)];
-        let set = if memchr::memchr2(b'\r', b'\n', value).is_some() {
-            &self.set
+    fn match_text(&self, text: &[u8], hits: &mut HitSet) {
+        let set = if has_break(text) {
+            &self.multi
         } else {
             &self.single
         };
-        if set.is_match(value) {
-            for i in set.matches(value).iter() {
+        if set.is_match(text) {
+            for i in set.matches(text).iter() {
                 if let Some(&r) = self.owners.get(i) {
                     hits.set(r);
                 }
             }
         }
     }
+}
 
-    fn match_line(&self, line: &[u8], hits: &mut HitSet) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        self.match_value(line, hits)
+impl RegexGroup {
+    /// Builds the group of a stream target (`lines`) or of a value target.
+    pub fn build(patterns: &[(String, RuleId)], lines: bool) -> Result<RegexGroup, String> {
+        let mut rest = Vec::new();
+        let mut gated = Vec::new();
+        let mut literals: Vec<Vec<u8>> = Vec::new();
+        let mut own: Vec<Vec<u32>> = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        let required: Vec<Option<Vec<Vec<u8>>>> =
+            patterns.iter().map(|(p, _)| required_literals(p)).collect();
+        let gate = lines || required.iter().flatten().count() >= MIN_GATED_FOR_VALUES;
+        for ((p, rule), lits) in patterns.iter().zip(required) {
+            let Some(lits) = lits.filter(|_| gate) else {
+                rest.push((p.clone(), *rule));
+                continue;
+            };
+            let one = |multi: bool| {
+                RegexBuilder::new(p)
+                    .unicode(false)
+                    .multi_line(multi)
+                    .crlf(true)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| e.to_string())
+            };
+            let g = gated.len() as u32;
+            gated.push(Gated {
+                multi: one(true)?,
+                single: one(false)?,
+                rule: *rule,
+            });
+            for l in lits {
+                let at = *index.entry(l.clone()).or_insert_with(|| {
+                    literals.push(l);
+                    own.push(Vec::new());
+                    literals.len() - 1
+                });
+                own[at].push(g);
+            }
+        }
+        let mut by_literal = own.clone();
+        for (i, long) in literals.iter().enumerate() {
+            for (j, short) in literals.iter().enumerate() {
+                if i != j && long.starts_with(short) {
+                    by_literal[i].extend_from_slice(&own[j]);
+                }
+            }
+            by_literal[i].sort_unstable();
+            by_literal[i].dedup();
+        }
+        Ok(RegexGroup {
+            rest: (!rest.is_empty()).then(|| Sets::build(&rest)).transpose()?,
+            finder: (!literals.is_empty())
+                .then(|| Finder::build(&literals))
+                .transpose()?,
+            gated,
+            by_literal,
+        })
+    }
+
+    /// Whether some regex is gated by literals (a value must be lower-cased for them).
+    pub fn has_literals(&self) -> bool {
+        self.finder.is_some()
+    }
+
+    /// Matches one value (its first [`MAX_LINE_BYTES`]).
+    pub fn match_value(&self, value: &[u8], scratch: &mut Scratch, hits: &mut HitSet) {
+        let value = &value[..value.len().min(MAX_LINE_BYTES)];
+        scratch.lower.clear();
+        if self.finder.is_some() {
+            scratch
+                .lower
+                .extend(value.iter().map(u8::to_ascii_lowercase));
+        }
+        self.match_lowered(value, scratch, hits);
+    }
+
+    /// Matches one value (at most [`MAX_LINE_BYTES`]) whose lower-cased copy is already in
+    /// `scratch.lower` (it may be left empty when [`RegexGroup::has_literals`] is false).
+    pub fn match_lowered(&self, value: &[u8], scratch: &mut Scratch, hits: &mut HitSet) {
+        if let Some(rest) = &self.rest {
+            rest.match_text(value, hits);
+        }
+        let Some(finder) = &self.finder else {
+            return;
+        };
+        scratch.tried.clear();
+        let mut from = 0;
+        while let Some((start, _, lit)) = finder.find_at(&scratch.lower, from) {
+            self.try_line(lit, value, &mut scratch.tried, hits);
+            from = start + 1;
+        }
+    }
+
+    /// One line of a stream (a trailing `\r` dropped) or one segment of a long line.
+    fn match_one(&self, text: &[u8], strip_cr: bool, scratch: &mut Scratch, hits: &mut HitSet) {
+        let text = if strip_cr {
+            text.strip_suffix(b"\r").unwrap_or(text)
+        } else {
+            text
+        };
+        self.match_value(text, scratch, hits);
+    }
+
+    /// `lines` is whole lines, each ending in `\n` and at most [`MAX_LINE_BYTES`] long
+    /// before it.
+    fn match_run(&self, lines: &[u8], scratch: &mut Scratch, hits: &mut HitSet) {
+        if lines.is_empty() {
+            return;
+        }
+        if let Some(rest) = &self.rest {
+            if rest.multi.is_match(lines) {
+                let mut start = 0;
+                for nl in memchr::memchr_iter(b'\n', lines) {
+                    let line = &lines[start..nl];
+                    rest.match_text(line.strip_suffix(b"\r").unwrap_or(line), hits);
+                    start = nl + 1;
+                }
+            }
+        }
+        let Some(finder) = &self.finder else {
+            return;
+        };
+        let mut rest = lines;
+        while !rest.is_empty() {
+            if self.all_gated_hit(hits) {
+                return;
+            }
+            let block = match rest.get(..LOWER_BLOCK) {
+                Some(b) => match memchr::memrchr(b'\n', b) {
+                    Some(nl) => &b[..nl + 1],
+                    None => b,
+                },
+                None => rest,
+            };
+            rest = &rest[block.len()..];
+            scratch.lower.clear();
+            scratch
+                .lower
+                .extend(block.iter().map(u8::to_ascii_lowercase));
+            // The line of the last literal found: [line_start, line_end).
+            let mut line_start = 0;
+            let mut line_end = 0;
+            let mut from = 0;
+            while let Some((start, end, lit)) = finder.find_at(&scratch.lower, from) {
+                from = start + 1;
+                if start >= line_end {
+                    line_start = memchr::memrchr(b'\n', &block[line_end..start])
+                        .map_or(line_end, |nl| line_end + nl + 1);
+                    line_end = memchr(b'\n', &block[start..]).map_or(block.len(), |nl| start + nl);
+                    scratch.tried.clear();
+                }
+                if end > line_end {
+                    continue;
+                }
+                let line = &block[line_start..line_end];
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                self.try_line(lit, line, &mut scratch.tried, hits);
+            }
+        }
+    }
+
+    /// Runs the regexes that literal `lit` lets through on `line`, each once per line.
+    fn try_line(&self, lit: usize, line: &[u8], tried: &mut Vec<u32>, hits: &mut HitSet) {
+        let Some(regexes) = self.by_literal.get(lit) else {
+            return;
+        };
+        let multi = has_break(line);
+        for &g in regexes {
+            let Some(re) = self.gated.get(g as usize) else {
+                continue;
+            };
+            if hits.get(re.rule) || tried.contains(&g) {
+                continue;
+            }
+            tried.push(g);
+            let r = if multi { &re.multi } else { &re.single };
+            if r.is_match(line) {
+                hits.set(re.rule);
+            }
+        }
+    }
+
+    fn all_gated_hit(&self, hits: &HitSet) -> bool {
+        self.gated.iter().all(|g| hits.get(g.rule))
     }
 }
 
@@ -144,6 +413,7 @@ impl RegexGroup {
 #[derive(Debug, Default)]
 pub(crate) struct LineStream {
     partial: Vec<u8>,
+    scratch: Scratch,
 }
 
 impl LineStream {
@@ -154,7 +424,7 @@ impl LineStream {
             match memchr(b'\n', rest) {
                 Some(nl) => {
                     self.extend_partial(group, &rest[..nl], hits);
-                    group.match_line(&self.partial, hits);
+                    group.match_one(&self.partial, true, &mut self.scratch, hits);
                     self.partial.clear();
                     rest = &rest[nl + 1..];
                 }
@@ -169,14 +439,14 @@ impl LineStream {
             None => 0,
         };
         let (lines, tail) = rest.split_at(complete);
-        match_run_of_lines(group, lines, hits);
+        match_run_of_lines(group, lines, &mut self.scratch, hits);
         self.extend_partial(group, tail, hits);
     }
 
     /// The stream ended: the partial line is the last line. The state is reset.
     pub fn finish(&mut self, group: &RegexGroup, hits: &mut HitSet) {
         if !self.partial.is_empty() {
-            group.match_line(&self.partial, hits);
+            group.match_one(&self.partial, true, &mut self.scratch, hits);
             self.partial.clear();
         }
     }
@@ -184,7 +454,7 @@ impl LineStream {
     /// What [`LineStream::finish`] would add, without ending the stream.
     pub fn peek_end(&self, group: &RegexGroup, hits: &mut HitSet) {
         if !self.partial.is_empty() {
-            group.match_line(&self.partial, hits);
+            group.match_one(&self.partial, true, &mut Scratch::default(), hits);
         }
     }
 
@@ -193,7 +463,7 @@ impl LineStream {
     fn extend_partial(&mut self, group: &RegexGroup, mut more: &[u8], hits: &mut HitSet) {
         while !more.is_empty() {
             if self.partial.len() == MAX_LINE_BYTES {
-                group.match_value(&self.partial, hits);
+                group.match_one(&self.partial, false, &mut self.scratch, hits);
                 self.partial.clear();
             }
             let room = MAX_LINE_BYTES - self.partial.len();
@@ -204,42 +474,37 @@ impl LineStream {
     }
 }
 
-/// `lines` is whole lines, each ending in `\n`.
-fn match_run_of_lines(group: &RegexGroup, lines: &[u8], hits: &mut HitSet) {
+/// `lines` is whole lines, each ending in `\n`. Runs of lines no longer than
+/// [`MAX_LINE_BYTES`] go to [`RegexGroup::match_run`] whole; longer lines go in segments. A
+/// window of `MAX_LINE_BYTES + 1` bytes holding a `\n` ends only short lines, so the search
+/// jumps to its last `\n`.
+fn match_run_of_lines(group: &RegexGroup, lines: &[u8], scratch: &mut Scratch, hits: &mut HitSet) {
     let mut run_start = 0;
     let mut line_start = 0;
-    for nl in memchr::memchr_iter(b'\n', lines) {
-        if nl - line_start > MAX_LINE_BYTES {
-            match_run(group, &lines[run_start..line_start], hits);
-            match_long_line(group, &lines[line_start..nl], hits);
-            run_start = nl + 1;
+    while line_start < lines.len() {
+        let window_end = (line_start + MAX_LINE_BYTES + 1).min(lines.len());
+        match memchr::memrchr(b'\n', &lines[line_start..window_end]) {
+            Some(nl) => line_start += nl + 1,
+            None => {
+                // A line longer than MAX_LINE_BYTES starts here.
+                let nl =
+                    memchr(b'\n', &lines[window_end..]).map_or(lines.len(), |i| window_end + i);
+                group.match_run(&lines[run_start..line_start], scratch, hits);
+                match_long_line(group, &lines[line_start..nl], scratch, hits);
+                line_start = (nl + 1).min(lines.len());
+                run_start = line_start;
+            }
         }
-        line_start = nl + 1;
     }
-    match_run(group, &lines[run_start..line_start], hits);
-}
-
-fn match_run(group: &RegexGroup, run: &[u8], hits: &mut HitSet) {
-    if run.is_empty() || !group.set.is_match(run) {
-        return;
-    }
-    let mut start = 0;
-    for nl in memchr::memchr_iter(b'\n', run) {
-        group.match_line(&run[start..nl], hits);
-        start = nl + 1;
-    }
+    group.match_run(&lines[run_start..line_start], scratch, hits);
 }
 
 /// A line longer than [`MAX_LINE_BYTES`]: full segments as they are, the `\r` stripped from the
 /// last one only (as the partial-line path does).
-fn match_long_line(group: &RegexGroup, line: &[u8], hits: &mut HitSet) {
+fn match_long_line(group: &RegexGroup, line: &[u8], scratch: &mut Scratch, hits: &mut HitSet) {
     let mut segs = line.chunks(MAX_LINE_BYTES).peekable();
     while let Some(seg) = segs.next() {
-        if segs.peek().is_some() {
-            group.match_value(seg, hits);
-        } else {
-            group.match_line(seg, hits);
-        }
+        group.match_one(seg, segs.peek().is_none(), scratch, hits);
     }
 }
 
@@ -253,7 +518,7 @@ mod tests {
             .enumerate()
             .map(|(i, p)| (p.to_string(), RuleId(i as u32)))
             .collect();
-        RegexGroup::build(&p).expect("builds")
+        RegexGroup::build(&p, true).expect("builds")
     }
 
     fn run(g: &RegexGroup, chunks: &[&[u8]], n: usize) -> Vec<bool> {

@@ -19,6 +19,7 @@
 mod compile;
 pub mod file;
 mod line;
+mod literal;
 mod meta;
 mod phrase;
 mod scan;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::message::{ScanEvent, ScanSink};
 use crate::rules::compile::{CompiledRules, StreamMatcher};
 use crate::rules::file::Action;
-use crate::rules::line::{LineStream, MAX_LINE_BYTES};
+use crate::rules::line::{LineStream, Scratch, MAX_LINE_BYTES};
 use crate::rules::phrase::PhraseStream;
 use crate::rules::verdict::{HitSet, Verdict};
 use crate::rules::RuleId;
@@ -38,7 +38,7 @@ pub struct Scan {
     /// Header and raw body bytes seen (an estimate of the size until `finish`).
     size_seen: u64,
     finished: bool,
-    scratch: Vec<u8>,
+    scratch: Scratch,
     line_buf: Vec<u8>,
 }
 
@@ -100,14 +100,14 @@ impl Scan {
             header_done: false,
             size_seen: 0,
             finished: false,
-            scratch: Vec::new(),
+            scratch: Scratch::default(),
             line_buf: Vec::new(),
         }
     }
 
     /// Envelope facts: HELO name, client address, sender and recipients.
     pub fn set_envelope(&mut self, env: &Envelope) {
-        let rules = Arc::clone(&self.rules);
+        let rules = &*self.rules;
         let helo = env.helo.as_bytes();
         rules
             .helo
@@ -139,13 +139,13 @@ impl Scan {
         if self.finished {
             return;
         }
-        let rules = Arc::clone(&self.rules);
-        self.body.end(&rules.body, &mut self.hits);
-        self.raw.end(&rules.raw, &mut self.hits);
+        self.body.end(&self.rules.body, &mut self.hits);
+        self.raw.end(&self.rules.raw, &mut self.hits);
         if !self.header_done {
             self.header_end();
         }
         self.size_seen = total_size;
+        let rules = Arc::clone(&self.rules);
         let mut hits = self.final_hits();
         for &(id, min, max) in &rules.size {
             if min.map_or(true, |m| total_size >= m) && max.map_or(true, |m| total_size <= m) {
@@ -234,7 +234,7 @@ impl Scan {
             return;
         }
         self.size_seen += (name.len() + value.len() + 4) as u64;
-        let rules = Arc::clone(&self.rules);
+        let rules = &*self.rules;
         if name.len() <= rules.max_header_name {
             if let Some(h) = rules.headers.get(name) {
                 if let Some(s) = h.slot.and_then(|slot| self.seen.get_mut(slot)) {
@@ -275,7 +275,7 @@ impl Scan {
     }
 
     fn part_start(&mut self, content_type: &[u8], filename: Option<&[u8]>) {
-        let rules = Arc::clone(&self.rules);
+        let rules = &*self.rules;
         // A new part's text is a new stream: phrases and lines do not run across parts.
         self.body.end(&rules.body, &mut self.hits);
         rules
@@ -294,7 +294,7 @@ impl Scan {
     }
 
     fn url(&mut self, url: &[u8]) {
-        let rules = Arc::clone(&self.rules);
+        let rules = &*self.rules;
         rules
             .url
             .match_value(url, &mut self.scratch, &mut self.hits);
@@ -317,7 +317,6 @@ impl ScanSink for Scan {
         if self.finished {
             return;
         }
-        let rules = Arc::clone(&self.rules);
         match ev {
             ScanEvent::Header { depth, name, value } => self.header(depth, name, value),
             ScanEvent::HeaderEnd => self.header_end(),
@@ -326,10 +325,10 @@ impl ScanSink for Scan {
                 filename,
                 ..
             } => self.part_start(content_type, filename),
-            ScanEvent::Text(chunk) => self.body.feed(&rules.body, chunk, &mut self.hits),
+            ScanEvent::Text(chunk) => self.body.feed(&self.rules.body, chunk, &mut self.hits),
             ScanEvent::RawBody(chunk) => {
                 self.size_seen += chunk.len() as u64;
-                self.raw.feed(&rules.raw, chunk, &mut self.hits);
+                self.raw.feed(&self.rules.raw, chunk, &mut self.hits);
             }
             ScanEvent::Url(u) => self.url(u),
         }
