@@ -622,6 +622,108 @@ mod tests {
         }
     }
 
+    /// Gated and ungated patterns over random lines of literal-ish pieces, with `\r` inside
+    /// and at the end of lines, checked whole, byte by byte and at two random cuts.
+    #[test]
+    fn random_lines_against_the_oracle() {
+        const RANDOM_PATTERNS: &[&str] = &[
+            r"(?i)\bfree\s+money\b",
+            r"^Total:\s*\d+$",
+            r"money$",
+            r"(?i)^re:",
+            r"(?i)(viagra|cialis)",
+            r"fre+",
+            r"^$",
+            r"x\r?y",
+            r"(?i)MoNeY=[0-9a-f]{2}",
+        ];
+        let pieces: &[&[u8]] = &[
+            b"free", b" ", b"money", b"MONEY", b"\r\n", b"\n", b"\r", b"Total:", b"42", b"Re:",
+            b"viagra", b"CIALIS", b"x", b"y", b"=ab", b"fre",
+        ];
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let g = group(RANDOM_PATTERNS);
+        let n = RANDOM_PATTERNS.len();
+        for round in 0..300 {
+            let len = (next() % 24) as usize;
+            let hay: Vec<u8> = (0..len)
+                .flat_map(|_| pieces[(next() % pieces.len() as u64) as usize].to_vec())
+                .collect();
+            let want = naive(RANDOM_PATTERNS, &hay);
+            let show = String::from_utf8_lossy(&hay);
+            assert_eq!(run(&g, &[&hay], n), want, "round {round}: {show:?}");
+            let bytes: Vec<&[u8]> = hay.chunks(1).collect();
+            assert_eq!(run(&g, &bytes, n), want, "round {round} bytes: {show:?}");
+            let a = (next() % (hay.len() as u64 + 1)) as usize;
+            let b = a + (next() % ((hay.len() - a) as u64 + 1)) as usize;
+            assert_eq!(
+                run(&g, &[&hay[..a], &hay[a..b], &hay[b..]], n),
+                want,
+                "round {round} cuts {a} {b}: {show:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn value_groups_match_like_one_set() {
+        // Enough literal-bearing regexes to gate, plus ungated ones; values with and without
+        // line breaks (multi-line anchors).
+        let patterns: Vec<(String, RuleId)> = [
+            r"(?i)^win\b",
+            r"(?i)prize$",
+            r"(?i)\bfree money\b",
+            r"^\d+$",
+            r"lottery",
+            r"(?i)claim.*now",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.to_string(), RuleId(i as u32)))
+        .collect();
+        let values: &[&[u8]] = &[
+            b"WIN a prize",
+            b"you win\nPrize",
+            b"x\rwin big",
+            b"Free Money now",
+            b"claim your lottery NOW",
+            b"12345",
+            b"12\n34",
+            b"",
+            b"nothing here",
+        ];
+        // Three regexes with literals stay in the set; five are gated.
+        for (gate, patterns) in [(false, &patterns[..4]), (true, &patterns[..])] {
+            let g = RegexGroup::build(patterns, false).expect("builds");
+            assert_eq!(g.has_literals(), gate);
+            for v in values {
+                let mut hits = HitSet::new(patterns.len());
+                g.match_value(v, &mut Scratch::default(), &mut hits);
+                let got: Vec<bool> = (0..patterns.len())
+                    .map(|i| hits.get(RuleId(i as u32)))
+                    .collect();
+                let want: Vec<bool> = patterns
+                    .iter()
+                    .map(|(p, _)| {
+                        regex::bytes::RegexBuilder::new(p)
+                            .unicode(false)
+                            .multi_line(true)
+                            .crlf(true)
+                            .build()
+                            .expect("oracle")
+                            .is_match(v)
+                    })
+                    .collect();
+                assert_eq!(got, want, "gate {gate}: {:?}", String::from_utf8_lossy(v));
+            }
+        }
+    }
+
     #[test]
     fn absolute_anchors_are_refused_in_line_rules() {
         let rows: &[(&str, &str, bool)] = &[

@@ -835,6 +835,67 @@ mod tests {
         }
     }
 
+    /// Long phrases sample a window deep inside them, so a candidate start can lie in the kept
+    /// history: every split, and byte by byte.
+    #[test]
+    fn long_phrases_across_chunks() {
+        let mut x: u64 = 0x1234_5678_9ABC_DEF1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let words: &[&str] = &["mail", "box", " ", "is", "full", "Zq", "-", "x9", "the"];
+        for round in 0..60 {
+            let phrases: Vec<(String, bool)> = (0..1 + next() % 4)
+                .map(|_| {
+                    let mut p = String::new();
+                    while p.len() < 6 + (next() % 30) as usize {
+                        p.push_str(words[(next() % words.len() as u64) as usize]);
+                    }
+                    (p, next() % 2 == 0)
+                })
+                .collect();
+            let refs: Vec<(&str, bool)> = phrases.iter().map(|(p, w)| (p.as_str(), *w)).collect();
+            let set = build(&refs);
+            let n = refs.len();
+            let mut hay = Vec::new();
+            while hay.len() < 80 {
+                if next() % 5 == 0 {
+                    let (p, _) = &phrases[(next() % n as u64) as usize];
+                    hay.extend(p.bytes().map(|b| {
+                        if next() % 2 == 0 {
+                            b.to_ascii_uppercase()
+                        } else {
+                            b
+                        }
+                    }));
+                } else {
+                    hay.extend_from_slice(words[(next() % words.len() as u64) as usize].as_bytes());
+                }
+            }
+            let want: Vec<bool> = refs
+                .iter()
+                .map(|(p, w)| naive(&hay, p.as_bytes(), *w))
+                .collect();
+            let show = String::from_utf8_lossy(&hay);
+            let bytes: Vec<&[u8]> = hay.chunks(1).collect();
+            assert_eq!(
+                stream(&set, &bytes, n),
+                want,
+                "round {round} bytes: {refs:?} {show:?}"
+            );
+            for i in 0..=hay.len() {
+                assert_eq!(
+                    stream(&set, &[&hay[..i], &hay[i..]], n),
+                    want,
+                    "round {round} split {i}: {refs:?} {show:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn random_text_against_the_oracle() {
         // A small xorshift keeps the test deterministic without a dependency.
