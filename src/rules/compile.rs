@@ -192,6 +192,44 @@ impl ValueMatcher {
         }
     }
 
+    /// Phrases and regexes against the header line `name: value` (its first
+    /// [`MAX_LINE_BYTES`]). The line is lower-cased for phrases and the literal search straight
+    /// from its parts; it is put together in `buf` only when a regex has to see it.
+    pub fn match_line_of(
+        &self,
+        name: &[u8],
+        value: &[u8],
+        buf: &mut Vec<u8>,
+        scratch: &mut Scratch,
+        hits: &mut HitSet,
+    ) {
+        if self.phrases.is_none() && self.regexes.is_none() {
+            return;
+        }
+        let parts: [&[u8]; 3] = [name, b": ", value];
+        let join = |out: &mut Vec<u8>, lower: bool| {
+            out.clear();
+            for p in parts {
+                let take = p.len().min(MAX_LINE_BYTES - out.len());
+                if lower {
+                    out.extend(p[..take].iter().map(u8::to_ascii_lowercase));
+                } else {
+                    out.extend_from_slice(&p[..take]);
+                }
+            }
+        };
+        join(&mut scratch.lower, true);
+        if let Some(p) = &self.phrases {
+            p.match_value(&scratch.lower, hits);
+        }
+        if let Some(r) = &self.regexes {
+            if r.must_see(&scratch.lower) {
+                join(buf, false);
+                r.match_lowered(buf, scratch, hits);
+            }
+        }
+    }
+
     /// Domain rules against a lower-cased domain: it or any parent is listed.
     pub fn match_domain(&self, domain: &[u8], hits: &mut HitSet) {
         if self.domains.is_empty() {

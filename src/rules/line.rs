@@ -27,7 +27,7 @@ use aho_corasick::{packed, AhoCorasick, Input, MatchKind, Span};
 use memchr::memchr;
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
-use crate::rules::literal::required_literals;
+use crate::rules::literal::required_sets;
 use crate::rules::verdict::HitSet;
 use crate::rules::RuleId;
 
@@ -41,7 +41,7 @@ const SET_SIZE_LIMIT: usize = 64 << 20;
 const MIN_GATED_FOR_VALUES: usize = 4;
 /// Complete lines are lower-cased for the literal search this many bytes at a time (at most;
 /// blocks end at a line end).
-const LOWER_BLOCK: usize = 64 * 1024;
+const LOWER_BLOCK: usize = 16 * 1024;
 
 /// Regexes of one target.
 #[derive(Debug)]
@@ -71,6 +71,9 @@ struct Gated {
     multi: Regex,
     single: Regex,
     rule: RuleId,
+    /// Further required sets (beyond the one searched for): each must have a string in the
+    /// lower-cased line before the regex runs.
+    also: Vec<Vec<memchr::memmem::Finder<'static>>>,
 }
 
 /// Finds the leftmost-longest literal at or after a position in lower-cased text.
@@ -229,14 +232,16 @@ impl RegexGroup {
         let mut literals: Vec<Vec<u8>> = Vec::new();
         let mut own: Vec<Vec<u32>> = Vec::new();
         let mut index = std::collections::HashMap::new();
-        let required: Vec<Option<Vec<Vec<u8>>>> =
-            patterns.iter().map(|(p, _)| required_literals(p)).collect();
-        let gate = lines || required.iter().flatten().count() >= MIN_GATED_FOR_VALUES;
-        for ((p, rule), lits) in patterns.iter().zip(required) {
-            let Some(lits) = lits.filter(|_| gate) else {
+        let required: Vec<Vec<Vec<Vec<u8>>>> =
+            patterns.iter().map(|(p, _)| required_sets(p)).collect();
+        let gate =
+            lines || required.iter().filter(|r| !r.is_empty()).count() >= MIN_GATED_FOR_VALUES;
+        for ((p, rule), mut sets) in patterns.iter().zip(required) {
+            if !gate || sets.is_empty() {
                 rest.push((p.clone(), *rule));
                 continue;
-            };
+            }
+            let lits = sets.remove(0);
             let one = |multi: bool| {
                 RegexBuilder::new(p)
                     .unicode(false)
@@ -251,6 +256,14 @@ impl RegexGroup {
                 multi: one(true)?,
                 single: one(false)?,
                 rule: *rule,
+                also: sets
+                    .iter()
+                    .map(|set| {
+                        set.iter()
+                            .map(|l| memchr::memmem::Finder::new(l).into_owned())
+                            .collect()
+                    })
+                    .collect(),
             });
             for l in lits {
                 let at = *index.entry(l.clone()).or_insert_with(|| {
@@ -286,6 +299,16 @@ impl RegexGroup {
         self.finder.is_some()
     }
 
+    /// Whether a value whose lower-cased copy is `lower` has to be matched at all: there are
+    /// ungated regexes, or a literal occurs.
+    pub fn must_see(&self, lower: &[u8]) -> bool {
+        self.rest.is_some()
+            || self
+                .finder
+                .as_ref()
+                .is_some_and(|f| f.find_at(lower, 0).is_some())
+    }
+
     /// Matches one value (its first [`MAX_LINE_BYTES`]).
     pub fn match_value(&self, value: &[u8], scratch: &mut Scratch, hits: &mut HitSet) {
         let value = &value[..value.len().min(MAX_LINE_BYTES)];
@@ -310,7 +333,7 @@ impl RegexGroup {
         scratch.tried.clear();
         let mut from = 0;
         while let Some((start, _, lit)) = finder.find_at(&scratch.lower, from) {
-            self.try_line(lit, value, &mut scratch.tried, hits);
+            self.try_line(lit, value, &scratch.lower, &mut scratch.tried, hits);
             from = start + 1;
         }
     }
@@ -378,13 +401,22 @@ impl RegexGroup {
                 }
                 let line = &block[line_start..line_end];
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
-                self.try_line(lit, line, &mut scratch.tried, hits);
+                let lower = &scratch.lower[line_start..line_start + line.len()];
+                self.try_line(lit, line, lower, &mut scratch.tried, hits);
             }
         }
     }
 
-    /// Runs the regexes that literal `lit` lets through on `line`, each once per line.
-    fn try_line(&self, lit: usize, line: &[u8], tried: &mut Vec<u32>, hits: &mut HitSet) {
+    /// Runs the regexes that literal `lit` lets through on `line` (`lower` is its lower-cased
+    /// copy), each once per line, when their further required sets are there too.
+    fn try_line(
+        &self,
+        lit: usize,
+        line: &[u8],
+        lower: &[u8],
+        tried: &mut Vec<u32>,
+        hits: &mut HitSet,
+    ) {
         let Some(regexes) = self.by_literal.get(lit) else {
             return;
         };
@@ -397,6 +429,12 @@ impl RegexGroup {
                 continue;
             }
             tried.push(g);
+            let present = |set: &Vec<memchr::memmem::Finder<'static>>| {
+                set.iter().any(|f| f.find(lower).is_some())
+            };
+            if !re.also.iter().all(present) {
+                continue;
+            }
             let r = if multi { &re.multi } else { &re.single };
             if r.is_match(line) {
                 hits.set(re.rule);

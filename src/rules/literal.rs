@@ -20,6 +20,8 @@ const MAX_EXACT_LEN: usize = 64;
 const MAX_REQUIRED: usize = 32;
 /// Most distinct bytes a class may have and still count as a literal (`[- ]`, `(?i)a`).
 const MAX_CLASS_BYTES: usize = 4;
+/// Most required sets kept per regex.
+const MAX_SETS: usize = 8;
 /// Shortest string worth filtering on: shorter ones are too common to gate lines.
 pub(crate) const MIN_LITERAL_LEN: usize = 3;
 
@@ -36,31 +38,45 @@ struct Info {
 /// lower-cased and deduplicated, or `None` when no set has strings of [`MIN_LITERAL_LEN`] bytes
 /// or more (or the pattern does not parse).
 pub(crate) fn required_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
-    let hir = ParserBuilder::new()
+    required_sets(pattern).into_iter().next()
+}
+
+/// Every usable required set of `pattern` (strings of [`MIN_LITERAL_LEN`] bytes or more), best
+/// first: longest shortest string, then fewest strings. At most [`MAX_SETS`] sets.
+pub(crate) fn required_sets(pattern: &str) -> Vec<Vec<Vec<u8>>> {
+    let Ok(hir) = ParserBuilder::new()
         .unicode(false)
         .utf8(false)
         .multi_line(true)
         .crlf(true)
         .build()
         .parse(pattern)
-        .ok()?;
+    else {
+        return Vec::new();
+    };
     let info = analyze(&hir);
     let mut sets = info.required;
     if let Some(e) = info.exact {
         sets.push(e);
     }
-    let mut best = sets
+    let mut sets: Vec<Vec<Vec<u8>>> = sets
         .into_iter()
         .filter(|s| !s.is_empty() && s.iter().all(|l| l.len() >= MIN_LITERAL_LEN))
-        .max_by_key(|s| {
-            (
-                s.iter().map(Vec::len).min().unwrap_or(0),
-                usize::MAX - s.len(),
-            )
-        })?;
-    best.sort();
-    best.dedup();
-    Some(best)
+        .map(|mut s| {
+            s.sort();
+            s.dedup();
+            s
+        })
+        .collect();
+    sets.sort_by_key(|s| {
+        (
+            usize::MAX - s.iter().map(Vec::len).min().unwrap_or(0),
+            s.len(),
+        )
+    });
+    sets.dedup();
+    sets.truncate(MAX_SETS);
+    sets
 }
 
 fn analyze(hir: &Hir) -> Info {
@@ -320,6 +336,20 @@ mod tests {
                 .collect();
             assert_eq!(got, *want, "{row}");
         }
+    }
+
+    #[test]
+    fn all_sets_best_first() {
+        let sets = required_sets(r"(?i)\bhere\s+\d+\s+now\b and more");
+        let got: Vec<Vec<String>> = sets
+            .iter()
+            .map(|s| {
+                s.iter()
+                    .map(|l| String::from_utf8_lossy(l).into_owned())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(got, [vec!["now and more"], vec!["here"]]);
     }
 
     /// Every match of the regex contains one of the chosen strings, case-insensitively.

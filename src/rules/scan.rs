@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::message::{ScanEvent, ScanSink};
 use crate::rules::compile::{CompiledRules, StreamMatcher};
 use crate::rules::file::Action;
-use crate::rules::line::{LineStream, Scratch, MAX_LINE_BYTES};
+use crate::rules::line::{LineStream, Scratch};
 use crate::rules::phrase::PhraseStream;
 use crate::rules::verdict::{HitSet, Verdict};
 use crate::rules::RuleId;
@@ -248,17 +248,13 @@ impl Scan {
                 }
             }
         }
-        if !rules.any_header.is_empty() {
-            let mut line = std::mem::take(&mut self.line_buf);
-            line.clear();
-            line.extend_from_slice(name);
-            line.extend_from_slice(b": ");
-            line.extend_from_slice(&value[..value.len().min(MAX_LINE_BYTES)]);
-            rules
-                .any_header
-                .match_value(&line, &mut self.scratch, &mut self.hits);
-            self.line_buf = line;
-        }
+        rules.any_header.match_line_of(
+            name,
+            value,
+            &mut self.line_buf,
+            &mut self.scratch,
+            &mut self.hits,
+        );
     }
 
     fn header_end(&mut self) {
