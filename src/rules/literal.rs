@@ -34,15 +34,10 @@ struct Info {
     required: Vec<Vec<Vec<u8>>>,
 }
 
-/// The best required set of `pattern` under the engine's flags (Unicode off, multi-line, CRLF),
-/// lower-cased and deduplicated, or `None` when no set has strings of [`MIN_LITERAL_LEN`] bytes
-/// or more (or the pattern does not parse).
-pub(crate) fn required_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
-    required_sets(pattern).into_iter().next()
-}
-
-/// Every usable required set of `pattern` (strings of [`MIN_LITERAL_LEN`] bytes or more), best
-/// first: longest shortest string, then fewest strings. At most [`MAX_SETS`] sets.
+/// Every usable required set of `pattern` under the engine's flags (Unicode off, multi-line,
+/// CRLF): strings of [`MIN_LITERAL_LEN`] bytes or more, lower-cased and deduplicated, best first
+/// (longest shortest string, then fewest strings), at most [`MAX_SETS`]. Empty when there is
+/// none or the pattern does not parse.
 pub(crate) fn required_sets(pattern: &str) -> Vec<Vec<Vec<u8>>> {
     let Ok(hir) = ParserBuilder::new()
         .unicode(false)
@@ -290,6 +285,11 @@ fn class_bytes(class: &Class) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The best required set.
+    fn required_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
+        required_sets(pattern).into_iter().next()
+    }
 
     /// (row, pattern, the required set chosen, as strings; empty = none)
     const ROWS: &[(&str, &str, &[&str])] = &[
