@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::rules::file::{self, Action, Cidr, Matcher, RuleError, RuleSource, RuleSpec, Target};
-use crate::rules::line::{self, RegexGroup, Scratch, MAX_LINE_BYTES};
+use crate::rules::line::{self, push_lower, LineBatch, RegexGroup, Scratch, MAX_LINE_BYTES};
 use crate::rules::meta::{self, Expr};
 use crate::rules::phrase::{Owner, PhraseSet, PhraseSetBuilder};
 use crate::rules::verdict::HitSet;
@@ -180,9 +180,7 @@ impl ValueMatcher {
         let value = &value[..value.len().min(MAX_LINE_BYTES)];
         scratch.lower.clear();
         if self.phrases.is_some() || self.regexes.as_ref().is_some_and(RegexGroup::has_literals) {
-            scratch
-                .lower
-                .extend(value.iter().map(u8::to_ascii_lowercase));
+            push_lower(&mut scratch.lower, value);
         }
         if let Some(p) = &self.phrases {
             p.match_value(&scratch.lower, hits);
@@ -193,13 +191,14 @@ impl ValueMatcher {
     }
 
     /// Phrases and regexes against the header line `name: value` (its first
-    /// [`MAX_LINE_BYTES`]). The line is lower-cased for phrases and the literal search straight
-    /// from its parts; it is put together in `buf` only when a regex has to see it.
+    /// [`MAX_LINE_BYTES`]). Phrases and ungated regexes match at once; the line is kept in
+    /// `batch` for the gated regexes, which [`ValueMatcher::match_lines`] runs over all kept lines
+    /// with one literal search (it runs here first when the batch is full).
     pub fn match_line_of(
         &self,
         name: &[u8],
         value: &[u8],
-        buf: &mut Vec<u8>,
+        batch: &mut LineBatch,
         scratch: &mut Scratch,
         hits: &mut HitSet,
     ) {
@@ -207,26 +206,38 @@ impl ValueMatcher {
             return;
         }
         let parts: [&[u8]; 3] = [name, b": ", value];
-        let join = |out: &mut Vec<u8>, lower: bool| {
-            out.clear();
-            for p in parts {
-                let take = p.len().min(MAX_LINE_BYTES - out.len());
-                if lower {
-                    out.extend(p[..take].iter().map(u8::to_ascii_lowercase));
-                } else {
-                    out.extend_from_slice(&p[..take]);
+        let (raw, lower) = match batch.push(&parts) {
+            Some(line) => line,
+            None => {
+                self.match_lines(batch, scratch, hits);
+                match batch.push(&parts) {
+                    Some(line) => line,
+                    None => return,
                 }
             }
         };
-        join(&mut scratch.lower, true);
         if let Some(p) = &self.phrases {
-            p.match_value(&scratch.lower, hits);
+            p.match_value(lower, hits);
         }
         if let Some(r) = &self.regexes {
-            if r.must_see(&scratch.lower) {
-                join(buf, false);
-                r.match_lowered(buf, scratch, hits);
-            }
+            r.match_ungated(raw, hits);
+        }
+        if !self.regexes.as_ref().is_some_and(RegexGroup::has_literals) {
+            batch.clear();
+        }
+    }
+
+    /// The gated regexes against the lines kept by [`ValueMatcher::match_line_of`], which are
+    /// then dropped.
+    pub fn match_lines(&self, batch: &mut LineBatch, scratch: &mut Scratch, hits: &mut HitSet) {
+        self.peek_lines(batch, scratch, hits);
+        batch.clear();
+    }
+
+    /// What [`ValueMatcher::match_lines`] would add, keeping the lines.
+    pub fn peek_lines(&self, batch: &LineBatch, scratch: &mut Scratch, hits: &mut HitSet) {
+        if let Some(r) = &self.regexes {
+            r.match_batch(batch, scratch.tried_mut(), hits);
         }
     }
 

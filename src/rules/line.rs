@@ -39,6 +39,11 @@ const SET_SIZE_LIMIT: usize = 64 << 20;
 /// A value group gates its regexes by literals only when at least this many have them: for a
 /// few, one set over the short value costs less than the literal search.
 const MIN_GATED_FOR_VALUES: usize = 4;
+/// Most bytes of lines a [`LineBatch`] holds before it is matched (per copy: raw and lower-cased).
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+/// What a [`LineBatch`] reserves at its first line.
+const BATCH_START_BYTES: usize = 4 * 1024;
+const BATCH_START_LINES: usize = 64;
 /// Complete lines are lower-cased for the literal search this many bytes at a time (at most;
 /// blocks end at a line end).
 const LOWER_BLOCK: usize = 16 * 1024;
@@ -90,6 +95,12 @@ enum Finder {
 pub(crate) struct Scratch {
     pub lower: Vec<u8>,
     tried: Vec<u32>,
+}
+
+impl Scratch {
+    pub fn tried_mut(&mut self) -> &mut Vec<u32> {
+        &mut self.tried
+    }
 }
 
 /// Builds a one-regex set with the engine's options, to check one rule's pattern.
@@ -183,6 +194,33 @@ impl Finder {
         };
         Some((m.start(), m.end(), m.pattern().as_usize()))
     }
+}
+
+/// Appends `bytes` to `out` lower-cased (ASCII): a copy, then an in-place pass eight bytes at
+/// a time.
+#[inline]
+pub(crate) fn push_lower(out: &mut Vec<u8>, bytes: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(bytes);
+    if let Some(new) = out.get_mut(start..) {
+        lower_in_place(new);
+    }
+}
+
+/// ASCII lower-casing, a word at a time: a byte gets 0x20 when it lies in `A..=Z`.
+fn lower_in_place(bytes: &mut [u8]) {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut words = bytes.chunks_exact_mut(8);
+    for w in &mut words {
+        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        let low = x & LOW7;
+        // Per byte, the high bit of `low + (0x80 - 'A')` says `>= 'A'`, that of
+        // `low + (0x80 - 'Z' - 1)` says `> 'Z'`; bytes with the high bit set are not ASCII.
+        let upper = (low + 0x3f3f_3f3f_3f3f_3f3f) & !(low + 0x2525_2525_2525_2525) & !x & HIGH;
+        w.copy_from_slice(&(x | (upper >> 2)).to_le_bytes());
+    }
+    words.into_remainder().make_ascii_lowercase();
 }
 
 /// Whether `text` needs the multi-line variant.
@@ -299,24 +337,12 @@ impl RegexGroup {
         self.finder.is_some()
     }
 
-    /// Whether a value whose lower-cased copy is `lower` has to be matched at all: there are
-    /// ungated regexes, or a literal occurs.
-    pub fn must_see(&self, lower: &[u8]) -> bool {
-        self.rest.is_some()
-            || self
-                .finder
-                .as_ref()
-                .is_some_and(|f| f.find_at(lower, 0).is_some())
-    }
-
     /// Matches one value (its first [`MAX_LINE_BYTES`]).
     pub fn match_value(&self, value: &[u8], scratch: &mut Scratch, hits: &mut HitSet) {
         let value = &value[..value.len().min(MAX_LINE_BYTES)];
         scratch.lower.clear();
         if self.finder.is_some() {
-            scratch
-                .lower
-                .extend(value.iter().map(u8::to_ascii_lowercase));
+            push_lower(&mut scratch.lower, value);
         }
         self.match_lowered(value, scratch, hits);
     }
@@ -336,6 +362,45 @@ impl RegexGroup {
             self.try_line(lit, value, &scratch.lower, &mut scratch.tried, hits);
             from = start + 1;
         }
+    }
+
+    /// The ungated regexes against one value (at most [`MAX_LINE_BYTES`]); the gated ones are
+    /// left to [`RegexGroup::match_batch`].
+    pub fn match_ungated(&self, value: &[u8], hits: &mut HitSet) {
+        if let Some(rest) = &self.rest {
+            rest.match_text(value, hits);
+        }
+    }
+
+    /// The gated regexes against every line of `batch`: one literal search over all of them.
+    pub fn match_batch(&self, batch: &LineBatch, tried: &mut Vec<u32>, hits: &mut HitSet) {
+        let Some(finder) = &self.finder else {
+            return;
+        };
+        if batch.is_empty() || self.all_gated_hit(hits) {
+            return;
+        }
+        let mut line = 0;
+        let mut from = 0;
+        while let Some((start, end, lit)) = finder.find_at(&batch.lower, from) {
+            from = start + 1;
+            let line_start = |i: usize| if i == 0 { 0 } else { batch.ends[i - 1] };
+            if batch.ends.get(line).is_some_and(|&e| start >= e) {
+                while batch.ends.get(line).is_some_and(|&e| start >= e) {
+                    line += 1;
+                }
+                tried.clear();
+            }
+            let (Some(&line_end), ls) = (batch.ends.get(line), line_start(line)) else {
+                break;
+            };
+            if end > line_end {
+                continue;
+            }
+            let (raw, lower) = (&batch.raw[ls..line_end], &batch.lower[ls..line_end]);
+            self.try_line(lit, raw, lower, tried, hits);
+        }
+        tried.clear();
     }
 
     /// One line of a stream (a trailing `\r` dropped) or one segment of a long line.
@@ -444,6 +509,57 @@ impl RegexGroup {
 
     fn all_gated_hit(&self, hits: &HitSet) -> bool {
         self.gated.iter().all(|g| hits.get(g.rule))
+    }
+}
+
+/// Separate lines (header lines for `any_header`) collected so that one literal search covers
+/// them all: each line's bytes as they are and lower-cased, back to back, with where each ends.
+/// Bounded by [`MAX_BATCH_BYTES`] per copy: [`LineBatch::push`] refuses a line that does not
+/// fit, and the owner matches and clears the batch first.
+#[derive(Debug, Default)]
+pub(crate) struct LineBatch {
+    raw: Vec<u8>,
+    lower: Vec<u8>,
+    /// End of each line in both copies.
+    ends: Vec<usize>,
+}
+
+impl LineBatch {
+    /// Appends the line made of `parts` (its first [`MAX_LINE_BYTES`]); returns it, as it is and
+    /// lower-cased, or `None` when the batch has no room for it.
+    pub fn push(&mut self, parts: &[&[u8]]) -> Option<(&[u8], &[u8])> {
+        let len = parts
+            .iter()
+            .map(|p| p.len())
+            .sum::<usize>()
+            .min(MAX_LINE_BYTES);
+        if self.raw.len() + len > MAX_BATCH_BYTES {
+            return None;
+        }
+        if self.ends.is_empty() {
+            // A header block is a few KiB: one allocation each instead of a dozen doublings.
+            self.raw.reserve(BATCH_START_BYTES);
+            self.lower.reserve(BATCH_START_BYTES);
+            self.ends.reserve(BATCH_START_LINES);
+        }
+        let start = self.raw.len();
+        for p in parts {
+            let take = p.len().min(start + len - self.raw.len());
+            self.raw.extend_from_slice(&p[..take]);
+        }
+        push_lower(&mut self.lower, &self.raw[start..]);
+        self.ends.push(self.raw.len());
+        Some((&self.raw[start..], &self.lower[start..]))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.raw.clear();
+        self.lower.clear();
+        self.ends.clear();
     }
 }
 
@@ -759,6 +875,18 @@ mod tests {
                     .collect();
                 assert_eq!(got, want, "gate {gate}: {:?}", String::from_utf8_lossy(v));
             }
+        }
+    }
+
+    #[test]
+    fn lower_casing_by_words_matches_bytes() {
+        let all: Vec<u8> = (0..=255u8)
+            .chain(b"Hello, WORLD! @[`{".iter().copied())
+            .collect();
+        for start in 0..8 {
+            let mut got = Vec::new();
+            push_lower(&mut got, &all[start..]);
+            assert_eq!(got, all[start..].to_ascii_lowercase(), "from {start}");
         }
     }
 

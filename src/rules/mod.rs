@@ -237,6 +237,66 @@ expr = "P_WORD && !NO_DATE"
         assert!(s.is_hit(id));
     }
 
+    /// `any_header` rules see each top-level line `Name: value` alone: phrases, a regex without
+    /// a literal, and enough literal regexes to be searched for together at the header end
+    /// (and counted by a verdict taken before it).
+    #[test]
+    fn any_header_lines() {
+        let mut text = String::new();
+        let rows: &[(&str, &str, &str)] = &[
+            ("H_PHRASE", "phrases", "[\"bulk mailer\"]"),
+            ("H_NODIGITS", "regex", "'^X-Count: \\d+$'"),
+            ("H_MAILER", "regex", "'(?i)^x-mailer:.*bulk'"),
+            ("H_SPAM", "regex", "'(?i)^x-spam-flag: yes'"),
+            ("H_CASE", "regex", "'^Precedence: BULK'"),
+            ("H_SPAN", "regex", "'(?i)foo: barbaz'"),
+            ("H_NONE", "regex", "'(?i)never-seen-header'"),
+            ("H_REST", "regex", "'^\\w+-\\w+: \\d{2}$'"),
+        ];
+        for (name, key, value) in rows {
+            text.push_str(&format!(
+                "[[rule]]\nname = \"{name}\"\ndescription = \"d\"\nscore = 1.0\ntarget = \"any_header\"\n{key} = {value}\n"
+            ));
+        }
+        let rules = Arc::new(
+            CompiledRules::compile(
+                &[RuleSource {
+                    origin: "t".into(),
+                    text,
+                }],
+                5.0,
+            )
+            .expect("compiles"),
+        );
+        let headers: &[(&[u8], &[u8])] = &[
+            (b"X-Mailer", b"Bulk Mailer 2.0"),
+            (b"X-Count", b"42"),
+            (b"X-Spam-Flag", b"YES"),
+            (b"Precedence", b"bulk"),
+            (b"Foo", b"bar"),
+            (b"Baz", b"barbaz"),
+        ];
+        let mut s = Scan::new(Arc::clone(&rules));
+        for (name, value) in headers {
+            s.event(ScanEvent::Header {
+                depth: 0,
+                name,
+                value,
+            });
+        }
+        s.event(ScanEvent::Header {
+            depth: 1,
+            name: b"X-Spam-Flag",
+            value: b"yes",
+        });
+        let want = "H_PHRASE,H_NODIGITS,H_MAILER,H_SPAM,H_REST";
+        assert_eq!(s.hit_names(), want, "before the header end");
+        s.event(ScanEvent::HeaderEnd);
+        assert_eq!(s.hit_names(), want, "after it");
+        s.finish(100);
+        assert_eq!(s.hit_names(), want, "at the end");
+    }
+
     /// The naive oracle: every rule of the body target checked on the whole text at once.
     fn naive_body_hits(text: &[u8]) -> Vec<&'static str> {
         let lower = text.to_ascii_lowercase();

@@ -65,7 +65,7 @@ pub(crate) struct PhraseSet {
     /// Per word of `bits`: how many bits are set in the words before it.
     rank: Box<[u32]>,
     /// Per set filter slot, by rank: bit `o` set when some phrase has such a gram at offset `o`.
-    offsets: Box<[u32]>,
+    pub offsets: Box<[u32]>,
     pub shift: u32,
     /// Second filter: one bit per hash of a phrase's first `pre_len` bytes (folded).
     pre_len: usize,
@@ -327,9 +327,32 @@ impl PhraseStream {
             }
             p += stride;
         }
-        // Samples inside the chunk: the hot loop, one probe per `stride` bytes.
+        // Samples inside the chunk: the hot loop, one probe per `stride` bytes. Four bytes are
+        // read whole while they are there (the gram mask drops the extra ones); the last few
+        // samples of a short-gram set read what is left.
         if p >= offset {
             let mut i = (p - offset) as usize;
+            let (bits, shift, mask, stride) = (&*set.bits, set.shift, set.gram_mask, set.stride);
+            while let Some(four) = chunk.get(i..i + 4) {
+                let key = u32::from_le_bytes([four[0], four[1], four[2], four[3]]) & mask;
+                let slot = hash((key | FOLD) & mask, shift);
+                if bits
+                    .get(slot / 64)
+                    .is_some_and(|w| w & (1 << (slot % 64)) != 0)
+                {
+                    self.candidates(
+                        set,
+                        key,
+                        offset + i as u64,
+                        hist,
+                        base,
+                        chunk,
+                        hits,
+                        &mut pending,
+                    );
+                }
+                i += stride;
+            }
             while i + set.gram <= chunk.len() {
                 let key = gram_key(&chunk[i..], set.gram_mask);
                 if set.probe(key) {

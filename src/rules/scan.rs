@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::message::{ScanEvent, ScanSink};
 use crate::rules::compile::{CompiledRules, StreamMatcher};
 use crate::rules::file::Action;
-use crate::rules::line::{LineStream, Scratch};
+use crate::rules::line::{push_lower, LineBatch, LineStream, Scratch};
 use crate::rules::phrase::PhraseStream;
 use crate::rules::verdict::{HitSet, Verdict};
 use crate::rules::RuleId;
@@ -40,6 +40,8 @@ pub struct Scan {
     finished: bool,
     scratch: Scratch,
     line_buf: Vec<u8>,
+    /// Top-level header lines waiting for the `any_header` literal search (at the header end).
+    header_lines: LineBatch,
 }
 
 /// Phrase and line state of one stream target.
@@ -102,6 +104,7 @@ impl Scan {
             finished: false,
             scratch: Scratch::default(),
             line_buf: Vec::new(),
+            header_lines: LineBatch::default(),
         }
     }
 
@@ -216,6 +219,11 @@ impl Scan {
         let rules = &self.rules;
         self.body.peek_end(&rules.body, &mut hits);
         self.raw.peek_end(&rules.raw, &mut hits);
+        if !self.header_lines.is_empty() {
+            rules
+                .any_header
+                .peek_lines(&self.header_lines, &mut Scratch::default(), &mut hits);
+        }
         for &(id, min, max) in &rules.size {
             if max.is_none() && min.is_some_and(|m| self.size_seen >= m) {
                 hits.set(id);
@@ -251,7 +259,7 @@ impl Scan {
         rules.any_header.match_line_of(
             name,
             value,
-            &mut self.line_buf,
+            &mut self.header_lines,
             &mut self.scratch,
             &mut self.hits,
         );
@@ -263,6 +271,11 @@ impl Scan {
         }
         self.header_done = true;
         self.size_seen += 2;
+        self.rules.any_header.match_lines(
+            &mut self.header_lines,
+            &mut self.scratch,
+            &mut self.hits,
+        );
         for &(slot, id) in &self.rules.absent_rules {
             if !self.seen.get(slot).copied().unwrap_or(true) {
                 self.hits.set(id);
@@ -299,7 +312,7 @@ impl Scan {
         }
         let mut host = std::mem::take(&mut self.line_buf);
         host.clear();
-        host.extend(url_host(url).iter().map(u8::to_ascii_lowercase));
+        push_lower(&mut host, url_host(url));
         rules
             .url_host
             .match_value(&host, &mut self.scratch, &mut self.hits);
