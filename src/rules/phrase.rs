@@ -2,17 +2,18 @@
 //! byte by byte with [`Automaton::next_state`] so that state carries across chunks.
 //!
 //! Streams (body text, raw body) are not walked from every byte. All phrases of a target are at
-//! least `min_len` bytes long, so every occurrence covers a `q`-byte gram (`q = min(4,
-//! min_len)`) that starts at a stream offset divisible by `stride = min_len - q + 1`, at one of
-//! `stride` consecutive offsets inside the phrase. Each phrase picks the window of `stride`
-//! offsets whose grams look rarest in mail text (so `mailbox is full` is found through `lbox`,
-//! not `mail`). A bitmap keyed by a hash of those grams says whether a gram may belong to a
-//! phrase, and a rank table gives the in-phrase offsets seen there. The scanner tests one gram
-//! every `stride` bytes; on a bitmap hit, a second bitmap keyed by a hash of each candidate
-//! phrase start's first bytes (up to 8) must agree before an anchored automaton walk starts
-//! there. Walks still alive at the end of a chunk are kept (with their `StateID`) and continue
-//! on the next chunk. So the work per byte is a table probe every `stride` bytes, the same for
-//! 5 rules or 5,000; the walks only run where a phrase really may start.
+//! least `min_len` bytes long, so every occurrence covers a `q`-byte gram that starts at a stream
+//! offset divisible by `stride`, at one of `stride` consecutive offsets inside the phrase, when
+//! `q + stride - 1 <= min_len` (`q = 4` while the stride is below 8, then up to 8 bytes). Each
+//! phrase picks the window of `stride` offsets whose grams look rarest in mail text (so
+//! `mailbox is full` is found through `lbox`, not `mail`). A bitmap keyed by a hash of those
+//! grams says whether a gram may belong to a phrase, and a rank table gives the in-phrase offsets
+//! seen there. The scanner tests one gram every `stride` bytes; on a bitmap hit, a second bitmap
+//! keyed by a hash of each candidate phrase start's first bytes (up to 8) must agree, then the
+//! phrases listed there are compared in place. A phrase that runs past the chunk end gets an
+//! anchored automaton walk, kept (with its `StateID`) to go on with the next chunk. So the work
+//! per byte is a table probe every `stride` bytes, the same for 5 rules or 5,000; the
+//! comparisons only run where a phrase really may start.
 //!
 //! Values (header values, URLs, file names) are short and whole: they get a plain unanchored walk.
 
@@ -24,22 +25,24 @@ use crate::rules::file::MAX_PHRASE_BYTES;
 use crate::rules::verdict::HitSet;
 use crate::rules::RuleId;
 
-const MAX_GRAM: usize = 4;
+const MAX_GRAM: usize = 8;
+/// Gram length while the stride is below its cap.
+const SHORT_GRAM: usize = 4;
 const MAX_STRIDE: usize = 8;
 /// The furthest into a phrase its sampled window may start.
 const MAX_WINDOW_START: usize = 16;
 /// Bytes of the stream kept from the previous chunk: enough for a gram that started there, the
 /// candidate phrase start up to `MAX_WINDOW_START + MAX_STRIDE - 1` before it, and one byte
 /// before that (word edges).
-const HIST_BYTES: usize = MAX_GRAM + MAX_WINDOW_START + MAX_STRIDE + 4;
+const HIST_BYTES: usize = MAX_GRAM + MAX_WINDOW_START + MAX_STRIDE;
 /// Filter slots: about 256 per gram, between 2^10 and 2^17 (a 16 KiB bitmap stays in L1).
+const SLOTS_PER_GRAM: usize = 256;
 const MIN_FILTER_BITS: u32 = 10;
 const MAX_FILTER_BITS: u32 = 17;
 /// Second-filter slots: about 64 per phrase, between 2^10 and 2^17.
 const PRE_SLOTS_PER_PHRASE: usize = 64;
 /// ASCII letters differ from their capitals by 0x20: or-ing it in folds case (and merges a few
 /// punctuation pairs, which only costs a false candidate).
-const FOLD: u32 = 0x2020_2020;
 const FOLD64: u64 = 0x2020_2020_2020_2020;
 
 /// One rule that owns a phrase.
@@ -47,6 +50,93 @@ const FOLD64: u64 = 0x2020_2020_2020_2020;
 pub(crate) struct Owner {
     pub rule: RuleId,
     pub word_bounded: bool,
+}
+
+/// The filter over grams of one length (at most 8 bytes): a bitmap keyed by a hash of the folded
+/// gram, and per set slot the in-phrase offsets of the grams seen there.
+#[derive(Debug)]
+struct GramTable {
+    mask: u64,
+    shift: u32,
+    /// One bit per slot: some phrase has a gram hashing there.
+    bits: Box<[u64]>,
+    /// Per word of `bits`: how many bits are set in the words before it.
+    rank: Box<[u32]>,
+    /// Per set slot, by rank: bit `o` set when some phrase has such a gram at offset `o`.
+    offsets: Box<[u32]>,
+}
+
+impl GramTable {
+    /// `grams`: (gram bytes, in-phrase offset), each gram `len` bytes.
+    fn build(len: usize, grams: &[(&[u8], usize)]) -> GramTable {
+        let filter_bits = (grams.len() * SLOTS_PER_GRAM)
+            .next_power_of_two()
+            .trailing_zeros()
+            .clamp(MIN_FILTER_BITS, MAX_FILTER_BITS);
+        let mask = if len >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * len)) - 1
+        };
+        let shift = 64 - filter_bits;
+        let mut bits = vec![0u64; (1usize << filter_bits) / 64].into_boxed_slice();
+        let slots: Vec<(usize, u32)> = grams
+            .iter()
+            .map(|&(g, o)| (hash64((key_of(g) | FOLD64) & mask, shift), 1u32 << o))
+            .collect();
+        for &(slot, _) in &slots {
+            bits[slot / 64] |= 1 << (slot % 64);
+        }
+        let mut rank = vec![0u32; bits.len()].into_boxed_slice();
+        let mut seen = 0u32;
+        for (r, w) in rank.iter_mut().zip(bits.iter()) {
+            *r = seen;
+            seen += w.count_ones();
+        }
+        let mut offsets = vec![0u32; seen as usize].into_boxed_slice();
+        for (slot, bit) in slots {
+            if let Some(m) = offsets.get_mut(slot_rank(&bits, &rank, slot)) {
+                *m |= bit;
+            }
+        }
+        GramTable {
+            mask,
+            shift,
+            bits,
+            rank,
+            offsets,
+        }
+    }
+
+    /// The in-phrase offsets of the gram whose key is `key` (0 when none).
+    #[inline(always)]
+    fn lookup(&self, key: u64) -> u32 {
+        let slot = hash64((key | FOLD64) & self.mask, self.shift);
+        match self.bits.get(slot / 64) {
+            Some(w) if w & (1 << (slot % 64)) != 0 => self.offsets_at(slot),
+            _ => 0,
+        }
+    }
+
+    #[cold]
+    fn offsets_at(&self, slot: usize) -> u32 {
+        self.offsets
+            .get(slot_rank(&self.bits, &self.rank, slot))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// The first (up to) 8 bytes of `b` as a little-endian key.
+#[inline(always)]
+fn key_of(b: &[u8]) -> u64 {
+    match b.first_chunk::<8>() {
+        Some(eight) => u64::from_le_bytes(*eight),
+        None => b
+            .iter()
+            .enumerate()
+            .fold(0u64, |k, (i, &c)| k | u64::from(c) << (8 * i)),
+    }
 }
 
 /// All phrases of one target, compiled.
@@ -57,16 +147,10 @@ pub(crate) struct PhraseSet {
     patterns: Vec<(usize, Vec<Owner>)>,
     anchored_start: aho_corasick::automaton::StateID,
     unanchored_start: aho_corasick::automaton::StateID,
+    /// Gram length (at most 8) and sampling stride.
     pub gram: usize,
-    pub gram_mask: u32,
     pub stride: usize,
-    /// One bit per filter slot: some phrase has a gram hashing there.
-    pub bits: Box<[u64]>,
-    /// Per word of `bits`: how many bits are set in the words before it.
-    rank: Box<[u32]>,
-    /// Per set filter slot, by rank: bit `o` set when some phrase has such a gram at offset `o`.
-    pub offsets: Box<[u32]>,
-    pub shift: u32,
+    table: GramTable,
     /// Second filter: one bit per hash of a phrase's first `pre_len` bytes (folded).
     pre_len: usize,
     pre_mask: u64,
@@ -122,41 +206,15 @@ impl PhraseSetBuilder {
             .start_state(Anchored::No)
             .map_err(|e| format!("phrase automaton: {e}"))?;
         let min_len = self.patterns.iter().map(Vec::len).min().unwrap_or(1).max(1);
-        let gram = min_len.min(MAX_GRAM);
-        let stride = (min_len - gram + 1).min(MAX_STRIDE);
-        let grams = self.patterns.len() * stride;
-        let filter_bits = (grams * 256)
-            .next_power_of_two()
-            .trailing_zeros()
-            .clamp(MIN_FILTER_BITS, MAX_FILTER_BITS);
-        let shift = 32 - filter_bits;
-        let gram_mask = if gram >= 4 {
-            u32::MAX
-        } else {
-            (1u32 << (8 * gram)) - 1
-        };
-        let mut bits = vec![0u64; (1usize << filter_bits) / 64].into_boxed_slice();
-        let mut slot_offsets: Vec<(usize, u32)> = Vec::new();
+        let (gram, stride) = gram_and_stride(min_len);
+        let mut grams = Vec::with_capacity(self.patterns.len() * stride);
         for p in &self.patterns {
             let a = best_window(p, gram, stride);
             for o in a..a + stride {
-                let slot = hash((gram_key(&p[o..], gram_mask) | FOLD) & gram_mask, shift);
-                bits[slot / 64] |= 1 << (slot % 64);
-                slot_offsets.push((slot, 1 << o));
+                grams.push((&p[o..o + gram], o));
             }
         }
-        let mut rank = vec![0u32; bits.len()].into_boxed_slice();
-        let mut seen = 0u32;
-        for (r, w) in rank.iter_mut().zip(bits.iter()) {
-            *r = seen;
-            seen += w.count_ones();
-        }
-        let mut offsets = vec![0u32; seen as usize].into_boxed_slice();
-        for (slot, bit) in slot_offsets {
-            if let Some(m) = offsets.get_mut(slot_rank(&bits, &rank, slot)) {
-                *m |= bit;
-            }
-        }
+        let table = GramTable::build(gram, &grams);
         let pre_len = min_len.min(8);
         let pre_mask = if pre_len >= 8 {
             u64::MAX
@@ -212,12 +270,8 @@ impl PhraseSetBuilder {
             anchored_start,
             unanchored_start,
             gram,
-            gram_mask,
             stride,
-            bits,
-            rank,
-            offsets,
-            shift,
+            table,
             pre_len,
             pre_mask,
             pre_bits,
@@ -312,37 +366,37 @@ impl PhraseStream {
         let mut p = self.next_sample;
         // Samples whose gram starts in the kept history: at most a few, byte by byte.
         while p < offset && p + gram <= end {
-            let key = (0..set.gram).fold(0u32, |k, j| {
-                let at = p + j as u64;
+            let mut key = 0u64;
+            for j in 0..gram {
+                let at = p + j;
                 let b = if at < offset {
                     hist.get((at - base) as usize)
                 } else {
                     chunk.get((at - offset) as usize)
                 };
-                let b = b.copied().unwrap_or(0);
-                k | u32::from(b) << (8 * j)
-            });
-            if set.probe(key) {
-                self.candidates(set, key, p, hist, base, chunk, hits, &mut pending);
+                key |= u64::from(b.copied().unwrap_or(0)) << (8 * j);
+            }
+            let m = set.table.lookup(key);
+            if m != 0 {
+                self.candidates(set, m, p, hist, base, chunk, hits, &mut pending);
             }
             p += stride;
         }
-        // Samples inside the chunk: the hot loop, one probe per `stride` bytes. Four bytes are
-        // read whole while they are there (the gram mask drops the extra ones); the last few
-        // samples of a short-gram set read what is left.
+        // Samples inside the chunk: the hot loop, one probe per `stride` bytes, eight bytes read
+        // whole while they are there (the table's mask keeps the gram); the last few samples
+        // read what is left.
         if p >= offset {
             let mut i = (p - offset) as usize;
-            let (bits, shift, mask, stride) = (&*set.bits, set.shift, set.gram_mask, set.stride);
-            while let Some(four) = chunk.get(i..i + 4) {
-                let key = u32::from_le_bytes([four[0], four[1], four[2], four[3]]) & mask;
-                let slot = hash((key | FOLD) & mask, shift);
-                if bits
-                    .get(slot / 64)
-                    .is_some_and(|w| w & (1 << (slot % 64)) != 0)
-                {
+            let table = &set.table;
+            while let Some(eight) = chunk.get(i..i + 8) {
+                let key = u64::from_le_bytes([
+                    eight[0], eight[1], eight[2], eight[3], eight[4], eight[5], eight[6], eight[7],
+                ]);
+                let m = table.lookup(key);
+                if m != 0 {
                     self.candidates(
                         set,
-                        key,
+                        m,
                         offset + i as u64,
                         hist,
                         base,
@@ -351,14 +405,14 @@ impl PhraseStream {
                         &mut pending,
                     );
                 }
-                i += stride;
+                i += set.stride;
             }
-            while i + set.gram <= chunk.len() {
-                let key = gram_key(&chunk[i..], set.gram_mask);
-                if set.probe(key) {
+            while let Some(rest) = chunk.get(i..i + set.gram) {
+                let m = table.lookup(key_of(rest));
+                if m != 0 {
                     self.candidates(
                         set,
-                        key,
+                        m,
                         offset + i as u64,
                         hist,
                         base,
@@ -404,14 +458,15 @@ impl PhraseStream {
         }
     }
 
-    /// A filter hit at stream offset `p`: start walks at the phrase starts it implies.
+    /// A filter hit at stream offset `p` with in-phrase offsets `m`: check the phrase starts it
+    /// implies.
     #[cold]
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     fn candidates(
         &mut self,
         set: &PhraseSet,
-        key: u32,
+        mut m: u32,
         p: u64,
         hist: &[u8],
         base: u64,
@@ -420,12 +475,6 @@ impl PhraseStream {
         pending: &mut Vec<usize>,
     ) {
         let offset = self.offset;
-        let slot = hash((key | FOLD) & set.gram_mask, set.shift);
-        let mut m = set
-            .offsets
-            .get(slot_rank(&set.bits, &set.rank, slot))
-            .copied()
-            .unwrap_or(0);
         while m != 0 {
             let o = u64::from(m.trailing_zeros());
             m &= m - 1;
@@ -534,12 +583,6 @@ impl PhraseSet {
     fn pre_probe(&self, key: u64) -> bool {
         let slot = hash64((key | FOLD64) & self.pre_mask, self.pre_shift);
         self.pre_bits[slot / 64] & (1 << (slot % 64)) != 0
-    }
-
-    #[inline(always)]
-    fn probe(&self, key: u32) -> bool {
-        let slot = hash((key | FOLD) & self.gram_mask, self.shift);
-        self.bits[slot / 64] & (1 << (slot % 64)) != 0
     }
 }
 
@@ -660,19 +703,16 @@ pub(crate) fn is_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
 }
 
-/// The first bytes of `at` as a little-endian key, masked to the gram length.
-#[inline(always)]
-fn gram_key(at: &[u8], gram_mask: u32) -> u32 {
-    match at.get(..4) {
-        Some(four) => u32::from_le_bytes([four[0], four[1], four[2], four[3]]) & gram_mask,
-        None => {
-            at.iter()
-                .take(4)
-                .enumerate()
-                .fold(0u32, |k, (i, &b)| k | u32::from(b) << (8 * i))
-                & gram_mask
-        }
+/// Gram length and sampling stride for phrases of at least `min_len` bytes: every occurrence
+/// must cover `stride` consecutive gram positions, so `gram + stride - 1 <= min_len`. Longer
+/// grams are rarer in text (fewer false hits), a longer stride means fewer probes: short sets
+/// use 4-byte grams, and once the stride is at its cap the rest of the length goes to the gram.
+fn gram_and_stride(min_len: usize) -> (usize, usize) {
+    if min_len >= SHORT_GRAM + MAX_STRIDE - 1 {
+        return ((min_len + 1 - MAX_STRIDE).min(MAX_GRAM), MAX_STRIDE);
     }
+    let gram = min_len.min(SHORT_GRAM);
+    (gram, min_len - gram + 1)
 }
 
 /// The index of set filter slot `slot` among the set ones.
@@ -739,11 +779,6 @@ fn prefix_key(p: &[u8], mask: u64) -> u64 {
 #[inline(always)]
 fn hash64(key: u64, shift: u32) -> usize {
     (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize
-}
-
-#[inline(always)]
-fn hash(key: u32, shift: u32) -> usize {
-    (key.wrapping_mul(0x9E37_79B1) >> shift) as usize
 }
 
 #[cfg(test)]
