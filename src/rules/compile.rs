@@ -179,7 +179,7 @@ impl ValueMatcher {
         }
         let value = &value[..value.len().min(MAX_LINE_BYTES)];
         scratch.lower.clear();
-        if self.phrases.is_some() || self.regexes.as_ref().is_some_and(RegexGroup::has_literals) {
+        if self.phrases.is_some() || self.regexes.as_ref().is_some_and(RegexGroup::needs_lower) {
             push_lower(&mut scratch.lower, value);
         }
         if let Some(p) = &self.phrases {
@@ -220,9 +220,9 @@ impl ValueMatcher {
             p.match_value(lower, hits);
         }
         if let Some(r) = &self.regexes {
-            r.match_ungated(raw, hits);
+            r.match_ungated(raw, lower, hits);
         }
-        if !self.regexes.as_ref().is_some_and(RegexGroup::has_literals) {
+        if !self.regexes.as_ref().is_some_and(RegexGroup::is_gated) {
             batch.clear();
         }
     }

@@ -27,7 +27,7 @@ use aho_corasick::{packed, AhoCorasick, Input, MatchKind, Span};
 use memchr::memchr;
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
-use crate::rules::literal::required_sets;
+use crate::rules::literal::{required_sets, required_sets_of};
 use crate::rules::verdict::HitSet;
 use crate::rules::RuleId;
 
@@ -53,6 +53,9 @@ const LOWER_BLOCK: usize = 16 * 1024;
 pub(crate) struct RegexGroup {
     /// Regexes without a usable literal.
     rest: Option<Sets>,
+    /// Value groups: regexes that need some short literal (`@`, `$`, `://`), each run alone
+    /// when its literals are in the value.
+    solo: Vec<Solo>,
     /// Regexes with literals, each alone.
     gated: Vec<Gated>,
     finder: Option<Finder>,
@@ -80,6 +83,19 @@ struct Gated {
     /// lower-cased line before the regex runs.
     also: Vec<Vec<memchr::memmem::Finder<'static>>>,
 }
+
+/// A value regex with checks: each set must have a string in the lower-cased value.
+#[derive(Debug)]
+struct Solo {
+    multi: Regex,
+    single: Regex,
+    rule: RuleId,
+    checks: Vec<Vec<memchr::memmem::Finder<'static>>>,
+}
+
+/// Most strings a set may have to serve as a check before a value regex (more cost more than
+/// the regex).
+const MAX_CHECK_STRINGS: usize = 3;
 
 /// Finds the leftmost-longest literal at or after a position in lower-cased text.
 #[derive(Debug)]
@@ -223,6 +239,19 @@ fn lower_in_place(bytes: &mut [u8]) {
     words.into_remainder().make_ascii_lowercase();
 }
 
+/// Substring finders for the strings of a set.
+fn finders(set: &[Vec<u8>]) -> Vec<memchr::memmem::Finder<'static>> {
+    set.iter()
+        .map(|l| memchr::memmem::Finder::new(l).into_owned())
+        .collect()
+}
+
+/// Whether every set has a string in `lower`.
+fn all_present(sets: &[Vec<memchr::memmem::Finder<'static>>], lower: &[u8]) -> bool {
+    sets.iter()
+        .all(|set| set.iter().any(|f| f.find(lower).is_some()))
+}
+
 /// Whether `text` needs the multi-line variant.
 #[inline]
 fn has_break(text: &[u8]) -> bool {
@@ -274,12 +303,8 @@ impl RegexGroup {
             patterns.iter().map(|(p, _)| required_sets(p)).collect();
         let gate =
             lines || required.iter().filter(|r| !r.is_empty()).count() >= MIN_GATED_FOR_VALUES;
+        let mut solo = Vec::new();
         for ((p, rule), mut sets) in patterns.iter().zip(required) {
-            if !gate || sets.is_empty() {
-                rest.push((p.clone(), *rule));
-                continue;
-            }
-            let lits = sets.remove(0);
             let one = |multi: bool| {
                 RegexBuilder::new(p)
                     .unicode(false)
@@ -289,19 +314,35 @@ impl RegexGroup {
                     .build()
                     .map_err(|e| e.to_string())
             };
+            if !gate || sets.is_empty() {
+                let checks: Vec<Vec<memchr::memmem::Finder<'static>>> = if lines {
+                    Vec::new()
+                } else {
+                    required_sets_of(p, 1)
+                        .into_iter()
+                        .filter(|set| set.len() <= MAX_CHECK_STRINGS)
+                        .map(|set| finders(&set))
+                        .collect()
+                };
+                if checks.is_empty() {
+                    rest.push((p.clone(), *rule));
+                } else {
+                    solo.push(Solo {
+                        multi: one(true)?,
+                        single: one(false)?,
+                        rule: *rule,
+                        checks,
+                    });
+                }
+                continue;
+            }
+            let lits = sets.remove(0);
             let g = gated.len() as u32;
             gated.push(Gated {
                 multi: one(true)?,
                 single: one(false)?,
                 rule: *rule,
-                also: sets
-                    .iter()
-                    .map(|set| {
-                        set.iter()
-                            .map(|l| memchr::memmem::Finder::new(l).into_owned())
-                            .collect()
-                    })
-                    .collect(),
+                also: sets.iter().map(|set| finders(set)).collect(),
             });
             for l in lits {
                 let at = *index.entry(l.clone()).or_insert_with(|| {
@@ -324,6 +365,7 @@ impl RegexGroup {
         }
         Ok(RegexGroup {
             rest: (!rest.is_empty()).then(|| Sets::build(&rest)).transpose()?,
+            solo,
             finder: (!literals.is_empty())
                 .then(|| Finder::build(&literals))
                 .transpose()?,
@@ -332,8 +374,13 @@ impl RegexGroup {
         })
     }
 
-    /// Whether some regex is gated by literals (a value must be lower-cased for them).
-    pub fn has_literals(&self) -> bool {
+    /// Whether values must be lower-cased for this group (for the literal search or checks).
+    pub fn needs_lower(&self) -> bool {
+        self.finder.is_some() || !self.solo.is_empty()
+    }
+
+    /// Whether some regexes wait for a literal search ([`RegexGroup::match_batch`]).
+    pub fn is_gated(&self) -> bool {
         self.finder.is_some()
     }
 
@@ -341,17 +388,29 @@ impl RegexGroup {
     pub fn match_value(&self, value: &[u8], scratch: &mut Scratch, hits: &mut HitSet) {
         let value = &value[..value.len().min(MAX_LINE_BYTES)];
         scratch.lower.clear();
-        if self.finder.is_some() {
+        if self.needs_lower() {
             push_lower(&mut scratch.lower, value);
         }
         self.match_lowered(value, scratch, hits);
     }
 
     /// Matches one value (at most [`MAX_LINE_BYTES`]) whose lower-cased copy is already in
-    /// `scratch.lower` (it may be left empty when [`RegexGroup::has_literals`] is false).
+    /// `scratch.lower` (it may be left empty when [`RegexGroup::needs_lower`] is false).
     pub fn match_lowered(&self, value: &[u8], scratch: &mut Scratch, hits: &mut HitSet) {
         if let Some(rest) = &self.rest {
             rest.match_text(value, hits);
+        }
+        for s in &self.solo {
+            if !hits.get(s.rule) && all_present(&s.checks, &scratch.lower) {
+                let r = if has_break(value) {
+                    &s.multi
+                } else {
+                    &s.single
+                };
+                if r.is_match(value) {
+                    hits.set(s.rule);
+                }
+            }
         }
         let Some(finder) = &self.finder else {
             return;
@@ -366,9 +425,21 @@ impl RegexGroup {
 
     /// The ungated regexes against one value (at most [`MAX_LINE_BYTES`]); the gated ones are
     /// left to [`RegexGroup::match_batch`].
-    pub fn match_ungated(&self, value: &[u8], hits: &mut HitSet) {
+    pub fn match_ungated(&self, value: &[u8], lower: &[u8], hits: &mut HitSet) {
         if let Some(rest) = &self.rest {
             rest.match_text(value, hits);
+        }
+        for s in &self.solo {
+            if !hits.get(s.rule) && all_present(&s.checks, lower) {
+                let r = if has_break(value) {
+                    &s.multi
+                } else {
+                    &s.single
+                };
+                if r.is_match(value) {
+                    hits.set(s.rule);
+                }
+            }
         }
     }
 
@@ -494,10 +565,7 @@ impl RegexGroup {
                 continue;
             }
             tried.push(g);
-            let present = |set: &Vec<memchr::memmem::Finder<'static>>| {
-                set.iter().any(|f| f.find(lower).is_some())
-            };
-            if !re.also.iter().all(present) {
+            if !all_present(&re.also, lower) {
                 continue;
             }
             let r = if multi { &re.multi } else { &re.single };
@@ -854,7 +922,7 @@ mod tests {
         // Three regexes with literals stay in the set; five are gated.
         for (gate, patterns) in [(false, &patterns[..4]), (true, &patterns[..])] {
             let g = RegexGroup::build(patterns, false).expect("builds");
-            assert_eq!(g.has_literals(), gate);
+            assert_eq!(g.is_gated(), gate);
             for v in values {
                 let mut hits = HitSet::new(patterns.len());
                 g.match_value(v, &mut Scratch::default(), &mut hits);

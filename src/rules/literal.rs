@@ -39,6 +39,11 @@ struct Info {
 /// (longest shortest string, then fewest strings), at most [`MAX_SETS`]. Empty when there is
 /// none or the pattern does not parse.
 pub(crate) fn required_sets(pattern: &str) -> Vec<Vec<Vec<u8>>> {
+    required_sets_of(pattern, MIN_LITERAL_LEN)
+}
+
+/// Like [`required_sets`], with strings of `min_len` bytes or more.
+pub(crate) fn required_sets_of(pattern: &str, min_len: usize) -> Vec<Vec<Vec<u8>>> {
     let Ok(hir) = ParserBuilder::new()
         .unicode(false)
         .utf8(false)
@@ -56,7 +61,7 @@ pub(crate) fn required_sets(pattern: &str) -> Vec<Vec<Vec<u8>>> {
     }
     let mut sets: Vec<Vec<Vec<u8>>> = sets
         .into_iter()
-        .filter(|s| !s.is_empty() && s.iter().all(|l| l.len() >= MIN_LITERAL_LEN))
+        .filter(|s| !s.is_empty() && s.iter().all(|l| l.len() >= min_len.max(1)))
         .map(|mut s| {
             s.sort();
             s.dedup();
@@ -336,6 +341,28 @@ mod tests {
                 .collect();
             assert_eq!(got, *want, "{row}");
         }
+    }
+
+    #[test]
+    fn short_sets_for_prechecks() {
+        let sets = required_sets_of(r"(?i)^[a-z][a-z0-9+.-]*://[^/?#\s]*@", 1);
+        let got: Vec<Vec<String>> = sets
+            .iter()
+            .map(|s| {
+                s.iter()
+                    .map(|l| String::from_utf8_lossy(l).into_owned())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(got, [vec!["://"], vec!["@"]]);
+        assert!(
+            required_sets(r"\$\$|\$\s?\d{4,}").is_empty(),
+            "too short to search for"
+        );
+        assert_eq!(
+            required_sets_of(r"\$\$|\$\s?\d{4,}", 1),
+            [vec![b"$".to_vec(), b"$$".to_vec()]]
+        );
     }
 
     #[test]
