@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::cli::exchange;
 use crate::config::Config;
 
 /// The largest certificate, key or rule file read (a big CA bundle is a few hundred KiB).
@@ -107,6 +108,7 @@ pub fn check(path: &Path) -> Report {
         report: &mut report,
     };
     files.check_all(&config);
+    exchange_section(&config, path, &mut report);
     if report.is_ok() {
         let tenants = config.tenants.len();
         let listen: Vec<String> = config.server.listen.iter().map(|a| a.to_string()).collect();
@@ -117,6 +119,17 @@ pub fn check(path: &Path) -> Report {
         ));
     }
     report
+}
+
+/// The Exchange section: settings that Exchange's connectors would refuse or that would make
+/// mail loop (see [`exchange::check_warnings`]). Warnings only: the relay runs without Exchange.
+fn exchange_section(config: &Config, path: &Path, report: &mut Report) {
+    let file = path.display();
+    for w in exchange::check_warnings(config) {
+        report
+            .warnings
+            .push(format!("{file}: {}: Exchange: {}", w.key, w.message));
+    }
 }
 
 /// The referenced-file checks, writing into one report.

@@ -2,5 +2,6 @@
 //! and a real next hop (the project's sink, or a scripted peer for faults).
 
 mod corpus;
+mod exchange;
 mod peer;
 mod relay;
