@@ -35,8 +35,6 @@ enum Command {
     Replay(cli::replay::ReplayArgs),
     /// Print the PowerShell that sets up Exchange's connectors and transport rules for a tenant.
     Exchange(cli::exchange::Args),
-    // Integrator: `run`, `sink`, `replay`, `demo`, `scan` and `exchange` join here, one
-    // variant and one `cli::<name>::main(args)` arm each.
 }
 
 fn main() -> ExitCode {
