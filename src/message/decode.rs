@@ -165,6 +165,14 @@ impl QpDecoder {
                     Some(k) => {
                         out.extend_from_slice(&input[i..i + k]);
                         i += k + 1;
+                        // "=XX" all here: the common case, without the state machine.
+                        if let Some(&[h, l]) = input.get(i..i + 2) {
+                            if let (Some(h), Some(l)) = (hex_value(h), hex_value(l)) {
+                                out.push(h << 4 | l);
+                                i += 2;
+                                continue;
+                            }
+                        }
                         self.state = QpState::Eq;
                         continue;
                     }
@@ -322,7 +330,7 @@ impl Charset {
         out.reserve(src.len() + src.len() / 4);
         let mut rest = src;
         while !rest.is_empty() {
-            let ascii = rest.iter().position(|&b| b >= 0x80).unwrap_or(rest.len());
+            let ascii = ascii_prefix_len(rest);
             out.extend_from_slice(&rest[..ascii]);
             rest = &rest[ascii..];
             let Some((&b, tail)) = rest.split_first() else {
@@ -338,6 +346,23 @@ impl Charset {
             rest = tail;
         }
     }
+}
+
+/// How many bytes at the start of `s` are US-ASCII (eight at a time while it can).
+fn ascii_prefix_len(s: &[u8]) -> usize {
+    let mut i = 0;
+    while let Some(word) = s.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        if u64::from_le_bytes(w) & 0x8080_8080_8080_8080 != 0 {
+            break;
+        }
+        i += 8;
+    }
+    while i < s.len() && s[i] < 0x80 {
+        i += 1;
+    }
+    i
 }
 
 /// windows-1252 0x80-0x9F (undefined positions map to the C1 control of the same value).

@@ -98,6 +98,9 @@ pub struct EditPlan {
     pub remove: Vec<String>,
 }
 
+/// Bytes reserved for the header copy up front (most header blocks fit; it grows if needed).
+const HEADER_RESERVE: usize = 8 * 1024;
+
 /// One message passing through.
 ///
 /// Call order: [`Pipeline::feed`] for each piece, scan events flowing to the sink as bytes
@@ -153,9 +156,18 @@ impl Pipeline {
         if !self.header_complete() {
             let room = self.limits.max_header_bytes.saturating_sub(self.seen);
             let (head, tail) = rest.split_at(rest.len().min(room));
-            self.header.extend_from_slice(head);
+            let before = self.seen;
+            if self.header.capacity() == 0 {
+                self.header.reserve(room.min(HEADER_RESERVE));
+            }
             self.walker.feed(head, sink);
             self.seen += head.len();
+            // Copy only what belongs to the header block (the body stays in the pieces).
+            let keep = self
+                .walker
+                .header_end
+                .map_or(head.len(), |end| end.saturating_sub(before).min(head.len()));
+            self.header.extend_from_slice(&head[..keep]);
             rest = tail;
             if let Some(end) = self.walker.header_end {
                 self.header.truncate(end);
