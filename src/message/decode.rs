@@ -161,26 +161,14 @@ impl QpDecoder {
         let mut i = 0;
         while i < input.len() {
             if self.state == QpState::Text {
-                match memchr(b'=', &input[i..]) {
-                    Some(k) => {
-                        out.extend_from_slice(&input[i..i + k]);
-                        i += k + 1;
-                        // "=XX" all here: the common case, without the state machine.
-                        if let Some(&[h, l]) = input.get(i..i + 2) {
-                            if let (Some(h), Some(l)) = (hex_value(h), hex_value(l)) {
-                                out.push(h << 4 | l);
-                                i += 2;
-                                continue;
-                            }
-                        }
-                        self.state = QpState::Eq;
-                        continue;
-                    }
-                    None => {
-                        out.extend_from_slice(&input[i..]);
-                        return;
-                    }
+                let (used, at_eq) = qp_text(&input[i..], out);
+                i += used;
+                if at_eq {
+                    // An `=` that is not followed here by two hex digits: the state machine.
+                    i += 1;
+                    self.state = QpState::Eq;
                 }
+                continue;
             }
             let c = input[i];
             match self.state {
@@ -267,6 +255,61 @@ impl QpDecoder {
         self.state = QpState::Text;
         self.ws.clear();
     }
+}
+
+/// Copies QP text to `out`, decoding `=XX` escapes on the way, up to the end or to an `=` that
+/// is not followed by two hex digits here. Returns the bytes used and whether it stopped at such
+/// an `=` (not consumed).
+fn qp_text(src: &[u8], out: &mut Vec<u8>) -> (usize, bool) {
+    // Decoding only shrinks: the output fits in `src.len()` bytes.
+    let base = out.len();
+    out.resize(base + src.len(), 0);
+    let dst = &mut out[base..];
+    let (mut r, mut w) = (0, 0);
+    let at_eq = loop {
+        // Eight bytes without `=` at a time.
+        while let Some(word) = src.get(r..r + 8) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(word);
+            let x = u64::from_le_bytes(a) ^ 0x3D3D_3D3D_3D3D_3D3D;
+            if x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080 != 0 {
+                break;
+            }
+            if let Some(d) = dst.get_mut(w..w + 8) {
+                d.copy_from_slice(word);
+            }
+            r += 8;
+            w += 8;
+        }
+        match src.get(r) {
+            None => break false,
+            Some(&b'=') => match (src.get(r + 1), src.get(r + 2)) {
+                // Soft line breaks, the other common case.
+                (Some(b'\n'), _) => r += 2,
+                (Some(b'\r'), Some(b'\n')) => r += 3,
+                (Some(&h), Some(&l)) => {
+                    let (Some(h), Some(l)) = (hex_value(h), hex_value(l)) else {
+                        break true;
+                    };
+                    if let Some(d) = dst.get_mut(w) {
+                        *d = h << 4 | l;
+                    }
+                    r += 3;
+                    w += 1;
+                }
+                _ => break true,
+            },
+            Some(&b) => {
+                if let Some(d) = dst.get_mut(w) {
+                    *d = b;
+                }
+                r += 1;
+                w += 1;
+            }
+        }
+    };
+    out.truncate(base + w);
+    (r, at_eq)
 }
 
 /// The value of one hex digit, either case.

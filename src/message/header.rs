@@ -64,11 +64,11 @@ pub(crate) fn classify(line: &[u8], line_ends: bool, dash_ends: bool) -> Option<
             _ => {}
         }
     }
-    let name_len = line
-        .iter()
-        .take(MAX_NAME_LEN + 1)
-        .position(|&b| !is_name_char(b))
-        .unwrap_or(line.len().min(MAX_NAME_LEN + 1));
+    let limit = line.len().min(MAX_NAME_LEN + 1);
+    let mut name_len = 0;
+    while name_len < limit && NAME_CHAR[usize::from(line[name_len])] {
+        name_len += 1;
+    }
     if name_len > MAX_NAME_LEN {
         return Some(LineClass::NotHeader);
     }
@@ -98,8 +98,36 @@ pub(crate) fn classify(line: &[u8], line_ends: bool, dash_ends: bool) -> Option<
 }
 
 /// RFC 5322 `ftext`: printable US-ASCII except the colon.
-fn is_name_char(b: u8) -> bool {
-    (33..=126).contains(&b) && b != b':'
+const NAME_CHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 33;
+    while b <= 126 {
+        t[b] = b != b':' as usize;
+        b += 1;
+    }
+    t
+};
+
+/// Where the first LF in `s` is. Header lines are short, so look a word at a time before
+/// paying for a `memchr` call (whose set-up costs more than a short line).
+pub(crate) fn find_lf(s: &[u8]) -> Option<usize> {
+    const INLINE: usize = 128;
+    let mut i = 0;
+    while let Some(word) = s.get(i..i + 8) {
+        if i >= INLINE {
+            return memchr::memchr(b'\n', &s[i..]).map(|k| i + k);
+        }
+        let mut a = [0u8; 8];
+        a.copy_from_slice(word);
+        let x = u64::from_le_bytes(a) ^ 0x0A0A_0A0A_0A0A_0A0A;
+        let zero = x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080;
+        if zero != 0 {
+            // The lowest flagged byte is a true LF (false positives only sit above one).
+            return Some(i + (zero.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s[i..].iter().position(|&b| b == b'\n').map(|k| i + k)
 }
 
 /// One field's bytes as the scanner sees them, unfolded as its lines arrive: the first line
@@ -325,6 +353,26 @@ mod tests {
                 colon: 2
             })
         );
+    }
+
+    #[test]
+    fn find_lf_agrees_with_memchr() {
+        let mut buf = vec![b'a'; 300];
+        assert_eq!(find_lf(&buf), None);
+        for at in 0..buf.len() {
+            buf[at] = b'\n';
+            for start in [0, 1, 7, 8, 9] {
+                let s = &buf[start.min(at)..];
+                assert_eq!(
+                    find_lf(s),
+                    memchr::memchr(b'\n', s),
+                    "LF at {at}, from {start}"
+                );
+            }
+            buf[at] = 0x8A; // LF with the high bit set is not an LF
+            assert_eq!(find_lf(&buf), None, "0x8A at {at}");
+            buf[at] = b'a';
+        }
     }
 
     #[test]

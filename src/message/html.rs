@@ -255,7 +255,7 @@ impl HtmlText {
             _ => return None,
         };
         let name_start = j;
-        while !matches!(*s.get(j)?, b'>' | b'/') && !is_space(s[j]) {
+        while CLASS[usize::from(*s.get(j)?)] & ENDS_NAME == 0 {
             j += 1;
         }
         let name_end = j;
@@ -273,7 +273,7 @@ impl HtmlText {
             }
             // An attribute name.
             let attr_start = j;
-            while !matches!(*s.get(j)?, b'=' | b'>' | b'/') && !is_space(s[j]) {
+            while CLASS[usize::from(*s.get(j)?)] & ENDS_ATTR == 0 {
                 j += 1;
             }
             let attr = &s[attr_start..j];
@@ -616,8 +616,29 @@ impl HtmlText {
 
 /// HTML whitespace.
 fn is_space(c: u8) -> bool {
-    matches!(c, b' ' | b'\t' | b'\r' | b'\n' | 0x0C)
+    CLASS[usize::from(c)] & SPACE != 0
 }
+
+const SPACE: u8 = 1;
+/// Ends a tag name: whitespace, `>` or `/`.
+const ENDS_NAME: u8 = 2;
+/// Ends an attribute name: whitespace, `>`, `/` or `=`.
+const ENDS_ATTR: u8 = 4;
+
+/// Byte classes for the tag scanners.
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let spaces = [b' ', b'\t', b'\r', b'\n', 0x0C];
+    let mut k = 0;
+    while k < spaces.len() {
+        t[spaces[k] as usize] = SPACE | ENDS_NAME | ENDS_ATTR;
+        k += 1;
+    }
+    t[b'>' as usize] = ENDS_NAME | ENDS_ATTR;
+    t[b'/' as usize] = ENDS_NAME | ENDS_ATTR;
+    t[b'=' as usize] = ENDS_ATTR;
+    t
+};
 
 /// Tags that do not separate words when rendered ("V<b></b>iagra" reads as one word).
 fn is_inline(name: &[u8]) -> bool {

@@ -27,7 +27,7 @@ use memchr::{memchr, memmem};
 
 use super::ctype::{Cte, PartInfo};
 use super::decode::{decode_rfc2047, Base64Decoder, Charset, QpDecoder};
-use super::header::{classify, FieldAcc, LineClass, MAX_NAME_LEN};
+use super::header::{classify, find_lf, FieldAcc, LineClass, MAX_NAME_LEN};
 use super::html::HtmlText;
 use super::url::UrlFinder;
 use super::{MessageLimits, ScanEvent, ScanSink};
@@ -247,11 +247,11 @@ impl Walker {
     /// when the mode changed).
     fn step_header(&mut self, data: &[u8], sink: &mut dyn ScanSink) -> usize {
         if self.h.line == HLine::Rest {
-            return self.line_rest(data, 0, memchr(b'\n', data), sink);
+            return self.line_rest(data, 0, find_lf(data), sink);
         }
 
         let dash_ends = !self.stack.is_empty();
-        let nl = memchr(b'\n', data);
+        let nl = find_lf(data);
         let line_len = nl.unwrap_or(data.len());
         let from_carry = !self.h.carry.is_empty();
         let (class, taken) = if from_carry {
