@@ -32,6 +32,11 @@ use crate::smtp::server::{Event, Server, ServerParams};
 pub const CLIENT_BUFFER_MAX: usize = 256 * 1024;
 /// Most bytes queued toward the next hop before the client stops being read (backpressure).
 pub const DOWNSTREAM_HIGH_WATER: usize = 1024 * 1024;
+/// Most reply bytes queued for the client before pipelined commands stop being executed; they
+/// resume (from [`Session::poll_action`]) once the reactor has written the queue below it. A
+/// client that pipelines without reading cannot grow the queue past this plus one pass of the
+/// server core's own backlog ([`crate::smtp::server::MAX_REPLY_BACKLOG`]).
+pub const CLIENT_OUTPUT_MAX: usize = 32 * 1024;
 /// Most bytes held in the next-hop input buffer.
 pub const DOWNSTREAM_BUFFER_MAX: usize = 64 * 1024;
 /// How long the next hop has for each reply (connect, greeting, commands, end of data).
@@ -233,6 +238,11 @@ pub struct Session {
     actions: VecDeque<Action>,
     msg_seq: u32,
     closing: bool,
+    /// The last `now` seen, for resuming held-back input from [`Session::poll_action`].
+    last_now: Instant,
+    /// Pipelined commands wait in `client_in` because `client_out` is over
+    /// [`CLIENT_OUTPUT_MAX`].
+    input_held: bool,
 }
 
 impl Session {
@@ -257,6 +267,8 @@ impl Session {
             actions: VecDeque::new(),
             msg_seq: 0,
             closing: false,
+            last_now: now,
+            input_held: false,
         };
         // The greeting is queued in the server core: move it out now.
         session.pump(now);
@@ -417,8 +429,15 @@ impl Session {
         &mut self.down_out
     }
 
-    /// The next action for the reactor.
+    /// The next action for the reactor. The reactor calls this on every turn for the
+    /// connection, so it is also where pipelined commands held back behind unwritten replies
+    /// (over [`CLIENT_OUTPUT_MAX`]) resume once the reactor has written them: no new client
+    /// bytes need to arrive for that.
     pub fn poll_action(&mut self) -> Option<Action> {
+        if self.actions.is_empty() && self.input_held && self.client_out.len() <= CLIENT_OUTPUT_MAX
+        {
+            self.pump(self.last_now);
+        }
         self.actions.pop_front()
     }
 
@@ -482,6 +501,7 @@ impl Session {
 
     /// Runs both protocol cores until neither makes progress.
     fn pump(&mut self, now: Instant) {
+        self.last_now = now;
         loop {
             let mut progress = false;
             if let Link::Up { client, .. } = &mut self.link {
@@ -495,7 +515,8 @@ impl Session {
                 self.on_client(now, ev);
                 progress = true;
             }
-            if !self.server.is_waiting() && !self.client_in.is_empty() && !self.closing {
+            let may_read = !self.server.is_waiting() && !self.client_in.is_empty() && !self.closing;
+            if may_read && self.client_out.len() <= CLIENT_OUTPUT_MAX {
                 let before = self.client_in.len();
                 self.server.handle_input(now, &mut self.client_in);
                 progress |= self.client_in.len() != before;
@@ -503,19 +524,33 @@ impl Session {
             if !progress {
                 break;
             }
+            // Move replies out as they come: the server core stops reading at its own reply
+            // backlog, and a pipelining client must not stall on it; CLIENT_OUTPUT_MAX bounds
+            // the queue instead.
+            self.move_replies();
         }
-        // RFC 2920 §3.1: while a question waits on the next hop and the client has pipelined
-        // more commands, earlier replies may wait too; they then leave in one write.
-        if !(self.server.is_waiting() && !self.client_in.is_empty()) || self.closing {
-            self.server.poll_output(&mut self.client_out);
-        }
+        self.move_replies();
         if let Link::Up { client, .. } = &mut self.link {
             client.poll_output(&mut self.down_out);
         }
+        self.input_held = !self.server.is_waiting()
+            && !self.client_in.is_empty()
+            && !self.closing
+            && self.client_out.len() > CLIENT_OUTPUT_MAX;
         if self.server.is_closing() && !self.closing {
             self.closing = true;
             self.abandon_downstream_txn();
             self.actions.push_back(Action::Close);
+        }
+    }
+
+    /// Moves the server core's replies to the client queue, unless they are held.
+    fn move_replies(&mut self) {
+        // RFC 2920 §3.1: while a question waits on the next hop and the client has pipelined
+        // more commands, earlier replies may wait too; they then leave in one write.
+        let hold = self.server.is_waiting() && !self.client_in.is_empty() && !self.closing;
+        if !hold {
+            self.server.poll_output(&mut self.client_out);
         }
     }
 

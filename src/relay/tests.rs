@@ -504,3 +504,54 @@ fn a_refused_connection_hears_421_instead_of_the_greeting() {
     assert!(!out.contains("220"), "{out}");
     assert!(s.is_closing());
 }
+
+// ----- hardening (issue 9) -----
+
+/// Counts complete reply lines that start with `prefix`.
+fn count_replies(text: &str, prefix: &str) -> usize {
+    text.split("\r\n").filter(|l| l.starts_with(prefix)).count()
+}
+
+#[test]
+fn ten_thousand_pipelined_noops_in_one_read_are_all_answered() {
+    let mut h = Harness::new("127.0.0.1", Hop::Accept);
+    h.send(b"EHLO c\r\n");
+    h.send(&b"NOOP\r\n".repeat(10_000));
+    assert_eq!(count_replies(&h.replies(), "250 2.0.0"), 10_000);
+}
+
+#[test]
+fn a_client_pipelining_without_reading_cannot_grow_the_reply_queue() {
+    let mut h = Harness::new("127.0.0.1", Hop::Accept);
+    h.send(b"EHLO c\r\n");
+    let s = &mut h.session;
+    // Feed NOOPs as long as the session takes them and never write replies to the client.
+    let chunk = b"NOOP\r\n".repeat(1000);
+    let mut fed = 0;
+    while s.client_read_room() >= chunk.len() && fed < 10_000_000 {
+        s.client_buffer().extend_from_slice(&chunk);
+        s.handle_client_data(h.now);
+        while s.poll_action().is_some() {}
+        fed += chunk.len();
+    }
+    let queued = s.client_output().len();
+    assert!(
+        queued
+            <= crate::relay::session::CLIENT_OUTPUT_MAX
+                + crate::smtp::server::MAX_REPLY_BACKLOG
+                + 512,
+        "reply queue grew to {queued} bytes after {fed} bytes of NOOPs"
+    );
+    assert!(fed < 1_000_000, "reading did not stop: {fed} bytes taken");
+    // Once the client reads its replies, every NOOP is answered without more input.
+    let mut answered = 0;
+    for _ in 0..100_000 {
+        let out = std::mem::take(s.client_output());
+        answered += count_replies(&String::from_utf8_lossy(&out), "250 ");
+        let _ = s.poll_action();
+        if s.client_output().is_empty() {
+            break;
+        }
+    }
+    assert_eq!(answered, fed / 6);
+}
