@@ -908,18 +908,41 @@ impl Session {
         let Some(txn) = self.txn.as_mut() else {
             return;
         };
-        if txn.route.is_some() && !txn.mail_sent {
-            client.mail(&txn.from, &txn.params);
-            txn.mail_sent = true;
+        // RFC 6531 §3.4: a non-ASCII address must not reach a server without SMTPUTF8; the
+        // refusal is ours, mirrored like the next hop's own would be.
+        let utf8_ok = client.capabilities().smtputf8;
+        let refusal = || reply_for(&SessionError::NextHopLacksSmtpUtf8).0;
+        if txn.route.is_some() && !txn.mail_sent && txn.mail_failed.is_none() {
+            if !utf8_ok && !txn.from.is_ascii() {
+                txn.mail_failed = Some(refusal());
+            } else {
+                client.mail(&txn.from, &txn.params);
+                txn.mail_sent = true;
+            }
         }
-        match &mut self.pending {
+        let refuse_rcpt = match &mut self.pending {
             Pending::Rcpt {
                 to, params, sent, ..
             } if !*sent => {
-                client.rcpt(to, params);
-                *sent = true;
+                if txn.mail_failed.is_some() || (!utf8_ok && !to.is_ascii()) {
+                    true
+                } else {
+                    client.rcpt(to, params);
+                    *sent = true;
+                    false
+                }
             }
-            _ => {}
+            _ => false,
+        };
+        if refuse_rcpt {
+            self.pending = Pending::None;
+            let reply = txn.mail_failed.clone().unwrap_or_else(refusal);
+            if txn.rcpts.is_empty() && self.trust == Trust::Untrusted && !txn.mail_sent {
+                // Nothing went to this next hop: the next recipient chooses the route again.
+                txn.route = None;
+                txn.mail_failed = None;
+            }
+            self.server.answer(reply);
         }
     }
 

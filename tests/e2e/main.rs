@@ -1,5 +1,6 @@
 //! End-to-end tests: the real relay (`reactor::spawn`) on 127.0.0.1 between a blocking client
 //! and a real next hop (the project's sink, or a scripted peer for faults).
 
+mod open_relay;
 mod peer;
 mod relay;
