@@ -4,3 +4,4 @@
 mod open_relay;
 mod peer;
 mod relay;
+mod spoofing;
