@@ -39,8 +39,6 @@ pub const DOWNSTREAM_HIGH_WATER: usize = 1024 * 1024;
 pub const CLIENT_OUTPUT_MAX: usize = 32 * 1024;
 /// Most bytes held in the next-hop input buffer.
 pub const DOWNSTREAM_BUFFER_MAX: usize = 64 * 1024;
-/// How long the next hop has for each reply (connect, greeting, commands, end of data).
-pub const DOWNSTREAM_REPLY_TIMEOUT: Duration = Duration::from_secs(120);
 /// MIME nesting the scanner walks.
 pub const MAX_MIME_DEPTH: usize = 32;
 /// MIME parts the scanner walks per message.
@@ -387,6 +385,11 @@ impl Session {
             Link::Connecting(_) => DownstreamFailure::Connect(why),
             _ => DownstreamFailure::Dropped(why),
         };
+        if !matches!(self.link, Link::None) {
+            // The client core may have given up by itself (a reply timeout): the socket must
+            // go too, or its late bytes or close would be taken for the next transaction's.
+            self.actions.push_back(Action::CloseDownstream);
+        }
         self.link = Link::None;
         self.down_out.clear();
         self.down_in.clear();
@@ -1063,7 +1066,7 @@ impl Session {
         ClientParams {
             helo_name: self.snap.config.server.hostname.clone(),
             starttls,
-            reply_timeout: DOWNSTREAM_REPLY_TIMEOUT,
+            reply_timeout: Duration::from_secs(self.snap.config.limits.next_hop_timeout_s),
             use_bdat: true,
         }
     }

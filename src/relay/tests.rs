@@ -24,6 +24,8 @@ enum Hop {
     RejectMail,
     /// Closes the connection after this many content bytes.
     DropAfter(usize),
+    /// Takes the whole message and never answers its end.
+    SilentAtEnd,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -221,6 +223,7 @@ impl Harness {
                                 }
                             }
                         }
+                        Event::DataEnd if mode == Hop::SilentAtEnd => {}
                         Event::DataEnd => {
                             if mode == Hop::TempfailData {
                                 hop.server.answer(Reply::new(
@@ -554,4 +557,33 @@ fn a_client_pipelining_without_reading_cannot_grow_the_reply_queue() {
         }
     }
     assert_eq!(answered, fed / 6);
+}
+
+#[test]
+fn a_next_hop_silent_at_end_of_data_times_out_after_next_hop_timeout_s() {
+    let mut config = Config::embedded_defaults();
+    config.limits.next_hop_timeout_s = 5;
+    let mut h = Harness::with_config("127.0.0.1", Hop::SilentAtEnd, config);
+    h.send(&transaction("a@example.com", &["v@example.com"], MSG));
+    assert!(h.last_reply().starts_with("354"), "{}", h.replies());
+    h.advance(Duration::from_secs(4));
+    assert!(h.last_reply().starts_with("354"), "{}", h.replies());
+    h.advance(Duration::from_secs(2));
+    assert!(h.last_reply().starts_with("451 4.4.2"), "{}", h.replies());
+    assert!(h.delivered.is_empty());
+    assert!(
+        h.hop.is_none(),
+        "the silent connection is dropped, never pooled"
+    );
+    assert!(!h.closed, "the client session goes on");
+}
+
+#[test]
+fn the_next_hop_timeout_defaults_to_120_s() {
+    let mut h = Harness::new("127.0.0.1", Hop::SilentAtEnd);
+    h.send(&transaction("a@example.com", &["v@example.com"], MSG));
+    h.advance(Duration::from_secs(119));
+    assert!(h.last_reply().starts_with("354"), "{}", h.replies());
+    h.advance(Duration::from_secs(2));
+    assert!(h.last_reply().starts_with("451 4.4.2"), "{}", h.replies());
 }
