@@ -1,6 +1,7 @@
 //! End-to-end tests: the real relay (`reactor::spawn`) on 127.0.0.1 between a blocking client
 //! and a real next hop (the project's sink, or a scripted peer for faults).
 
+mod floods;
 mod open_relay;
 mod peer;
 mod relay;

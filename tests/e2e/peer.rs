@@ -211,13 +211,6 @@ impl Client {
     pub fn vanish(self) {
         let _ = self.writer.shutdown(Shutdown::Both);
     }
-
-    /// Reads until the relay closes the connection, returning everything it sent.
-    pub fn read_to_close(&mut self) -> String {
-        let mut all = Vec::new();
-        let _ = self.reader.read_to_end(&mut all);
-        String::from_utf8_lossy(&all).into_owned()
-    }
 }
 
 /// Dot-stuffs CRLF content for DATA (RFC 5321 §4.5.2).
