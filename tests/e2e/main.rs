@@ -5,4 +5,5 @@ mod floods;
 mod open_relay;
 mod peer;
 mod relay;
+mod soak;
 mod spoofing;

@@ -301,7 +301,9 @@ fn only_allowed_cells_of_the_open_relay_matrix_deliver() {
             let id = message_id(&m.content).unwrap_or_else(|| "<no id>".into());
             let cell = id.trim_end_matches("@matrix.test").to_string();
             let rcpt = m.rcpts.join(",");
-            let sender = SENDERS.iter().find(|(name, _)| cell.contains(&format!(".{name}.")));
+            let sender = SENDERS
+                .iter()
+                .find(|(name, _)| cell.contains(&format!(".{name}.")));
             if sender.is_some_and(|(_, from)| *from != m.from) {
                 failures.push(format!("{cell}: MAIL FROM <{}> at the next hop", m.from));
             }

@@ -48,6 +48,14 @@ impl Client {
         loop {
             let mut line = String::new();
             match self.reader.read_line(&mut line) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    panic!("no reply within {FAILSAFE:?} (the relay hangs); so far: {all:?}")
+                }
                 Ok(0) | Err(_) => return all,
                 Ok(_) => {}
             }
@@ -321,6 +329,8 @@ pub struct Faults {
     pub stall_ms: u64,
     /// Offer CHUNKING (the relay then sends BDAT).
     pub chunking: bool,
+    /// Offer CHUNKING on a random half of the connections instead (overrides `chunking`).
+    pub mixed_chunking: bool,
     /// Offer SMTPUTF8.
     pub smtputf8: bool,
     /// Stop answering for good at this point.
@@ -337,6 +347,7 @@ impl Faults {
         stall_pct: 0,
         stall_ms: 0,
         chunking: false,
+        mixed_chunking: false,
         smtputf8: true,
         stall_forever: None,
     };
@@ -443,6 +454,11 @@ fn serve_hop(
     if faults.stall_forever == Some(Stall::Greeting) {
         return drain_until_close(&mut r);
     }
+    let chunking = if faults.mixed_chunking {
+        rng.chance(50)
+    } else {
+        faults.chunking
+    };
     w.write_all(b"220 hop.test ESMTP\r\n")?;
     let mut current = HopMessage::default();
     let mut chunks: Option<Fate> = None;
@@ -461,7 +477,7 @@ fn serve_hop(
                 if faults.smtputf8 {
                     ehlo.push_str("250-SMTPUTF8\r\n");
                 }
-                if faults.chunking {
+                if chunking {
                     ehlo.push_str("250-CHUNKING\r\n");
                 }
                 ehlo.push_str("250 ENHANCEDSTATUSCODES\r\n");
