@@ -412,3 +412,90 @@ fn a_next_hop_that_stalls_at_end_of_data_gives_451_and_delivers_nothing() {
     drop(c);
     relay.stop().unwrap();
 }
+
+/// Resident set size of this process (the relay runs in it), from /proc/self/status.
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Raises the soft open-files limit toward `want`; returns the limit now in force.
+fn raise_nofile(want: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < want {
+            // Raising the hard limit needs CAP_SYS_RESOURCE; without it take what is allowed.
+            let raised = libc::rlimit {
+                rlim_cur: want,
+                rlim_max: lim.rlim_max.max(want),
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+                lim.rlim_cur = want.min(lim.rlim_max);
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        }
+    }
+    lim.rlim_cur
+}
+
+/// Memory per idle session: 10,000 sessions (fewer if RLIMIT_NOFILE cannot be raised to
+/// 21,000) that got their greeting and sit idle. Slow, so run it on its own:
+/// `cargo test --release --test e2e -- --ignored --nocapture ten_thousand_idle_sessions`
+#[test]
+#[ignore = "opens 10,000 connections; run alone with --ignored --nocapture"]
+fn ten_thousand_idle_sessions_fit_in_bounded_memory() {
+    const WANT: usize = 10_000;
+    // Both ends of every connection live in this process, plus the relay's own descriptors;
+    // without CAP_SYS_RESOURCE the hard limit may allow a little less than 10,000.
+    let limit = raise_nofile(2 * WANT as u64 + 1000) as usize;
+    let sessions = WANT.min(limit.saturating_sub(600) / 2);
+    if sessions < 1000 {
+        eprintln!("skipping: RLIMIT_NOFILE is {limit}");
+        return;
+    }
+    let hop = Hop::start(Faults::NONE);
+    let relay = start_relay(hop.addr, |c| c.limits.max_connections_per_ip = WANT);
+    let addr = relay.local_addrs[0];
+    // Warm up the allocator and the workers with a few sessions first.
+    let warm: Vec<Client> = (0..100).map(|_| Client::connect(addr).0).collect();
+    drop(warm);
+    let before = rss_kib().expect("VmRSS");
+    let started = Instant::now();
+    let mut idle = Vec::with_capacity(sessions);
+    for i in 0..sessions {
+        let from = ip([127, 0, 2, 1 + (i % 50) as u8]);
+        let mut s = connect_from(addr, from).expect("connect");
+        s.set_read_timeout(Some(FAILSAFE)).unwrap();
+        let mut greeting = [0u8; 4];
+        std::io::Read::read_exact(&mut s, &mut greeting).expect("greeting");
+        assert_eq!(&greeting, b"220 ", "session {i}");
+        idle.push(s);
+    }
+    let opened = started.elapsed();
+    let after = rss_kib().expect("VmRSS");
+    let per_session = (after.saturating_sub(before)) as f64 * 1024.0 / sessions as f64;
+    eprintln!(
+        "idle sessions: {sessions} opened in {opened:.2?}; RSS {before} KiB before, {after} KiB \
+         after: {per_session:.0} bytes per idle session (relay and test client in one process)"
+    );
+    // Still serving.
+    let (mut c, greeting) = Client::connect(addr);
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    assert!(c.cmd("NOOP").starts_with("250"));
+    drop(c);
+    drop(idle);
+    relay.stop().unwrap();
+    assert!(
+        per_session < 64.0 * 1024.0,
+        "{per_session} bytes per idle session"
+    );
+}
