@@ -587,3 +587,185 @@ fn the_next_hop_timeout_defaults_to_120_s() {
     h.advance(Duration::from_secs(2));
     assert!(h.last_reply().starts_with("451 4.4.2"), "{}", h.replies());
 }
+
+/// xorshift64*, for reproducible random sessions.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Pieces a random client strings together: valid commands, refusals, message content,
+/// BDAT chunks honest and lying, garbage and oversized lines.
+const PIECES: &[&[u8]] = &[
+    b"EHLO c.test\r\n",
+    b"HELO c.test\r\n",
+    b"MAIL FROM:<a@example.com>\r\n",
+    b"MAIL FROM:<x@foreign.org> SIZE=999999999\r\n",
+    b"MAIL FROM:<> BODY=8BITMIME\r\n",
+    b"MAIL FROM:<j\xc3\xb6rg@example.com> SMTPUTF8\r\n",
+    b"RCPT TO:<v@example.com>\r\n",
+    b"RCPT TO:<bad@example.com>\r\n",
+    b"RCPT TO:<f@foreign.org>\r\n",
+    b"RCPT TO:<@example.com:f@foreign.org>\r\n",
+    b"RCPT TO:<j\xc3\xb6rg@example.com>\r\n",
+    b"RCPT TO:<v@[127.0.0.1]>\r\n",
+    b"DATA\r\n",
+    b"Subject: x\r\nX-Conbool-Flag: NO\r\n\r\nbody\r\n.\r\n",
+    b"X-Conbool-example-com: true\r\n\r\nloop\r\n.\r\n",
+    b"Received: a\r\nReceived: b\r\nReceived: c\r\n\r\n.\r\n",
+    b"..stuffed\r\n",
+    b".\r\n",
+    b"\r\n",
+    b"bare\nLF\r\n",
+    b"BDAT 5\r\nabcde",
+    b"BDAT 12 LAST\r\nSubject: b\r\n",
+    b"BDAT 0 LAST\r\n",
+    b"BDAT 100000 LAST\r\nshort",
+    b"BDAT x\r\n",
+    b"RSET\r\n",
+    b"NOOP\r\n",
+    b"VRFY v\r\n",
+    b"STARTTLS\r\n",
+    b"AUTH PLAIN AAAA\r\n",
+    b"garbage\r\n",
+    b"\x00\xff\xfe\r\n",
+    b"QUIT\r\n",
+];
+
+/// Checks one reply line: three digits, a space or hyphen, and (outside 2xx/3xx, whose EHLO
+/// and 354 lines may lack one) an enhanced code of the same class.
+fn check_reply_line(line: &str) -> Result<(), String> {
+    let b = line.as_bytes();
+    if b.len() < 4 || !b[..3].iter().all(u8::is_ascii_digit) || !matches!(b[3], b' ' | b'-') {
+        return Err(format!("malformed reply line {line:?}"));
+    }
+    if matches!(b[0], b'4' | b'5') {
+        let enhanced = line[4..].split(' ').next().unwrap_or("");
+        let parts: Vec<&str> = enhanced.split('.').collect();
+        let ok = parts.len() == 3
+            && parts[0].as_bytes() == [b[0]]
+            && parts[1..]
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()));
+        if !ok {
+            return Err(format!("no enhanced code in {line:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// A plausible session (transactions by DATA or BDAT) with random pieces inserted and
+/// steps dropped.
+fn random_script(rng: &mut Rng) -> Vec<Vec<u8>> {
+    let mut script: Vec<Vec<u8>> = vec![b"EHLO c.test\r\n".to_vec()];
+    for _ in 0..1 + rng.below(3) {
+        script.push(PIECES[2 + rng.below(4)].to_vec());
+        for _ in 0..1 + rng.below(3) {
+            script.push(PIECES[6 + rng.below(6)].to_vec());
+        }
+        let content = PIECES[13 + rng.below(3)];
+        if rng.below(3) == 0 {
+            let body = &content[..content.len() - 3];
+            let cut = rng.below(body.len() + 1);
+            script.push(format!("BDAT {cut}\r\n").into_bytes());
+            script.push(body[..cut].to_vec());
+            script.push(format!("BDAT {} LAST\r\n", body.len() - cut).into_bytes());
+            script.push(body[cut..].to_vec());
+        } else {
+            script.push(b"DATA\r\n".to_vec());
+            script.push(content.to_vec());
+        }
+    }
+    script.push(b"QUIT\r\n".to_vec());
+    let mut out = Vec::new();
+    for step in script {
+        while rng.below(6) == 0 {
+            out.push(if rng.below(20) == 0 {
+                vec![b'L'; 600 + rng.below(2000)]
+            } else {
+                PIECES[rng.below(PIECES.len())].to_vec()
+            });
+        }
+        if rng.below(12) != 0 {
+            out.push(step);
+        }
+    }
+    out
+}
+
+#[test]
+fn random_sessions_get_well_formed_replies_and_never_hang() {
+    let hops = [
+        Hop::Accept,
+        Hop::RejectRcpt,
+        Hop::TempfailData,
+        Hop::RejectMail,
+        Hop::DropAfter(5),
+        Hop::SilentAtEnd,
+    ];
+    let (mut delivered, mut replies) = (0, 0);
+    for seed in 1..=2000u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut config = Config::embedded_defaults();
+        config.limits.max_recipients = 1 + rng.below(3);
+        config.limits.max_errors = 3 + rng.below(8) as u32;
+        config.limits.max_header_bytes = 1024;
+        config.limits.max_hops = 2;
+        let peer = if rng.below(2) == 0 {
+            "127.0.0.1"
+        } else {
+            "192.0.2.7"
+        };
+        let mut h = Harness::with_config(peer, hops[rng.below(hops.len())], config);
+        let mut sent = Vec::new();
+        for piece in random_script(&mut rng) {
+            if h.closed {
+                break;
+            }
+            sent.extend_from_slice(&piece);
+            if rng.below(2) == 0 {
+                h.send(&piece);
+            } else {
+                let cut = rng.below(piece.len() + 1);
+                h.send(&piece[..cut]);
+                h.send(&piece[cut..]);
+            }
+            if rng.below(25) == 0 {
+                h.advance(Duration::from_secs(1 + rng.below(400) as u64));
+            }
+        }
+        // Whatever is left in flight resolves within the timeouts.
+        h.advance(Duration::from_secs(400));
+        let text = h.replies();
+        let ctx = || {
+            format!(
+                "seed {seed}: sent {:?}\nreplies:\n{text}",
+                sent.escape_ascii().to_string()
+            )
+        };
+        assert!(text.ends_with("\r\n") || text.is_empty(), "{}", ctx());
+        for line in text.split_terminator("\r\n") {
+            if let Err(e) = check_reply_line(line) {
+                panic!("{e}\n{}", ctx());
+            }
+        }
+        for d in &h.delivered {
+            let (stamp, _) = strip_stamp(&d.content);
+            assert!(stamp.starts_with("Received: "), "{}", ctx());
+        }
+        delivered += h.delivered.len();
+        replies += text.split_terminator("\r\n").count();
+    }
+    eprintln!("random sessions: {replies} reply lines, {delivered} messages delivered");
+    assert!(delivered > 0);
+}
