@@ -499,3 +499,55 @@ fn ten_thousand_idle_sessions_fit_in_bounded_memory() {
         "{per_session} bytes per idle session"
     );
 }
+
+#[test]
+fn a_next_hop_that_closes_after_each_message_costs_no_deferral() {
+    let hop = Hop::start(Faults {
+        close_after_message: true,
+        ..Faults::NONE
+    });
+    let relay = start_relay(hop.addr, |_| {});
+    let (mut c, _) = Client::connect(relay.local_addrs[0]);
+    c.cmd("EHLO close.test");
+    for i in 0..5 {
+        c.cmd("MAIL FROM:<a@example.com>");
+        let r = c.cmd("RCPT TO:<v@example.com>");
+        assert!(r.starts_with("250"), "message {i}: RCPT {r}");
+        let r = c.data(format!("Subject: {i}\r\n\r\nx\r\n").as_bytes());
+        assert!(r.starts_with("250"), "message {i}: {r}");
+    }
+    assert_eq!(hop.wait_for(5).len(), 5);
+    drop(c);
+    relay.stop().unwrap();
+}
+
+#[test]
+fn a_next_hop_refusing_at_greeting_or_mail_is_mirrored_with_enhanced_codes() {
+    for (greeting, mail, want) in [
+        (Some("554 5.7.1 no service for you"), None, "451 4.4."),
+        (Some("421 4.3.2 busy"), None, "451 4.4."),
+        (None, Some("421 4.3.2 shutting down"), "4"),
+        (None, Some("550 5.7.1 sender blocked"), "550 5.7.1"),
+        (None, Some("452 4.3.1 out of space"), "452 4.3.1"),
+    ] {
+        let hop = Hop::start(Faults {
+            greeting,
+            mail_reply: mail,
+            ..Faults::NONE
+        });
+        let relay = start_relay(hop.addr, |_| {});
+        let (mut c, _) = Client::connect(relay.local_addrs[0]);
+        c.cmd("EHLO refuse.test");
+        assert!(c.cmd("MAIL FROM:<a@example.com>").starts_with("250"));
+        let r = c.cmd("RCPT TO:<v@example.com>");
+        assert!(r.starts_with(want), "{greeting:?} {mail:?}: {r}");
+        assert_enhanced(&r, &r[..3]);
+        // DATA without an accepted recipient is refused; the session survives.
+        let d = c.cmd("DATA");
+        assert!(d.starts_with('5'), "{d}");
+        assert!(c.cmd("NOOP").starts_with("250"));
+        drop(c);
+        relay.stop().unwrap();
+        assert!(hop.wait_for(0).is_empty());
+    }
+}

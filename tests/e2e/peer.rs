@@ -335,6 +335,12 @@ pub struct Faults {
     pub smtputf8: bool,
     /// Stop answering for good at this point.
     pub stall_forever: Option<Stall>,
+    /// Greet with this reply line instead of `220` (then close if it is not `220`).
+    pub greeting: Option<&'static str>,
+    /// Answer every MAIL with this reply line.
+    pub mail_reply: Option<&'static str>,
+    /// Close the connection right after answering each message's end.
+    pub close_after_message: bool,
 }
 
 impl Faults {
@@ -350,6 +356,9 @@ impl Faults {
         mixed_chunking: false,
         smtputf8: true,
         stall_forever: None,
+        greeting: None,
+        mail_reply: None,
+        close_after_message: false,
     };
 }
 
@@ -459,7 +468,14 @@ fn serve_hop(
     } else {
         faults.chunking
     };
-    w.write_all(b"220 hop.test ESMTP\r\n")?;
+    if let Some(greeting) = faults.greeting {
+        w.write_all(format!("{greeting}\r\n").as_bytes())?;
+        if !greeting.starts_with("220") {
+            return drain_until_close(&mut r);
+        }
+    } else {
+        w.write_all(b"220 hop.test ESMTP\r\n")?;
+    }
     let mut current = HopMessage::default();
     let mut chunks: Option<Fate> = None;
     loop {
@@ -495,7 +511,10 @@ fn serve_hop(
                     ..HopMessage::default()
                 };
                 chunks = None;
-                w.write_all(b"250 2.1.0 sender ok\r\n")?;
+                match faults.mail_reply {
+                    Some(reply) => w.write_all(format!("{reply}\r\n").as_bytes())?,
+                    None => w.write_all(b"250 2.1.0 sender ok\r\n")?,
+                }
             }
             "RCPT" => {
                 current.rcpts.push(path_of(&line));
@@ -647,6 +666,9 @@ fn finish(
         }
     };
     w.write_all(reply)?;
+    if faults.close_after_message {
+        return Err(HopEnd::Closed);
+    }
     Ok(())
 }
 
