@@ -197,6 +197,10 @@ struct Txn {
     /// The next hop broke during the transaction: every later question gets this.
     broken: Option<SessionError>,
     data: Option<DataState>,
+    /// The next hop has answered something in this transaction.
+    answered: bool,
+    /// The transaction was moved to a fresh connection once already.
+    retried: bool,
 }
 
 #[derive(Debug)]
@@ -241,6 +245,11 @@ pub struct Session {
     /// Pipelined commands wait in `client_in` because `client_out` is over
     /// [`CLIENT_OUTPUT_MAX`].
     input_held: bool,
+    /// Since when the client is not read because the next hop takes no bytes, and how many
+    /// bytes the next hop had taken then.
+    write_stall: Option<(Instant, u64)>,
+    /// The next-hop connection carried an earlier transaction (or came from the pool).
+    link_reused: bool,
 }
 
 impl Session {
@@ -267,6 +276,8 @@ impl Session {
             closing: false,
             last_now: now,
             input_held: false,
+            write_stall: None,
+            link_reused: false,
         };
         // The greeting is queued in the server core: move it out now.
         session.pump(now);
@@ -295,11 +306,7 @@ impl Session {
 
     /// How many more client bytes may be read now (0: stop reading — backpressure).
     pub fn client_read_room(&self) -> usize {
-        let buffered = match &self.link {
-            Link::Up { client, .. } => client.buffered_bytes(),
-            _ => 0,
-        };
-        if self.closing || self.down_out.len() + buffered >= DOWNSTREAM_HIGH_WATER {
+        if self.closing || self.downstream_backed_up() {
             return 0;
         }
         if let Some(d) = self.txn.as_ref().and_then(|t| t.data.as_ref()) {
@@ -359,6 +366,7 @@ impl Session {
         let Link::Connecting(tenant) = self.link else {
             return;
         };
+        self.link_reused = pooled.is_some();
         let (client, ready) = match pooled {
             Some(mut c) => {
                 // Its reply deadlines count from the last time it saw the clock.
@@ -385,6 +393,11 @@ impl Session {
             Link::Connecting(_) => DownstreamFailure::Connect(why),
             _ => DownstreamFailure::Dropped(why),
         };
+        self.link_failed(now, failure);
+    }
+
+    fn link_failed(&mut self, now: Instant, failure: DownstreamFailure) {
+        self.write_stall = None;
         if !matches!(self.link, Link::None) {
             // The client core may have given up by itself (a reply timeout): the socket must
             // go too, or its late bytes or close would be taken for the next transaction's.
@@ -393,8 +406,38 @@ impl Session {
         self.link = Link::None;
         self.down_out.clear();
         self.down_in.clear();
-        self.break_txn(now, SessionError::Downstream(failure));
+        if let Some(tenant) = self.retry_on_fresh_link() {
+            self.ensure_link(tenant);
+        } else {
+            self.break_txn(now, SessionError::Downstream(failure));
+        }
         self.pump(now);
+    }
+
+    /// A connection that carried an earlier transaction (or sat in the pool) may have been
+    /// closed by the next hop just as this one started on it (idle timeouts, a limit of
+    /// messages per connection). If the next hop has said nothing about this transaction
+    /// yet and no content was sent, nothing can have been delivered: the envelope goes again
+    /// on a fresh connection, once, and the client never sees the failure.
+    fn retry_on_fresh_link(&mut self) -> Option<TenantId> {
+        let reused = std::mem::replace(&mut self.link_reused, false);
+        let txn = self.txn.as_mut()?;
+        let fresh_start = !txn.answered && txn.rcpts.is_empty() && txn.data.is_none();
+        if !reused || txn.retried || !fresh_start || txn.broken.is_some() {
+            return None;
+        }
+        let tenant = txn.route?;
+        txn.retried = true;
+        txn.mail_sent = false;
+        txn.mail_failed = None;
+        if let Pending::Rcpt {
+            sent, mail_failed, ..
+        } = &mut self.pending
+        {
+            *sent = false;
+            *mail_failed = None;
+        }
+        Some(tenant)
     }
 
     /// The TLS handshake with the client finished.
@@ -451,14 +494,22 @@ impl Session {
             Link::Up { client, .. } => client.next_deadline(),
             _ => None,
         };
-        match (server, down) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let stall = self
+            .write_stall
+            .map(|(since, _)| since + self.next_hop_timeout());
+        [server, down, stall].into_iter().flatten().min()
     }
 
     /// Time passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.track_write_stall(now);
+        if let Some((since, _)) = self.write_stall {
+            if now >= since + self.next_hop_timeout() {
+                // The next hop has taken no bytes for next_hop_timeout_s while we hold the
+                // client back for it: the message cannot go on.
+                self.link_failed(now, DownstreamFailure::Timeout);
+            }
+        }
         self.server.handle_timeout(now);
         if let Link::Up { client, .. } = &mut self.link {
             client.handle_timeout(now);
@@ -536,6 +587,7 @@ impl Session {
         if let Link::Up { client, .. } = &mut self.link {
             client.poll_output(&mut self.down_out);
         }
+        self.track_write_stall(now);
         self.input_held = !self.server.is_waiting()
             && !self.client_in.is_empty()
             && !self.closing
@@ -545,6 +597,34 @@ impl Session {
             self.abandon_downstream_txn();
             self.actions.push_back(Action::Close);
         }
+    }
+
+    /// Whether the next hop's unwritten bytes are over [`DOWNSTREAM_HIGH_WATER`] (the client
+    /// is not read meanwhile).
+    fn downstream_backed_up(&self) -> bool {
+        let buffered = match &self.link {
+            Link::Up { client, .. } => client.buffered_bytes(),
+            _ => 0,
+        };
+        self.down_out.len() + buffered >= DOWNSTREAM_HIGH_WATER
+    }
+
+    /// Starts, restarts or ends the next-hop write-stall clock: it runs while the next hop
+    /// is backed up and restarts whenever it has taken bytes since last checked.
+    fn track_write_stall(&mut self, now: Instant) {
+        if !matches!(self.link, Link::Up { .. }) || !self.downstream_backed_up() {
+            self.write_stall = None;
+            return;
+        }
+        let written = self.down_out.written();
+        match self.write_stall {
+            Some((_, mark)) if mark == written => {}
+            _ => self.write_stall = Some((now, written)),
+        }
+    }
+
+    fn next_hop_timeout(&self) -> Duration {
+        Duration::from_secs(self.snap.config.limits.next_hop_timeout_s)
     }
 
     /// Moves the server core's replies to the client queue, unless they are held.
@@ -588,6 +668,8 @@ impl Session {
             rcpts: Vec::new(),
             broken: None,
             data: None,
+            answered: false,
+            retried: false,
         });
         // A trusted client's route is known now: open the next hop and send MAIL at once. The
         // client is not kept waiting for the next hop's MAIL reply (a round trip per message);
@@ -828,6 +910,9 @@ impl Session {
     }
 
     fn on_mail_reply(&mut self, reply: Reply) {
+        if let Some(txn) = self.txn.as_mut() {
+            txn.answered = true;
+        }
         if reply.is_positive() {
             return;
         }
@@ -843,6 +928,9 @@ impl Session {
     }
 
     fn on_rcpt_reply(&mut self, reply: Reply) {
+        if let Some(txn) = self.txn.as_mut() {
+            txn.answered = true;
+        }
         let Pending::Rcpt {
             to, mail_failed, ..
         } = std::mem::replace(&mut self.pending, Pending::None)
@@ -884,6 +972,7 @@ impl Session {
             return;
         }
         self.pending = Pending::None;
+        self.link_reused = true;
         let to_client = if reply.is_positive() {
             reply
         } else {
@@ -984,6 +1073,7 @@ impl Session {
     }
 
     fn rset_downstream(&mut self) {
+        self.link_reused = true;
         if let Link::Up { client, .. } = &mut self.link {
             client.rset();
         }
@@ -1066,7 +1156,7 @@ impl Session {
         ClientParams {
             helo_name: self.snap.config.server.hostname.clone(),
             starttls,
-            reply_timeout: Duration::from_secs(self.snap.config.limits.next_hop_timeout_s),
+            reply_timeout: self.next_hop_timeout(),
             use_bdat: true,
         }
     }

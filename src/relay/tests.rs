@@ -26,6 +26,9 @@ enum Hop {
     DropAfter(usize),
     /// Takes the whole message and never answers its end.
     SilentAtEnd,
+    /// Closes the connection after answering each message; the session learns of the close
+    /// only after it has written the next command into the dead connection.
+    CloseAfterMessage,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -41,6 +44,8 @@ struct NextHop {
     current: Delivered,
     received: usize,
     dropped: bool,
+    /// Closed after a message (`Hop::CloseAfterMessage`).
+    closed_after_message: bool,
 }
 
 struct Harness {
@@ -53,6 +58,8 @@ struct Harness {
     delivered: Vec<Delivered>,
     logs: Vec<MessageLog>,
     closed: bool,
+    /// The next hop reads what the session writes (false: its socket is full).
+    hop_reading: bool,
 }
 
 fn hop_params() -> ServerParams {
@@ -104,6 +111,7 @@ impl Harness {
             delivered: Vec::new(),
             logs: Vec::new(),
             closed: false,
+            hop_reading: true,
         };
         h.run();
         h
@@ -152,6 +160,7 @@ impl Harness {
                             current: Delivered::default(),
                             received: 0,
                             dropped: false,
+                            closed_after_message: false,
                         });
                         self.session.downstream_attached(self.now, None);
                     }
@@ -167,10 +176,20 @@ impl Harness {
             progress |= !out.is_empty();
             self.to_client.extend_from_slice(&out);
 
-            let down = self.session.downstream_output().to_vec();
+            let down = if self.hop_reading {
+                self.session.downstream_output().to_vec()
+            } else {
+                Vec::new()
+            };
             let n = down.len();
             self.session.downstream_output().advance(n);
             if let Some(hop) = self.hop.as_mut() {
+                if hop.closed_after_message && n > 0 {
+                    // Written into a connection the next hop already closed: the close shows.
+                    self.hop = None;
+                    self.session.handle_downstream_eof(self.now);
+                    continue;
+                }
                 if n > 0 {
                     progress = true;
                     hop.input.extend_from_slice(&down);
@@ -234,6 +253,7 @@ impl Harness {
                             } else {
                                 self.delivered.push(std::mem::take(&mut hop.current));
                                 hop.server.answer(ok(250, "queued as HOP1"));
+                                hop.closed_after_message |= mode == Hop::CloseAfterMessage;
                             }
                         }
                         Event::Abort => hop.current = Delivered::default(),
@@ -768,4 +788,74 @@ fn random_sessions_get_well_formed_replies_and_never_hang() {
     }
     eprintln!("random sessions: {replies} reply lines, {delivered} messages delivered");
     assert!(delivered > 0);
+}
+
+#[test]
+fn a_next_hop_that_takes_no_bytes_fails_the_message_after_next_hop_timeout_s() {
+    // (Under BDAT the chunk reply times out too; the e2e test covers DATA, where no reply is
+    // awaited while content streams.)
+    let mut config = Config::embedded_defaults();
+    config.limits.next_hop_timeout_s = 5;
+    let mut h = Harness::with_config("127.0.0.1", Hop::Accept, config);
+    h.send(b"EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\nDATA\r\n");
+    assert!(h.last_reply().starts_with("354"), "{}", h.replies());
+    h.hop_reading = false;
+    let chunk =
+        b"0123456789012345678901234567890123456789012345678901234567890123456789\r\n".repeat(900);
+    let mut fed = 0;
+    while h.session.client_read_room() > 0 && fed < 64 << 20 {
+        h.send(&chunk);
+        fed += chunk.len();
+    }
+    assert!(
+        fed < 4 << 20,
+        "the client is not held back: {fed} bytes taken"
+    );
+    h.advance(Duration::from_secs(4));
+    assert!(h.last_reply().starts_with("354"), "{}", h.replies());
+    h.advance(Duration::from_secs(2));
+    // The message is refused; the rest of it is read and dropped, and its end is answered.
+    assert!(h.session.client_read_room() > 0);
+    h.send(b"more\r\n.\r\n");
+    assert!(h.last_reply().starts_with("451 4.4.2"), "{}", h.replies());
+    assert!(h.delivered.is_empty());
+    assert!(h.hop.is_none(), "the stuck connection is dropped");
+    h.hop_reading = true;
+    h.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\nDATA\r\nSubject: 2\r\n\r\nx\r\n.\r\n");
+    assert_eq!(h.delivered.len(), 1, "{}", h.replies());
+}
+
+#[test]
+fn a_next_hop_closing_after_each_message_costs_the_client_nothing() {
+    // Trusted (MAIL goes out at once) and untrusted (MAIL goes out with the first RCPT).
+    for peer in ["127.0.0.1", "192.0.2.10"] {
+        let mut h = Harness::new(peer, Hop::CloseAfterMessage);
+        h.send(b"EHLO c\r\n");
+        for i in 0..4 {
+            let t = format!("MAIL FROM:<a@x.org>\r\nRCPT TO:<v{i}@example.com>\r\nDATA\r\nSubject: {i}\r\n\r\nx\r\n.\r\n");
+            h.send(t.as_bytes());
+            assert!(
+                h.last_reply().starts_with("250 "),
+                "{peer} message {i}: {}",
+                h.replies()
+            );
+        }
+        assert_eq!(h.delivered.len(), 4, "{peer}");
+        assert_eq!(h.connects, 4, "{peer}: one fresh connection per message");
+        assert!(!h.replies().contains("451"), "{peer}: {}", h.replies());
+    }
+}
+
+#[test]
+fn a_next_hop_failing_after_content_was_sent_is_never_retried() {
+    // The second message moves to a fresh connection (the first one was closed), which then
+    // breaks mid-content: that is the client's 451, never a second try.
+    let mut h = Harness::new("127.0.0.1", Hop::CloseAfterMessage);
+    h.send(b"EHLO c\r\n");
+    h.send(&transaction("a@example.com", &["v@example.com"], MSG)[b"EHLO client.test\r\n".len()..]);
+    assert_eq!(h.delivered.len(), 1, "{}", h.replies());
+    h.hop_mode = Hop::DropAfter(0);
+    h.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\nDATA\r\nSubject: 2\r\n\r\nx\r\n.\r\n");
+    assert!(h.replies().contains("451 4.4.2"), "{}", h.replies());
+    assert_eq!(h.delivered.len(), 1);
 }

@@ -551,3 +551,55 @@ fn a_next_hop_refusing_at_greeting_or_mail_is_mirrored_with_enhanced_codes() {
         assert!(hop.wait_for(0).is_empty());
     }
 }
+
+#[test]
+fn a_next_hop_that_stops_reading_mid_message_throttles_the_client_then_fails_it() {
+    let hop = Hop::start(Faults {
+        stall_forever: Some(Stall::Content),
+        ..Faults::NONE
+    });
+    let relay = start_relay(hop.addr, |c| {
+        c.limits.next_hop_timeout_s = 2;
+        c.limits.data_timeout_s = 10;
+    });
+    let (mut c, _) = Client::connect(relay.local_addrs[0]);
+    c.cmd("EHLO backpressure.test");
+    c.cmd("MAIL FROM:<a@example.com>");
+    c.cmd("RCPT TO:<v@example.com>");
+    assert!(c.cmd("DATA").starts_with("354"));
+    // Write for 1.5 s, less than next_hop_timeout_s: the relay stops reading once its queue
+    // toward the next hop is full, so only socket buffers take more.
+    let mut s = c.stream();
+    s.set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let line = b"0123456789012345678901234567890123456789012345678901234567890123456789\r\n";
+    let block = line.repeat(1000);
+    let started = Instant::now();
+    let mut written = 0usize;
+    while started.elapsed() < Duration::from_millis(1500) {
+        if let Ok(n) = s.write(&block) {
+            written += n;
+        }
+    }
+    assert!(
+        written < 32 * 1024 * 1024,
+        "no backpressure: {written} bytes taken"
+    );
+    // Once the relay gives up on the next hop it reads and drops the rest of the message.
+    s.set_write_timeout(Some(FAILSAFE)).unwrap();
+    s.write_all(b"\r\n.\r\n").unwrap();
+    let r = c.reply();
+    eprintln!(
+        "next hop stopped reading: the relay took {} kB, then answered {r:?} after {:?}",
+        written / 1024,
+        started.elapsed()
+    );
+    assert_enhanced(&r, "451 4.4.2");
+    assert!(hop.wait_for(0).is_empty());
+    assert!(
+        c.cmd("NOOP").starts_with("250"),
+        "the client session goes on"
+    );
+    drop(c);
+    relay.stop().unwrap();
+}

@@ -215,6 +215,11 @@ impl Client {
         self.reply()
     }
 
+    /// Another handle on the connection, for writing without the helpers.
+    pub fn stream(&self) -> TcpStream {
+        self.writer.try_clone().unwrap()
+    }
+
     /// Closes both directions at once (a client vanishing mid-message).
     pub fn vanish(self) {
         let _ = self.writer.shutdown(Shutdown::Both);
@@ -309,6 +314,9 @@ pub enum Stall {
     Greeting,
     /// Takes the whole message and never answers its end.
     EndOfData,
+    /// Stops reading after 64 kB of a message's content (holds the connection for
+    /// [`FAILSAFE`], then closes it).
+    Content,
 }
 
 /// How a [`Hop`] misbehaves. Each connection draws from its own generator, seeded from
@@ -539,6 +547,11 @@ fn serve_hop(
                     }
                     let l = if l.starts_with(b".") { &l[1..] } else { &l[..] };
                     content.extend_from_slice(l);
+                    if faults.stall_forever == Some(Stall::Content) && content.len() >= 65536 {
+                        // Hold the socket without reading: the relay's writes back up.
+                        thread::sleep(FAILSAFE);
+                        return Ok(());
+                    }
                     if fate.drop_after.is_some_and(|n| content.len() >= n) {
                         count(&|c| c.dropped += 1);
                         return Ok(());
