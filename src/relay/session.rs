@@ -699,6 +699,8 @@ impl Session {
             return;
         }
         match route::route_rcpt(&self.snap.config, self.trust, txn.route, &to) {
+            // Relay probing counts toward max_errors; another route's recipient is legitimate.
+            Err(err @ SessionError::RelayDenied) => self.server.refuse_question(&err),
             Err(err) => self.server.answer(reply_for(&err).0),
             Ok(tenant) => {
                 txn.route = Some(tenant);

@@ -859,3 +859,28 @@ fn a_next_hop_failing_after_content_was_sent_is_never_retried() {
     assert!(h.replies().contains("451 4.4.2"), "{}", h.replies());
     assert_eq!(h.delivered.len(), 1);
 }
+
+#[test]
+fn relay_probing_counts_toward_max_errors() {
+    let mut config = Config::embedded_defaults();
+    config.limits.max_errors = 5;
+    let mut h = Harness::with_config("192.0.2.10", Hop::Accept, config);
+    h.send(b"EHLO c\r\nMAIL FROM:<a@x.org>\r\n");
+    for i in 0..4 {
+        h.send(format!("RCPT TO:<v{i}@foreign.org>\r\n").as_bytes());
+        assert!(h.last_reply().starts_with("554 5.7.1"), "{}", h.replies());
+    }
+    // A recipient of the tenant in between is fine and does not reset the count.
+    h.send(b"RCPT TO:<v@example.com>\r\n");
+    assert!(h.last_reply().starts_with("250"), "{}", h.replies());
+    h.send(b"RCPT TO:<v5@foreign.org>\r\n");
+    let text = h.replies();
+    assert!(
+        text.ends_with(
+            "554 5.7.1 Relay access denied\r\n421 4.7.0 Too many errors, closing connection\r\n"
+        ),
+        "{text}"
+    );
+    assert!(h.closed);
+    assert!(h.delivered.is_empty());
+}

@@ -243,6 +243,18 @@ impl Server {
         self.settle();
     }
 
+    /// Answers the pending question with `reply_for(err)` and counts it toward
+    /// `limits.max_errors`, like the server's own refusals: for questions a well-behaved
+    /// client does not keep asking (relay access denied), so probing ends with `421`.
+    pub fn refuse_question(&mut self, err: &SessionError) {
+        if !self.is_waiting() {
+            return;
+        }
+        self.answer(reply_for(err).0);
+        self.count_error();
+        self.settle();
+    }
+
     /// Refuses the current message because of `err` (downstream failure, rule reject, header
     /// too big): remaining message data is read and discarded, the end of message is answered
     /// with `reply_for(err)` without asking, and `AfterReply::Close` is honoured.

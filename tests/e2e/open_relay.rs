@@ -400,3 +400,28 @@ fn a_utf8_address_is_not_passed_to_a_next_hop_without_smtputf8() {
     drop(c);
     relay.stop().unwrap();
 }
+
+#[test]
+fn relay_probing_is_cut_off_after_max_errors() {
+    let (a, b) = (Hop::start(Faults::NONE), Hop::start(Faults::NONE));
+    let relay = start_relay(a.addr, two_tenants(&a, &b));
+    let (mut c, _) = Client::connect_from(relay.local_addrs[0], IpAddr::from(UNTRUSTED));
+    c.cmd("EHLO probe.test");
+    c.cmd("MAIL FROM:<x@foreign.org>");
+    let mut denied = 0;
+    let mut last = String::new();
+    for i in 0..100 {
+        if !c.try_send(format!("RCPT TO:<victim{i}@foreign.org>\r\n").as_bytes()) {
+            break;
+        }
+        last = c.reply();
+        if !last.starts_with("554 5.7.1 ") {
+            break;
+        }
+        denied += 1;
+    }
+    assert_eq!(denied, 10, "limits.max_errors defaults to 10");
+    assert!(last.starts_with("421 4.7.0 "), "{last}");
+    assert!(c.is_closed());
+    relay.stop().unwrap();
+}
