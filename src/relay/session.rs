@@ -541,9 +541,15 @@ impl Session {
         }
     }
 
-    /// Whether a transaction is open (a graceful stop waits for it to finish).
+    /// Whether a transaction is in flight: a question waits on the next hop, message content
+    /// is streaming, or the client has pipelined commands not yet executed. A graceful stop
+    /// waits for these; a client idle in the middle of an envelope hears `421` at once
+    /// (nothing was accepted yet, it tries again later) rather than holding the stop up.
     pub fn in_transaction(&self) -> bool {
-        self.txn.is_some() || !matches!(self.pending, Pending::None)
+        let Some(txn) = self.txn.as_ref() else {
+            return !matches!(self.pending, Pending::None);
+        };
+        !matches!(self.pending, Pending::None) || txn.data.is_some() || !self.client_in.is_empty()
     }
 
     /// Whether a next-hop connection exists (or is being made).

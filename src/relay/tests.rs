@@ -884,3 +884,30 @@ fn relay_probing_counts_toward_max_errors() {
     assert!(h.closed);
     assert!(h.delivered.is_empty());
 }
+
+#[test]
+fn a_client_idle_inside_an_envelope_does_not_hold_up_a_graceful_stop() {
+    let mut h = Harness::new("127.0.0.1", Hop::SilentAtEnd);
+    h.send(b"EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\n");
+    assert!(h.last_reply().starts_with("250"), "{}", h.replies());
+    assert!(!h.session.in_transaction(), "idle between RCPT and DATA");
+    h.send(b"DATA\r\nSubject: s\r\n\r\n");
+    assert!(h.session.in_transaction(), "content streaming");
+    h.send(b"x\r\n.\r\n");
+    assert!(
+        h.session.in_transaction(),
+        "end of data waits on the next hop"
+    );
+    // The refusal a stop sends to idle sessions reaches such a client as 421 4.3.2.
+    let mut idle = Harness::new("127.0.0.1", Hop::Accept);
+    idle.send(b"EHLO c\r\nMAIL FROM:<a@example.com>\r\n");
+    idle.session.refuse(SessionError::ShuttingDown);
+    idle.run();
+    assert!(
+        idle.last_reply().starts_with("421 4.3.2"),
+        "{}",
+        idle.replies()
+    );
+    assert!(idle.closed);
+    assert!(idle.delivered.is_empty());
+}
