@@ -669,3 +669,29 @@ fn an_endless_pipelining_flood_does_not_starve_other_sessions_of_its_worker() {
     drop(c);
     relay.stop().unwrap();
 }
+
+#[test]
+fn an_oversized_header_under_bdat_gets_552_then_close() {
+    let hop = Hop::start(Faults {
+        chunking: true,
+        ..Faults::NONE
+    });
+    let relay = start_relay(hop.addr, |c| c.limits.max_header_bytes = 16 * 1024);
+    let (mut c, _) = Client::connect(relay.local_addrs[0]);
+    c.cmd("EHLO header.test");
+    c.cmd("MAIL FROM:<a@example.com>");
+    c.cmd("RCPT TO:<v@example.com>");
+    let mut msg = Vec::new();
+    for i in 0..1000 {
+        msg.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "h".repeat(40)).as_bytes());
+    }
+    msg.extend_from_slice(b"\r\nbody\r\n");
+    let (first, rest) = msg.split_at(10_000);
+    let r = c.bdat(first, false);
+    assert!(r.starts_with("250"), "{r}");
+    let r = c.bdat(rest, true);
+    assert_enhanced(&r, "552 5.3.4");
+    assert!(c.is_closed());
+    assert!(hop.wait_for(0).is_empty());
+    relay.stop().unwrap();
+}
