@@ -21,14 +21,7 @@ pub struct Client {
 impl Client {
     /// Connects and reads the greeting.
     pub fn connect(addr: SocketAddr) -> (Client, String) {
-        let s = TcpStream::connect(addr).expect("connect to relay");
-        s.set_read_timeout(Some(FAILSAFE)).unwrap();
-        let mut c = Client {
-            reader: BufReader::new(s.try_clone().unwrap()),
-            writer: s,
-        };
-        let greeting = c.reply();
-        (c, greeting)
+        Client::over(TcpStream::connect(addr).expect("connect to relay"))
     }
 
     /// Sends raw bytes.

@@ -5,13 +5,17 @@
 //! fields; none that heard `4xx`/`5xx`, lost its connection or was abandoned was delivered.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::peer::{
     dot_stuff, message_id, start_relay, strip_relay_fields, Client, Faults, Hop, Rng,
 };
 
+use conbool::config::Cidr;
+
+const TRUSTED: [u8; 4] = [127, 0, 0, 1];
 const MESSAGES: usize = 3000;
 const THREADS: usize = 16;
 /// The fault schedule's seed; `CONBOOL_SOAK_SEED=<n>` explores others.
@@ -42,6 +46,8 @@ struct Sent {
     id: String,
     content: Vec<u8>,
     outcome: Outcome,
+    /// From MAIL to the final reply (or the vanishing).
+    took: Duration,
 }
 
 /// A message with a unique Message-ID: CRLF throughout, some lines starting with a dot,
@@ -82,24 +88,47 @@ fn class(reply: &str) -> Outcome {
 }
 
 /// Sends one message on an open session; `None` when the session is over afterwards.
-fn send_one(c: &mut Client, rng: &mut Rng, id: String, content: Vec<u8>) -> (Sent, bool) {
+fn send_one(
+    c: &mut Client,
+    rng: &mut Rng,
+    pipelining: bool,
+    id: String,
+    content: Vec<u8>,
+) -> (Sent, bool) {
     let vanish = rng.chance(CLIENT_VANISH_PCT);
     let bdat = rng.chance(30);
+    let started = Instant::now();
     let done = |outcome, alive| {
         (
             Sent {
                 id: id.clone(),
                 content: content.clone(),
                 outcome,
+                took: started.elapsed(),
             },
             alive,
         )
     };
-    let r = c.cmd("MAIL FROM:<soak@example.com>");
-    if !r.starts_with("250") {
-        return done(class(&r), false);
+    let envelope = "MAIL FROM:<soak@example.com>\r\nRCPT TO:<v@example.com>\r\n";
+    let (mail, rcpt) = if pipelining {
+        // RFC 2920: the envelope in one write, replies read afterwards.
+        if !c.try_send(envelope.as_bytes()) {
+            return done(Outcome::Dropped, false);
+        }
+        (c.reply(), c.reply())
+    } else {
+        let mail = c.cmd("MAIL FROM:<soak@example.com>");
+        let rcpt = if mail.starts_with("250") {
+            c.cmd("RCPT TO:<v@example.com>")
+        } else {
+            String::new()
+        };
+        (mail, rcpt)
+    };
+    if !mail.starts_with("250") {
+        return done(class(&mail), false);
     }
-    let r = c.cmd("RCPT TO:<v@example.com>");
+    let r = rcpt;
     if !r.starts_with("250") {
         let outcome = class(&r);
         let alive = outcome != Outcome::Dropped && c.cmd("RSET").starts_with("250");
@@ -153,12 +182,20 @@ fn send_one(c: &mut Client, rng: &mut Rng, id: String, content: Vec<u8>) -> (Sen
     done(outcome, outcome != Outcome::Dropped)
 }
 
+/// Even threads connect from the trusted 127.0.0.1 (route known at MAIL), odd ones from an
+/// untrusted address (route chosen at the first RCPT); half of each pipeline the envelope.
 fn client_thread(addr: std::net::SocketAddr, t: usize) -> Vec<Sent> {
     let mut rng = Rng::new(seed() ^ ((t as u64 + 1) << 32));
+    let from = if t % 2 == 0 {
+        IpAddr::from(TRUSTED)
+    } else {
+        IpAddr::from([127, 0, 3, t as u8])
+    };
+    let pipelining = t % 4 >= 2;
     let mut sent = Vec::new();
     let mut numbers = (t..MESSAGES).step_by(THREADS).peekable();
     while numbers.peek().is_some() {
-        let (mut c, greeting) = Client::connect(addr);
+        let (mut c, greeting) = Client::connect_from(addr, from);
         assert!(greeting.starts_with("220 "), "thread {t}: {greeting}");
         assert!(c.cmd("EHLO soak.test").starts_with("250"));
         let per_session = 1 + rng.below(10);
@@ -166,7 +203,7 @@ fn client_thread(addr: std::net::SocketAddr, t: usize) -> Vec<Sent> {
         for _ in 0..per_session {
             let Some(n) = numbers.next() else { break };
             let (id, content) = build_message(&mut rng, n);
-            let (s, still) = send_one(&mut c, &mut rng, id, content);
+            let (s, still) = send_one(&mut c, &mut rng, pipelining, id, content);
             sent.push(s);
             alive = still;
             if !alive {
@@ -194,7 +231,13 @@ fn every_message_is_accounted_for_under_faults() {
         mixed_chunking: true,
         ..Faults::NONE
     });
-    let relay = start_relay(hop.addr, |c| c.limits.max_connections_per_ip = 1000);
+    let relay = start_relay(hop.addr, |c| {
+        c.limits.max_connections_per_ip = 1000;
+        c.tenants[0].trusted_networks = vec![Cidr {
+            addr: IpAddr::from(TRUSTED),
+            prefix: 32,
+        }];
+    });
     let addr = relay.local_addrs[0];
     let started = Instant::now();
     let threads: Vec<_> = (0..THREADS)
@@ -258,6 +301,18 @@ fn every_message_is_accounted_for_under_faults() {
         h.dropped,
         h.stalled,
         h.cut_short,
+    );
+    let mut took: Vec<Duration> = sent.iter().map(|s| s.took).collect();
+    took.sort();
+    let pct = |p: usize| took[(took.len() * p / 100).min(took.len() - 1)];
+    eprintln!(
+        "soak latency per message: p50 {:?}, p99 {:?}, max {:?}; {} over 500 ms",
+        pct(50),
+        pct(99),
+        took[took.len() - 1],
+        took.iter()
+            .filter(|t| **t > Duration::from_millis(500))
+            .count()
     );
     assert_eq!(without_id, 0);
     assert!(
