@@ -165,6 +165,9 @@ pub struct Limits {
     pub command_timeout_s: u64,
     /// `data_timeout_s`
     pub data_timeout_s: u64,
+    /// `next_hop_timeout_s`: how long the next hop has for each reply (connect, greeting,
+    /// each command, end of data); then `451 4.4.2` to whatever waits on it.
+    pub next_hop_timeout_s: u64,
 }
 
 impl Default for Limits {
@@ -181,6 +184,7 @@ impl Default for Limits {
             bare_lf: BareLf::Normalize,
             command_timeout_s: defaults::COMMAND_TIMEOUT_S,
             data_timeout_s: defaults::DATA_TIMEOUT_S,
+            next_hop_timeout_s: defaults::NEXT_HOP_TIMEOUT_S,
         }
     }
 }
@@ -477,6 +481,10 @@ mod tests {
                 c.limits.command_timeout_s == 300,
             ),
             ("limits.data_timeout_s", c.limits.data_timeout_s == 180),
+            (
+                "limits.next_hop_timeout_s",
+                c.limits.next_hop_timeout_s == 120,
+            ),
             ("spam.threshold", c.spam.threshold == 5.0),
             ("spam.rules", c.spam.rules.is_empty()),
             ("tenant.domains", t.domains == ["a.example"]),
@@ -580,6 +588,7 @@ scan_window = 8
 bare_lf = "reject"
 command_timeout_s = 301
 data_timeout_s = 181
+next_hop_timeout_s = 30
 
 [spam]
 threshold = 4
@@ -624,6 +633,7 @@ client_key = "k.pem"
         );
         assert_eq!(l.bare_lf, BareLf::Reject);
         assert_eq!((l.command_timeout_s, l.data_timeout_s), (301, 181));
+        assert_eq!(l.next_hop_timeout_s, 30);
         assert_eq!(c.spam.threshold, 4.0);
         assert_eq!(
             c.spam.rules,
@@ -782,6 +792,11 @@ client_key = "k.pem"
             "command_timeout_zero",
             "[limits]\ncommand_timeout_s = 0",
             "limits.command_timeout_s",
+        ),
+        (
+            "next_hop_timeout_zero",
+            "[limits]\nnext_hop_timeout_s = 0",
+            "limits.next_hop_timeout_s",
         ),
         (
             "data_timeout_zero",

@@ -40,6 +40,8 @@ pub mod defaults {
     pub const COMMAND_TIMEOUT_S: u64 = 300;
     /// `limits.data_timeout_s`: RFC 5321 §4.5.3.2.5 data block timeout.
     pub const DATA_TIMEOUT_S: u64 = 180;
+    /// `limits.next_hop_timeout_s`: how long the next hop has for each reply.
+    pub const NEXT_HOP_TIMEOUT_S: u64 = 120;
     /// `spam.threshold`
     pub const SPAM_THRESHOLD: f64 = 5.0;
     /// The embedded tenant's `name` and only domain.
@@ -116,6 +118,7 @@ pub(super) struct RawLimits {
     pub bare_lf: BareLf,
     pub command_timeout_s: u64,
     pub data_timeout_s: u64,
+    pub next_hop_timeout_s: u64,
 }
 
 impl Default for RawLimits {
@@ -131,6 +134,7 @@ impl Default for RawLimits {
             bare_lf: BareLf::Normalize,
             command_timeout_s: defaults::COMMAND_TIMEOUT_S,
             data_timeout_s: defaults::DATA_TIMEOUT_S,
+            next_hop_timeout_s: defaults::NEXT_HOP_TIMEOUT_S,
         }
     }
 }

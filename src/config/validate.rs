@@ -369,6 +369,7 @@ impl Validator<'_> {
         for (key, value) in [
             ("limits.command_timeout_s", raw.command_timeout_s),
             ("limits.data_timeout_s", raw.data_timeout_s),
+            ("limits.next_hop_timeout_s", raw.next_hop_timeout_s),
         ] {
             if value == 0 {
                 self.problem(key, "must be at least 1 second");
@@ -390,6 +391,7 @@ impl Validator<'_> {
             bare_lf: raw.bare_lf,
             command_timeout_s: raw.command_timeout_s,
             data_timeout_s: raw.data_timeout_s,
+            next_hop_timeout_s: raw.next_hop_timeout_s,
         }
     }
 

@@ -3,5 +3,9 @@
 
 mod corpus;
 mod exchange;
+mod floods;
+mod open_relay;
 mod peer;
 mod relay;
+mod soak;
+mod spoofing;
