@@ -59,6 +59,25 @@ pub fn load_snapshot(args: &RunArgs) -> Result<Snapshot, String> {
     })
 }
 
+/// The counters a stopped relay reports, one `key=value` each.
+pub fn stats_line(stats: &reactor::WorkerStats) -> String {
+    format!(
+        "connections={} messages={} delivered={} spam={} client_tls_handshakes={} \
+         client_tls_resumed={} client_tls_failures={} next_hop_tls_handshakes={} \
+         next_hop_tls_resumed={} next_hop_tls_failures={}",
+        stats.connections,
+        stats.messages,
+        stats.delivered,
+        stats.spam,
+        stats.client_tls_handshakes,
+        stats.client_tls_resumed,
+        stats.client_tls_failures,
+        stats.next_hop_tls_handshakes,
+        stats.next_hop_tls_resumed,
+        stats.next_hop_tls_failures
+    )
+}
+
 /// Runs the relay until SIGTERM or SIGINT.
 pub fn main(args: RunArgs) -> ExitCode {
     let snapshot = match load_snapshot(&args) {
@@ -97,14 +116,13 @@ pub fn main(args: RunArgs) -> ExitCode {
     );
     for sig in signals.forever() {
         match sig {
-            SIGHUP => match load_snapshot(&args) {
-                Ok(new) => {
-                    handle.reload(&new);
-                    eprintln!("conbool: configuration reloaded");
-                }
-                Err(e) => {
-                    eprintln!("conbool: reload refused, keeping the running configuration: {e}")
-                }
+            // The configuration and the certificates are read again; if either is broken the
+            // running ones stay (a renewal caught half-written must not stop TLS).
+            SIGHUP => match load_snapshot(&args).and_then(|new| handle.reload(&new)) {
+                Ok(()) => eprintln!("conbool: configuration and certificates reloaded"),
+                Err(e) => eprintln!(
+                    "conbool: reload refused, keeping the running configuration and certificates: {e}"
+                ),
             },
             _ => break,
         }
@@ -112,10 +130,7 @@ pub fn main(args: RunArgs) -> ExitCode {
     eprintln!("conbool: stopping: no new connections; waiting for transactions in flight");
     match handle.stop() {
         Ok(stats) => {
-            eprintln!(
-                "conbool: stopped: connections={} messages={} delivered={} spam={}",
-                stats.connections, stats.messages, stats.delivered, stats.spam
-            );
+            eprintln!("conbool: stopped: {}", stats_line(&stats));
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -3,3 +3,4 @@
 
 mod peer;
 mod relay;
+mod tls;
