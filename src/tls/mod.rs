@@ -23,6 +23,7 @@
 //! ```
 
 mod config;
+pub mod inspect;
 mod names;
 mod pipe;
 #[cfg(test)]
