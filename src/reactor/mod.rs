@@ -90,6 +90,7 @@ pub struct RelayHandle {
     /// The addresses actually listened on (port 0 resolved).
     pub local_addrs: Vec<SocketAddr>,
     workers: Vec<(Sender<Command>, Arc<Waker>)>,
+    limiter: Arc<ConnLimiter>,
     threads: Vec<JoinHandle<io::Result<WorkerStats>>>,
 }
 
@@ -107,6 +108,8 @@ impl RelayHandle {
 
     /// [`RelayHandle::reload`] with TLS configurations already built.
     pub fn reload_with(&self, snapshot: &Snapshot, tls: Arc<RelayTls>) {
+        self.limiter
+            .set_max(snapshot.config.limits.max_connections_per_ip);
         let (done_tx, done_rx) = crossbeam_channel::bounded(self.workers.len());
         let mut asked = 0;
         for (tx, waker) in &self.workers {
@@ -215,6 +218,7 @@ pub fn spawn_with_tls(
     Ok(RelayHandle {
         local_addrs,
         workers: handles,
+        limiter,
         threads,
     })
 }

@@ -16,15 +16,14 @@ use crate::config::{Config, NextHopTls};
 use crate::relay::route::TenantId;
 use crate::tls::{self, ClientConfig, ServerConfig, TlsError, TlsPipe};
 
-/// Most ciphertext read from a socket and not yet taken by the pipe. The pipe stops taking
-/// when its received plaintext is at its bound, so the socket stops being read here.
+/// Most ciphertext read from a socket and not yet taken by the pipe (the buffer is allocated
+/// once, at the first read, and never zeroed again). The pipe stops taking when its received
+/// plaintext is at its bound, so the socket stops being read here.
 pub const CIPHERTEXT_IN_MAX: usize = 32 * 1024;
 /// Bytes waiting for a socket above which no more plaintext is handed to the pipe
 /// (backpressure toward the session). One `write_tls` adds at most the pipe's own bound
 /// ([`tls::PLAINTEXT_BUFFER_LIMIT`]) plus record overhead on top.
 pub const CIPHERTEXT_OUT_HIGH_WATER: usize = 64 * 1024;
-/// Bytes read per `read` call into the ciphertext buffer.
-const READ_CHUNK: usize = 16 * 1024;
 
 /// The TLS configurations of one configuration generation: the server side of `[tls]` and
 /// the client side toward each tenant's next hop. Built once per load (start and each
@@ -118,7 +117,10 @@ pub enum SocketRead {
 pub struct TlsSocket {
     /// The TLS connection.
     pub pipe: TlsPipe,
+    /// Ciphertext read: `cipher_in[in_start..in_end]` is not yet taken by the pipe.
     cipher_in: Vec<u8>,
+    in_start: usize,
+    in_end: usize,
     out: Vec<u8>,
     out_pos: usize,
     /// The handshake's end was reported to the session.
@@ -133,6 +135,8 @@ impl TlsSocket {
         TlsSocket {
             pipe,
             cipher_in: Vec::new(),
+            in_start: 0,
+            in_end: 0,
             out: plaintext_first,
             out_pos: 0,
             started: false,
@@ -142,17 +146,27 @@ impl TlsSocket {
 
     /// Reads once from `stream` into the ciphertext buffer, if there is room.
     pub fn read_socket(&mut self, stream: &mut TcpStream) -> SocketRead {
-        let room = CIPHERTEXT_IN_MAX
-            .saturating_sub(self.cipher_in.len())
-            .min(READ_CHUNK);
-        if room == 0 || self.eof {
+        if self.eof {
             return SocketRead::NoRoom;
         }
-        let start = self.cipher_in.len();
-        self.cipher_in.resize(start + room, 0);
-        let r = stream.read(&mut self.cipher_in[start..]);
-        let n = *r.as_ref().unwrap_or(&0);
-        self.cipher_in.truncate(start + n);
+        if self.cipher_in.is_empty() {
+            self.cipher_in = vec![0; CIPHERTEXT_IN_MAX];
+        }
+        if self.in_start == self.in_end {
+            self.in_start = 0;
+            self.in_end = 0;
+        } else if self.in_end == self.cipher_in.len() && self.in_start > 0 {
+            self.cipher_in.copy_within(self.in_start..self.in_end, 0);
+            self.in_end -= self.in_start;
+            self.in_start = 0;
+        }
+        if self.in_end == self.cipher_in.len() {
+            return SocketRead::NoRoom;
+        }
+        let r = stream.read(&mut self.cipher_in[self.in_end..]);
+        if let Ok(n) = r {
+            self.in_end += n;
+        }
         match r {
             Ok(0) => {
                 self.eof = true;
@@ -171,18 +185,20 @@ impl TlsSocket {
 
     /// Hands buffered ciphertext to the pipe; returns whether any was taken.
     pub fn process(&mut self) -> Result<bool, TlsError> {
-        if self.cipher_in.is_empty() {
+        if self.in_start == self.in_end {
             return Ok(false);
         }
-        let used = self.pipe.read_tls(&self.cipher_in)?;
-        self.cipher_in.drain(..used);
+        let used = self
+            .pipe
+            .read_tls(&self.cipher_in[self.in_start..self.in_end])?;
+        self.in_start += used;
         Ok(used > 0)
     }
 
     /// No more plaintext can come: the socket is closed (or the peer sent close_notify)
     /// and everything received was processed and read.
     pub fn input_finished(&self) -> bool {
-        let drained = self.cipher_in.is_empty() || self.pipe.peer_closed();
+        let drained = self.in_start == self.in_end || self.pipe.peer_closed();
         (self.eof || self.pipe.peer_closed()) && drained && self.pipe.plaintext_ready() == 0
     }
 
