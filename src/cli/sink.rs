@@ -1276,10 +1276,63 @@ mod tests {
             ("pct_negative", &["sink", "--reject", "-1"]),
             ("pct_not_a_number", &["sink", "--reject", "lots"]),
             ("cert_without_key", &["sink", "--tls-cert", "c.pem"]),
+            ("client_ca_without_cert", &["sink", "--client-ca", "ca.pem"]),
+            (
+                "require_without_client_ca",
+                &[
+                    "sink",
+                    "--tls-cert",
+                    "c.pem",
+                    "--tls-key",
+                    "k.pem",
+                    "--require-client-cert",
+                ],
+            ),
         ];
         for (name, argv) in ROWS {
             assert!(Cli::try_parse_from(*argv).is_err(), "{name}");
         }
+    }
+
+    #[test]
+    fn tls_flags_build_a_configuration_or_name_the_bad_file() {
+        use crate::tls::testpki::{TempDir, World};
+        let world = World::new();
+        let dir = TempDir::new("sink_tls_flags");
+        let cert = dir.write("chain.pem", world.server_chain_pem());
+        let key = dir.write("key.pem", world.server.key_pem());
+        let ca = dir.write("ca.pem", world.client_root.pem());
+        let args = |extra: &[&str]| {
+            let mut argv = vec!["sink"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).expect("parses").sink
+        };
+        let (c, k, a) = (
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            ca.to_str().unwrap(),
+        );
+        assert!(tls_from_args(&args(&[])).expect("plain").is_none());
+        for extra in [
+            vec!["--tls-cert", c, "--tls-key", k],
+            vec!["--tls-cert", c, "--tls-key", k, "--client-ca", a],
+            vec![
+                "--tls-cert",
+                c,
+                "--tls-key",
+                k,
+                "--client-ca",
+                a,
+                "--require-client-cert",
+            ],
+        ] {
+            assert!(
+                tls_from_args(&args(&extra)).expect("tls").is_some(),
+                "{extra:?}"
+            );
+        }
+        let err = tls_from_args(&args(&["--tls-cert", k, "--tls-key", c])).expect_err("swapped");
+        assert!(err.contains("key.pem"), "{err}");
     }
 
     #[test]

@@ -1233,6 +1233,37 @@ mod tests {
         assert_eq!(o.limit, Limit::Duration(Duration::from_millis(2500)));
         let o = parse(&["replay", "--to", "127.0.0.1:25"]).expect("parses");
         assert_eq!(o.limit, Limit::CorpusOnce);
+        assert!(!o.starttls);
+        let o = parse(&[
+            "replay",
+            "--to",
+            "localhost:2525",
+            "--starttls",
+            "--ca-file",
+            "ca.pem",
+            "--client-cert",
+            "c.pem",
+            "--client-key",
+            "k.pem",
+        ])
+        .expect("parses");
+        assert!(o.starttls);
+        assert_eq!(o.ca_file, Some(PathBuf::from("ca.pem")));
+        assert_eq!(o.tls_name.as_deref(), Some("localhost"), "host of --to");
+        assert_eq!(
+            o.client_cert,
+            Some((PathBuf::from("c.pem"), PathBuf::from("k.pem")))
+        );
+        let o = parse(&[
+            "replay",
+            "--to",
+            "127.0.0.1:2525",
+            "--starttls",
+            "--tls-name",
+            "mail.conbool.com",
+        ])
+        .expect("parses");
+        assert_eq!(o.tls_name.as_deref(), Some("mail.conbool.com"));
     }
 
     #[test]
@@ -1260,6 +1291,21 @@ mod tests {
                 &["replay", "--to", "127.0.0.1:25", "--from", "nobody"],
             ),
             ("bad_target", &["replay", "--to", "no port here"]),
+            (
+                "ca_file_without_starttls",
+                &["replay", "--to", "127.0.0.1:25", "--ca-file", "ca.pem"],
+            ),
+            (
+                "client_cert_without_key",
+                &[
+                    "replay",
+                    "--to",
+                    "127.0.0.1:25",
+                    "--starttls",
+                    "--client-cert",
+                    "c.pem",
+                ],
+            ),
         ];
         for (name, argv) in ROWS {
             assert!(parse(argv).is_err(), "{name}");
