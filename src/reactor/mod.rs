@@ -50,7 +50,9 @@ pub struct WorkerStats {
     pub next_hop_tls_handshakes: u64,
     /// Of those, resumed sessions.
     pub next_hop_tls_resumed: u64,
-    /// Next-hop TLS handshakes that failed (the client got a `4xx`).
+    /// TLS failures toward next hops: handshakes, and records refused after our side of the
+    /// handshake (a next hop that refuses our client certificate under TLS 1.3). Each gave
+    /// the client a `4xx`.
     pub next_hop_tls_failures: u64,
 }
 

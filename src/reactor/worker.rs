@@ -582,6 +582,8 @@ impl Worker {
         };
         let mut moved = false;
         let mut failed = None;
+        // `Some(stage)` when the failure is TLS's: logged and counted.
+        let mut tls_failed = None;
         match d.tls.as_mut() {
             None => {
                 let room = conn.session.downstream_read_room().min(READ_CHUNK);
@@ -609,7 +611,7 @@ impl Worker {
                 match t.process() {
                     Ok(taken) => moved |= taken,
                     Err(e) => {
-                        self.stats.next_hop_tls_failures += 1;
+                        tls_failed = Some(if t.started { "record" } else { "handshake" });
                         t.goodbye(&mut d.stream, false);
                         failed = Some(format!("TLS with {}: {e}", d.next_hop));
                     }
@@ -635,9 +637,7 @@ impl Worker {
                     }
                 }
                 if failed.is_none() && t.input_finished() {
-                    if !t.started {
-                        self.stats.next_hop_tls_failures += 1;
-                    }
+                    tls_failed = (!t.started).then_some("handshake");
                     failed = Some(match t.started {
                         true => "connection closed by next hop".to_string(),
                         false => format!("TLS with {}: closed during the handshake", d.next_hop),
@@ -646,11 +646,33 @@ impl Worker {
             }
         }
         if let Some(why) = failed {
+            if let Some(stage) = tls_failed {
+                self.log_next_hop_tls_failure(key, stage, &why);
+            }
             self.drop_down(key);
             self.conns[key].session.downstream_failed(now, why);
             moved = true;
         }
         moved
+    }
+
+    /// TLS toward a next hop failed (`stage`: `handshake` or `record`; under TLS 1.3 a
+    /// refused client certificate shows as a record failure after our side finished): counted
+    /// and logged. The client hears a `4xx` from the session.
+    fn log_next_hop_tls_failure(&mut self, key: usize, stage: &str, why: &str) {
+        self.stats.next_hop_tls_failures += 1;
+        if !self.log_messages {
+            return;
+        }
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let hop = conn.down.as_ref().map_or("-", |d| d.next_hop.as_str());
+        log_line(&format!(
+            "tls_failed client={} side=next_hop next_hop={hop} stage={stage} reason=\"{}\"",
+            conn.peer,
+            why.replace('"', "'")
+        ));
     }
 
     /// Session → client socket (through TLS when it is on).
@@ -919,7 +941,7 @@ impl Worker {
                 d.writable = true;
             }
             Err(why) => {
-                self.stats.next_hop_tls_failures += 1;
+                self.log_next_hop_tls_failure(key, "setup", &why);
                 self.drop_down(key);
                 self.conns[key].session.downstream_failed(now, why);
             }

@@ -585,8 +585,9 @@ fn missing_client_certificate_at_a_next_hop_that_requires_one_gives_a_4xx() {
     let mut config = base_config(sink.addr);
     config.tenants[0].next_hop_tls = NextHopTls::Verify;
     config.tenants[0].next_hop_ca = Some(pki.root_file());
-    let (r, _) = mail_reply_through(config);
+    let (r, stats) = mail_reply_through(config);
     assert!(r.starts_with("451 4.4."), "{r}");
+    assert_eq!(stats.next_hop_tls_failures, 1);
     assert_eq!(sink.stats().accepted, 0);
     assert!(sink.stats().tls_failures >= 1);
 }
