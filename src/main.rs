@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Relay, sink and replayer in one process: throughput, latency, byte-exact delivery.
     Demo(cli::demo::DemoArgs),
+    /// Scan message files with the relay's rule engine and print each verdict.
+    Scan(cli::scan::ScanArgs),
     /// Validate a configuration file and the certificates, keys and rule files it names.
     Check(cli::check::Args),
     /// Run the relay (embedded defaults without --config).
@@ -31,17 +33,19 @@ enum Command {
     Sink(cli::sink::SinkArgs),
     /// The corpus replayer: a load generator with latency histograms.
     Replay(cli::replay::ReplayArgs),
-    // Integrator: `run`, `sink`, `replay`, `demo`, `scan` and `exchange` join here, one
-    // variant and one `cli::<name>::main(args)` arm each.
+    /// Print the PowerShell that sets up Exchange's connectors and transport rules for a tenant.
+    Exchange(cli::exchange::Args),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check(args) => cli::check::main(args),
+        Command::Scan(args) => cli::scan::main(args),
         Command::Demo(args) => cli::demo::main(args),
         Command::Run(args) => cli::run::main(args),
         Command::Sink(args) => cli::sink::main(args),
         Command::Replay(args) => cli::replay::main(args),
+        Command::Exchange(args) => cli::exchange::main(args),
     }
 }
 

@@ -7,9 +7,10 @@
 //! will see them: the own certificate first and each one issued and signed by the next (DER
 //! issuer and subject names, and the signature with the next one's key), ending at a root
 //! the system store knows (else a warning: an intermediate may be missing, or the CA is
-//! private); nothing expired or not yet valid, with the days left; `server.hostname` covered;
-//! the extended key usage right for the role. CA files must hold CA certificates. A tenant
-//! that verifies its next hop (Exchange) without a client certificate gets a warning.
+//! private); nothing expired or not yet valid, with the days left; the extended key usage
+//! right for the role. CA files must hold CA certificates. A tenant that verifies its next
+//! hop without a client certificate gets a warning. Whether the certificates name
+//! `server.hostname` is part of the Exchange section (`exchange::check_warnings`).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -19,6 +20,7 @@ use std::time::SystemTime;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::cli::exchange;
 use crate::config::{Config, NextHopTls};
 use crate::tls::inspect::{self, CertInfo};
 
@@ -120,6 +122,7 @@ pub fn check(path: &Path) -> Report {
         system_roots: None,
     };
     files.check_all(&config);
+    exchange_section(&config, path, &mut report);
     if report.is_ok() {
         let tenants = config.tenants.len();
         let listen: Vec<String> = config.server.listen.iter().map(|a| a.to_string()).collect();
@@ -130,6 +133,17 @@ pub fn check(path: &Path) -> Report {
         ));
     }
     report
+}
+
+/// The Exchange section: settings that Exchange's connectors would refuse or that would make
+/// mail loop (see [`exchange::check_warnings`]). Warnings only: the relay runs without Exchange.
+fn exchange_section(config: &Config, path: &Path, report: &mut Report) {
+    let file = path.display();
+    for w in exchange::check_warnings(config) {
+        report
+            .warnings
+            .push(format!("{file}: {}: Exchange: {}", w.key, w.message));
+    }
 }
 
 /// The referenced-file checks, writing into one report.
@@ -143,11 +157,11 @@ struct Files<'a> {
 
 /// What a certificate chain is for.
 #[derive(Clone, Copy)]
-enum Role<'a> {
-    /// `tls.cert`: the relay's own certificate, which clients verify against `hostname`.
-    Server { hostname: &'a str },
-    /// A tenant's `client_cert`, which its next hop (Exchange) matches by name.
-    Client { hostname: &'a str },
+enum Role {
+    /// `tls.cert`: the relay's own certificate.
+    Server,
+    /// A tenant's `client_cert`, presented to its next hop.
+    Client,
 }
 
 impl Files<'_> {
@@ -155,7 +169,7 @@ impl Files<'_> {
         let hostname = config.server.hostname.as_str();
         if let Some(tls) = &config.tls {
             if let Some(chain) = self.cert_and_key("tls.cert", &tls.cert, "tls.key", &tls.key) {
-                self.chain("tls.cert", &tls.cert, &chain, Role::Server { hostname });
+                self.chain("tls.cert", &tls.cert, &chain, Role::Server);
             }
             if let Some(ca) = &tls.client_ca {
                 if let Some(certs) = self.certs("tls.client_ca", ca) {
@@ -181,9 +195,12 @@ impl Files<'_> {
                 let chain =
                     self.cert_and_key(&cert_key, cert, &format!("tenant[{i}].client_key"), key);
                 if let Some(chain) = chain {
-                    self.chain(&cert_key, cert, &chain, Role::Client { hostname });
+                    self.chain(&cert_key, cert, &chain, Role::Client);
                 }
-            } else if t.next_hop_tls == NextHopTls::Verify {
+            } else if t.next_hop_tls == NextHopTls::Verify
+                && !exchange::is_exchange_online(&t.next_hop)
+            {
+                // (Exchange Online next hops get their own, more specific warning.)
                 self.report.warnings.push(format!(
                     "{}: tenant[{i}].client_cert: absent while next_hop_tls = \"verify\": \
                      Exchange's inbound connector (TlsSenderCertificateName {hostname}) \
@@ -224,7 +241,7 @@ impl Files<'_> {
 
     /// A chain as its peers will see it: order and signatures, completeness, validity,
     /// names and key usage.
-    fn chain(&mut self, key: &str, path: &Path, chain: &[CertificateDer<'_>], role: Role<'_>) {
+    fn chain(&mut self, key: &str, path: &Path, chain: &[CertificateDer<'_>], role: Role) {
         let mut infos = Vec::with_capacity(chain.len());
         for (i, der) in chain.iter().enumerate() {
             match CertInfo::parse(der) {
@@ -239,8 +256,8 @@ impl Files<'_> {
             return;
         };
         let own = match role {
-            Role::Server { .. } => "the server's own certificate",
-            Role::Client { .. } => "the client certificate",
+            Role::Server => "the server's own certificate",
+            Role::Client => "the client certificate",
         };
         if leaf.is_ca {
             let msg = format!(
@@ -277,9 +294,9 @@ impl Files<'_> {
         }
         self.completeness(key, path, &infos);
         self.validity(key, path, &infos);
-        let (hostname, role_ok, usage) = match role {
-            Role::Server { hostname } => (hostname, leaf.eku_server, "serverAuth"),
-            Role::Client { hostname } => (hostname, leaf.eku_client, "clientAuth"),
+        let (role_ok, usage) = match role {
+            Role::Server => (leaf.eku_server, "serverAuth"),
+            Role::Client => (leaf.eku_client, "clientAuth"),
         };
         if leaf.has_eku && !role_ok {
             let msg = format!(
@@ -288,26 +305,6 @@ impl Files<'_> {
                 leaf.subject_cn
             );
             self.problem(key, path, &msg);
-        }
-        let covered = !inspect::cert_names_covered(&chain[0], &[hostname.to_string()]).is_empty();
-        match (covered, role) {
-            (true, _) => {}
-            (false, Role::Server { .. }) => self.problem(
-                key,
-                path,
-                &format!(
-                    "does not cover server.hostname {hostname:?}: clients that verify the name \
-                     (Exchange's DomainValidation) will refuse it"
-                ),
-            ),
-            (false, Role::Client { .. }) => self.warning(
-                key,
-                path,
-                &format!(
-                    "does not cover server.hostname {hostname:?}: Exchange's inbound connector \
-                     (TlsSenderCertificateName) matches the relay by that name"
-                ),
-            ),
         }
     }
 
@@ -711,8 +708,8 @@ client_key = "client-key.pem"
                     ("cert.pem", other_name.chain_pem(&[&world.intermediate]) + &root),
                     ("key.pem", other_name.key_pem()),
                 ],
-                problem: Some("does not cover server.hostname \"mail.conbool.com\""),
-                warning: None,
+                problem: None,
+                warning: Some("server.hostname: Exchange: mail.conbool.com is not a name"),
             },
             Row {
                 name: "client_cert_without_client_auth",

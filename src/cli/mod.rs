@@ -7,7 +7,9 @@
 
 pub mod check;
 pub mod demo;
+pub mod exchange;
 pub mod replay;
 pub mod run;
+pub mod scan;
 pub mod sink;
 pub mod toolkit;

@@ -13,7 +13,6 @@ use signal_hook::iterator::Signals;
 use crate::config::{Config, NextHopTls};
 use crate::reactor;
 use crate::relay::session::Snapshot;
-use crate::rules::CompiledRules;
 use crate::tls::inspect::{self, CertInfo};
 
 /// Flags of `conbool run`.
@@ -54,7 +53,7 @@ pub fn load_snapshot(args: &RunArgs) -> Result<Snapshot, String> {
             w
         };
     }
-    let rules = CompiledRules::builtin(config.spam.threshold);
+    let rules = crate::cli::scan::load_rules(&config.spam.rules, config.spam.threshold)?;
     Ok(Snapshot {
         config: Arc::new(config),
         rules,

@@ -48,6 +48,10 @@ pub mod defaults {
     pub const NEXT_HOP: &str = "127.0.0.1:2526";
     /// The embedded tenant's `trusted_networks`.
     pub const TRUSTED_NETWORK: &str = "127.0.0.0/8";
+    /// `exchange.connector_name`: the Exchange connectors' name, which the routing rule names.
+    pub const EXCHANGE_CONNECTOR_NAME: &str = "Conbool";
+    /// `exchange.rule_priority`: the "Relay to Conbool" rule runs first.
+    pub const EXCHANGE_RULE_PRIORITY: u32 = 0;
 }
 
 /// The whole file.
@@ -173,11 +177,25 @@ pub(super) struct RawDisclaimer {
     pub html: Option<String>,
 }
 
-/// `[exchange]`
-#[derive(Debug, Default, Deserialize)]
+/// `[exchange]`: what `conbool exchange` writes into the PowerShell it prints.
+#[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawExchange {
     pub public_ips: Vec<String>,
+    pub connector_name: String,
+    pub rule_priority: u32,
+    pub rule_name_prefix: String,
+}
+
+impl Default for RawExchange {
+    fn default() -> Self {
+        RawExchange {
+            public_ips: Vec::new(),
+            connector_name: defaults::EXCHANGE_CONNECTOR_NAME.to_string(),
+            rule_priority: defaults::EXCHANGE_RULE_PRIORITY,
+            rule_name_prefix: String::new(),
+        }
+    }
 }
 
 /// One problem found while reading: the key path (`tenant[1].next_hop`, or empty for the whole

@@ -27,7 +27,7 @@ use memchr::{memchr, memmem};
 
 use super::ctype::{Cte, PartInfo};
 use super::decode::{decode_rfc2047, Base64Decoder, Charset, QpDecoder};
-use super::header::{classify, unfold, FieldAcc, LineClass, MAX_NAME_LEN};
+use super::header::{classify, find_lf, FieldAcc, LineClass, MAX_NAME_LEN};
 use super::html::HtmlText;
 use super::url::UrlFinder;
 use super::{MessageLimits, ScanEvent, ScanSink};
@@ -143,7 +143,6 @@ pub(crate) struct Walker {
     /// Pass over the rest of a boundary line longer than [`DELIM_SCAN`].
     skip_line: bool,
     text: TextPipe,
-    unfolded: Vec<u8>,
     decoded: Vec<u8>,
     nl_dashes: memmem::Finder<'static>,
     /// Top-level fields, in order.
@@ -178,10 +177,9 @@ impl Walker {
             hold_lb: 0,
             skip_line: false,
             text: TextPipe::default(),
-            unfolded: Vec::new(),
             decoded: Vec::new(),
             nl_dashes: memmem::Finder::new(b"\n--"),
-            fields: Vec::new(),
+            fields: Vec::with_capacity(32),
             header_end: None,
             finished: false,
         }
@@ -249,24 +247,11 @@ impl Walker {
     /// when the mode changed).
     fn step_header(&mut self, data: &[u8], sink: &mut dyn ScanSink) -> usize {
         if self.h.line == HLine::Rest {
-            let (part, ends, n) = match memchr(b'\n', data) {
-                Some(k) => (&data[..k], true, k + 1),
-                None => (data, false, data.len()),
-            };
-            self.h.field.line_part(part, ends);
-            if !self.h.top {
-                sink.event(ScanEvent::RawBody(&data[..n]));
-            }
-            if ends {
-                self.h.line = HLine::Start;
-                self.h.line_start = self.pos + n;
-                self.h.field_end = self.pos + n;
-            }
-            return n;
+            return self.line_rest(data, 0, find_lf(data), sink);
         }
 
         let dash_ends = !self.stack.is_empty();
-        let nl = memchr(b'\n', data);
+        let nl = find_lf(data);
         let line_len = nl.unwrap_or(data.len());
         let from_carry = !self.h.carry.is_empty();
         let (class, taken) = if from_carry {
@@ -294,14 +279,12 @@ impl Walker {
                 self.h.field.start(name_len, colon);
                 self.h.field_start = self.h.line_start;
                 self.line_bytes_classified(&carry, sink);
-                self.h.line = HLine::Rest;
-                taken
+                taken + self.line_rest(&data[taken..], taken, nl.map(|k| k - taken), sink)
             }
             LineClass::Continuation if self.h.field.active => {
                 self.h.field.fold();
                 self.line_bytes_classified(&carry, sink);
-                self.h.line = HLine::Rest;
-                taken
+                taken + self.line_rest(&data[taken..], taken, nl.map(|k| k - taken), sink)
             }
             LineClass::Blank => {
                 let end = nl.map_or(data.len(), |k| k + 1);
@@ -338,6 +321,33 @@ impl Walker {
         carry.clear();
         if self.h.carry.capacity() == 0 {
             self.h.carry = carry;
+        }
+        n
+    }
+
+    /// The rest of a field or continuation line: `data` starts `offset` bytes into the slice
+    /// being walked, `nl` is where its LF is, if there. Returns the bytes consumed.
+    fn line_rest(
+        &mut self,
+        data: &[u8],
+        offset: usize,
+        nl: Option<usize>,
+        sink: &mut dyn ScanSink,
+    ) -> usize {
+        let (part, ends, n) = match nl {
+            Some(k) => (&data[..k], true, k + 1),
+            None => (data, false, data.len()),
+        };
+        self.h.field.line_part(part, ends);
+        if !self.h.top {
+            sink.event(ScanEvent::RawBody(&data[..n]));
+        }
+        if ends {
+            self.h.line = HLine::Start;
+            self.h.line_start = self.pos + offset + n;
+            self.h.field_end = self.h.line_start;
+        } else {
+            self.h.line = HLine::Rest;
         }
         n
     }
@@ -423,15 +433,14 @@ impl Walker {
         }
         self.h.field.end();
         let f = &self.h.field;
-        self.unfolded.clear();
-        unfold(f.raw_value(), &mut self.unfolded);
-        self.part.on_field(f.name(), &self.unfolded);
-        let value: &[u8] = if memmem::find(&self.unfolded, b"=?").is_some() {
+        let unfolded = f.value();
+        self.part.on_field(f.name(), unfolded);
+        let value: &[u8] = if has_encoded_word(unfolded) {
             self.decoded.clear();
-            decode_rfc2047(&self.unfolded, &mut self.decoded);
+            decode_rfc2047(unfolded, &mut self.decoded);
             &self.decoded
         } else {
-            &self.unfolded
+            unfolded
         };
         sink.event(ScanEvent::Header {
             depth: self.h.depth,
@@ -880,4 +889,16 @@ fn emit_text(
     sink.event(ScanEvent::Text(text));
     let mut on_url = |u: &[u8]| sink.event(ScanEvent::Url(u));
     urls.feed(text, &mut on_url);
+}
+
+/// Whether `s` has `=?` (where an RFC 2047 encoded-word could start).
+fn has_encoded_word(s: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(k) = memchr(b'=', &s[from..]) {
+        if s.get(from + k + 1) == Some(&b'?') {
+            return true;
+        }
+        from += k + 1;
+    }
+    false
 }

@@ -20,7 +20,7 @@ use crate::config::{Config, NextHopTls};
 use crate::message::{EditPlan, MessageLimits, Pipeline};
 use crate::relay::route::{self, TenantId, Trust};
 use crate::relay::stamp::{self, ReceivedInfo};
-use crate::rules::{CompiledRules, Scan};
+use crate::rules::{CompiledRules, Envelope, Scan};
 use crate::smtp::client::{Client, ClientEvent, ClientParams, StartTlsPolicy};
 use crate::smtp::command::{MailParams, Mailbox, RcptParams, ReversePath};
 use crate::smtp::error::{reply_for, DownstreamFailure, SessionError};
@@ -153,8 +153,6 @@ impl std::fmt::Display for MessageLog {
 #[derive(Debug)]
 enum Pending {
     None,
-    /// A trusted client's MAIL, waiting for the next hop's MAIL reply.
-    Mail,
     /// A RCPT; `with_mail` when MAIL was sent together with it (first RCPT of an untrusted
     /// client) and its reply comes first.
     Rcpt {
@@ -190,6 +188,8 @@ struct Txn {
     params: MailParams,
     route: Option<TenantId>,
     mail_sent: bool,
+    /// The next hop refused MAIL (sent ahead of RCPT); every RCPT hears it.
+    mail_failed: Option<Reply>,
     rcpts: Vec<Mailbox>,
     /// The next hop broke during the transaction: every later question gets this.
     broken: Option<SessionError>,
@@ -504,7 +504,12 @@ impl Session {
                 break;
             }
         }
-        self.server.poll_output(&mut self.client_out);
+        // RFC 2920 §3.1: while a question waits on the next hop and the client has pipelined
+        // more commands, earlier replies may wait too; they then leave in one write.
+        let held = self.server.is_waiting() && !self.client_in.is_empty() && !self.closing;
+        if !held {
+            self.server.poll_output(&mut self.client_out);
+        }
         if let Link::Up { client, .. } = &mut self.link {
             client.poll_output(&mut self.down_out);
         }
@@ -542,20 +547,20 @@ impl Session {
             params,
             route,
             mail_sent: false,
+            mail_failed: None,
             rcpts: Vec::new(),
             broken: None,
             data: None,
         });
-        match route {
-            // A trusted client's route is known now: open the next hop and mirror its reply.
-            Some(tenant) => {
-                self.pending = Pending::Mail;
-                self.ensure_link(tenant);
-                self.advance_downstream();
-            }
-            // Otherwise the route comes with the first recipient.
-            None => self.server.answer(ok_reply(250, (2, 1, 0), "Sender OK")),
+        // A trusted client's route is known now: open the next hop and send MAIL at once. The
+        // client is not kept waiting for the next hop's MAIL reply (a round trip per message);
+        // a refusal there is mirrored at the first RCPT. Otherwise the route comes with the
+        // first recipient.
+        if let Some(tenant) = route {
+            self.ensure_link(tenant);
+            self.advance_downstream();
         }
+        self.server.answer(ok_reply(250, (2, 1, 0), "Sender OK"));
     }
 
     fn on_rcpt(&mut self, to: Mailbox, params: RcptParams) {
@@ -567,6 +572,11 @@ impl Session {
         if let Some(err) = &txn.broken {
             let reply = reply_for(err).0;
             self.server.answer(reply);
+            return;
+        }
+        if let Some(mail_reply) = txn.mail_failed.clone() {
+            let err = SessionError::Downstream(DownstreamFailure::Replied(mail_reply));
+            self.server.answer(reply_for(&err).0);
             return;
         }
         match route::route_rcpt(&self.snap.config, self.trust, txn.route, &to) {
@@ -610,6 +620,13 @@ impl Session {
             self.fail_or_answer(now, !bdat, err);
             return;
         };
+        let mut data = data;
+        data.scan.set_envelope(&Envelope {
+            helo: self.server.helo().unwrap_or("").to_string(),
+            client_ip: self.info.peer.ip(),
+            mail_from: txn.from.to_string(),
+            rcpts: txn.rcpts.iter().map(|r| r.to_string()).collect(),
+        });
         if let Some(err) = txn.broken.clone() {
             self.fail_or_answer(now, !bdat, err);
             return;
@@ -663,6 +680,8 @@ impl Session {
             self.fail_message(now, SessionError::HeaderTooBig);
             return;
         }
+        // Size rules and metas over them need the final size.
+        data.scan.finish(data.size);
         self.after_feed(now);
         let Some(data) = self.txn.as_mut().and_then(|t| t.data.as_mut()) else {
             return;
@@ -781,22 +800,17 @@ impl Session {
     }
 
     fn on_mail_reply(&mut self, reply: Reply) {
+        if reply.is_positive() {
+            return;
+        }
         match &mut self.pending {
-            Pending::Mail => {
-                self.pending = Pending::None;
-                if reply.is_positive() {
-                    self.server.answer(reply);
-                } else {
-                    let err = SessionError::Downstream(DownstreamFailure::Replied(reply));
-                    self.server.answer(reply_for(&err).0);
-                    self.txn = None;
-                    self.rset_downstream();
+            Pending::Rcpt { mail_failed, .. } => *mail_failed = Some(reply),
+            // MAIL was sent ahead of any RCPT (trusted client): the next RCPT hears it.
+            _ => {
+                if let Some(txn) = self.txn.as_mut() {
+                    txn.mail_failed = Some(reply);
                 }
             }
-            Pending::Rcpt { mail_failed, .. } if !reply.is_positive() => {
-                *mail_failed = Some(reply);
-            }
-            _ => {}
         }
     }
 
@@ -869,18 +883,14 @@ impl Session {
         let Some(txn) = self.txn.as_mut() else {
             return;
         };
+        if txn.route.is_some() && !txn.mail_sent {
+            client.mail(&txn.from, &txn.params);
+            txn.mail_sent = true;
+        }
         match &mut self.pending {
-            Pending::Mail if !txn.mail_sent => {
-                client.mail(&txn.from, &txn.params);
-                txn.mail_sent = true;
-            }
             Pending::Rcpt {
                 to, params, sent, ..
             } if !*sent => {
-                if !txn.mail_sent {
-                    client.mail(&txn.from, &txn.params);
-                    txn.mail_sent = true;
-                }
                 client.rcpt(to, params);
                 *sent = true;
             }
@@ -940,12 +950,6 @@ impl Session {
     /// The next hop broke: answer what waits on it and poison the transaction.
     fn break_txn(&mut self, now: Instant, err: SessionError) {
         match std::mem::replace(&mut self.pending, Pending::None) {
-            Pending::Mail => {
-                // The client's MAIL is refused: there is no transaction on either side.
-                self.server.answer(reply_for(&err).0);
-                self.txn = None;
-                return;
-            }
             Pending::Rcpt { .. } | Pending::Data => {
                 self.server.answer(reply_for(&err).0);
                 if let Some(txn) = self.txn.as_mut() {

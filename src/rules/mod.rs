@@ -1,171 +1,314 @@
-//! The rule engine: rules compiled once per configuration snapshot, a small per-message
-//! [`Scan`] that consumes the message pipeline's scan events with state carried across chunks,
-//! and the [`Verdict`] it produces.
+//! The rule engine: rule files compiled once per configuration snapshot into
+//! [`CompiledRules`], a small per-message [`Scan`] that consumes the message pipeline's scan
+//! events with state carried across chunks, and the [`Verdict`] it produces.
 //!
-//! Owns: compiling rules, scanning, scoring. Must not touch: reply text, I/O, editing messages.
+//! Owns: parsing and compiling rule files (the caller reads them), scanning, scoring.
+//! Must not touch: reply text, I/O, config files, editing the message.
 //!
-//! This first engine knows one built-in rule, GTUBE; the rule-file engine replaces its inside
-//! without changing this interface.
+//! Per target, all literal phrases share one Aho-Corasick automaton and all regexes one
+//! `RegexSet`, so the cost of a scan grows with the bytes scanned, not with the number of rules
+//! (see `phrase` and `line` for how). Rules are listed in [`file`]; the built-in set is
+//! `rules/default.toml` ([`DEFAULT_RULES`]).
+//!
+//! Lifecycle of a [`Scan`]: [`Scan::new`], [`Scan::set_envelope`], the message's events through
+//! [`ScanSink::event`](crate::message::ScanSink), then [`Scan::finish`] with the message size.
+//! [`Scan::verdict`] may be called at any point (the relay calls it when the scan window is
+//! complete) and evaluates what is known so far.
+#![forbid(unsafe_code)]
 
-use std::sync::Arc;
+mod compile;
+pub mod file;
+mod line;
+mod meta;
+mod phrase;
+mod scan;
+mod selftest;
+mod verdict;
 
-use memchr::memmem;
-
-use crate::message::{ScanEvent, ScanSink};
+pub use compile::{CompiledRules, DEFAULT_RULES};
+pub use file::{RuleError, RuleSource, RuleSpec, Target};
+pub use line::MAX_LINE_BYTES;
+pub use scan::{Envelope, Scan};
+pub use verdict::Verdict;
 
 /// The Generic Test for Unsolicited Bulk Email: a message containing it is always spam.
 pub const GTUBE: &[u8] = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
 
 /// Names one rule within a [`CompiledRules`].
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct RuleId(pub u32);
-
-/// All rules of one configuration snapshot, compiled; shared by every worker.
-#[derive(Debug)]
-pub struct CompiledRules {
-    threshold: f64,
-    names: Vec<String>,
-    scores: Vec<f64>,
-}
-
-impl CompiledRules {
-    /// The built-in rule set with `threshold` (`spam.threshold`).
-    pub fn builtin(threshold: f64) -> Arc<CompiledRules> {
-        Arc::new(CompiledRules {
-            threshold,
-            names: vec!["GTUBE".to_string()],
-            scores: vec![1000.0],
-        })
-    }
-
-    /// A rule's name.
-    pub fn name(&self, id: RuleId) -> &str {
-        &self.names[id.0 as usize]
-    }
-
-    /// The score at or above which a message is spam.
-    pub fn threshold(&self) -> f64 {
-        self.threshold
-    }
-}
-
-/// The outcome of scanning one message.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Verdict {
-    /// Sum of the scores of the rules hit.
-    pub score: f64,
-    /// The rules hit, in the order first hit.
-    pub hits: Vec<RuleId>,
-    /// Whether the score reached the threshold.
-    pub spam: bool,
-    /// Set when a `reject` rule hit: the public text for the `550 5.7.1` reply.
-    pub reject: Option<String>,
-}
-
-/// Per-message scan state.
-#[derive(Debug)]
-pub struct Scan {
-    rules: Arc<CompiledRules>,
-    gtube: memmem::Finder<'static>,
-    // The last GTUBE.len()-1 bytes of the previous chunk of the same stream, so a pattern split
-    // across two chunks still matches.
-    tail: Vec<u8>,
-    verdict: Verdict,
-}
-
-impl Scan {
-    /// A scan for one message.
-    pub fn new(rules: Arc<CompiledRules>) -> Scan {
-        Scan {
-            rules,
-            gtube: memmem::Finder::new(GTUBE),
-            tail: Vec::with_capacity(GTUBE.len() * 2),
-            verdict: Verdict::default(),
-        }
-    }
-
-    /// The verdict so far (final once the scanned part of the message has been fed).
-    pub fn verdict(&self) -> Verdict {
-        let mut v = self.verdict.clone();
-        v.spam = v.score >= self.rules.threshold;
-        v
-    }
-
-    /// The rules hit, by name, joined with commas (for `X-Conbool-Score` and logs).
-    pub fn hit_names(&self) -> String {
-        let names: Vec<&str> = self
-            .verdict
-            .hits
-            .iter()
-            .map(|&id| self.rules.name(id))
-            .collect();
-        names.join(",")
-    }
-
-    fn hit(&mut self, id: RuleId) {
-        if !self.verdict.hits.contains(&id) {
-            self.verdict.hits.push(id);
-            self.verdict.score += self.rules.scores[id.0 as usize];
-        }
-    }
-
-    fn body(&mut self, chunk: &[u8]) {
-        if self.verdict.hits.contains(&RuleId(0)) {
-            return;
-        }
-        // Check the seam: the previous tail joined with the head of this chunk.
-        let keep = GTUBE.len() - 1;
-        let head = &chunk[..chunk.len().min(keep)];
-        self.tail.extend_from_slice(head);
-        let found = self.gtube.find(&self.tail).is_some() || self.gtube.find(chunk).is_some();
-        if found {
-            self.hit(RuleId(0));
-        }
-        if chunk.len() >= keep {
-            self.tail.clear();
-            self.tail.extend_from_slice(&chunk[chunk.len() - keep..]);
-        } else if self.tail.len() > keep {
-            let cut = self.tail.len() - keep;
-            self.tail.drain(..cut);
-        }
-    }
-}
-
-impl ScanSink for Scan {
-    fn event(&mut self, ev: ScanEvent<'_>) {
-        if let ScanEvent::RawBody(chunk) = ev {
-            self.body(chunk)
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::Arc;
 
-    fn scan(chunks: &[&[u8]]) -> Verdict {
-        let mut s = Scan::new(CompiledRules::builtin(5.0));
-        for c in chunks {
-            s.event(ScanEvent::RawBody(c));
+    use super::*;
+    use crate::message::{ScanEvent, ScanSink};
+
+    const RULES: &str = r#"
+[[rule]]
+name = "P_WORD"
+description = "word-bounded phrase"
+score = 1.0
+target = "body"
+phrases = ["next of kin", "free"]
+word_bounded = true
+[[rule]]
+name = "P_ANY"
+description = "phrase anywhere"
+score = 1.0
+target = "body"
+phrases = ["abcdef"]
+[[rule]]
+name = "R_LINE"
+description = "line regex"
+score = 2.0
+target = "body"
+regex = '(?i)^total:\s*\$\d+$'
+[[rule]]
+name = "RAW"
+description = "raw phrase"
+score = 0.5
+target = "raw"
+phrases = ["=3D"]
+[[rule]]
+name = "SUBJ"
+description = "subject regex"
+score = 1.5
+target = "header"
+header = "Subject"
+regex = 'WIN'
+[[rule]]
+name = "NO_DATE"
+description = "absent"
+score = 0.25
+target = "header_absent"
+header = "Date"
+[[rule]]
+name = "BIG"
+description = "size"
+score = 0.1
+target = "size"
+min_bytes = 100
+[[rule]]
+name = "HOST"
+description = "host"
+score = 1.0
+target = "url_host"
+domains = ["bit.ly"]
+[[rule]]
+name = "IP"
+description = "client"
+score = 1.0
+target = "client_ip"
+cidrs = ["192.0.2.0/24"]
+[[rule]]
+name = "BLOCK"
+description = "reject"
+action = "reject"
+text = "Message refused by policy"
+target = "attachment_name"
+globs = ["*.exe"]
+[[rule]]
+name = "M"
+description = "meta"
+score = 3.0
+target = "meta"
+expr = "P_WORD && !NO_DATE"
+"#;
+
+    fn rules() -> Arc<CompiledRules> {
+        Arc::new(
+            CompiledRules::compile(
+                &[RuleSource {
+                    origin: "t".into(),
+                    text: RULES.into(),
+                }],
+                5.0,
+            )
+            .expect("compiles"),
+        )
+    }
+
+    /// Feeds a message whose text and raw body arrive in the given pieces.
+    fn run(rules: &Arc<CompiledRules>, text: &[&[u8]], raw: &[&[u8]], finish: bool) -> Verdict {
+        let mut s = Scan::new(Arc::clone(rules));
+        s.set_envelope(&Envelope {
+            helo: "h".into(),
+            client_ip: "192.0.2.9".parse().expect("ip"),
+            mail_from: "<a@example.com>".into(),
+            rcpts: vec!["b@example.org".into()],
+        });
+        s.event(ScanEvent::Header {
+            depth: 0,
+            name: b"subject",
+            value: b"YOU WIN",
+        });
+        s.event(ScanEvent::Header {
+            depth: 0,
+            name: b"Date",
+            value: b"Mon, 1 Jan 2024 00:00:00 +0000",
+        });
+        s.event(ScanEvent::HeaderEnd);
+        s.event(ScanEvent::PartStart {
+            depth: 0,
+            content_type: b"text/plain",
+            filename: None,
+        });
+        for t in text {
+            s.event(ScanEvent::Text(t));
+        }
+        for r in raw {
+            s.event(ScanEvent::RawBody(r));
+        }
+        s.event(ScanEvent::Url(b"https://BIT.LY/x"));
+        if finish {
+            s.finish(1000);
         }
         s.verdict()
     }
 
+    const TEXT: &[u8] = b"Dear sir,\r\nmy next of kin is free.\r\nTotal: $100\r\nabcdef\r\nfreedom";
+    const RAW: &[u8] = b"my next=3D of kin\r\n";
+
     #[test]
-    fn gtube_found_at_every_split() {
-        let msg = [b"hello\r\n".as_slice(), GTUBE, b"\r\nbye\r\n"].concat();
-        assert!(scan(&[&msg]).spam);
-        let bytes: Vec<&[u8]> = msg.chunks(1).collect();
-        assert!(scan(&bytes).spam, "byte by byte");
-        for i in 0..=msg.len() {
-            assert!(scan(&[&msg[..i], &msg[i..]]).spam, "split at {i}");
+    fn same_verdict_whatever_the_chunking() {
+        let rules = rules();
+        let whole = run(&rules, &[TEXT], &[RAW], true);
+        let names: Vec<&str> = whole.hits.iter().map(|&id| rules.name(id)).collect();
+        assert_eq!(
+            names,
+            ["P_WORD", "P_ANY", "R_LINE", "RAW", "SUBJ", "BIG", "HOST", "IP", "M"]
+        );
+        assert_eq!(whole.score, 11.1);
+        assert!(whole.spam);
+        assert_eq!(whole.reject, None);
+        let bytes: Vec<&[u8]> = TEXT.chunks(1).collect();
+        let raw_bytes: Vec<&[u8]> = RAW.chunks(1).collect();
+        assert_eq!(run(&rules, &bytes, &raw_bytes, true), whole, "byte by byte");
+        for i in 0..=TEXT.len() {
+            let j = i.min(RAW.len());
+            let v = run(
+                &rules,
+                &[&TEXT[..i], &TEXT[i..]],
+                &[&RAW[..j], &RAW[j..]],
+                true,
+            );
+            assert_eq!(v, whole, "split at {i}");
         }
     }
 
     #[test]
-    fn no_gtube_is_ham() {
-        let v = scan(&[b"XJS*C4JDBQADN1.NSBN3", b" not the rest"]);
-        assert!(!v.spam);
-        assert_eq!(v.score, 0.0);
+    fn verdict_before_finish_counts_what_is_known() {
+        let rules = rules();
+        // The text ends with a word-bounded phrase and a line without its newline.
+        let v = run(&rules, &[b"next of kin\r\nTotal: $5"], &[], false);
+        let names: Vec<&str> = v.hits.iter().map(|&id| rules.name(id)).collect();
+        assert_eq!(names, ["P_WORD", "R_LINE", "SUBJ", "HOST", "IP", "M"]);
+    }
+
+    #[test]
+    fn reject_rule_sets_the_public_text() {
+        let rules = rules();
+        let mut s = Scan::new(Arc::clone(&rules));
+        s.event(ScanEvent::PartStart {
+            depth: 1,
+            content_type: b"application/octet-stream",
+            filename: Some(b"Invoice.EXE"),
+        });
+        let v = s.verdict();
+        assert_eq!(v.reject.as_deref(), Some("Message refused by policy"));
+        assert_eq!(s.hit_names(), "BLOCK");
+    }
+
+    #[test]
+    fn header_absent_is_decided_at_the_header_end() {
+        let rules = rules();
+        let id = rules.find("NO_DATE").expect("rule");
+        let mut s = Scan::new(Arc::clone(&rules));
+        s.event(ScanEvent::Header {
+            depth: 1,
+            name: b"Date",
+            value: b"part headers do not count",
+        });
+        assert!(!s.is_hit(id), "not before the header ends");
+        s.event(ScanEvent::HeaderEnd);
+        assert!(s.is_hit(id));
+    }
+
+    /// The naive oracle: every rule of the body target checked on the whole text at once.
+    fn naive_body_hits(text: &[u8]) -> Vec<&'static str> {
+        let lower = text.to_ascii_lowercase();
+        let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80;
+        let found = |p: &[u8], bounded: bool| {
+            (0..lower.len().saturating_sub(p.len() - 1)).any(|s| {
+                lower[s..].starts_with(p)
+                    && (!bounded
+                        || ((s == 0 || !word(lower[s - 1]))
+                            && !matches!(lower.get(s + p.len()), Some(&b) if word(b))))
+            })
+        };
+        let re = regex::bytes::Regex::new(r"(?i)^total:\s*\$\d+$").expect("regex");
+        let mut out = Vec::new();
+        if found(b"next of kin", true) || found(b"free", true) {
+            out.push("P_WORD");
+        }
+        if found(b"abcdef", false) {
+            out.push("P_ANY");
+        }
+        let line_hit = text
+            .split(|&b| b == b'\n')
+            .any(|l| re.is_match(l.strip_suffix(b"\r").unwrap_or(l)));
+        if line_hit {
+            out.push("R_LINE");
+        }
+        out
+    }
+
+    #[test]
+    fn random_texts_against_the_naive_oracle() {
+        let rules = rules();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let pieces: &[&[u8]] = &[
+            b"next",
+            b" of ",
+            b"kin",
+            b"free",
+            b"dom",
+            b"abc",
+            b"def",
+            b"\r\n",
+            b"Total: $",
+            b"42",
+            b" ",
+            b"x",
+        ];
+        for round in 0..400 {
+            let n = (next() % 14) as usize;
+            let text: Vec<u8> = (0..n)
+                .flat_map(|_| pieces[(next() % pieces.len() as u64) as usize].to_vec())
+                .collect();
+            let mut s = Scan::new(Arc::clone(&rules));
+            let cut = (next() % (text.len() as u64 + 1)) as usize;
+            s.event(ScanEvent::Text(&text[..cut]));
+            s.event(ScanEvent::Text(&text[cut..]));
+            s.finish(0);
+            let got: Vec<&str> = ["P_WORD", "P_ANY", "R_LINE"]
+                .into_iter()
+                .filter(|n| s.is_hit(rules.find(n).expect("rule")))
+                .collect();
+            assert_eq!(
+                got,
+                naive_body_hits(&text),
+                "round {round}: {:?}",
+                String::from_utf8_lossy(&text)
+            );
+        }
     }
 }

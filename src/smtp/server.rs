@@ -104,6 +104,13 @@ pub enum Event {
 /// handshake, once the session is closing, and while more than [`MAX_REPLY_BACKLOG`] bytes
 /// of replies wait for `poll_output` (so a client pipelining a million NOOPs cannot grow the
 /// reply queue: the backlog stays under that bound plus one reply).
+///
+/// A message the server itself refuses (over `max_message_size`, or a bare CR/LF under
+/// `bare_lf = "reject"`) gets `Abort` at once; the rest of its data is read and dropped and
+/// the refusal answers the end of data. Under BDAT the refusal answers the chunk where the
+/// problem was found and every later chunk up to `LAST` (RFC 3030 §2: later chunks are
+/// accepted and discarded); a chunk refused for sequence reasons is still read, so its octets
+/// never run as commands.
 #[derive(Debug)]
 pub struct Server {
     params: ServerParams,
@@ -1558,7 +1565,31 @@ mod tests {
                 );
             }
             assert_eq!(t.events, row.events, "{}", row.name);
+            for line in String::from_utf8_lossy(&t.out).split_terminator("\r\n") {
+                assert!(
+                    has_enhanced_code(line),
+                    "{}: {line:?} lacks an enhanced code",
+                    row.name
+                );
+            }
         }
+    }
+
+    /// RFC 2034: every reply but the greeting, EHLO/HELO and 354 carries `class.x.y`.
+    fn has_enhanced_code(line: &str) -> bool {
+        let exempt = [
+            "220 mx.test ",
+            "250-",
+            "250 mx.test",
+            "250 STARTTLS",
+            "250 DSN",
+            "354 ",
+        ];
+        if exempt.iter().any(|e| line.starts_with(e)) {
+            return true;
+        }
+        let b = line.as_bytes();
+        b.len() > 9 && b[4] == b[0] && b[5] == b'.' && b[6].is_ascii_digit()
     }
 
     fn session(params: ServerParams) -> (Server, Instant, Transcript) {

@@ -6,10 +6,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustls::pki_types::CertificateDer;
-
-use super::names::cert_matches;
-
 /// One certificate, as far as chain checks need it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertInfo {
@@ -158,12 +154,6 @@ impl CertInfo {
         }
         Ok(())
     }
-}
-
-/// Which of `names` the certificate `der` is valid for (subject alternative names, wildcards
-/// as RFC 6125 allows).
-pub fn cert_names_covered(der: &CertificateDer<'_>, names: &[String]) -> Vec<String> {
-    cert_matches(der, names)
 }
 
 /// The subjects (DER `Name` contents, as in [`CertInfo::subject`]) of the trust anchors the

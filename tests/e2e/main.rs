@@ -1,6 +1,8 @@
 //! End-to-end tests: the real relay (`reactor::spawn`) on 127.0.0.1 between a blocking client
 //! and a real next hop (the project's sink, or a scripted peer for faults).
 
+mod corpus;
+mod exchange;
 mod peer;
 mod relay;
 mod tls;

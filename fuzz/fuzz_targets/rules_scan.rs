@@ -1,0 +1,88 @@
+//! Arbitrary event sequences into a scan with the default rules: never panics, and cutting
+//! every text and raw-body chunk in two gives the same verdict (split invariance).
+#![no_main]
+
+use std::sync::{Arc, OnceLock};
+
+use arbitrary::Arbitrary;
+use conbool::message::{ScanEvent, ScanSink};
+use conbool::rules::{CompiledRules, Envelope, Scan, Verdict};
+use libfuzzer_sys::fuzz_target;
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    Header { depth: u8, name: Vec<u8>, value: Vec<u8> },
+    HeaderEnd,
+    PartStart { depth: u8, content_type: Vec<u8>, filename: Option<Vec<u8>> },
+    Text(Vec<u8>),
+    RawBody(Vec<u8>),
+    Url(Vec<u8>),
+    Envelope { helo: String, ip: [u8; 16], v4: bool, mail_from: String, rcpts: Vec<String> },
+    Verdict,
+    Finish(u64),
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    ops: Vec<Op>,
+    /// Where each chunk is cut (modulo its length + 1) in the split run.
+    cut: u16,
+}
+
+static RULES: OnceLock<Arc<CompiledRules>> = OnceLock::new();
+
+fn run(rules: &Arc<CompiledRules>, input: &Input, split: bool) -> (Verdict, String) {
+    let mut scan = Scan::new(Arc::clone(rules));
+    let chunks = |data: &[u8], f: &mut dyn FnMut(&[u8])| {
+        if split {
+            let at = usize::from(input.cut) % (data.len() + 1);
+            f(&data[..at]);
+            f(&data[at..]);
+        } else {
+            f(data);
+        }
+    };
+    for op in &input.ops {
+        match op {
+            Op::Header { depth, name, value } => scan.event(ScanEvent::Header {
+                depth: usize::from(*depth),
+                name,
+                value,
+            }),
+            Op::HeaderEnd => scan.event(ScanEvent::HeaderEnd),
+            Op::PartStart { depth, content_type, filename } => scan.event(ScanEvent::PartStart {
+                depth: usize::from(*depth),
+                content_type,
+                filename: filename.as_deref(),
+            }),
+            Op::Text(t) => chunks(t, &mut |c| scan.event(ScanEvent::Text(c))),
+            Op::RawBody(r) => chunks(r, &mut |c| scan.event(ScanEvent::RawBody(c))),
+            Op::Url(u) => scan.event(ScanEvent::Url(u)),
+            Op::Envelope { helo, ip, v4, mail_from, rcpts } => {
+                let client_ip = if *v4 {
+                    core::net::IpAddr::from([ip[0], ip[1], ip[2], ip[3]])
+                } else {
+                    core::net::IpAddr::from(*ip)
+                };
+                scan.set_envelope(&Envelope {
+                    helo: helo.clone(),
+                    client_ip,
+                    mail_from: mail_from.clone(),
+                    rcpts: rcpts.clone(),
+                });
+            }
+            Op::Verdict => {
+                let _ = scan.verdict();
+            }
+            Op::Finish(size) => scan.finish(*size),
+        }
+    }
+    (scan.verdict(), scan.hit_names())
+}
+
+fuzz_target!(|input: Input| {
+    let rules = RULES.get_or_init(|| CompiledRules::builtin(5.0));
+    let whole = run(rules, &input, false);
+    let split = run(rules, &input, true);
+    assert_eq!(whole, split, "{input:?}");
+});

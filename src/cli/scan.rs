@@ -1,0 +1,503 @@
+//! `conbool scan [--config F] [--json] FILE...`: the relay's rule engine, offline, on message
+//! files. Each file goes through the same message pipeline and rules as in the relay: the
+//! verdict (flag, score, rules) is the one taken when the header block plus `scan_window` body
+//! bytes have been seen, as the relay stamps it; a `reject` rule matching anywhere in the
+//! message is reported too. Exit status 0 whatever the verdicts (2 when the rules or the
+//! configuration cannot be loaded).
+//!
+//! Also the shared helper that reads `spam.rules` files: [`load_rules`].
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::config::Config;
+use crate::message::{EditPlan, MessageLimits, Pipeline};
+use crate::rules::{CompiledRules, RuleSource, Scan};
+
+/// Deepest MIME nesting walked (as the relay).
+pub const MAX_MIME_DEPTH: usize = 32;
+/// Most MIME parts walked (as the relay).
+pub const MAX_MIME_PARTS: usize = 1000;
+/// Pieces handed to the pipeline (as a read of the relay would).
+const PIECE_BYTES: usize = 64 * 1024;
+/// The largest rule file read.
+pub const MAX_RULE_FILE_BYTES: u64 = 16 << 20;
+/// The largest message file scanned (`limits.max_message_size` is far below).
+pub const MAX_SCAN_FILE_BYTES: u64 = 1 << 30;
+
+/// Flags of `conbool scan`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ScanArgs {
+    /// Configuration file: `spam.rules`, `spam.threshold` and `[limits]` come from it.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// A rule file (repeatable); replaces `spam.rules`.
+    #[arg(long = "rules", value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
+    /// Replaces `spam.threshold` (default 5.0).
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// One JSON object per file and line: file, spam, flag, score, rules.
+    #[arg(long)]
+    pub json: bool,
+    /// Message files; `-` reads standard input.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+/// What scanning one message found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// The flag the relay would write (`X-Conbool-Flag: YES`).
+    pub spam: bool,
+    /// The score it would write.
+    pub score: f64,
+    /// The rules hit, by name.
+    pub rules: Vec<String>,
+    /// The public text of a `reject` rule that hit (within or after the window).
+    pub reject: Option<String>,
+    /// Why the relay would refuse the message before any verdict (header block too big).
+    pub error: Option<String>,
+}
+
+/// Reads and compiles rule files (the built-in set when `paths` is empty).
+pub fn load_rules(paths: &[PathBuf], threshold: f64) -> Result<Arc<CompiledRules>, String> {
+    if paths.is_empty() {
+        return Ok(CompiledRules::builtin(threshold));
+    }
+    let mut sources = Vec::with_capacity(paths.len());
+    for p in paths {
+        let mut text = String::new();
+        std::fs::File::open(p)
+            .and_then(|f| f.take(MAX_RULE_FILE_BYTES).read_to_string(&mut text))
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        sources.push(RuleSource {
+            origin: p.display().to_string(),
+            text,
+        });
+    }
+    CompiledRules::compile(&sources, threshold)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+/// Scans one message (file bytes: an mbox `From ` line is dropped, bare CR and LF become CRLF
+/// as under `bare_lf = "normalize"`).
+pub fn scan_message(rules: &Arc<CompiledRules>, limits: MessageLimits, msg: &[u8]) -> Outcome {
+    let msg = normalize(strip_from_line(msg));
+    let mut pipeline = Pipeline::new(limits);
+    let mut scan = Scan::new(Arc::clone(rules));
+    let mut window: Option<(crate::rules::Verdict, String)> = None;
+    let mut take_window = |pipeline: &mut Pipeline, scan: &Scan| {
+        if window.is_none() && pipeline.window_complete() {
+            window = Some((scan.verdict(), scan.hit_names()));
+            pipeline.release(&EditPlan::default());
+        }
+        while pipeline.poll_output().is_some() {}
+    };
+    let msg = Bytes::from(msg);
+    let mut at = 0;
+    while at < msg.len() {
+        let end = (at + PIECE_BYTES).min(msg.len());
+        if pipeline.feed(msg.slice(at..end), &mut scan).is_err() {
+            return refused("header block over limits.max_header_bytes");
+        }
+        take_window(&mut pipeline, &scan);
+        at = end;
+    }
+    if pipeline.finish(&mut scan).is_err() {
+        return refused("header block over limits.max_header_bytes");
+    }
+    scan.finish(msg.len() as u64);
+    take_window(&mut pipeline, &scan);
+    let last = scan.verdict();
+    let (v, names) = window.unwrap_or_else(|| (last.clone(), scan.hit_names()));
+    Outcome {
+        spam: v.spam,
+        score: v.score,
+        rules: names
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        reject: last.reject,
+        error: None,
+    }
+}
+
+fn refused(why: &str) -> Outcome {
+    Outcome {
+        spam: false,
+        score: 0.0,
+        rules: Vec::new(),
+        reject: None,
+        error: Some(why.to_string()),
+    }
+}
+
+/// Runs `conbool scan`.
+pub fn main(args: ScanArgs) -> ExitCode {
+    let (paths, mut threshold, limits) = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => (
+                c.spam.rules.clone(),
+                c.spam.threshold,
+                MessageLimits {
+                    max_header_bytes: c.limits.max_header_bytes,
+                    scan_window: c.limits.scan_window,
+                    max_mime_depth: MAX_MIME_DEPTH,
+                    max_mime_parts: MAX_MIME_PARTS,
+                },
+            ),
+            Err(e) => {
+                eprintln!("conbool scan: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => (Vec::new(), 5.0, default_limits()),
+    };
+    let paths = if args.rules.is_empty() {
+        paths
+    } else {
+        args.rules.clone()
+    };
+    if let Some(t) = args.threshold {
+        threshold = t;
+    }
+    let rules = match load_rules(&paths, threshold) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("conbool scan: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for file in &args.files {
+        let name = file.display().to_string();
+        let bytes = if name == "-" {
+            let mut b = Vec::new();
+            std::io::stdin()
+                .take(MAX_SCAN_FILE_BYTES)
+                .read_to_end(&mut b)
+                .map(|_| b)
+        } else {
+            read_file(file)
+        };
+        let line = match bytes {
+            Ok(b) => format_outcome(&name, &scan_message(&rules, limits, &b), args.json),
+            Err(e) => {
+                eprintln!("conbool scan: {name}: {e}");
+                continue;
+            }
+        };
+        if writeln!(out, "{line}").is_err() {
+            break;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut b = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_SCAN_FILE_BYTES)
+        .read_to_end(&mut b)?;
+    Ok(b)
+}
+
+/// The `[limits]` defaults of DESIGN.md §6.
+pub fn default_limits() -> MessageLimits {
+    MessageLimits {
+        max_header_bytes: 262_144,
+        scan_window: 65_536,
+        max_mime_depth: MAX_MIME_DEPTH,
+        max_mime_parts: MAX_MIME_PARTS,
+    }
+}
+
+/// One output line: text, or JSON with `file`, `spam`, `flag`, `score`, `rules` (plus `reject`
+/// and `error` when set).
+pub fn format_outcome(file: &str, o: &Outcome, json: bool) -> String {
+    let flag = if o.spam { "YES" } else { "NO" };
+    if json {
+        let rules: Vec<String> = o.rules.iter().map(|r| json_string(r)).collect();
+        let mut s = format!(
+            "{{\"file\":{},\"spam\":{},\"flag\":\"{flag}\",\"score\":{:.1},\"rules\":[{}]",
+            json_string(file),
+            o.spam,
+            o.score,
+            rules.join(",")
+        );
+        if let Some(r) = &o.reject {
+            s.push_str(&format!(",\"reject\":{}", json_string(r)));
+        }
+        if let Some(e) = &o.error {
+            s.push_str(&format!(",\"error\":{}", json_string(e)));
+        }
+        s.push('}');
+        s
+    } else {
+        let mut s = format!("{file}: {flag} {:.1} ({})", o.score, o.rules.join(","));
+        if let Some(r) = &o.reject {
+            s.push_str(&format!(" reject: {r}"));
+        }
+        if let Some(e) = &o.error {
+            s.push_str(&format!(" error: {e}"));
+        }
+        s
+    }
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Drops a leading mbox `From ` line.
+pub fn strip_from_line(msg: &[u8]) -> &[u8] {
+    if msg.starts_with(b"From ") {
+        match memchr::memchr(b'\n', msg) {
+            Some(nl) => &msg[nl + 1..],
+            None => &[],
+        }
+    } else {
+        msg
+    }
+}
+
+/// Bare CR and bare LF become CRLF.
+fn normalize(msg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.len() + msg.len() / 32);
+    let mut i = 0;
+    while i < msg.len() {
+        match msg[i] {
+            b'\r' if msg.get(i + 1) == Some(&b'\n') => {
+                out.extend_from_slice(b"\r\n");
+                i += 2;
+                continue;
+            }
+            b'\r' | b'\n' => out.extend_from_slice(b"\r\n"),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::GTUBE;
+
+    fn outcome(msg: &[u8]) -> Outcome {
+        scan_message(&CompiledRules::builtin(5.0), default_limits(), msg)
+    }
+
+    #[test]
+    fn gtube_is_flagged_and_plain_mail_is_not() {
+        let gtube = [b"From x@y Mon Jan 1 00:00:00 2024\nSubject: test\nDate: Mon, 1 Jan 2024 00:00:00 +0000\nMessage-ID: <a@b>\n\n".as_slice(), GTUBE, b"\n"].concat();
+        let o = outcome(&gtube);
+        assert!(o.spam, "{o:?}");
+        assert!(o.rules.contains(&"GTUBE".to_string()), "{o:?}");
+        let ham = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: lunch\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <1@example.com>\r\n\r\nSee you at noon.\r\n";
+        let o = outcome(ham);
+        assert!(!o.spam, "{o:?}");
+    }
+
+    #[test]
+    fn json_lines() {
+        let o = Outcome {
+            spam: true,
+            score: 7.25,
+            rules: vec!["A".into(), "B_C".into()],
+            reject: None,
+            error: None,
+        };
+        assert_eq!(
+            format_outcome("dir/a \"b\".eml", &o, true),
+            r#"{"file":"dir/a \"b\".eml","spam":true,"flag":"YES","score":7.2,"rules":["A","B_C"]}"#
+        );
+        assert_eq!(format_outcome("m.eml", &o, false), "m.eml: YES 7.2 (A,B_C)");
+    }
+
+    #[test]
+    fn normalizes_line_ends_and_strips_from_line() {
+        assert_eq!(normalize(b"a\nb\rc\r\nd"), b"a\r\nb\r\nc\r\nd");
+        assert_eq!(strip_from_line(b"From a b\nX: y\n"), b"X: y\n");
+        assert_eq!(strip_from_line(b"X: y\n"), b"X: y\n");
+    }
+
+    /// Header fields the corpus collectors added (see ../shared/corpus/README.md): dropped before
+    /// measuring, so no rule can learn from them.
+    const ARTEFACTS: &[&str] = &[
+        "x-spam-",
+        "x-bogosity",
+        "x-virus-scanned",
+        "x-keywords",
+        "x-uidl",
+        "x-mozilla-",
+        "x-account-key",
+        "status",
+        "x-status",
+    ];
+
+    fn without_artefacts(msg: &[u8]) -> Vec<u8> {
+        let msg = strip_from_line(msg);
+        let end = memchr::memmem::find(msg, b"\n\r\n")
+            .into_iter()
+            .chain(memchr::memmem::find(msg, b"\n\n"))
+            .min()
+            .map_or(msg.len(), |i| i + 1);
+        let mut out = Vec::with_capacity(msg.len());
+        let mut dropping = false;
+        for line in msg[..end].split_inclusive(|&b| b == b'\n') {
+            if !matches!(line.first(), Some(b' ' | b'\t')) {
+                let name = line.split(|&b| b == b':').next().unwrap_or(b"");
+                let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+                dropping = ARTEFACTS.iter().any(|a| {
+                    if a.ends_with('-') {
+                        name.starts_with(a)
+                    } else {
+                        name == *a
+                    }
+                });
+            }
+            if !dropping {
+                out.extend_from_slice(line);
+            }
+        }
+        out.extend_from_slice(&msg[end..]);
+        out
+    }
+
+    #[test]
+    fn artefacts_are_dropped() {
+        let m =
+            b"From: a\nX-Spam-Flag: YES\n  folded\nStatus: RO\nSubject: s\n\nX-Spam-Flag: body\n";
+        assert_eq!(
+            without_artefacts(m),
+            b"From: a\nSubject: s\n\nX-Spam-Flag: body\n".to_vec()
+        );
+    }
+
+    #[derive(Default, Clone, Copy)]
+    struct Counts {
+        tp: u32,
+        fp: u32,
+        fn_: u32,
+        tn: u32,
+    }
+
+    impl Counts {
+        fn row(&self, name: &str) -> String {
+            let p = f64::from(self.tp) / f64::from((self.tp + self.fp).max(1));
+            let r = f64::from(self.tp) / f64::from((self.tp + self.fn_).max(1));
+            let fpr = f64::from(self.fp) / f64::from((self.fp + self.tn).max(1));
+            format!(
+                "{name:14} {:5} {:5} {:5} {:5}   {:6.1}% {:6.1}% {:6.2}%",
+                self.tp,
+                self.fp,
+                self.fn_,
+                self.tn,
+                100.0 * p,
+                100.0 * r,
+                100.0 * fpr
+            )
+        }
+    }
+
+    /// Precision and recall of the built-in rules on the labelled corpus, per source and pooled,
+    /// through the real message pipeline, with collection artefacts removed. Prints the table
+    /// and the rules' hit counts; asserts only GTUBE and a pooled false-positive rate under 2%.
+    #[test]
+    fn corpus_precision_and_recall() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+        let Ok(labels) = std::fs::read_to_string(dir.join("labels.tsv")) else {
+            eprintln!("skipping: no corpus at {}", dir.display());
+            return;
+        };
+        let rules = CompiledRules::builtin(5.0);
+        let mut by_source: std::collections::BTreeMap<String, Counts> = Default::default();
+        let mut per_rule: std::collections::BTreeMap<String, (u32, u32)> = Default::default();
+        for line in labels.lines().skip(1) {
+            let mut f = line.split('\t');
+            let (Some(path), Some(label), Some(source)) = (f.next(), f.next(), f.next()) else {
+                continue;
+            };
+            let Ok(bytes) = std::fs::read(dir.join(path)) else {
+                continue;
+            };
+            let o = scan_message(&rules, default_limits(), &without_artefacts(&bytes));
+            let spam = label == "spam";
+            let c = by_source.entry(source.to_string()).or_default();
+            if !spam && o.spam {
+                println!(
+                    "false positive: {path} {:.1} ({})",
+                    o.score,
+                    o.rules.join(",")
+                );
+            }
+            match (spam, o.spam) {
+                (true, true) => c.tp += 1,
+                (false, true) => c.fp += 1,
+                (true, false) => c.fn_ += 1,
+                (false, false) => c.tn += 1,
+            }
+            for r in &o.rules {
+                let e = per_rule.entry(format!("{r} {source}")).or_default();
+                if spam {
+                    e.0 += 1
+                } else {
+                    e.1 += 1
+                }
+            }
+        }
+        let mut pooled = Counts::default();
+        println!("source            TP    FP    FN    TN   precision recall  FP rate");
+        for (s, c) in &by_source {
+            println!("{}", c.row(s));
+            pooled.tp += c.tp;
+            pooled.fp += c.fp;
+            pooled.fn_ += c.fn_;
+            pooled.tn += c.tn;
+        }
+        println!("{}", pooled.row("pooled"));
+        println!("rule hits (spam / ham):");
+        for (r, (s, h)) in &per_rule {
+            println!("  {r:28} {s:5} {h:5}");
+        }
+        for gtube in [
+            "malformed/spamassassin-tdata/spam/gtube.eml",
+            "malformed/rspamd/gtube.eml",
+        ] {
+            let Ok(bytes) = std::fs::read(dir.join(gtube)) else {
+                continue;
+            };
+            let o = scan_message(&rules, default_limits(), &bytes);
+            assert!(
+                o.spam && o.rules.iter().any(|r| r == "GTUBE"),
+                "{gtube}: {o:?}"
+            );
+        }
+        let fpr = f64::from(pooled.fp) / f64::from((pooled.fp + pooled.tn).max(1));
+        assert!(fpr < 0.02, "pooled false-positive rate {:.2}%", 100.0 * fpr);
+    }
+}

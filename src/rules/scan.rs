@@ -1,0 +1,438 @@
+//! Per-message scan state: consumes the message pipeline's [`ScanEvent`]s (and the envelope),
+//! carries automaton and line state across chunks, and produces the [`Verdict`].
+
+use std::sync::Arc;
+
+use crate::message::{ScanEvent, ScanSink};
+use crate::rules::compile::{CompiledRules, StreamMatcher};
+use crate::rules::file::Action;
+use crate::rules::line::{LineStream, MAX_LINE_BYTES};
+use crate::rules::phrase::PhraseStream;
+use crate::rules::verdict::{HitSet, Verdict};
+use crate::rules::RuleId;
+
+/// What the SMTP transaction says about a message, for envelope rules. The relay hands it to
+/// [`Scan::set_envelope`] before feeding events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// The `HELO`/`EHLO` name.
+    pub helo: String,
+    /// The client's address (after PROXY protocol).
+    pub client_ip: core::net::IpAddr,
+    /// The reverse path without angle brackets (empty for the null sender).
+    pub mail_from: String,
+    /// The forward paths without angle brackets.
+    pub rcpts: Vec<String>,
+}
+
+/// Per-message scan state.
+#[derive(Debug)]
+pub struct Scan {
+    rules: Arc<CompiledRules>,
+    hits: HitSet,
+    body: StreamState,
+    raw: StreamState,
+    /// Per presence slot: the header was seen.
+    seen: Vec<bool>,
+    header_done: bool,
+    /// Header and raw body bytes seen (an estimate of the size until `finish`).
+    size_seen: u64,
+    finished: bool,
+    scratch: Vec<u8>,
+    header_line: Vec<u8>,
+}
+
+/// Phrase and line state of one stream target.
+#[derive(Debug, Default)]
+struct StreamState {
+    phrases: PhraseStream,
+    lines: LineStream,
+    open: bool,
+}
+
+impl StreamState {
+    fn feed(&mut self, m: &StreamMatcher, chunk: &[u8], hits: &mut HitSet) {
+        self.open = true;
+        if let Some(p) = &m.phrases {
+            self.phrases.feed(p, chunk, hits);
+        }
+        if let Some(l) = &m.lines {
+            self.lines.feed(l, chunk, hits);
+        }
+    }
+
+    fn end(&mut self, m: &StreamMatcher, hits: &mut HitSet) {
+        if !self.open {
+            return;
+        }
+        self.open = false;
+        if let Some(p) = &m.phrases {
+            self.phrases.finish(p, hits);
+        }
+        if let Some(l) = &m.lines {
+            self.lines.finish(l, hits);
+        }
+    }
+
+    /// What ending the stream now would add, without ending it.
+    fn peek_end(&self, m: &StreamMatcher, hits: &mut HitSet) {
+        if !self.open {
+            return;
+        }
+        if let Some(p) = &m.phrases {
+            self.phrases.peek_end(p, hits);
+        }
+        if let Some(l) = &m.lines {
+            self.lines.peek_end(l, hits);
+        }
+    }
+}
+
+impl Scan {
+    /// A scan for one message.
+    pub fn new(rules: Arc<CompiledRules>) -> Scan {
+        Scan {
+            hits: HitSet::new(rules.len()),
+            seen: vec![false; rules.presence.len()],
+            rules,
+            body: StreamState::default(),
+            raw: StreamState::default(),
+            header_done: false,
+            size_seen: 0,
+            finished: false,
+            scratch: Vec::new(),
+            header_line: Vec::new(),
+        }
+    }
+
+    /// Envelope facts: HELO name, client address, sender and recipients.
+    pub fn set_envelope(&mut self, env: &Envelope) {
+        let rules = Arc::clone(&self.rules);
+        let helo = env.helo.as_bytes();
+        rules
+            .helo
+            .match_value(helo, &mut self.scratch, &mut self.hits);
+        let lower = helo.to_ascii_lowercase();
+        rules.helo.match_domain(&lower, &mut self.hits);
+        for &(net, id) in &rules.client_ip {
+            if net.contains(env.client_ip) {
+                self.hits.set(id);
+            }
+        }
+        let from = strip_brackets(env.mail_from.as_bytes());
+        rules
+            .mail_from
+            .match_value(from, &mut self.scratch, &mut self.hits);
+        rules
+            .mail_from
+            .match_domain(&domain_of(from), &mut self.hits);
+        for r in &env.rcpts {
+            let r = strip_brackets(r.as_bytes());
+            rules.rcpt.match_value(r, &mut self.scratch, &mut self.hits);
+            rules.rcpt.match_domain(&domain_of(r), &mut self.hits);
+        }
+    }
+
+    /// The message ended and was `total_size` bytes: size rules are decided, streams end, and
+    /// meta rules are evaluated. Events after this are ignored.
+    pub fn finish(&mut self, total_size: u64) {
+        if self.finished {
+            return;
+        }
+        let rules = Arc::clone(&self.rules);
+        self.body.end(&rules.body, &mut self.hits);
+        self.raw.end(&rules.raw, &mut self.hits);
+        if !self.header_done {
+            self.header_end();
+        }
+        self.size_seen = total_size;
+        let mut hits = self.final_hits();
+        for &(id, min, max) in &rules.size {
+            if min.map_or(true, |m| total_size >= m) && max.map_or(true, |m| total_size <= m) {
+                hits.set(id);
+            }
+        }
+        // Size rules may feed metas: evaluate them again with the final size.
+        for (id, e) in &rules.metas {
+            if e.eval(&hits) {
+                hits.set(*id);
+            }
+        }
+        self.hits = hits;
+        self.finished = true;
+    }
+
+    /// The verdict so far. Before [`Scan::finish`] it evaluates what is known as if the message
+    /// ended here (a phrase or line at the very end counts), except `max_bytes` size rules,
+    /// which need the final size. Final once `finish` was called.
+    pub fn verdict(&self) -> Verdict {
+        let hits = self.final_hits();
+        let mut v = Verdict::default();
+        for id in hits.iter() {
+            let Some(spec) = self.rules.specs.get(id.0 as usize) else {
+                continue;
+            };
+            match &spec.action {
+                Action::Reject(text) => {
+                    if v.reject.is_none() {
+                        v.reject = Some(text.clone());
+                    }
+                    if !spec.is_hidden() {
+                        v.hits.push(id);
+                    }
+                }
+                Action::Score(s) => {
+                    if !spec.is_hidden() {
+                        v.score += s;
+                        v.hits.push(id);
+                    }
+                }
+            }
+        }
+        // Ten-thousandths are all `X-Conbool-Score` shows; rounding keeps sums like
+        // 0.1 + 0.2 from reading 0.30000000000000004 in logs and JSON.
+        v.score = (v.score * 10_000.0).round() / 10_000.0;
+        v.spam = v.score >= self.rules.threshold();
+        v
+    }
+
+    /// The rules hit, by name, joined with commas (for `X-Conbool-Score` and logs).
+    pub fn hit_names(&self) -> String {
+        let v = self.verdict();
+        let names: Vec<&str> = v.hits.iter().map(|&id| self.rules.name(id)).collect();
+        names.join(",")
+    }
+
+    /// Every rule hit so far, sub-rules included (for rule self-tests).
+    pub(crate) fn all_hits(&self) -> HitSet {
+        self.final_hits()
+    }
+
+    fn final_hits(&self) -> HitSet {
+        let mut hits = self.hits.clone();
+        if self.finished {
+            return hits;
+        }
+        let rules = &self.rules;
+        self.body.peek_end(&rules.body, &mut hits);
+        self.raw.peek_end(&rules.raw, &mut hits);
+        for &(id, min, max) in &rules.size {
+            if max.is_none() && min.is_some_and(|m| self.size_seen >= m) {
+                hits.set(id);
+            }
+        }
+        for (id, e) in &rules.metas {
+            if e.eval(&hits) {
+                hits.set(*id);
+            }
+        }
+        hits
+    }
+
+    fn header(&mut self, depth: usize, name: &[u8], value: &[u8]) {
+        if depth != 0 || self.finished {
+            return;
+        }
+        self.size_seen += (name.len() + value.len() + 4) as u64;
+        let rules = Arc::clone(&self.rules);
+        if name.len() <= rules.max_header_name {
+            let mut key = [0u8; 256];
+            if let Some(key) = key.get_mut(..name.len()) {
+                key.copy_from_slice(name);
+                key.make_ascii_lowercase();
+                if let Some(&slot) = rules.presence.get(&key[..]) {
+                    if let Some(s) = self.seen.get_mut(slot) {
+                        *s = true;
+                    }
+                    for &(sl, id) in &rules.present_rules {
+                        if sl == slot {
+                            self.hits.set(id);
+                        }
+                    }
+                }
+                if let Some(m) = rules.headers.get(&key[..]) {
+                    m.match_value(value, &mut self.scratch, &mut self.hits);
+                }
+            }
+        }
+        if !rules.any_header.is_empty() {
+            let mut line = std::mem::take(&mut self.header_line);
+            line.clear();
+            line.extend_from_slice(name);
+            line.extend_from_slice(b": ");
+            line.extend_from_slice(&value[..value.len().min(MAX_LINE_BYTES)]);
+            rules
+                .any_header
+                .match_value(&line, &mut self.scratch, &mut self.hits);
+            self.header_line = line;
+        }
+    }
+
+    fn header_end(&mut self) {
+        if self.header_done {
+            return;
+        }
+        self.header_done = true;
+        self.size_seen += 2;
+        for &(slot, id) in &self.rules.absent_rules {
+            if !self.seen.get(slot).copied().unwrap_or(true) {
+                self.hits.set(id);
+            }
+        }
+    }
+
+    fn part_start(&mut self, content_type: &[u8], filename: Option<&[u8]>) {
+        let rules = Arc::clone(&self.rules);
+        // A new part's text is a new stream: phrases and lines do not run across parts.
+        self.body.end(&rules.body, &mut self.hits);
+        rules
+            .content_type
+            .match_value(content_type, &mut self.scratch, &mut self.hits);
+        if let Some(name) = filename {
+            // Windows drops trailing dots and spaces: `invoice.exe. ` runs as `invoice.exe`.
+            let end = name
+                .iter()
+                .rposition(|&b| !matches!(b, b'.' | b' ' | b'\t' | b'"'))
+                .map_or(0, |i| i + 1);
+            rules
+                .attachment_name
+                .match_value(&name[..end], &mut self.scratch, &mut self.hits);
+        }
+    }
+
+    fn url(&mut self, url: &[u8]) {
+        let rules = Arc::clone(&self.rules);
+        rules
+            .url
+            .match_value(url, &mut self.scratch, &mut self.hits);
+        if rules.url_host.is_empty() {
+            return;
+        }
+        let host = url_host(url).to_ascii_lowercase();
+        rules
+            .url_host
+            .match_value(&host, &mut self.scratch, &mut self.hits);
+        rules.url_host.match_domain(&host, &mut self.hits);
+    }
+}
+
+impl ScanSink for Scan {
+    fn event(&mut self, ev: ScanEvent<'_>) {
+        if self.finished {
+            return;
+        }
+        let rules = Arc::clone(&self.rules);
+        match ev {
+            ScanEvent::Header { depth, name, value } => self.header(depth, name, value),
+            ScanEvent::HeaderEnd => self.header_end(),
+            ScanEvent::PartStart {
+                content_type,
+                filename,
+                ..
+            } => self.part_start(content_type, filename),
+            ScanEvent::Text(chunk) => self.body.feed(&rules.body, chunk, &mut self.hits),
+            ScanEvent::RawBody(chunk) => {
+                self.size_seen += chunk.len() as u64;
+                self.raw.feed(&rules.raw, chunk, &mut self.hits);
+            }
+            ScanEvent::Url(u) => self.url(u),
+        }
+    }
+}
+
+impl Scan {
+    /// Whether rule `id` is hit so far (sub-rules included).
+    pub fn is_hit(&self, id: RuleId) -> bool {
+        self.final_hits().get(id)
+    }
+}
+
+fn strip_brackets(addr: &[u8]) -> &[u8] {
+    let a = addr.trim_ascii();
+    a.strip_prefix(b"<")
+        .and_then(|a| a.strip_suffix(b">"))
+        .unwrap_or(a)
+}
+
+/// The lower-cased domain of an address (after the last `@`; empty when there is none).
+fn domain_of(addr: &[u8]) -> Vec<u8> {
+    match memchr::memrchr(b'@', addr) {
+        Some(at) => addr[at + 1..].to_ascii_lowercase(),
+        None => Vec::new(),
+    }
+}
+
+/// The host part of a URL: after `scheme://` (when there is one), before the path, without
+/// user info, port, brackets' contents kept for IPv6 literals, trailing dot dropped.
+pub(crate) fn url_host(url: &[u8]) -> &[u8] {
+    let url = url.trim_ascii();
+    let rest = match memchr::memmem::find(&url[..url.len().min(32)], b"://") {
+        Some(i) => &url[i + 3..],
+        None => match url.iter().position(|&b| b == b':') {
+            // `mailto:user@host`
+            Some(i) if url[..i].eq_ignore_ascii_case(b"mailto") => &url[i + 1..],
+            _ => url,
+        },
+    };
+    let end = rest
+        .iter()
+        .position(|&b| matches!(b, b'/' | b'?' | b'#' | b'\\'))
+        .unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host = match memchr::memrchr(b'@', authority) {
+        Some(at) => &authority[at + 1..],
+        None => authority,
+    };
+    let host = if host.starts_with(b"[") {
+        match memchr::memchr(b']', host) {
+            Some(close) => &host[..close + 1],
+            None => host,
+        }
+    } else {
+        match memchr::memchr(b':', host) {
+            Some(colon) => &host[..colon],
+            None => host,
+        }
+    };
+    host.strip_suffix(b".").unwrap_or(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_hosts() {
+        let rows: &[(&str, &str, &str)] = &[
+            ("plain", "http://example.com/path", "example.com"),
+            (
+                "port_user",
+                "https://user:pw@Example.COM:8443/x?y",
+                "Example.COM",
+            ),
+            ("no_scheme", "www.example.com/a", "www.example.com"),
+            ("ipv6", "http://[2001:db8::1]:80/", "[2001:db8::1]"),
+            ("trailing_dot", "http://example.com./", "example.com"),
+            (
+                "at_trick",
+                "http://paypal.com@evil.example/login",
+                "evil.example",
+            ),
+            ("mailto", "mailto:someone@example.org", "example.org"),
+            (
+                "query_only",
+                "http://example.com?x=http://a.b",
+                "example.com",
+            ),
+            (
+                "backslash",
+                "http://evil.example\\@good.example/",
+                "evil.example",
+            ),
+            ("empty", "", ""),
+        ];
+        for (row, url, host) in rows {
+            assert_eq!(url_host(url.as_bytes()), host.as_bytes(), "{row}");
+        }
+    }
+}
