@@ -1,6 +1,12 @@
 //! The reactor: worker threads (one per core by default), each a `mio` loop with its own
 //! `SO_REUSEPORT` listeners, sessions, timers and next-hop pool. Only this room touches sockets
 //! and the clock. Workers share nothing on the hot path; reload and stop arrive as commands.
+//!
+//! TLS: [`RelayTls`] holds the rustls configurations of one configuration generation (built at
+//! start and on each reload, shared by every worker); when a session asks for STARTTLS, the
+//! worker wraps that socket in a [`tls::TlsSocket`] around a [`crate::tls::TlsPipe`]. A pooled
+//! next-hop connection keeps its TLS state, so it is one handshake per pooled connection, not
+//! per message ([`WorkerStats`] counts both sides).
 
 pub mod limiter;
 pub mod timer;
