@@ -9,3 +9,4 @@ mod peer;
 mod relay;
 mod soak;
 mod spoofing;
+mod tls;
