@@ -34,6 +34,10 @@ const CONN_BASE: usize = 2048;
 const POOL_BASE: usize = 1 << 48;
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
+/// Rounds of read → session → write one connection gets per turn of the loop; a connection
+/// with more to do is driven again next turn, after everyone else (no starvation by a client
+/// that pipelines or streams without pause).
+const DRIVE_ROUNDS_PER_TURN: usize = 16;
 /// Connect timeout toward a next hop.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an idle next-hop connection stays pooled.
@@ -147,6 +151,11 @@ pub struct Worker {
     stats: WorkerStats,
     wall: (Instant, SystemTime),
     log_messages: bool,
+    /// Connections whose turn ended with work left (see `DRIVE_ROUNDS_PER_TURN`).
+    again: Vec<usize>,
+    /// Where socket reads land before they are appended to a session's buffer: zeroed once,
+    /// so a read costs a copy of what arrived, not a clear of a whole chunk.
+    scratch: Box<[u8]>,
 }
 
 impl Worker {
@@ -181,6 +190,8 @@ impl Worker {
             stats: WorkerStats::default(),
             wall: (Instant::now(), SystemTime::now()),
             log_messages,
+            again: Vec::new(),
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
         })
     }
 
@@ -197,6 +208,11 @@ impl Worker {
                 .map(|t| t.saturating_duration_since(now))
                 .unwrap_or(Duration::from_secs(1))
                 .min(Duration::from_secs(1));
+            let timeout = if self.again.is_empty() {
+                timeout
+            } else {
+                Duration::ZERO
+            };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -230,6 +246,8 @@ impl Worker {
                     touched.push(key);
                 }
             }
+            // Connections left with work last turn go first this turn, then the new events.
+            touched.append(&mut self.again);
             touched.sort_unstable();
             touched.dedup();
             for &key in &touched {
@@ -393,9 +411,15 @@ impl Worker {
 
     /// Moves bytes until nothing more can move, then closes or re-arms the timer.
     fn drive(&mut self, key: usize, now: Instant) {
+        let mut rounds = 0;
         loop {
             if !self.conns.contains(key) {
                 return;
+            }
+            rounds += 1;
+            if rounds > DRIVE_ROUNDS_PER_TURN {
+                self.again.push(key);
+                break;
             }
             let mut progress = false;
             match self.client_to_session(key, now) {
@@ -462,7 +486,8 @@ impl Worker {
             if room == 0 {
                 return Step::Moved(false);
             }
-            return match read_some(&mut conn.client, conn.session.client_buffer(), room) {
+            let scratch = &mut self.scratch[..room];
+            return match read_some(&mut conn.client, conn.session.client_buffer(), scratch) {
                 Ok(0) => {
                     conn.readable = false;
                     conn.client_eof = true;
@@ -588,7 +613,8 @@ impl Worker {
             None => {
                 let room = conn.session.downstream_read_room().min(READ_CHUNK);
                 if d.readable && room > 0 {
-                    match read_some(&mut d.stream, conn.session.downstream_buffer(), room) {
+                    let scratch = &mut self.scratch[..room];
+                    match read_some(&mut d.stream, conn.session.downstream_buffer(), scratch) {
                         Ok(0) => failed = Some("connection closed by next hop".to_string()),
                         Ok(_) => {
                             conn.session.handle_downstream_data(now);
@@ -1106,14 +1132,15 @@ impl Worker {
     }
 }
 
-/// Reads at most `max` bytes into the end of `buf`.
-fn read_some(stream: &mut TcpStream, buf: &mut bytes::BytesMut, max: usize) -> io::Result<usize> {
-    let start = buf.len();
-    buf.resize(start + max, 0);
-    let r = stream.read(&mut buf[start..]);
-    let n = *r.as_ref().unwrap_or(&0);
-    buf.truncate(start + n);
-    r
+/// Reads at most `scratch.len()` bytes from `stream` and appends them to `buf`.
+fn read_some(
+    stream: &mut TcpStream,
+    buf: &mut bytes::BytesMut,
+    scratch: &mut [u8],
+) -> io::Result<usize> {
+    let n = stream.read(scratch)?;
+    buf.extend_from_slice(&scratch[..n]);
+    Ok(n)
 }
 
 /// Whether a non-blocking connect finished (`Ok(false)`: not yet).

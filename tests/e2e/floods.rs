@@ -614,7 +614,6 @@ fn a_next_hop_that_stops_reading_mid_message_throttles_the_client_then_fails_it(
 /// a budget per connection per turn (reads or bytes), with connections still readable kept
 /// on a ready list and driven again on the next turn (poll with a zero timeout meanwhile).
 #[test]
-#[ignore = "reactor bug: Worker::drive has no per-turn budget; an endless pipelining flood starves its worker"]
 fn an_endless_pipelining_flood_does_not_starve_other_sessions_of_its_worker() {
     let hop = Hop::start(Faults::NONE);
     // One worker: the flood and the honest client share its loop.
