@@ -52,6 +52,14 @@ pub enum MessageError {
 }
 
 /// What the scanner is told, in message order. Slices borrow from the call that emits them.
+///
+/// `Header`, `HeaderEnd` and `PartStart` come in the same order however the input is cut.
+/// Between two of them, the concatenated `RawBody` bytes, the concatenated `Text` and the set
+/// of `Url`s are the same too; how `RawBody` and `Text` are cut into events, and where a `Url`
+/// falls among them, depends on the cuts (scanners carry state across events). `RawBody`
+/// carries every byte after the top-level header block exactly once, in order, part headers
+/// and boundary lines included; a part's `Text` and `Url`s all come before the next
+/// structural event.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ScanEvent<'a> {
     /// A header field of the message or of a MIME part: name as sent, value unfolded and
