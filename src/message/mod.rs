@@ -13,6 +13,8 @@
 //! The pipeline copies only the top-level header block (to hand out field slices) and decoded
 //! text; body bytes go out as `Bytes` slices of the pieces they came in.
 
+#![forbid(unsafe_code)]
+
 use std::collections::VecDeque;
 
 use bytes::Bytes;
