@@ -122,7 +122,9 @@ const HEADER_RESERVE: usize = 8 * 1024;
 pub struct Pipeline {
     limits: MessageLimits,
     walker: Walker,
-    /// Copy of the top-level header block (at most `max_header_bytes`), for field slices.
+    /// The top-level header block, for field slices: a slice of the first piece when that held
+    /// all of it (no copy), else a copy (at most `max_header_bytes`) in `header`.
+    header_shared: Option<Bytes>,
     header: Vec<u8>,
     /// Pieces fed before `release`, in order.
     held: Vec<Bytes>,
@@ -140,6 +142,7 @@ impl Pipeline {
         Pipeline {
             limits,
             walker: Walker::new(limits),
+            header_shared: None,
             header: Vec::new(),
             held: Vec::new(),
             out: VecDeque::new(),
@@ -167,17 +170,21 @@ impl Pipeline {
             let room = self.limits.max_header_bytes.saturating_sub(self.seen);
             let (head, tail) = rest.split_at(rest.len().min(room));
             let before = self.seen;
-            if self.header.capacity() == 0 {
-                self.header.reserve(room.min(HEADER_RESERVE));
-            }
             self.walker.feed(head, sink);
             self.seen += head.len();
-            // Copy only what belongs to the header block (the body stays in the pieces).
-            let keep = self
-                .walker
-                .header_end
-                .map_or(head.len(), |end| end.saturating_sub(before).min(head.len()));
-            self.header.extend_from_slice(&head[..keep]);
+            match self.walker.header_end {
+                Some(end) if before == 0 => self.header_shared = Some(piece.slice(..end)),
+                end => {
+                    // Copy only what belongs to the header block (the body stays in the pieces).
+                    if self.header.capacity() == 0 {
+                        self.header.reserve(room.min(HEADER_RESERVE));
+                    }
+                    let keep = end.map_or(head.len(), |end| {
+                        end.saturating_sub(before).min(head.len())
+                    });
+                    self.header.extend_from_slice(&head[..keep]);
+                }
+            }
             rest = tail;
             if let Some(end) = self.walker.header_end {
                 self.header.truncate(end);
@@ -239,7 +246,7 @@ impl Pipeline {
         self.walker
             .fields
             .iter()
-            .filter_map(|f| edit::field_parts(&self.header, f))
+            .filter_map(|f| edit::field_parts(self.header_block(), f))
             .collect()
     }
 
@@ -248,7 +255,7 @@ impl Pipeline {
         self.walker
             .fields
             .iter()
-            .filter_map(|f| edit::field_parts(&self.header, f))
+            .filter_map(|f| edit::field_parts(self.header_block(), f))
             .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .count()
     }
@@ -262,7 +269,8 @@ impl Pipeline {
         }
         self.released = true;
         let held = std::mem::take(&mut self.held);
-        edit::apply(plan, &self.walker.fields, &self.header, held, &mut self.out);
+        let header = self.header_shared.as_deref().unwrap_or(&self.header);
+        edit::apply(plan, &self.walker.fields, header, held, &mut self.out);
     }
 
     /// Whether `release` has happened.
@@ -273,6 +281,11 @@ impl Pipeline {
     /// The next output piece for the next hop (only after `release`).
     pub fn poll_output(&mut self) -> Option<Bytes> {
         self.out.pop_front()
+    }
+
+    /// The top-level header block as far as it is known.
+    fn header_block(&self) -> &[u8] {
+        self.header_shared.as_deref().unwrap_or(&self.header)
     }
 }
 
