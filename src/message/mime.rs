@@ -27,11 +27,12 @@ use memchr::{memchr, memmem};
 
 use super::ctype::{Cte, PartInfo};
 use super::decode::{decode_rfc2047, Base64Decoder, Charset, QpDecoder};
-use super::header::{classify, find_lf, trim_wsp, FieldAcc, LineClass, MAX_FIELD_BYTES, MAX_NAME_LEN};
+use super::header::{
+    classify, find_lf, trim_wsp, FieldAcc, LineClass, MAX_FIELD_BYTES, MAX_NAME_LEN,
+};
 use super::html::HtmlText;
 use super::url::UrlFinder;
 use super::{MessageLimits, ScanEvent, ScanSink};
-
 
 /// Bytes of a line starting with `--` examined when deciding whether it is a boundary line
 /// (room for `--`, a 200-byte boundary, `--` and trailing whitespace).

@@ -179,9 +179,8 @@ impl Pipeline {
                     if self.header.capacity() == 0 {
                         self.header.reserve(room.min(HEADER_RESERVE));
                     }
-                    let keep = end.map_or(head.len(), |end| {
-                        end.saturating_sub(before).min(head.len())
-                    });
+                    let keep =
+                        end.map_or(head.len(), |end| end.saturating_sub(before).min(head.len()));
                     self.header.extend_from_slice(&head[..keep]);
                 }
             }
