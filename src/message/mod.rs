@@ -5,13 +5,15 @@
 //! Owns: header parsing, MIME walk, base64/QP/RFC 2047 decoding, the edit plan.
 //! Must not touch: SMTP framing, rule logic.
 //!
-//! Layout: [`header`] classifies header lines and accumulates fields, [`mime`] is the walker
-//! (header blocks, boundaries, part bodies), [`decode`] holds the base64, quoted-printable,
-//! RFC 2047/2231 and charset decoders, [`html`] and [`url`] reduce text for the scanner, and
-//! [`edit`] builds the output from the held input pieces and an [`EditPlan`].
+//! Layout: `header` classifies header lines and accumulates fields, `mime` is the walker
+//! (header blocks, boundaries, part bodies), `ctype` reads Content-Type and friends, `decode`
+//! holds the base64, quoted-printable, RFC 2047/2231 and charset decoders, `html` and `url`
+//! reduce text for the scanner, and `edit` builds the output from the held input pieces and an
+//! [`EditPlan`].
 //!
-//! The pipeline copies only the top-level header block (to hand out field slices) and decoded
-//! text; body bytes go out as `Bytes` slices of the pieces they came in.
+//! Nothing is copied but decoded text, one field at a time for the scanner, and the top-level
+//! header block when it spans several pieces (to hand out field slices); the output is made of
+//! `Bytes` slices of the pieces as they came in, plus the plan's new fields.
 
 #![forbid(unsafe_code)]
 
@@ -602,7 +604,8 @@ mod tests {
         }
     }
 
-    /// Every labelled message and every file under `malformed/`, mbox `From ` line stripped.
+    /// Every labelled message and every file under `malformed/` and `smtp/` (SMTP smuggling
+    /// payloads: odd line ends), mbox `From ` line stripped.
     fn corpus_messages(dir: &Path) -> Vec<(String, Vec<u8>)> {
         let mut paths = Vec::new();
         if let Ok(labels) = std::fs::read_to_string(dir.join("labels.tsv")) {
@@ -613,6 +616,7 @@ mod tests {
             }
         }
         files_under(&dir.join("malformed"), &mut paths);
+        files_under(&dir.join("smtp"), &mut paths);
         paths
             .into_iter()
             .filter_map(|p| {
