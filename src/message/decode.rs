@@ -267,19 +267,27 @@ fn qp_text(src: &[u8], out: &mut Vec<u8>) -> (usize, bool) {
     let dst = &mut out[base..];
     let (mut r, mut w) = (0, 0);
     let at_eq = loop {
-        // Eight bytes without `=` at a time.
+        // A word at a time: copy everything before the first `=`.
         while let Some(word) = src.get(r..r + 8) {
             let mut a = [0u8; 8];
             a.copy_from_slice(word);
             let x = u64::from_le_bytes(a) ^ 0x3D3D_3D3D_3D3D_3D3D;
-            if x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080 != 0 {
-                break;
-            }
+            let eq = x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080;
+            // The lowest flagged byte is a true `=` (false positives only sit above one).
+            let k = if eq == 0 {
+                8
+            } else {
+                (eq.trailing_zeros() / 8) as usize
+            };
+            // Store all eight (output never runs ahead of input, so they fit); keep `k`.
             if let Some(d) = dst.get_mut(w..w + 8) {
                 d.copy_from_slice(word);
             }
-            r += 8;
-            w += 8;
+            r += k;
+            w += k;
+            if k < 8 {
+                break;
+            }
         }
         match src.get(r) {
             None => break false,

@@ -599,15 +599,39 @@ impl HtmlText {
         let dst = &mut out[base..];
         let mut w = 0;
         let mut last_space = self.last_space;
-        for &b in text {
-            // Branch-free: write every byte (a space for whitespace), advance unless it is
-            // whitespace after whitespace.
+        let mut r = 0;
+        while r < text.len() {
+            if let Some(word) = text.get(r..r + 8) {
+                // Copy everything before the first byte below 0x21 (all whitespace is).
+                let mut a = [0u8; 8];
+                a.copy_from_slice(word);
+                let v = u64::from_le_bytes(a);
+                let low = v.wrapping_sub(0x2121_2121_2121_2121) & !v & 0x8080_8080_8080_8080;
+                let k = if low == 0 {
+                    8
+                } else {
+                    (low.trailing_zeros() / 8) as usize
+                };
+                if k > 0 {
+                    // Store all eight (output never runs ahead of input, so they fit).
+                    if let Some(d) = dst.get_mut(w..w + 8) {
+                        d.copy_from_slice(word);
+                    }
+                    r += k;
+                    w += k;
+                    last_space = false;
+                    continue;
+                }
+            }
+            // One byte: whitespace (or a control byte), or the tail.
+            let b = text[r];
             let space = is_space(b);
             if let Some(d) = dst.get_mut(w) {
                 *d = if space { b' ' } else { b };
             }
             w += usize::from(!(space && last_space));
             last_space = space;
+            r += 1;
         }
         out.truncate(base + w);
         self.last_space = last_space;

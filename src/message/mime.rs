@@ -27,13 +27,12 @@ use memchr::{memchr, memmem};
 
 use super::ctype::{Cte, PartInfo};
 use super::decode::{decode_rfc2047, Base64Decoder, Charset, QpDecoder};
-use super::header::{classify, find_lf, FieldAcc, LineClass, MAX_NAME_LEN};
+use super::header::{
+    classify, find_lf, trim_wsp, FieldAcc, LineClass, MAX_FIELD_BYTES, MAX_NAME_LEN,
+};
 use super::html::HtmlText;
 use super::url::UrlFinder;
 use super::{MessageLimits, ScanEvent, ScanSink};
-
-#[cfg(doc)]
-use super::header::MAX_FIELD_BYTES;
 
 /// Bytes of a line starting with `--` examined when deciding whether it is a boundary line
 /// (room for `--`, a 200-byte boundary, `--` and trailing whitespace).
@@ -276,6 +275,9 @@ impl Walker {
         let n = match class {
             LineClass::Field { name_len, colon } => {
                 self.finish_field(sink);
+                if let Some(n) = self.single_line_field(data, &carry, nl, name_len, colon, sink) {
+                    return n;
+                }
                 self.h.field.start(name_len, colon);
                 self.h.field_start = self.h.line_start;
                 self.line_bytes_classified(&carry, sink);
@@ -426,6 +428,53 @@ impl Walker {
         self.end_header(sink);
     }
 
+    /// A field line that is all in `data` (not carried) and whose next line visibly does not
+    /// continue it: emitted straight from `data`, as [`FieldAcc`] would have kept it, without
+    /// copying. Returns the bytes consumed, or `None` for the general path.
+    fn single_line_field(
+        &mut self,
+        data: &[u8],
+        carry: &[u8],
+        nl: Option<usize>,
+        name_len: usize,
+        colon: usize,
+        sink: &mut dyn ScanSink,
+    ) -> Option<usize> {
+        let k = nl?;
+        let next = *data.get(k + 1)?;
+        if !carry.is_empty() || next == b' ' || next == b'\t' {
+            return None;
+        }
+        let line = &data[..k];
+        let content = line.strip_suffix(b"\r").unwrap_or(line);
+        let content = &content[..content.len().min(MAX_FIELD_BYTES)];
+        if !self.h.top {
+            sink.event(ScanEvent::RawBody(&data[..=k]));
+        }
+        let name = &content[..name_len.min(content.len())];
+        let value = trim_wsp(content.get(colon + 1..).unwrap_or(b""));
+        emit_field(
+            &mut self.part,
+            &mut self.decoded,
+            self.h.depth,
+            name,
+            value,
+            sink,
+        );
+        let end = self.pos + k + 1;
+        if self.h.top {
+            self.fields.push(FieldSpan {
+                start: self.h.line_start,
+                end,
+                name_len,
+                colon,
+            });
+        }
+        self.h.line = HLine::Start;
+        self.h.line_start = end;
+        Some(k + 1)
+    }
+
     /// Emits the field being read, if any, and takes note of it.
     fn finish_field(&mut self, sink: &mut dyn ScanSink) {
         if !self.h.field.active {
@@ -433,20 +482,14 @@ impl Walker {
         }
         self.h.field.end();
         let f = &self.h.field;
-        let unfolded = f.value();
-        self.part.on_field(f.name(), unfolded);
-        let value: &[u8] = if has_encoded_word(unfolded) {
-            self.decoded.clear();
-            decode_rfc2047(unfolded, &mut self.decoded);
-            &self.decoded
-        } else {
-            unfolded
-        };
-        sink.event(ScanEvent::Header {
-            depth: self.h.depth,
-            name: f.name(),
-            value,
-        });
+        emit_field(
+            &mut self.part,
+            &mut self.decoded,
+            self.h.depth,
+            f.name(),
+            f.value(),
+            sink,
+        );
         if self.h.top {
             self.fields.push(FieldSpan {
                 start: self.h.field_start,
@@ -889,6 +932,27 @@ fn emit_text(
     sink.event(ScanEvent::Text(text));
     let mut on_url = |u: &[u8]| sink.event(ScanEvent::Url(u));
     urls.feed(text, &mut on_url);
+}
+
+/// One complete field (its value unfolded and trimmed): noted for the part, then told to the
+/// scanner with encoded-words decoded.
+fn emit_field(
+    part: &mut PartInfo,
+    decoded: &mut Vec<u8>,
+    depth: usize,
+    name: &[u8],
+    unfolded: &[u8],
+    sink: &mut dyn ScanSink,
+) {
+    part.on_field(name, unfolded);
+    let value: &[u8] = if has_encoded_word(unfolded) {
+        decoded.clear();
+        decode_rfc2047(unfolded, decoded);
+        decoded
+    } else {
+        unfolded
+    };
+    sink.event(ScanEvent::Header { depth, name, value });
 }
 
 /// Whether `s` has `=?` (where an RFC 2047 encoded-word could start).
