@@ -548,6 +548,7 @@ impl Worker {
             if !names.is_empty() {
                 conn.session.set_client_cert_names(&names);
             }
+            conn.session.set_tls_description(t.pipe.description());
             // Clears whatever plaintext was pipelined after STARTTLS before any decrypted
             // byte goes in.
             conn.session.client_tls_started(now);

@@ -230,6 +230,7 @@ pub struct Session {
     server: Server,
     trust: Trust,
     tls_active: bool,
+    tls_description: Option<String>,
     client_in: BytesMut,
     client_out: Vec<u8>,
     down_in: BytesMut,
@@ -264,6 +265,7 @@ impl Session {
             server,
             trust,
             tls_active: false,
+            tls_description: None,
             client_in: BytesMut::with_capacity(4096),
             client_out: Vec::with_capacity(1024),
             down_in: BytesMut::new(),
@@ -455,6 +457,12 @@ impl Session {
             client.tls_started();
         }
         self.pump(now);
+    }
+
+    /// The client side's TLS version and cipher (`TLSv1.3:TLS13_AES_256_GCM_SHA384`), for
+    /// `Received`.
+    pub fn set_tls_description(&mut self, description: Option<String>) {
+        self.tls_description = description;
     }
 
     /// A verified client certificate's names (after the TLS handshake): may make the client
@@ -847,6 +855,7 @@ impl Session {
             let stamp = Stamp {
                 trust: self.trust,
                 tls: self.tls_active,
+                tls_description: self.tls_description.as_deref(),
                 helo: self.server.helo().unwrap_or("unknown"),
                 esmtp: self.server.is_extended(),
                 id: message_id(self.info.conn_id, self.msg_seq),
@@ -1216,6 +1225,7 @@ impl Session {
 struct Stamp<'a> {
     trust: Trust,
     tls: bool,
+    tls_description: Option<&'a str>,
     helo: &'a str,
     esmtp: bool,
     id: String,
@@ -1268,6 +1278,7 @@ fn decide(snap: &Snapshot, st: &Stamp<'_>, txn: &mut Txn) -> Result<(), SessionE
             by: &config.server.hostname,
             esmtp: st.esmtp,
             tls: st.tls,
+            tls_description: st.tls_description,
             id: &st.id,
             single_rcpt: single.as_deref(),
             when: st.when,
