@@ -122,6 +122,7 @@ pub fn check(path: &Path) -> Report {
         system_roots: None,
     };
     files.check_all(&config);
+    rules_section(&config, path, &mut report);
     exchange_section(&config, path, &mut report);
     if report.is_ok() {
         let tenants = config.tenants.len();
@@ -133,6 +134,33 @@ pub fn check(path: &Path) -> Report {
         ));
     }
     report
+}
+
+/// The rules: `spam.rules` (or the built-in set) compile, and every rule's inline tests pass.
+fn rules_section(config: &Config, path: &Path, report: &mut Report) {
+    let file = path.display();
+    let readable = config.spam.rules.iter().all(|p| p.is_file());
+    if !readable {
+        return; // the referenced-file checks already named the missing file
+    }
+    match crate::cli::scan::load_rules(&config.spam.rules, config.spam.threshold) {
+        Ok(rules) => {
+            let failed = rules.self_test();
+            for problem in &failed {
+                report
+                    .problems
+                    .push(format!("{file}: spam.rules: rule test failed: {problem}"));
+            }
+            if !failed.is_empty() {
+                return;
+            }
+            report.notes.push(format!(
+                "{file}: spam.rules: {} rules compiled, inline tests pass",
+                rules.len()
+            ));
+        }
+        Err(e) => report.problems.push(format!("{file}: spam.rules: {e}")),
+    }
 }
 
 /// The Exchange section: settings that Exchange's connectors would refuse or that would make
@@ -612,6 +640,20 @@ client_key = "client-key.pem"
         dir.write("rules.toml", "# rules\n");
         let config = dir.write("conbool.toml", CONFIG);
         (dir, config)
+    }
+
+    #[test]
+    fn a_rule_file_that_does_not_compile_is_a_problem() {
+        let world = World::new();
+        let (dir, config) = valid_setup_in("badrules", &world);
+        dir.write("rules.toml", "[[rule]]\nname = \"X\"\n");
+        let report = check(&config);
+        assert!(
+            report.problems.iter().any(|p| p.contains("spam.rules")),
+            "{:?}",
+            report.problems
+        );
+        assert_eq!(report.code(), 1);
     }
 
     #[test]
