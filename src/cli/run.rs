@@ -202,6 +202,25 @@ pub fn main(args: RunArgs) -> ExitCode {
     }
 }
 
+/// Settings the configuration accepts (they are in the contract) but this version does not act
+/// on yet: said at start so nobody relies on them unknowingly.
+pub fn not_yet_in_effect(config: &crate::config::Config) -> Vec<String> {
+    let mut lines = Vec::new();
+    if config.server.metrics.is_some() {
+        lines.push("server.metrics is set, but the metrics endpoint is not built yet".to_string());
+    }
+    if config.server.proxy_protocol {
+        lines.push("server.proxy_protocol is on, but PROXY protocol is not built yet: connections are taken as they come".to_string());
+    }
+    for t in config.tenants.iter().filter(|t| t.disclaimer.is_some()) {
+        lines.push(format!(
+            "tenant {}: disclaimer is set, but disclaimers are not built yet",
+            t.name
+        ));
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,23 +261,4 @@ mod tests {
         };
         assert!(stats_line(&stats).contains(" next_hop_tls_handshakes=3 "));
     }
-}
-
-/// Settings the configuration accepts (they are in the contract) but this version does not act
-/// on yet: said at start so nobody relies on them unknowingly.
-pub fn not_yet_in_effect(config: &crate::config::Config) -> Vec<String> {
-    let mut lines = Vec::new();
-    if config.server.metrics.is_some() {
-        lines.push("server.metrics is set, but the metrics endpoint is not built yet".to_string());
-    }
-    if config.server.proxy_protocol {
-        lines.push("server.proxy_protocol is on, but PROXY protocol is not built yet: connections are taken as they come".to_string());
-    }
-    for t in config.tenants.iter().filter(|t| t.disclaimer.is_some()) {
-        lines.push(format!(
-            "tenant {}: disclaimer is set, but disclaimers are not built yet",
-            t.name
-        ));
-    }
-    lines
 }
