@@ -59,5 +59,11 @@ fuzz_target!(|input: (u16, &[u8])| {
     let msg = Bytes::copy_from_slice(data);
     let whole = run(&msg, msg.len());
     let split = run(&msg, usize::from(cut) % (msg.len() + 1));
+    // A header block over the limit is refused whatever the cut; how many of its fields were
+    // seen before the limit was hit depends on where the cut falls, and nothing is forwarded.
+    if !whole.0 || !split.0 {
+        assert_eq!(whole.0, split.0, "the header limit does not depend on the cut");
+        return;
+    }
     assert_eq!(whole, split);
 });
