@@ -179,6 +179,28 @@ def main():
     if not payloads:
         print("skipping the smuggling payloads: no shared corpus")
 
+    # 6. STARTTLS: openssl verifies the relay's chain and name; swaks sends over TLS.
+    ca = os.environ.get("TLS_CA")
+    if ca:
+        r = subprocess.run(["openssl", "s_client", "-starttls", "smtp", "-connect", "127.0.0.1:2545",
+                            "-CAfile", ca, "-verify_hostname", "mail.conbool.com",
+                            "-verify_return_error", "-brief"],
+                           input="QUIT\n", capture_output=True, text=True, timeout=30)
+        out = r.stdout + r.stderr
+        check("openssl s_client -starttls smtp verifies the relay's certificate",
+              r.returncode == 0 and "Verification: OK" in out, out[-600:])
+        listing = saved()
+        r = subprocess.run(["swaks", "--server", "127.0.0.1:2545", "--tls", "--tls-verify",
+                            "--tls-ca-path", ca, "--tls-sni", "mail.conbool.com",
+                            "--from", "a@example.com", "--to", "tls@example.com",
+                            "--header", "Subject: swaks over TLS"],
+                           capture_output=True, text=True, timeout=60)
+        ok = r.returncode == 0 and wait_for(len(listing) + 1)
+        got = read(newer_than(listing)[-1]) if ok else b""
+        check("swaks --tls → conbool: delivered, Received says ESMTPS with the cipher",
+              ok and b"with ESMTPS" in got and b"(using TLSv1." in got,
+              (r.stdout[-400:] + r.stderr[-300:]) if not ok else got[:500])
+
     print(f"interop: {passed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -4,9 +4,9 @@
 //! Layers, bottom up (an arrow means "may use"):
 //!
 //! ```text
-//! reactor ──▶ relay ──▶ smtp, message, rules, tls       cli ──▶ everything
-//!    │           └────▶ metrics
-//!    └──▶ config, metrics
+//! reactor ──▶ relay ──▶ smtp, message, rules       cli ──▶ everything
+//!    ├──▶ tls
+//!    └──▶ config
 //! ```
 //!
 //! `smtp`, `message` and `rules` are pure cores: bytes and time in, bytes, events and verdicts

@@ -33,8 +33,8 @@ enum Command {
     Sink(cli::sink::SinkArgs),
     /// The corpus replayer: a load generator with latency histograms.
     Replay(cli::replay::ReplayArgs),
-    // Integrator: `run`, `sink`, `replay`, `demo`, `scan` and `exchange` join here, one
-    // variant and one `cli::<name>::main(args)` arm each.
+    /// Print the PowerShell that sets up Exchange's connectors and transport rules for a tenant.
+    Exchange(cli::exchange::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::main(args),
         Command::Sink(args) => cli::sink::main(args),
         Command::Replay(args) => cli::replay::main(args),
+        Command::Exchange(args) => cli::exchange::main(args),
     }
 }
 

@@ -1,18 +1,31 @@
 //! `conbool check --config FILE`: validates a configuration file and the files it refers to
 //! (certificates, keys, CA files, rule files), explaining each problem on its own line.
 //!
-//! The file checks here are the basics: each file is readable, PEM certificate files hold
-//! certificates, key files hold a private key that rustls can use, and a key matches the first
-//! certificate of its chain. Chain, name and expiry checks belong to the TLS module.
+//! Each file must be readable; PEM certificate files must hold certificates, key files a
+//! private key that rustls can use, and a key must match the first certificate of its chain.
+//! Certificate chains (`tls.cert`, a tenant's `client_cert`) are then checked the way a peer
+//! will see them: the own certificate first and each one issued and signed by the next (DER
+//! issuer and subject names, and the signature with the next one's key), ending at a root
+//! the system store knows (else a warning: an intermediate may be missing, or the CA is
+//! private); nothing expired or not yet valid, with the days left; the extended key usage
+//! right for the role. CA files must hold CA certificates. A tenant that verifies its next
+//! hop without a client certificate gets a warning. Whether the certificates name
+//! `server.hostname` is part of the Exchange section (`exchange::check_warnings`).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::Config;
+use crate::cli::exchange;
+use crate::config::{Config, NextHopTls};
+use crate::tls::inspect::{self, CertInfo};
+
+/// A certificate that expires within this many days gets a warning.
+pub const EXPIRY_WARNING_DAYS: i64 = 21;
 
 /// The largest certificate, key or rule file read (a big CA bundle is a few hundred KiB).
 pub const MAX_REFERENCED_FILE_BYTES: u64 = 16 << 20;
@@ -105,8 +118,12 @@ pub fn check(path: &Path) -> Report {
     let mut files = Files {
         file: path,
         report: &mut report,
+        now: SystemTime::now(),
+        system_roots: None,
     };
     files.check_all(&config);
+    rules_section(&config, path, &mut report);
+    exchange_section(&config, path, &mut report);
     if report.is_ok() {
         let tenants = config.tenants.len();
         let listen: Vec<String> = config.server.listen.iter().map(|a| a.to_string()).collect();
@@ -119,18 +136,73 @@ pub fn check(path: &Path) -> Report {
     report
 }
 
+/// The rules: `spam.rules` (or the built-in set) compile, and every rule's inline tests pass.
+fn rules_section(config: &Config, path: &Path, report: &mut Report) {
+    let file = path.display();
+    let readable = config.spam.rules.iter().all(|p| p.is_file());
+    if !readable {
+        return; // the referenced-file checks already named the missing file
+    }
+    match crate::cli::scan::load_rules(&config.spam.rules, config.spam.threshold) {
+        Ok(rules) => {
+            let failed = rules.self_test();
+            for problem in &failed {
+                report
+                    .problems
+                    .push(format!("{file}: spam.rules: rule test failed: {problem}"));
+            }
+            if !failed.is_empty() {
+                return;
+            }
+            report.notes.push(format!(
+                "{file}: spam.rules: {} rules compiled, inline tests pass",
+                rules.len()
+            ));
+        }
+        Err(e) => report.problems.push(format!("{file}: spam.rules: {e}")),
+    }
+}
+
+/// The Exchange section: settings that Exchange's connectors would refuse or that would make
+/// mail loop (see [`exchange::check_warnings`]). Warnings only: the relay runs without Exchange.
+fn exchange_section(config: &Config, path: &Path, report: &mut Report) {
+    let file = path.display();
+    for w in exchange::check_warnings(config) {
+        report
+            .warnings
+            .push(format!("{file}: {}: Exchange: {}", w.key, w.message));
+    }
+}
+
 /// The referenced-file checks, writing into one report.
 struct Files<'a> {
     file: &'a Path,
     report: &'a mut Report,
+    now: SystemTime,
+    /// Subjects of the system trust anchors, loaded on first use.
+    system_roots: Option<Vec<Vec<u8>>>,
+}
+
+/// What a certificate chain is for.
+#[derive(Clone, Copy)]
+enum Role {
+    /// `tls.cert`: the relay's own certificate.
+    Server,
+    /// A tenant's `client_cert`, presented to its next hop.
+    Client,
 }
 
 impl Files<'_> {
     fn check_all(&mut self, config: &Config) {
+        let hostname = config.server.hostname.as_str();
         if let Some(tls) = &config.tls {
-            self.cert_and_key("tls.cert", &tls.cert, "tls.key", &tls.key);
+            if let Some(chain) = self.cert_and_key("tls.cert", &tls.cert, "tls.key", &tls.key) {
+                self.chain("tls.cert", &tls.cert, &chain, Role::Server);
+            }
             if let Some(ca) = &tls.client_ca {
-                self.certs("tls.client_ca", ca);
+                if let Some(certs) = self.certs("tls.client_ca", ca) {
+                    self.ca_file("tls.client_ca", ca, &certs);
+                }
             }
         }
         for (i, rules) in config.spam.rules.iter().enumerate() {
@@ -141,29 +213,48 @@ impl Files<'_> {
         }
         for (i, t) in config.tenants.iter().enumerate() {
             if let Some(ca) = &t.next_hop_ca {
-                self.certs(&format!("tenant[{i}].next_hop_ca"), ca);
+                let key = format!("tenant[{i}].next_hop_ca");
+                if let Some(certs) = self.certs(&key, ca) {
+                    self.ca_file(&key, ca, &certs);
+                }
             }
             if let (Some(cert), Some(key)) = (&t.client_cert, &t.client_key) {
-                self.cert_and_key(
-                    &format!("tenant[{i}].client_cert"),
-                    cert,
-                    &format!("tenant[{i}].client_key"),
-                    key,
-                );
+                let cert_key = format!("tenant[{i}].client_cert");
+                let chain =
+                    self.cert_and_key(&cert_key, cert, &format!("tenant[{i}].client_key"), key);
+                if let Some(chain) = chain {
+                    self.chain(&cert_key, cert, &chain, Role::Client);
+                }
+            } else if t.next_hop_tls == NextHopTls::Verify
+                && !exchange::is_exchange_online(&t.next_hop)
+            {
+                // (Exchange Online next hops get their own, more specific warning.)
+                self.report.warnings.push(format!(
+                    "{}: tenant[{i}].client_cert: absent while next_hop_tls = \"verify\": \
+                     Exchange's inbound connector (TlsSenderCertificateName {hostname}) \
+                     identifies the relay by its client certificate",
+                    self.file.display()
+                ));
             }
         }
     }
 
     /// A certificate chain and its key; when both read, the key must match the first
-    /// certificate.
-    fn cert_and_key(&mut self, cert_key: &str, cert: &Path, key_key: &str, key: &Path) {
+    /// certificate. Returns the chain when it is usable.
+    fn cert_and_key(
+        &mut self,
+        cert_key: &str,
+        cert: &Path,
+        key_key: &str,
+        key: &Path,
+    ) -> Option<Vec<CertificateDer<'static>>> {
         let chain = self.certs(cert_key, cert);
         let private = self.private_key(key_key, key);
         let (Some(chain), Some(private)) = (chain, private) else {
-            return;
+            return None;
         };
         let provider = rustls::crypto::ring::default_provider();
-        if let Err(e) = rustls::sign::CertifiedKey::from_der(chain, private, &provider) {
+        if let Err(e) = rustls::sign::CertifiedKey::from_der(chain.clone(), private, &provider) {
             let message = match e {
                 rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
                     format!("does not match the first certificate in {cert_key}")
@@ -171,6 +262,197 @@ impl Files<'_> {
                 other => format!("unusable with {cert_key}: {other}"),
             };
             self.problem(key_key, key, &message);
+            return None;
+        }
+        Some(chain)
+    }
+
+    /// A chain as its peers will see it: order and signatures, completeness, validity,
+    /// names and key usage.
+    fn chain(&mut self, key: &str, path: &Path, chain: &[CertificateDer<'_>], role: Role) {
+        let mut infos = Vec::with_capacity(chain.len());
+        for (i, der) in chain.iter().enumerate() {
+            match CertInfo::parse(der) {
+                Ok(info) => infos.push(info),
+                Err(e) => {
+                    let msg = format!("certificate #{} cannot be read: {e}", i + 1);
+                    return self.problem(key, path, &msg);
+                }
+            }
+        }
+        let Some(leaf) = infos.first() else {
+            return;
+        };
+        let own = match role {
+            Role::Server => "the server's own certificate",
+            Role::Client => "the client certificate",
+        };
+        if leaf.is_ca {
+            let msg = format!(
+                "certificate #1 ({}) is a CA certificate: the file must start with {own}, \
+                 then its intermediates",
+                leaf.subject_cn
+            );
+            self.problem(key, path, &msg);
+        }
+        for (i, pair) in infos.windows(2).enumerate() {
+            let (child, parent) = (&pair[0], &pair[1]);
+            if child.issuer != parent.subject {
+                let msg = format!(
+                    "certificate #{} ({}) is issued by {}, but the next one, #{}, is {}: \
+                     the chain is out of order or holds an unrelated certificate",
+                    i + 1,
+                    child.subject_cn,
+                    child.issuer_cn,
+                    i + 2,
+                    parent.subject_cn
+                );
+                self.problem(key, path, &msg);
+            } else if !child.is_signed_by(parent) {
+                let msg = format!(
+                    "certificate #{} ({}) names #{} ({}) as its issuer, but its signature does \
+                     not verify with that certificate's key",
+                    i + 1,
+                    child.subject_cn,
+                    i + 2,
+                    parent.subject_cn
+                );
+                self.problem(key, path, &msg);
+            }
+        }
+        self.completeness(key, path, &infos);
+        self.validity(key, path, &infos);
+        let (role_ok, usage) = match role {
+            Role::Server => (leaf.eku_server, "serverAuth"),
+            Role::Client => (leaf.eku_client, "clientAuth"),
+        };
+        if leaf.has_eku && !role_ok {
+            let msg = format!(
+                "certificate #1 ({}) does not allow {usage} in its extended key usage: peers \
+                 will refuse it",
+                leaf.subject_cn
+            );
+            self.problem(key, path, &msg);
+        }
+    }
+
+    /// The chain should end at a root peers already trust (the system store), or include
+    /// its root.
+    fn completeness(&mut self, key: &str, path: &Path, infos: &[CertInfo]) {
+        let Some(last) = infos.last() else {
+            return;
+        };
+        if last.is_self_issued() {
+            if infos.len() == 1 {
+                let msg = format!(
+                    "a single self-signed certificate ({}): only peers that trust it directly \
+                     will accept it",
+                    last.subject_cn
+                );
+                self.warning(key, path, &msg);
+            } else {
+                let msg = format!(
+                    "ends with the self-signed root {}; peers need it in their own trust store \
+                     anyway, so it may be left out",
+                    last.subject_cn
+                );
+                self.note(key, path, &msg);
+            }
+            return;
+        }
+        let roots = self
+            .system_roots
+            .get_or_insert_with(inspect::system_root_subjects);
+        if roots.contains(&last.issuer) {
+            let msg = format!(
+                "chain of {} complete up to {}, a root in the system trust store",
+                infos.len(),
+                last.issuer_cn
+            );
+            self.note(key, path, &msg);
+        } else {
+            let msg = format!(
+                "the chain ends at {} (issued by {}), which is neither in the file nor in the \
+                 system trust store: an intermediate is missing, or the CA is private (peers \
+                 must then trust it explicitly)",
+                last.subject_cn, last.issuer_cn
+            );
+            self.warning(key, path, &msg);
+        }
+    }
+
+    /// Nothing expired or not yet valid; days left on the first certificate.
+    fn validity(&mut self, key: &str, path: &Path, infos: &[CertInfo]) {
+        for (i, info) in infos.iter().enumerate() {
+            if self.now < info.not_before {
+                let msg = format!(
+                    "certificate #{} ({}) is not valid before {}",
+                    i + 1,
+                    info.subject_cn,
+                    inspect::date(info.not_before)
+                );
+                self.problem(key, path, &msg);
+            } else if self.now > info.not_after {
+                let msg = format!(
+                    "certificate #{} ({}) expired on {}",
+                    i + 1,
+                    info.subject_cn,
+                    inspect::date(info.not_after)
+                );
+                self.problem(key, path, &msg);
+            }
+        }
+        let Some(leaf) = infos.first() else {
+            return;
+        };
+        let days = leaf.days_left(self.now);
+        if days >= 0 {
+            let msg = format!(
+                "{} valid until {} ({days} days left)",
+                leaf.subject_cn,
+                inspect::date(leaf.not_after)
+            );
+            self.note(key, path, &msg);
+            if days < EXPIRY_WARNING_DAYS {
+                let msg = format!(
+                    "{} expires in {days} days ({})",
+                    leaf.subject_cn,
+                    inspect::date(leaf.not_after)
+                );
+                self.warning(key, path, &msg);
+            }
+        }
+    }
+
+    /// A CA file: every certificate should be a CA that is currently valid.
+    fn ca_file(&mut self, key: &str, path: &Path, certs: &[CertificateDer<'_>]) {
+        for (i, der) in certs.iter().enumerate() {
+            let info = match CertInfo::parse(der) {
+                Ok(info) => info,
+                Err(e) => {
+                    let msg = format!("certificate #{} cannot be read: {e}", i + 1);
+                    self.problem(key, path, &msg);
+                    continue;
+                }
+            };
+            if !info.is_ca {
+                let msg = format!(
+                    "certificate #{} ({}) is not a CA certificate (basicConstraints cA is not \
+                     set): it cannot vouch for others",
+                    i + 1,
+                    info.subject_cn
+                );
+                self.warning(key, path, &msg);
+            }
+            if self.now > info.not_after {
+                let msg = format!(
+                    "certificate #{} ({}) expired on {}",
+                    i + 1,
+                    info.subject_cn,
+                    inspect::date(info.not_after)
+                );
+                self.warning(key, path, &msg);
+            }
         }
     }
 
@@ -265,6 +547,14 @@ impl Files<'_> {
         ));
     }
 
+    fn warning(&mut self, key: &str, path: &Path, message: &str) {
+        self.report.warnings.push(format!(
+            "{}: {key}: {}: {message}",
+            self.file.display(),
+            path.display()
+        ));
+    }
+
     fn note(&mut self, key: &str, path: &Path, message: &str) {
         self.report.notes.push(format!(
             "{}: {key}: {}: {message}",
@@ -277,6 +567,7 @@ impl Files<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::testpki::{Authority, World};
 
     /// A directory under the system temp dir, removed on drop.
     struct TempDir(PathBuf);
@@ -319,6 +610,9 @@ next_hop_tls = "verify"
 next_hop_ca = "ca.pem"
 trusted_cert_names = ["mx.a.example"]
 
+client_cert = "client.pem"
+client_key = "client-key.pem"
+
 [[tenant]]
 name = "b.example"
 next_hop = "127.0.0.1:2527"
@@ -326,21 +620,40 @@ client_cert = "client.pem"
 client_key = "client-key.pem"
 "#;
 
-    /// A directory with every file `CONFIG` names, all valid.
+    /// A directory with every file `CONFIG` names, all valid: a private PKI (root →
+    /// intermediate → leaf, for the server and for clients), each chain file ending with its
+    /// root so that no warning is due.
     fn valid_setup(name: &str) -> (TempDir, PathBuf) {
+        valid_setup_in(name, &World::new())
+    }
+
+    fn valid_setup_in(name: &str, world: &World) -> (TempDir, PathBuf) {
         let dir = TempDir::new(name);
-        let server = rcgen::generate_simple_self_signed(vec!["mail.conbool.com".to_string()])
-            .expect("server cert");
-        let client = rcgen::generate_simple_self_signed(vec!["mail.conbool.com".to_string()])
-            .expect("client cert");
-        dir.write("cert.pem", &server.cert.pem());
-        dir.write("key.pem", &server.key_pair.serialize_pem());
-        dir.write("ca.pem", &(server.cert.pem() + &client.cert.pem()));
-        dir.write("client.pem", &client.cert.pem());
-        dir.write("client-key.pem", &client.key_pair.serialize_pem());
+        dir.write("cert.pem", &(world.server_chain_pem() + &world.root.pem()));
+        dir.write("key.pem", &world.server.key_pem());
+        dir.write("ca.pem", &(world.root.pem() + &world.client_root.pem()));
+        dir.write(
+            "client.pem",
+            &(world.client_chain_pem() + &world.client_root.pem()),
+        );
+        dir.write("client-key.pem", &world.client.key_pem());
         dir.write("rules.toml", "# rules\n");
         let config = dir.write("conbool.toml", CONFIG);
         (dir, config)
+    }
+
+    #[test]
+    fn a_rule_file_that_does_not_compile_is_a_problem() {
+        let world = World::new();
+        let (dir, config) = valid_setup_in("badrules", &world);
+        dir.write("rules.toml", "[[rule]]\nname = \"X\"\n");
+        let report = check(&config);
+        assert!(
+            report.problems.iter().any(|p| p.contains("spam.rules")),
+            "{:?}",
+            report.problems
+        );
+        assert_eq!(report.code(), 1);
     }
 
     #[test]
@@ -369,7 +682,137 @@ client_key = "client-key.pem"
         assert!(String::from_utf8(out)
             .unwrap()
             .ends_with("listening on 127.0.0.1:2525\n"));
-        assert!(err.is_empty());
+        assert!(err.is_empty(), "{}", String::from_utf8_lossy(&err));
+        assert!(
+            notes.contains("mail.conbool.com valid until 4096-01-01"),
+            "{notes}"
+        );
+        assert!(notes.contains("ends with the self-signed root"), "{notes}");
+    }
+
+    #[test]
+    fn chain_problems_are_named() {
+        let world = World::new();
+        let inter = world.intermediate.pem();
+        let root = world.root.pem();
+        let leaf = world.server.pem();
+        let expired = world.intermediate.expired_leaf(&["mail.conbool.com"]);
+        let other_name = world.intermediate.leaf(&["other.example"]);
+        let look_alike = Authority::root("Conbool Test Intermediate");
+        let server_only = {
+            let mut params =
+                rcgen::CertificateParams::new(vec!["mail.conbool.com".to_string()]).unwrap();
+            params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = params.self_signed(&key).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        struct Row<'a> {
+            name: &'a str,
+            /// (file, contents) written over the valid setup.
+            files: Vec<(&'a str, String)>,
+            /// Words in a problem (Some) or, with `None`, in a warning.
+            problem: Option<&'a str>,
+            warning: Option<&'a str>,
+        }
+        let key = world.server.key_pem();
+        let rows = vec![
+            Row {
+                name: "out_of_order",
+                files: vec![("cert.pem", leaf.clone() + &root + &inter)],
+                problem: Some("is issued by Conbool Test Intermediate, but the next one, #2, is Conbool Test Root"),
+                warning: None,
+            },
+            Row {
+                name: "missing_intermediate",
+                files: vec![("cert.pem", leaf.clone())],
+                problem: None,
+                warning: Some("neither in the file nor in the system trust store"),
+            },
+            Row {
+                name: "look_alike_intermediate",
+                files: vec![("cert.pem", leaf.clone() + &look_alike.pem())],
+                problem: Some("its signature does not verify"),
+                warning: None,
+            },
+            Row {
+                name: "expired",
+                files: vec![
+                    ("cert.pem", expired.chain_pem(&[&world.intermediate])),
+                    ("key.pem", expired.key_pem()),
+                ],
+                problem: Some("certificate #1 (mail.conbool.com) expired on 2001-01-01"),
+                warning: None,
+            },
+            Row {
+                name: "hostname_not_covered",
+                files: vec![
+                    ("cert.pem", other_name.chain_pem(&[&world.intermediate]) + &root),
+                    ("key.pem", other_name.key_pem()),
+                ],
+                problem: None,
+                warning: Some("server.hostname: Exchange: mail.conbool.com is not a name"),
+            },
+            Row {
+                name: "client_cert_without_client_auth",
+                files: vec![
+                    ("client.pem", server_only.0.clone()),
+                    ("client-key.pem", server_only.1.clone()),
+                ],
+                problem: Some("does not allow clientAuth"),
+                warning: None,
+            },
+            Row {
+                name: "ca_file_with_a_leaf",
+                files: vec![("ca.pem", root.clone() + &leaf)],
+                problem: None,
+                warning: Some("#2 (mail.conbool.com) is not a CA certificate"),
+            },
+            Row {
+                name: "valid_key_still_valid",
+                files: vec![("key.pem", key.clone())],
+                problem: None,
+                warning: None,
+            },
+        ];
+        for row in rows {
+            let (dir, config) = valid_setup_in(row.name, &world);
+            for (file, contents) in &row.files {
+                dir.write(file, contents);
+            }
+            let report = check(&config);
+            let problems = report.problems.join("\n");
+            let warnings = report.warnings.join("\n");
+            match row.problem {
+                Some(words) => assert!(problems.contains(words), "row {}: {problems}", row.name),
+                None => assert!(report.is_ok(), "row {}: {problems}", row.name),
+            }
+            match row.warning {
+                Some(words) => assert!(warnings.contains(words), "row {}: {warnings}", row.name),
+                None if row.problem.is_none() => {
+                    assert!(warnings.is_empty(), "row {}: {warnings}", row.name)
+                }
+                None => {}
+            }
+        }
+    }
+
+    #[test]
+    fn verify_without_a_client_certificate_is_a_warning() {
+        let (dir, _config) = valid_setup("verify_no_client_cert");
+        let text = CONFIG.replacen(
+            "client_cert = \"client.pem\"\nclient_key = \"client-key.pem\"\n\n[[tenant]]",
+            "\n[[tenant]]",
+            1,
+        );
+        let config = dir.write("conbool.toml", &text);
+        let report = check(&config);
+        assert!(report.is_ok(), "{:?}", report.problems);
+        let warnings = report.warnings.join("\n");
+        assert!(
+            warnings.contains("tenant[0].client_cert: absent while next_hop_tls = \"verify\""),
+            "{warnings}"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod demo;
+pub mod exchange;
 pub mod replay;
 pub mod run;
 pub mod scan;

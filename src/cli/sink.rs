@@ -9,6 +9,11 @@
 //!
 //! Programmatic use: [`Sink::spawn`] binds (port 0 is fine), runs the loop on its own thread and
 //! returns a [`SinkHandle`] with the bound address, live [`SinkStats`] and a stop switch.
+//!
+//! With a TLS configuration ([`SinkOptions::tls`]; `--tls-cert`/`--tls-key`) it offers
+//! STARTTLS; with `--client-ca` it asks for a client certificate, and with
+//! `--require-client-cert` it refuses clients without one (as Exchange's inbound connector
+//! does).
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -31,6 +36,7 @@ use crate::config::BareLf;
 use crate::smtp::error::{reply_for, SessionError};
 use crate::smtp::reply::Reply;
 use crate::smtp::server::{Event, Server, ServerParams};
+use crate::tls::{self, ServerConfig, TlsPipe};
 
 /// Flags of `conbool sink` (DESIGN.md §5).
 #[derive(clap::Args, Debug, Clone)]
@@ -57,8 +63,11 @@ pub struct SinkArgs {
     #[arg(long, value_name = "F", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Request and verify client certificates against this CA file.
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_name = "F", requires = "tls_cert")]
     pub client_ca: Option<PathBuf>,
+    /// Refuse the TLS handshake of clients without a certificate from `--client-ca`.
+    #[arg(long, requires = "client_ca")]
+    pub require_client_cert: bool,
     /// Print the summary at exit as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -84,6 +93,8 @@ pub struct SinkOptions {
     pub hostname: String,
     /// Advertised in `SIZE`; larger messages get `552 5.3.4`.
     pub max_message_size: u64,
+    /// Offer STARTTLS with this configuration.
+    pub tls: Option<Arc<ServerConfig>>,
 }
 
 impl Default for SinkOptions {
@@ -97,6 +108,7 @@ impl Default for SinkOptions {
             keep_messages: false,
             hostname: "sink.conbool.invalid".to_string(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            tls: None,
         }
     }
 }
@@ -124,6 +136,12 @@ const MAX_PENDING_REPLIES: usize = 256 * 1024;
 /// How often command and data timeouts are checked.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 
+/// Ciphertext read from a TLS client and not yet taken by its pipe.
+const MAX_CIPHERTEXT_IN: usize = 64 * 1024;
+
+/// How long a client has for its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Counters of one sink, cumulative since it started.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SinkStats {
@@ -145,6 +163,12 @@ pub struct SinkStats {
     pub messages_not_kept: u64,
     /// Maildir write or rename failures (each message answered `451`).
     pub maildir_errors: u64,
+    /// TLS handshakes completed (after STARTTLS).
+    pub tls_handshakes: u64,
+    /// Of those, clients that presented a verified certificate.
+    pub tls_client_certs: u64,
+    /// TLS handshakes that failed (bad or missing client certificate, garbage, timeout).
+    pub tls_failures: u64,
     /// The first [`MAX_TRACKED_CONNECTIONS`] connections, in accept order.
     pub per_connection: Vec<ConnectionStats>,
 }
@@ -175,6 +199,8 @@ pub struct ReceivedMessage {
     pub data: Vec<u8>,
     /// It arrived with BDAT.
     pub bdat: bool,
+    /// It arrived over TLS.
+    pub tls: bool,
 }
 
 /// Starts sinks.
@@ -294,16 +320,20 @@ impl SinkStopper {
 /// `conbool sink`: runs until SIGINT or SIGTERM, then prints a summary (text, or JSON with
 /// `--json`) on stdout.
 pub fn main(args: SinkArgs) -> ExitCode {
-    if args.tls_cert.is_some() || args.client_ca.is_some() {
-        eprintln!("conbool sink: TLS sink arrives with the TLS work (--tls-cert, --client-ca)");
-        return ExitCode::from(2);
-    }
+    let tls = match tls_from_args(&args) {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("conbool sink: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let opts = SinkOptions {
         listen: args.listen,
         maildir: args.maildir.clone(),
         tempfail_pct: args.tempfail,
         reject_pct: args.reject,
         seed: args.seed,
+        tls,
         ..SinkOptions::default()
     };
     let signals = match signal_hook::iterator::Signals::new([
@@ -352,6 +382,18 @@ pub fn main(args: SinkArgs) -> ExitCode {
     }
 }
 
+/// The TLS configuration the flags ask for (`None` without `--tls-cert`).
+pub fn tls_from_args(args: &SinkArgs) -> Result<Option<Arc<ServerConfig>>, String> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let config = match (&args.client_ca, args.require_client_cert) {
+        (Some(ca), true) => tls::server_config_requiring_client_cert(cert, key, ca),
+        (ca, _) => tls::server_config(cert, key, ca.as_deref()),
+    };
+    config.map(Some).map_err(|e| e.to_string())
+}
+
 /// The summary as text, one fact per line.
 pub fn stats_text(stats: &SinkStats, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64();
@@ -381,6 +423,13 @@ pub fn stats_text(stats: &SinkStats, elapsed: Duration) -> String {
     if stats.maildir_errors > 0 {
         let _ = writeln!(s, "  maildir     {} write errors", stats.maildir_errors);
     }
+    if stats.tls_handshakes + stats.tls_failures > 0 {
+        let _ = writeln!(
+            s,
+            "  tls         {} handshakes ({} with a client certificate), {} failed",
+            stats.tls_handshakes, stats.tls_client_certs, stats.tls_failures
+        );
+    }
     s
 }
 
@@ -396,6 +445,9 @@ pub fn stats_json(stats: &SinkStats, elapsed: Duration) -> String {
     j.field_u64("aborted", stats.aborted);
     j.field_u64("bytes_accepted", stats.bytes_accepted);
     j.field_u64("maildir_errors", stats.maildir_errors);
+    j.field_u64("tls_handshakes", stats.tls_handshakes);
+    j.field_u64("tls_client_certs", stats.tls_client_certs);
+    j.field_u64("tls_failures", stats.tls_failures);
     j.finish()
 }
 
@@ -508,12 +560,35 @@ struct Conn {
     server: Server,
     inbuf: BytesMut,
     reads: ReadSizer,
+    /// Reply plaintext (before STARTTLS straight to the socket, after it into the pipe).
     out: Vec<u8>,
     out_pos: usize,
     writable_interest: bool,
     eof: bool,
     incoming: Option<Incoming>,
     stats_slot: Option<usize>,
+    /// The core accepted STARTTLS: once its `220` is queued, the socket becomes TLS.
+    starttls_pending: bool,
+    tls: Option<Box<SinkTls>>,
+}
+
+/// A connection's TLS side: ciphertext in and out around the pipe.
+#[derive(Debug)]
+struct SinkTls {
+    pipe: TlsPipe,
+    cipher_in: BytesMut,
+    reads: ReadSizer,
+    /// Bytes for the socket: the plain `220` first, then ciphertext.
+    cipher_out: Vec<u8>,
+    cipher_pos: usize,
+    started: bool,
+    deadline: Instant,
+}
+
+impl SinkTls {
+    fn pending(&self) -> usize {
+        self.cipher_out.len() - self.cipher_pos
+    }
 }
 
 struct Loop {
@@ -541,7 +616,7 @@ impl Loop {
             bare_lf: BareLf::Accept,
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(180),
-            starttls: false,
+            starttls: opts.tls.is_some(),
             tls_required: false,
             binarymime: true,
         };
@@ -636,6 +711,8 @@ impl Loop {
                 eof: false,
                 incoming: None,
                 stats_slot,
+                starttls_pending: false,
+                tls: None,
             });
             // The greeting is queued: send it without waiting for a readiness event.
             self.drive(key, now);
@@ -654,13 +731,20 @@ impl Loop {
             }
             // Backpressure: a client that pipelines without reading its replies is not read
             // further until they drain.
-            if conn.out.len() - conn.out_pos > MAX_PENDING_REPLIES {
+            let ciphertext = conn.tls.as_ref().map_or(0, |t| t.pending());
+            if conn.out.len() - conn.out_pos + ciphertext > MAX_PENDING_REPLIES {
                 break;
             }
-            match conn
-                .reads
-                .read(&mut conn.stream, &mut conn.inbuf, MAX_INBUF)
-            {
+            let read = if conn.tls.is_some() {
+                self.read_tls(key)
+            } else {
+                conn.reads
+                    .read(&mut conn.stream, &mut conn.inbuf, MAX_INBUF)
+            };
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            match read {
                 Ok(ReadStatus::Data(n)) => {
                     let before = conn.inbuf.len();
                     self.pump(key, now);
@@ -699,7 +783,11 @@ impl Loop {
             self.close(key);
             return;
         }
-        let pending = conn.out_pos < conn.out.len();
+        let pending = conn.out_pos < conn.out.len()
+            || conn
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.pending() > 0 || t.pipe.wants_write());
         if (conn.eof || conn.server.is_closing()) && !pending {
             self.close(key);
             return;
@@ -750,6 +838,88 @@ impl Loop {
                 break;
             }
         }
+        self.start_tls(key, now);
+    }
+
+    /// After the core's `220` to STARTTLS is queued: that reply goes out in plain text, then
+    /// everything on the socket is TLS.
+    fn start_tls(&mut self, key: usize, now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !std::mem::take(&mut conn.starttls_pending) {
+            return;
+        }
+        let pipe = self
+            .opts
+            .tls
+            .clone()
+            .and_then(|config| TlsPipe::new_server(config).ok());
+        let Some(pipe) = pipe else {
+            conn.eof = true;
+            return;
+        };
+        let first = conn.out.split_off(conn.out_pos);
+        conn.out.clear();
+        conn.out_pos = 0;
+        conn.tls = Some(Box::new(SinkTls {
+            pipe,
+            cipher_in: BytesMut::new(),
+            reads: ReadSizer::default(),
+            cipher_out: first,
+            cipher_pos: 0,
+            started: false,
+            deadline: now + TLS_HANDSHAKE_TIMEOUT,
+        }));
+    }
+
+    /// One read through TLS: ciphertext from the socket into the pipe, the handshake's end
+    /// to the core, plaintext into `inbuf`. Reports `Data(n)` when anything moved (so the
+    /// caller pumps and comes back), `WouldBlock` only when nothing did.
+    fn read_tls(&mut self, key: usize) -> io::Result<ReadStatus> {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Ok(ReadStatus::WouldBlock);
+        };
+        let Some(t) = conn.tls.as_mut() else {
+            return Ok(ReadStatus::WouldBlock);
+        };
+        let status = t
+            .reads
+            .read(&mut conn.stream, &mut t.cipher_in, MAX_CIPHERTEXT_IN)?;
+        let used = match t.pipe.read_tls(&t.cipher_in) {
+            Ok(used) => used,
+            Err(e) => {
+                // Send the alert, then give up on the connection.
+                t.pipe.write_tls(&mut t.cipher_out);
+                let _ = flush(conn);
+                lock(&self.shared.stats).tls_failures += 1;
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
+            }
+        };
+        let _ = t.cipher_in.split_to(used);
+        let mut moved = used;
+        if !t.started && !t.pipe.is_handshaking() {
+            t.started = true;
+            conn.server.tls_started();
+            let mut stats = lock(&self.shared.stats);
+            stats.tls_handshakes += 1;
+            stats.tls_client_certs += u64::from(t.pipe.peer_has_certificate());
+            moved += 1;
+        }
+        if t.started {
+            let room = MAX_INBUF.saturating_sub(conn.inbuf.len());
+            moved += t.pipe.read_plaintext(&mut conn.inbuf, room);
+        }
+        Ok(match status {
+            ReadStatus::Data(n) => ReadStatus::Data(n + moved),
+            _ if moved > 0 => ReadStatus::Data(moved),
+            ReadStatus::Eof if !t.started => {
+                lock(&self.shared.stats).tls_failures += 1;
+                ReadStatus::Eof
+            }
+            _ if t.pipe.peer_closed() => ReadStatus::Eof,
+            other => other,
+        })
     }
 
     fn handle_event(&mut self, key: usize, ev: Event) {
@@ -837,8 +1007,8 @@ impl Loop {
                     self.discard_file(inc.file);
                 }
             }
-            // STARTTLS is never offered; a core that emits it anyway gets the session closed.
-            Event::StartTls => conn.eof = true,
+            // Offered only with a TLS configuration (`start_tls` closes otherwise).
+            Event::StartTls => conn.starttls_pending = true,
             Event::Close => {}
         }
     }
@@ -857,6 +1027,10 @@ impl Loop {
         }
         self.discard_file(inc.file.take());
         let slot = self.conns.get(key).and_then(|c| c.stats_slot);
+        let tls = self
+            .conns
+            .get(key)
+            .is_some_and(|c| c.tls.as_ref().is_some_and(|t| t.started));
         let mut stats = lock(&self.shared.stats);
         let (reply, accepted) = if maildir_failed {
             stats.maildir_errors += 1;
@@ -901,6 +1075,7 @@ impl Loop {
                         rcpts: inc.rcpts,
                         data,
                         bdat: inc.bdat,
+                        tls,
                     });
                 }
                 None if self.opts.keep_messages => stats.messages_not_kept += 1,
@@ -918,6 +1093,20 @@ impl Loop {
     }
 
     fn sweep_timeouts(&mut self, now: Instant) {
+        let slow_tls: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.tls
+                    .as_ref()
+                    .is_some_and(|t| !t.started && t.deadline <= now)
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for key in slow_tls {
+            lock(&self.shared.stats).tls_failures += 1;
+            self.close(key);
+        }
         let due: Vec<usize> = self
             .conns
             .iter()
@@ -952,6 +1141,11 @@ impl Loop {
             return;
         }
         let mut conn = self.conns.remove(key);
+        if let Some(t) = conn.tls.as_mut().filter(|t| t.started) {
+            t.pipe.send_close_notify();
+            t.pipe.write_tls(&mut t.cipher_out);
+            let _ = flush(&mut conn);
+        }
         let _ = self.poll.registry().deregister(&mut conn.stream);
         if let Some(inc) = conn.incoming.take() {
             if inc.started {
@@ -970,8 +1164,43 @@ impl Loop {
     }
 }
 
-/// Writes pending replies; `Ok` also when the socket would block.
+/// Writes pending replies (through TLS when it is on); `Ok` also when the socket would block.
 fn flush(conn: &mut Conn) -> io::Result<()> {
+    if let Some(t) = conn.tls.as_mut() {
+        // Encrypt a bounded amount, write it, repeat until the socket would block or all is
+        // out (stopping earlier would wait for a writable edge that never comes).
+        loop {
+            let mut moved = 0;
+            while conn.out_pos < conn.out.len() && t.pending() < MAX_PENDING_REPLIES {
+                let n = t.pipe.write_plaintext(&conn.out[conn.out_pos..]);
+                if n == 0 {
+                    break;
+                }
+                conn.out_pos += n;
+                moved += t.pipe.write_tls(&mut t.cipher_out);
+            }
+            moved += t.pipe.write_tls(&mut t.cipher_out);
+            if conn.out_pos == conn.out.len() {
+                conn.out.clear();
+                conn.out_pos = 0;
+            }
+            while t.cipher_pos < t.cipher_out.len() {
+                match conn.stream.write(&t.cipher_out[t.cipher_pos..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => t.cipher_pos += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+            }
+            t.cipher_out.clear();
+            t.cipher_pos = 0;
+            // All out, or the pipe takes no more (it failed or is closing).
+            if (conn.out.is_empty() && !t.pipe.wants_write()) || moved == 0 {
+                return Ok(());
+            }
+        }
+    }
     while conn.out_pos < conn.out.len() {
         match conn.stream.write(&conn.out[conn.out_pos..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -1047,10 +1276,63 @@ mod tests {
             ("pct_negative", &["sink", "--reject", "-1"]),
             ("pct_not_a_number", &["sink", "--reject", "lots"]),
             ("cert_without_key", &["sink", "--tls-cert", "c.pem"]),
+            ("client_ca_without_cert", &["sink", "--client-ca", "ca.pem"]),
+            (
+                "require_without_client_ca",
+                &[
+                    "sink",
+                    "--tls-cert",
+                    "c.pem",
+                    "--tls-key",
+                    "k.pem",
+                    "--require-client-cert",
+                ],
+            ),
         ];
         for (name, argv) in ROWS {
             assert!(Cli::try_parse_from(*argv).is_err(), "{name}");
         }
+    }
+
+    #[test]
+    fn tls_flags_build_a_configuration_or_name_the_bad_file() {
+        use crate::tls::testpki::{TempDir, World};
+        let world = World::new();
+        let dir = TempDir::new("sink_tls_flags");
+        let cert = dir.write("chain.pem", world.server_chain_pem());
+        let key = dir.write("key.pem", world.server.key_pem());
+        let ca = dir.write("ca.pem", world.client_root.pem());
+        let args = |extra: &[&str]| {
+            let mut argv = vec!["sink"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).expect("parses").sink
+        };
+        let (c, k, a) = (
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            ca.to_str().unwrap(),
+        );
+        assert!(tls_from_args(&args(&[])).expect("plain").is_none());
+        for extra in [
+            vec!["--tls-cert", c, "--tls-key", k],
+            vec!["--tls-cert", c, "--tls-key", k, "--client-ca", a],
+            vec![
+                "--tls-cert",
+                c,
+                "--tls-key",
+                k,
+                "--client-ca",
+                a,
+                "--require-client-cert",
+            ],
+        ] {
+            assert!(
+                tls_from_args(&args(&extra)).expect("tls").is_some(),
+                "{extra:?}"
+            );
+        }
+        let err = tls_from_args(&args(&["--tls-cert", k, "--tls-key", c])).expect_err("swapped");
+        assert!(err.contains("key.pem"), "{err}");
     }
 
     #[test]

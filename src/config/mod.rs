@@ -165,6 +165,9 @@ pub struct Limits {
     pub command_timeout_s: u64,
     /// `data_timeout_s`
     pub data_timeout_s: u64,
+    /// `next_hop_timeout_s`: how long the next hop has for each reply (connect, greeting,
+    /// each command, end of data); then `451 4.4.2` to whatever waits on it.
+    pub next_hop_timeout_s: u64,
 }
 
 impl Default for Limits {
@@ -181,6 +184,7 @@ impl Default for Limits {
             bare_lf: BareLf::Normalize,
             command_timeout_s: defaults::COMMAND_TIMEOUT_S,
             data_timeout_s: defaults::DATA_TIMEOUT_S,
+            next_hop_timeout_s: defaults::NEXT_HOP_TIMEOUT_S,
         }
     }
 }
@@ -250,11 +254,50 @@ pub struct Disclaimer {
     pub html: String,
 }
 
-/// `[exchange]`
-#[derive(Clone, PartialEq, Debug, Default)]
+/// `[exchange]`: the values `conbool exchange` puts into the PowerShell it prints.
+#[derive(Clone, PartialEq, Debug)]
 pub struct Exchange {
-    /// `public_ips`: the relay's public addresses.
+    /// `public_ips`: the relay's public addresses (the on-premises receive connector's
+    /// `RemoteIPRanges`).
     pub public_ips: Vec<IpAddr>,
+    /// `connector_name`: name of the connectors created on the Exchange side (default
+    /// `Conbool`); the routing rule refers to the outbound connector by it.
+    pub connector_name: String,
+    /// `rule_priority`: priority of the "Relay to Conbool" rule (0 = evaluated first);
+    /// "Classify Spam" gets the next one.
+    pub rule_priority: u32,
+    /// `rule_name_prefix`: put before both rule names ("Acme " gives "Acme Relay to
+    /// Conbool"), for organisations that name their rules by owner; empty by default.
+    pub rule_name_prefix: String,
+}
+
+impl Exchange {
+    /// The routing rule's name without `rule_name_prefix` (DESIGN.md §1).
+    pub const RELAY_RULE: &'static str = "Relay to Conbool";
+    /// The spam rule's name without `rule_name_prefix` (DESIGN.md §1).
+    pub const SPAM_RULE: &'static str = "Classify Spam";
+
+    /// `rule_name_prefix` + "Relay to Conbool".
+    pub fn relay_rule_name(&self) -> String {
+        format!("{}{}", self.rule_name_prefix, Exchange::RELAY_RULE)
+    }
+
+    /// `rule_name_prefix` + "Classify Spam".
+    pub fn spam_rule_name(&self) -> String {
+        format!("{}{}", self.rule_name_prefix, Exchange::SPAM_RULE)
+    }
+}
+
+impl Default for Exchange {
+    /// No public addresses, connector `Conbool`, rule priority 0, no rule name prefix.
+    fn default() -> Exchange {
+        Exchange {
+            public_ips: Vec::new(),
+            connector_name: defaults::EXCHANGE_CONNECTOR_NAME.to_string(),
+            rule_priority: defaults::EXCHANGE_RULE_PRIORITY,
+            rule_name_prefix: String::new(),
+        }
+    }
 }
 
 /// An IPv4 or IPv6 network, `addr/prefix`.
@@ -438,6 +481,10 @@ mod tests {
                 c.limits.command_timeout_s == 300,
             ),
             ("limits.data_timeout_s", c.limits.data_timeout_s == 180),
+            (
+                "limits.next_hop_timeout_s",
+                c.limits.next_hop_timeout_s == 120,
+            ),
             ("spam.threshold", c.spam.threshold == 5.0),
             ("spam.rules", c.spam.rules.is_empty()),
             ("tenant.domains", t.domains == ["a.example"]),
@@ -452,6 +499,15 @@ mod tests {
             ("tenant.client_key", t.client_key.is_none()),
             ("tenant.disclaimer", t.disclaimer.is_none()),
             ("exchange.public_ips", c.exchange.public_ips.is_empty()),
+            (
+                "exchange.connector_name",
+                c.exchange.connector_name == "Conbool",
+            ),
+            ("exchange.rule_priority", c.exchange.rule_priority == 0),
+            (
+                "exchange.rule_name_prefix",
+                c.exchange.rule_name_prefix.is_empty(),
+            ),
         ];
         for (key, ok) in rows {
             assert!(ok, "default of {key}");
@@ -532,6 +588,7 @@ scan_window = 8
 bare_lf = "reject"
 command_timeout_s = 301
 data_timeout_s = 181
+next_hop_timeout_s = 30
 
 [spam]
 threshold = 4
@@ -576,6 +633,7 @@ client_key = "k.pem"
         );
         assert_eq!(l.bare_lf, BareLf::Reject);
         assert_eq!((l.command_timeout_s, l.data_timeout_s), (301, 181));
+        assert_eq!(l.next_hop_timeout_s, 30);
         assert_eq!(c.spam.threshold, 4.0);
         assert_eq!(
             c.spam.rules,
@@ -736,6 +794,11 @@ client_key = "k.pem"
             "limits.command_timeout_s",
         ),
         (
+            "next_hop_timeout_zero",
+            "[limits]\nnext_hop_timeout_s = 0",
+            "limits.next_hop_timeout_s",
+        ),
+        (
             "data_timeout_zero",
             "[limits]\ndata_timeout_s = 0",
             "limits.data_timeout_s",
@@ -767,6 +830,41 @@ client_key = "k.pem"
             "exchange.public_ips[0]",
         ),
         ("exchange_unknown", "[exchange]\nips = []", "exchange.ips"),
+        (
+            "connector_name_empty",
+            "[exchange]\nconnector_name = \" \"",
+            "exchange.connector_name",
+        ),
+        (
+            "connector_name_newline",
+            "[exchange]\nconnector_name = \"Con\\nbool\"",
+            "exchange.connector_name",
+        ),
+        (
+            "connector_name_too_long",
+            "[exchange]\nconnector_name = \"0123456789012345678901234567890123456789012345678901234567890123456789\"",
+            "exchange.connector_name",
+        ),
+        (
+            "rule_priority_negative",
+            "[exchange]\nrule_priority = -1",
+            "exchange.rule_priority",
+        ),
+        (
+            "rule_priority_too_big",
+            "[exchange]\nrule_priority = 299",
+            "exchange.rule_priority",
+        ),
+        (
+            "rule_name_prefix_too_long",
+            "[exchange]\nrule_name_prefix = \"0123456789012345678901234567890123456789012345678 \"",
+            "exchange.rule_name_prefix",
+        ),
+        (
+            "rule_name_prefix_tab",
+            "[exchange]\nrule_name_prefix = \"Acme\\t\"",
+            "exchange.rule_name_prefix",
+        ),
         ("section_unknown", "[logging]\nlevel = 1", "logging"),
         ("top_key_unknown", "hostname = \"x\"", "hostname"),
     ];
@@ -978,6 +1076,29 @@ next_hop = "b"
         let c = parse(MINIMAL).unwrap();
         let keys: Vec<String> = c.warnings().iter().map(|w| w.key().to_string()).collect();
         assert_eq!(keys, ["tls"]);
+    }
+
+    #[test]
+    fn exchange_keys_are_read() {
+        let c = parse(&with(
+            "[exchange]\npublic_ips = [\"198.51.100.10\", \"2001:db8::25\"]\n\
+             connector_name = \"Conbool EU\"\nrule_priority = 3\nrule_name_prefix = \"Acme \"",
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let x = &c.exchange;
+        assert_eq!(x.public_ips.len(), 2);
+        assert_eq!(x.connector_name, "Conbool EU");
+        assert_eq!(x.rule_priority, 3);
+        assert_eq!(x.relay_rule_name(), "Acme Relay to Conbool");
+        assert_eq!(x.spam_rule_name(), "Acme Classify Spam");
+        // The longest prefix that still fits: 48 + 16 = 64 characters.
+        let prefix = "p".repeat(48);
+        let c = parse(&with(&format!(
+            "[exchange]\nrule_name_prefix = \"{prefix}\""
+        )))
+        .unwrap();
+        assert_eq!(c.exchange.relay_rule_name().chars().count(), 64);
+        assert_eq!(Exchange::default().relay_rule_name(), "Relay to Conbool");
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub mod defaults {
     pub const COMMAND_TIMEOUT_S: u64 = 300;
     /// `limits.data_timeout_s`: RFC 5321 §4.5.3.2.5 data block timeout.
     pub const DATA_TIMEOUT_S: u64 = 180;
+    /// `limits.next_hop_timeout_s`: how long the next hop has for each reply.
+    pub const NEXT_HOP_TIMEOUT_S: u64 = 120;
     /// `spam.threshold`
     pub const SPAM_THRESHOLD: f64 = 5.0;
     /// The embedded tenant's `name` and only domain.
@@ -48,6 +50,10 @@ pub mod defaults {
     pub const NEXT_HOP: &str = "127.0.0.1:2526";
     /// The embedded tenant's `trusted_networks`.
     pub const TRUSTED_NETWORK: &str = "127.0.0.0/8";
+    /// `exchange.connector_name`: the Exchange connectors' name, which the routing rule names.
+    pub const EXCHANGE_CONNECTOR_NAME: &str = "Conbool";
+    /// `exchange.rule_priority`: the "Relay to Conbool" rule runs first.
+    pub const EXCHANGE_RULE_PRIORITY: u32 = 0;
 }
 
 /// The whole file.
@@ -112,6 +118,7 @@ pub(super) struct RawLimits {
     pub bare_lf: BareLf,
     pub command_timeout_s: u64,
     pub data_timeout_s: u64,
+    pub next_hop_timeout_s: u64,
 }
 
 impl Default for RawLimits {
@@ -127,6 +134,7 @@ impl Default for RawLimits {
             bare_lf: BareLf::Normalize,
             command_timeout_s: defaults::COMMAND_TIMEOUT_S,
             data_timeout_s: defaults::DATA_TIMEOUT_S,
+            next_hop_timeout_s: defaults::NEXT_HOP_TIMEOUT_S,
         }
     }
 }
@@ -173,11 +181,25 @@ pub(super) struct RawDisclaimer {
     pub html: Option<String>,
 }
 
-/// `[exchange]`
-#[derive(Debug, Default, Deserialize)]
+/// `[exchange]`: what `conbool exchange` writes into the PowerShell it prints.
+#[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawExchange {
     pub public_ips: Vec<String>,
+    pub connector_name: String,
+    pub rule_priority: u32,
+    pub rule_name_prefix: String,
+}
+
+impl Default for RawExchange {
+    fn default() -> Self {
+        RawExchange {
+            public_ips: Vec::new(),
+            connector_name: defaults::EXCHANGE_CONNECTOR_NAME.to_string(),
+            rule_priority: defaults::EXCHANGE_RULE_PRIORITY,
+            rule_name_prefix: String::new(),
+        }
+    }
 }
 
 /// One problem found while reading: the key path (`tenant[1].next_hop`, or empty for the whole

@@ -29,6 +29,11 @@ pub const RFC_MIN_DATA_TIMEOUT_S: u64 = 180;
 pub const MAX_TIMEOUT_S: u64 = 86_400;
 /// Ceiling of `server.workers`.
 pub const MAX_WORKERS: usize = 1024;
+/// Longest name of an Exchange connector or transport rule (the cmdlets' `-Name` limit).
+pub const MAX_EXCHANGE_NAME_CHARS: usize = 64;
+/// Ceiling of `exchange.rule_priority`: Exchange Online holds at most 300 transport rules
+/// (priorities 0 to 299), and "Classify Spam" takes the priority after "Relay to Conbool".
+pub const MAX_EXCHANGE_RULE_PRIORITY: u32 = 298;
 
 /// One problem in a configuration file.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -364,6 +369,7 @@ impl Validator<'_> {
         for (key, value) in [
             ("limits.command_timeout_s", raw.command_timeout_s),
             ("limits.data_timeout_s", raw.data_timeout_s),
+            ("limits.next_hop_timeout_s", raw.next_hop_timeout_s),
         ] {
             if value == 0 {
                 self.problem(key, "must be at least 1 second");
@@ -385,6 +391,7 @@ impl Validator<'_> {
             bare_lf: raw.bare_lf,
             command_timeout_s: raw.command_timeout_s,
             data_timeout_s: raw.data_timeout_s,
+            next_hop_timeout_s: raw.next_hop_timeout_s,
         }
     }
 
@@ -588,7 +595,33 @@ impl Validator<'_> {
                 ),
             }
         }
-        Exchange { public_ips }
+        if let Err(message) = check_exchange_name(&raw.connector_name, MAX_EXCHANGE_NAME_CHARS) {
+            self.problem("exchange.connector_name", message);
+        }
+        // The prefix is checked as part of the longer of the two rule names it starts.
+        let longest_rule = format!("{}{}", raw.rule_name_prefix, Exchange::RELAY_RULE);
+        if let Err(message) = check_exchange_name(&longest_rule, MAX_EXCHANGE_NAME_CHARS) {
+            self.problem(
+                "exchange.rule_name_prefix",
+                format!("gives a bad rule name: {message}"),
+            );
+        }
+        if raw.rule_priority > MAX_EXCHANGE_RULE_PRIORITY {
+            self.problem(
+                "exchange.rule_priority",
+                format!(
+                    "{} is more than {MAX_EXCHANGE_RULE_PRIORITY}: Exchange Online holds at most 300 rules (priorities 0-299) and \"{}\" takes the priority after it",
+                    raw.rule_priority,
+                    Exchange::SPAM_RULE
+                ),
+            );
+        }
+        Exchange {
+            public_ips,
+            connector_name: raw.connector_name,
+            rule_priority: raw.rule_priority.min(MAX_EXCHANGE_RULE_PRIORITY),
+            rule_name_prefix: raw.rule_name_prefix,
+        }
     }
 
     fn cidrs(&mut self, key: &str, texts: &[String]) -> Vec<Cidr> {
@@ -784,6 +817,28 @@ pub(crate) fn check_domain(name: &str) -> Result<(), String> {
         if label.starts_with('-') || label.ends_with('-') {
             return bad("a label starts or ends with a hyphen");
         }
+    }
+    Ok(())
+}
+
+/// The name of an Exchange object (connector, transport rule, or the start of one): at most
+/// `max_chars` characters, no control characters (they would end the PowerShell comment or
+/// string they are written into), no leading or trailing space.
+fn check_exchange_name(name: &str, max_chars: usize) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("expected a name, got an empty string".to_string());
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("{name:?} contains a control character"));
+    }
+    if name.trim() != name {
+        return Err(format!("{name:?} starts or ends with a space"));
+    }
+    let chars = name.chars().count();
+    if chars > max_chars {
+        return Err(format!(
+            "{name:?} is {chars} characters; at most {max_chars} fit in an Exchange name (64 characters in all)"
+        ));
     }
     Ok(())
 }

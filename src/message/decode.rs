@@ -161,18 +161,14 @@ impl QpDecoder {
         let mut i = 0;
         while i < input.len() {
             if self.state == QpState::Text {
-                match memchr(b'=', &input[i..]) {
-                    Some(k) => {
-                        out.extend_from_slice(&input[i..i + k]);
-                        i += k + 1;
-                        self.state = QpState::Eq;
-                        continue;
-                    }
-                    None => {
-                        out.extend_from_slice(&input[i..]);
-                        return;
-                    }
+                let (used, at_eq) = qp_text(&input[i..], out);
+                i += used;
+                if at_eq {
+                    // An `=` that is not followed here by two hex digits: the state machine.
+                    i += 1;
+                    self.state = QpState::Eq;
                 }
+                continue;
             }
             let c = input[i];
             match self.state {
@@ -261,6 +257,69 @@ impl QpDecoder {
     }
 }
 
+/// Copies QP text to `out`, decoding `=XX` escapes on the way, up to the end or to an `=` that
+/// is not followed by two hex digits here. Returns the bytes used and whether it stopped at such
+/// an `=` (not consumed).
+fn qp_text(src: &[u8], out: &mut Vec<u8>) -> (usize, bool) {
+    // Decoding only shrinks: the output fits in `src.len()` bytes.
+    let base = out.len();
+    out.resize(base + src.len(), 0);
+    let dst = &mut out[base..];
+    let (mut r, mut w) = (0, 0);
+    let at_eq = loop {
+        // A word at a time: copy everything before the first `=`.
+        while let Some(word) = src.get(r..r + 8) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(word);
+            let x = u64::from_le_bytes(a) ^ 0x3D3D_3D3D_3D3D_3D3D;
+            let eq = x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080;
+            // The lowest flagged byte is a true `=` (false positives only sit above one).
+            let k = if eq == 0 {
+                8
+            } else {
+                (eq.trailing_zeros() / 8) as usize
+            };
+            // Store all eight (output never runs ahead of input, so they fit); keep `k`.
+            if let Some(d) = dst.get_mut(w..w + 8) {
+                d.copy_from_slice(word);
+            }
+            r += k;
+            w += k;
+            if k < 8 {
+                break;
+            }
+        }
+        match src.get(r) {
+            None => break false,
+            Some(&b'=') => match (src.get(r + 1), src.get(r + 2)) {
+                // Soft line breaks, the other common case.
+                (Some(b'\n'), _) => r += 2,
+                (Some(b'\r'), Some(b'\n')) => r += 3,
+                (Some(&h), Some(&l)) => {
+                    let (Some(h), Some(l)) = (hex_value(h), hex_value(l)) else {
+                        break true;
+                    };
+                    if let Some(d) = dst.get_mut(w) {
+                        *d = h << 4 | l;
+                    }
+                    r += 3;
+                    w += 1;
+                }
+                _ => break true,
+            },
+            Some(&b) => {
+                if let Some(d) = dst.get_mut(w) {
+                    *d = b;
+                }
+                r += 1;
+                w += 1;
+            }
+        }
+    };
+    out.truncate(base + w);
+    (r, at_eq)
+}
+
 /// The value of one hex digit, either case.
 pub(crate) fn hex_value(c: u8) -> Option<u8> {
     match c {
@@ -322,7 +381,7 @@ impl Charset {
         out.reserve(src.len() + src.len() / 4);
         let mut rest = src;
         while !rest.is_empty() {
-            let ascii = rest.iter().position(|&b| b >= 0x80).unwrap_or(rest.len());
+            let ascii = ascii_prefix_len(rest);
             out.extend_from_slice(&rest[..ascii]);
             rest = &rest[ascii..];
             let Some((&b, tail)) = rest.split_first() else {
@@ -338,6 +397,23 @@ impl Charset {
             rest = tail;
         }
     }
+}
+
+/// How many bytes at the start of `s` are US-ASCII (eight at a time while it can).
+fn ascii_prefix_len(s: &[u8]) -> usize {
+    let mut i = 0;
+    while let Some(word) = s.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        if u64::from_le_bytes(w) & 0x8080_8080_8080_8080 != 0 {
+            break;
+        }
+        i += 8;
+    }
+    while i < s.len() && s[i] < 0x80 {
+        i += 1;
+    }
+    i
 }
 
 /// windows-1252 0x80-0x9F (undefined positions map to the C1 control of the same value).

@@ -64,11 +64,11 @@ pub(crate) fn classify(line: &[u8], line_ends: bool, dash_ends: bool) -> Option<
             _ => {}
         }
     }
-    let name_len = line
-        .iter()
-        .take(MAX_NAME_LEN + 1)
-        .position(|&b| !is_name_char(b))
-        .unwrap_or(line.len().min(MAX_NAME_LEN + 1));
+    let limit = line.len().min(MAX_NAME_LEN + 1);
+    let mut name_len = 0;
+    while name_len < limit && NAME_CHAR[usize::from(line[name_len])] {
+        name_len += 1;
+    }
     if name_len > MAX_NAME_LEN {
         return Some(LineClass::NotHeader);
     }
@@ -98,18 +98,51 @@ pub(crate) fn classify(line: &[u8], line_ends: bool, dash_ends: bool) -> Option<
 }
 
 /// RFC 5322 `ftext`: printable US-ASCII except the colon.
-fn is_name_char(b: u8) -> bool {
-    (33..=126).contains(&b) && b != b':'
+const NAME_CHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 33;
+    while b <= 126 {
+        t[b] = b != b':' as usize;
+        b += 1;
+    }
+    t
+};
+
+/// Where the first LF in `s` is. Header lines are short, so look a word at a time before
+/// paying for a `memchr` call (whose set-up costs more than a short line).
+pub(crate) fn find_lf(s: &[u8]) -> Option<usize> {
+    const INLINE: usize = 128;
+    let mut i = 0;
+    while let Some(word) = s.get(i..i + 8) {
+        if i >= INLINE {
+            return memchr::memchr(b'\n', &s[i..]).map(|k| i + k);
+        }
+        let mut a = [0u8; 8];
+        a.copy_from_slice(word);
+        let x = u64::from_le_bytes(a) ^ 0x0A0A_0A0A_0A0A_0A0A;
+        let zero = x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080;
+        if zero != 0 {
+            // The lowest flagged byte is a true LF (false positives only sit above one).
+            return Some(i + (zero.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s[i..].iter().position(|&b| b == b'\n').map(|k| i + k)
 }
 
-/// One field's bytes as the scanner sees them: its lines without their line ends, joined by a
-/// single `\n` (which cannot occur inside a line, so it marks a fold), capped at
-/// [`MAX_FIELD_BYTES`]. Filled piecewise; the result does not depend on how the lines were cut.
+/// One field's bytes as the scanner sees them, unfolded as its lines arrive: the first line
+/// without its line end; then, for each continuation line with anything but whitespace on it,
+/// one space and the line without its leading whitespace (whitespace before a fold is dropped).
+/// Capped at [`MAX_FIELD_BYTES`]: once full it stops changing. Filled piecewise; the result does
+/// not depend on how the lines were cut.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FieldAcc {
     buf: Vec<u8>,
     /// A CR ended the last piece: dropped if the line ends next, kept otherwise.
     pending_cr: bool,
+    /// In a continuation line, before its first byte that is not SP or HTAB.
+    skipping_ws: bool,
+    full: bool,
     /// Where the name ends and where the colon is (from the field's first line).
     pub(crate) name_len: usize,
     pub(crate) colon: usize,
@@ -121,30 +154,39 @@ impl FieldAcc {
     pub(crate) fn start(&mut self, name_len: usize, colon: usize) {
         self.buf.clear();
         self.pending_cr = false;
+        self.skipping_ws = false;
+        self.full = false;
         self.name_len = name_len;
         self.colon = colon;
         self.active = true;
     }
 
-    /// Marks a fold before a continuation line.
+    /// A continuation line follows (RFC 5322 §2.2.3 unfolding).
     pub(crate) fn fold(&mut self) {
-        self.pending_cr = false;
-        self.push(b"\n");
+        if !self.full {
+            while self.buf.last().is_some_and(|&b| is_wsp(b)) {
+                self.buf.pop();
+            }
+        }
+        self.skipping_ws = true;
     }
 
     /// Adds bytes of the current line (`part` holds no LF); `line_ends` when the LF follows.
     pub(crate) fn line_part(&mut self, part: &[u8], line_ends: bool) {
+        if part.is_empty() && !line_ends {
+            return;
+        }
         if self.pending_cr {
             self.pending_cr = false;
             if !(part.is_empty() && line_ends) {
-                self.push(b"\r");
+                self.text(b"\r");
             }
         }
         let (body, cr) = match part.split_last() {
             Some((b'\r', body)) => (body, true),
             _ => (part, false),
         };
-        self.push(body);
+        self.text(body);
         if cr && !line_ends {
             self.pending_cr = true;
         }
@@ -154,7 +196,7 @@ impl FieldAcc {
     pub(crate) fn end(&mut self) {
         if self.pending_cr {
             self.pending_cr = false;
-            self.push(b"\r");
+            self.text(b"\r");
         }
         self.active = false;
     }
@@ -164,36 +206,36 @@ impl FieldAcc {
         &self.buf[..self.name_len.min(self.buf.len())]
     }
 
-    /// The value: everything after the colon, folds marked by `\n`.
-    pub(crate) fn raw_value(&self) -> &[u8] {
-        self.buf.get(self.colon + 1..).unwrap_or(b"")
+    /// The unfolded value, without leading and trailing whitespace.
+    pub(crate) fn value(&self) -> &[u8] {
+        trim_wsp(self.buf.get(self.colon + 1..).unwrap_or(b""))
+    }
+
+    fn text(&mut self, mut b: &[u8]) {
+        if self.skipping_ws {
+            let ws = b.iter().take_while(|&&c| is_wsp(c)).count();
+            b = &b[ws..];
+            if b.is_empty() {
+                return;
+            }
+            self.skipping_ws = false;
+            self.push(b" ");
+        }
+        self.push(b);
     }
 
     fn push(&mut self, b: &[u8]) {
-        let room = MAX_FIELD_BYTES.saturating_sub(self.buf.len());
+        if self.full {
+            return;
+        }
+        let room = MAX_FIELD_BYTES - self.buf.len();
         self.buf.extend_from_slice(&b[..b.len().min(room)]);
-    }
-}
-
-/// Unfolds a value whose folds are marked by `\n` (see [`FieldAcc`]): each fold together with
-/// the whitespace around it becomes one space, and leading and trailing whitespace goes.
-pub(crate) fn unfold(raw: &[u8], out: &mut Vec<u8>) {
-    let mut first = true;
-    for line in raw.split(|&b| b == b'\n') {
-        let line = trim_wsp(line);
-        if line.is_empty() {
-            continue;
-        }
-        if !first {
-            out.push(b' ');
-        }
-        out.extend_from_slice(line);
-        first = false;
+        self.full = self.buf.len() >= MAX_FIELD_BYTES;
     }
 }
 
 /// `s` without leading and trailing SP and HTAB.
-fn trim_wsp(s: &[u8]) -> &[u8] {
+pub(crate) fn trim_wsp(s: &[u8]) -> &[u8] {
     let start = s.iter().position(|&b| !is_wsp(b)).unwrap_or(s.len());
     let end = s.iter().rposition(|&b| !is_wsp(b)).map_or(start, |e| e + 1);
     &s[start..end]
@@ -314,6 +356,26 @@ mod tests {
     }
 
     #[test]
+    fn find_lf_agrees_with_memchr() {
+        let mut buf = vec![b'a'; 300];
+        assert_eq!(find_lf(&buf), None);
+        for at in 0..buf.len() {
+            buf[at] = b'\n';
+            for start in [0, 1, 7, 8, 9] {
+                let s = &buf[start.min(at)..];
+                assert_eq!(
+                    find_lf(s),
+                    memchr::memchr(b'\n', s),
+                    "LF at {at}, from {start}"
+                );
+            }
+            buf[at] = 0x8A; // LF with the high bit set is not an LF
+            assert_eq!(find_lf(&buf), None, "0x8A at {at}");
+            buf[at] = b'a';
+        }
+    }
+
+    #[test]
     fn long_name_is_not_a_header() {
         let long = vec![b'x'; MAX_NAME_LEN + 1];
         assert_eq!(classify(&long, false, false), Some(LineClass::NotHeader));
@@ -321,11 +383,16 @@ mod tests {
         assert_eq!(classify(&ok, false, false), None);
     }
 
-    fn acc_lines(pieces: &[(&[u8], bool)]) -> Vec<u8> {
+    fn acc_lines(lines: &[&[(&[u8], bool)]]) -> Vec<u8> {
         let mut a = FieldAcc::default();
         a.start(1, 1);
-        for (p, ends) in pieces {
-            a.line_part(p, *ends);
+        for (k, pieces) in lines.iter().enumerate() {
+            if k > 0 {
+                a.fold();
+            }
+            for (p, ends) in pieces.iter() {
+                a.line_part(p, *ends);
+            }
         }
         a.end();
         a.buf.clone()
@@ -333,30 +400,85 @@ mod tests {
 
     #[test]
     fn field_acc_drops_only_the_line_end_cr() {
-        assert_eq!(acc_lines(&[(b"X: a\r", true)]), b"X: a");
-        assert_eq!(acc_lines(&[(b"X: a\r", false), (b"", true)]), b"X: a");
-        assert_eq!(acc_lines(&[(b"X: a\r", false), (b"b", true)]), b"X: a\rb");
-        assert_eq!(acc_lines(&[(b"X: a\rb\r", true)]), b"X: a\rb");
+        assert_eq!(acc_lines(&[&[(b"X: a\r", true)]]), b"X: a");
+        assert_eq!(acc_lines(&[&[(b"X: a\r", false), (b"", true)]]), b"X: a");
         assert_eq!(
-            acc_lines(&[(b"X: a\r", false)]),
+            acc_lines(&[&[(b"X: a\r", false), (b"b", true)]]),
+            b"X: a\rb"
+        );
+        assert_eq!(acc_lines(&[&[(b"X: a\rb\r", true)]]), b"X: a\rb");
+        assert_eq!(
+            acc_lines(&[&[(b"X: a\r", false)]]),
             b"X: a\r",
-            "CR at the end of input stays"
+            "CR at the end stays"
+        );
+        assert_eq!(
+            acc_lines(&[&[(b"X: a\r", false), (b"", false), (b"", true)]]),
+            b"X: a"
         );
     }
 
     #[test]
-    fn unfold_rows() {
-        let rows: &[(&str, &[u8], &[u8])] = &[
-            ("single", b" hello ", b"hello"),
-            ("fold", b" Fwd: \n\tSaying \n Hello", b"Fwd: Saying Hello"),
-            ("empty_fold_line", b" a\n \n b", b"a b"),
-            ("leading_fold", b"\n value", b"value"),
-            ("inner_spaces_kept", b" a  b", b"a  b"),
+    fn field_acc_unfolds() {
+        type Lines<'a> = &'a [&'a [(&'a [u8], bool)]];
+        let rows: &[(&str, Lines, &[u8])] = &[
+            ("single", &[&[(b"X: hello ", true)]], b"hello"),
+            (
+                "fold",
+                &[
+                    &[(b"X: Fwd: ", true)],
+                    &[(b"\tSaying ", true)],
+                    &[(b" Hello", true)],
+                ],
+                b"Fwd: Saying Hello",
+            ),
+            (
+                "blank_continuation",
+                &[&[(b"X: a", true)], &[(b" ", true)], &[(b" b", true)]],
+                b"a b",
+            ),
+            (
+                "empty_first_line",
+                &[&[(b"X:", true)], &[(b" value", true)]],
+                b"value",
+            ),
+            ("inner_spaces_kept", &[&[(b"X: a  b", true)]], b"a  b"),
+            (
+                "continuation_in_pieces",
+                &[
+                    &[(b"X: a", true)],
+                    &[(b"  ", false), (b" ", false), (b" b\r", false), (b"", true)],
+                ],
+                b"a b",
+            ),
         ];
-        for (name, raw, want) in rows {
-            let mut out = Vec::new();
-            unfold(raw, &mut out);
-            assert_eq!(out, *want, "row {name}");
+        for (name, lines, want) in rows {
+            let mut a = FieldAcc::default();
+            a.start(1, 1);
+            for (k, pieces) in lines.iter().enumerate() {
+                if k > 0 {
+                    a.fold();
+                }
+                for (p, ends) in pieces.iter() {
+                    a.line_part(p, *ends);
+                }
+            }
+            a.end();
+            assert_eq!(a.value(), *want, "row {name}");
         }
+    }
+
+    #[test]
+    fn field_acc_freezes_at_the_cap() {
+        let mut a = FieldAcc::default();
+        a.start(1, 1);
+        let long = vec![b'x'; MAX_FIELD_BYTES];
+        a.line_part(b"X: ", false);
+        a.line_part(&long, true);
+        a.fold();
+        a.line_part(b" more", true);
+        a.end();
+        assert_eq!(a.buf.len(), MAX_FIELD_BYTES);
+        assert!(!a.value().ends_with(b"more"));
     }
 }

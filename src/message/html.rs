@@ -100,13 +100,16 @@ impl HtmlText {
                 State::Text => match memchr2(b'<', b'&', &input[i..]) {
                     Some(k) => {
                         self.push_text(out, &input[i..i + k]);
-                        self.state = if input[i + k] == b'<' {
-                            State::TagOpen
+                        i += k + 1;
+                        if input[i - 1] == b'<' {
+                            match self.whole_tag(input, i, out, url) {
+                                Some(next) => i = next,
+                                None => self.state = State::TagOpen,
+                            }
                         } else {
                             self.entity_len = 0;
-                            State::Entity
-                        };
-                        i += k + 1;
+                            self.state = State::Entity;
+                        }
                     }
                     None => {
                         self.push_text(out, &input[i..]);
@@ -164,6 +167,56 @@ impl HtmlText {
                         i = input.len();
                     }
                 },
+                State::TagName => {
+                    let rest = &input[i..];
+                    let n = rest
+                        .iter()
+                        .position(|&c| c == b'>' || c == b'/' || is_space(c))
+                        .unwrap_or(rest.len());
+                    for &c in &rest[..n] {
+                        self.push_name(c);
+                    }
+                    i += n;
+                    if i < input.len() && self.byte(input[i], out, url) {
+                        i += 1;
+                    }
+                }
+                State::AttrName => {
+                    let rest = &input[i..];
+                    let n = rest
+                        .iter()
+                        .position(|&c| matches!(c, b'=' | b'>' | b'/') || is_space(c))
+                        .unwrap_or(rest.len());
+                    for &c in &rest[..n] {
+                        if self.attr_len < MAX_NAME {
+                            self.attr[self.attr_len] = c.to_ascii_lowercase();
+                            self.attr_len += 1;
+                        }
+                    }
+                    i += n;
+                    if i < input.len() && self.byte(input[i], out, url) {
+                        i += 1;
+                    }
+                }
+                State::InTag | State::AfterAttrName | State::BeforeValue => {
+                    let rest = &input[i..];
+                    i += rest.iter().take_while(|&&c| is_space(c)).count();
+                    if i < input.len() && self.byte(input[i], out, url) {
+                        i += 1;
+                    }
+                }
+                State::Value { quote: 0 } => {
+                    let rest = &input[i..];
+                    let n = rest
+                        .iter()
+                        .position(|&c| c == b'>' || is_space(c))
+                        .unwrap_or(rest.len());
+                    self.capture_bytes(&rest[..n]);
+                    i += n;
+                    if i < input.len() && self.byte(input[i], out, url) {
+                        i += 1;
+                    }
+                }
                 State::RawText { matched: 0 } => match memchr(b'<', &input[i..]) {
                     Some(k) => {
                         i += k + 1;
@@ -179,6 +232,102 @@ impl HtmlText {
                 }
             }
         }
+    }
+
+    /// A tag that is all in `input` (from `start`, just after its `<`), read in one go: the
+    /// same steps as the byte machine (see [`HtmlText::byte`]) with the state kept in locals.
+    /// `None`, with nothing done, when the tag is not all here or is a comment or declaration
+    /// (the byte machine takes it from [`State::TagOpen`] then).
+    fn whole_tag(
+        &mut self,
+        input: &[u8],
+        start: usize,
+        out: &mut Vec<u8>,
+        url: &mut dyn FnMut(&[u8]),
+    ) -> Option<usize> {
+        /// Most `href` values in one tag handled here; more go to the byte machine.
+        const MAX_HREFS: usize = 4;
+        let s = &input[start..];
+        let first = *s.first()?;
+        let (closing, mut j) = match first {
+            b'/' => (true, 1),
+            c if c.is_ascii_alphabetic() => (false, 0),
+            _ => return None,
+        };
+        let name_start = j;
+        while CLASS[usize::from(*s.get(j)?)] & ENDS_NAME == 0 {
+            j += 1;
+        }
+        let name_end = j;
+        let mut hrefs: [(usize, usize); MAX_HREFS] = [(0, 0); MAX_HREFS];
+        let mut n_hrefs = 0;
+        // After the name: between attributes.
+        loop {
+            let c = *s.get(j)?;
+            if c == b'>' {
+                break;
+            }
+            if is_space(c) || c == b'/' {
+                j += 1;
+                continue;
+            }
+            // An attribute name.
+            let attr_start = j;
+            while CLASS[usize::from(*s.get(j)?)] & ENDS_ATTR == 0 {
+                j += 1;
+            }
+            let attr = &s[attr_start..j];
+            let is_href = attr.len() == 4 && attr.eq_ignore_ascii_case(b"href");
+            while is_space(*s.get(j)?) {
+                j += 1;
+            }
+            if s[j] != b'=' {
+                // No value: '>' ends the tag, '/' or another name goes on.
+                continue;
+            }
+            j += 1;
+            while is_space(*s.get(j)?) {
+                j += 1;
+            }
+            let (v_start, v_end) = match s[j] {
+                b'>' => break,
+                q @ (b'"' | b'\'') => {
+                    let k = memchr(q, s.get(j + 1..)?)?;
+                    let v = (j + 1, j + 1 + k);
+                    j += k + 2;
+                    v
+                }
+                _ => {
+                    let v_start = j;
+                    while s[j] != b'>' && !is_space(s[j]) {
+                        j += 1;
+                        s.get(j)?;
+                    }
+                    (v_start, j)
+                }
+            };
+            if is_href {
+                if n_hrefs == MAX_HREFS {
+                    return None;
+                }
+                hrefs[n_hrefs] = (v_start, v_end.min(v_start + MAX_HREF_LEN));
+                n_hrefs += 1;
+            }
+        }
+        // The whole tag is here: now do what the byte machine would have done.
+        self.closing = closing;
+        self.name_len = 0;
+        for &c in &s[name_start..name_end] {
+            self.push_name(c);
+        }
+        for &(a, b) in &hrefs[..n_hrefs] {
+            self.capture = true;
+            self.href.clear();
+            self.href.extend_from_slice(&s[a..b]);
+            self.end_value(url);
+        }
+        self.end_tag(out);
+        Some(start + j + 1)
     }
 
     /// Ends the document: a dangling entity is written as it was.
@@ -365,7 +514,7 @@ impl HtmlText {
             };
             self.state = State::RawText { matched: 0 };
         }
-        if !INLINE_TAGS.contains(&name) {
+        if !is_inline(name) {
             self.space(out);
         }
     }
@@ -412,7 +561,7 @@ impl HtmlText {
                 .and_then(|d| u32::from_str_radix(d, radix).ok())
                 .map(|n| char::from_u32(n).unwrap_or('\u{FFFD}'))
         } else {
-            ENTITIES.iter().find(|(n, _)| *n == name).map(|&(_, c)| c)
+            named_entity(name)
         };
         match cp {
             // Invisible characters spammers put inside words to break phrase matching.
@@ -445,80 +594,158 @@ impl HtmlText {
 
     /// Appends text, collapsing each run of whitespace to one space.
     fn push_text(&mut self, out: &mut Vec<u8>, text: &[u8]) {
-        let mut rest = text;
-        while !rest.is_empty() {
-            let word = rest.iter().position(|&b| is_space(b)).unwrap_or(rest.len());
-            if word > 0 {
-                out.extend_from_slice(&rest[..word]);
-                self.last_space = false;
-                rest = &rest[word..];
+        let base = out.len();
+        out.resize(base + text.len(), 0);
+        let dst = &mut out[base..];
+        let mut w = 0;
+        let mut last_space = self.last_space;
+        let mut r = 0;
+        while r < text.len() {
+            if let Some(word) = text.get(r..r + 8) {
+                // Copy everything before the first byte below 0x21 (all whitespace is).
+                let mut a = [0u8; 8];
+                a.copy_from_slice(word);
+                let v = u64::from_le_bytes(a);
+                let low = v.wrapping_sub(0x2121_2121_2121_2121) & !v & 0x8080_8080_8080_8080;
+                let k = if low == 0 {
+                    8
+                } else {
+                    (low.trailing_zeros() / 8) as usize
+                };
+                if k > 0 {
+                    // Store all eight (output never runs ahead of input, so they fit).
+                    if let Some(d) = dst.get_mut(w..w + 8) {
+                        d.copy_from_slice(word);
+                    }
+                    r += k;
+                    w += k;
+                    last_space = false;
+                    continue;
+                }
             }
-            let ws = rest
-                .iter()
-                .position(|&b| !is_space(b))
-                .unwrap_or(rest.len());
-            if ws > 0 {
-                self.space(out);
-                rest = &rest[ws..];
+            // One byte: whitespace (or a control byte), or the tail.
+            let b = text[r];
+            let space = is_space(b);
+            if let Some(d) = dst.get_mut(w) {
+                *d = if space { b' ' } else { b };
             }
+            w += usize::from(!(space && last_space));
+            last_space = space;
+            r += 1;
         }
+        out.truncate(base + w);
+        self.last_space = last_space;
     }
 }
 
 /// HTML whitespace.
 fn is_space(c: u8) -> bool {
-    matches!(c, b' ' | b'\t' | b'\r' | b'\n' | 0x0C)
+    CLASS[usize::from(c)] & SPACE != 0
 }
 
+const SPACE: u8 = 1;
+/// Ends a tag name: whitespace, `>` or `/`.
+const ENDS_NAME: u8 = 2;
+/// Ends an attribute name: whitespace, `>`, `/` or `=`.
+const ENDS_ATTR: u8 = 4;
+
+/// Byte classes for the tag scanners.
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let spaces = [b' ', b'\t', b'\r', b'\n', 0x0C];
+    let mut k = 0;
+    while k < spaces.len() {
+        t[spaces[k] as usize] = SPACE | ENDS_NAME | ENDS_ATTR;
+        k += 1;
+    }
+    t[b'>' as usize] = ENDS_NAME | ENDS_ATTR;
+    t[b'/' as usize] = ENDS_NAME | ENDS_ATTR;
+    t[b'=' as usize] = ENDS_ATTR;
+    t
+};
+
 /// Tags that do not separate words when rendered ("V<b></b>iagra" reads as one word).
-const INLINE_TAGS: &[&[u8]] = &[
-    b"a", b"abbr", b"b", b"bdi", b"bdo", b"big", b"cite", b"code", b"del", b"dfn", b"em", b"font",
-    b"i", b"ins", b"kbd", b"mark", b"o:p", b"q", b"s", b"samp", b"small", b"span", b"strike",
-    b"strong", b"sub", b"sup", b"time", b"tt", b"u", b"var", b"wbr",
-];
+fn is_inline(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"a" | b"abbr"
+            | b"b"
+            | b"bdi"
+            | b"bdo"
+            | b"big"
+            | b"cite"
+            | b"code"
+            | b"del"
+            | b"dfn"
+            | b"em"
+            | b"font"
+            | b"i"
+            | b"ins"
+            | b"kbd"
+            | b"mark"
+            | b"o:p"
+            | b"q"
+            | b"s"
+            | b"samp"
+            | b"small"
+            | b"span"
+            | b"strike"
+            | b"strong"
+            | b"sub"
+            | b"sup"
+            | b"time"
+            | b"tt"
+            | b"u"
+            | b"var"
+            | b"wbr"
+    )
+}
 
 /// Named entities decoded (the rest of HTML's list is rare in mail).
-const ENTITIES: &[(&[u8], char)] = &[
-    (b"amp", '&'),
-    (b"lt", '<'),
-    (b"gt", '>'),
-    (b"quot", '"'),
-    (b"apos", '\''),
-    (b"nbsp", '\u{A0}'),
-    (b"shy", '\u{AD}'),
-    (b"zwnj", '\u{200C}'),
-    (b"zwj", '\u{200D}'),
-    (b"copy", '©'),
-    (b"reg", '®'),
-    (b"trade", '™'),
-    (b"euro", '€'),
-    (b"pound", '£'),
-    (b"yen", '¥'),
-    (b"cent", '¢'),
-    (b"sect", '§'),
-    (b"deg", '°'),
-    (b"middot", '·'),
-    (b"bull", '•'),
-    (b"hellip", '…'),
-    (b"ndash", '–'),
-    (b"mdash", '—'),
-    (b"lsquo", '\u{2018}'),
-    (b"rsquo", '\u{2019}'),
-    (b"ldquo", '\u{201C}'),
-    (b"rdquo", '\u{201D}'),
-    (b"laquo", '«'),
-    (b"raquo", '»'),
-    (b"times", '×'),
-    (b"eacute", 'é'),
-    (b"egrave", 'è'),
-    (b"agrave", 'à'),
-    (b"aacute", 'á'),
-    (b"ccedil", 'ç'),
-    (b"uuml", 'ü'),
-    (b"ouml", 'ö'),
-    (b"auml", 'ä'),
-    (b"szlig", 'ß'),
-];
+fn named_entity(name: &[u8]) -> Option<char> {
+    Some(match name {
+        b"amp" => '&',
+        b"lt" => '<',
+        b"gt" => '>',
+        b"quot" => '"',
+        b"apos" => '\'',
+        b"nbsp" => '\u{A0}',
+        b"shy" => '\u{AD}',
+        b"zwnj" => '\u{200C}',
+        b"zwj" => '\u{200D}',
+        b"copy" => '©',
+        b"reg" => '®',
+        b"trade" => '™',
+        b"euro" => '€',
+        b"pound" => '£',
+        b"yen" => '¥',
+        b"cent" => '¢',
+        b"sect" => '§',
+        b"deg" => '°',
+        b"middot" => '·',
+        b"bull" => '•',
+        b"hellip" => '…',
+        b"ndash" => '–',
+        b"mdash" => '—',
+        b"lsquo" => '\u{2018}',
+        b"rsquo" => '\u{2019}',
+        b"ldquo" => '\u{201C}',
+        b"rdquo" => '\u{201D}',
+        b"laquo" => '«',
+        b"raquo" => '»',
+        b"times" => '×',
+        b"eacute" => 'é',
+        b"egrave" => 'è',
+        b"agrave" => 'à',
+        b"aacute" => 'á',
+        b"ccedil" => 'ç',
+        b"uuml" => 'ü',
+        b"ouml" => 'ö',
+        b"auml" => 'ä',
+        b"szlig" => 'ß',
+        _ => return None,
+    })
+}
 
 #[cfg(test)]
 mod tests {
@@ -591,6 +818,19 @@ mod tests {
             &["http://q.example"],
         ),
         ("doctype", "<!DOCTYPE html><html>t</html>", "t ", &[]),
+        (
+            "five_hrefs_in_one_tag",
+            "<a href=1 HREF='2' href = \"3\" href=4 href=5>x</a>",
+            "x",
+            &["1", "2", "3", "4", "5"],
+        ),
+        (
+            "attribute_oddities",
+            "<p/><a/href=h1 x= href=h2><td a b=c/ d='>'>t</td><a href>u</a><a href=>v</a>",
+            "t uv",
+            &["h1"],
+        ),
+        ("closing_tag_spaces", "a</ p >b</>c", "a b c", &[]),
     ];
 
     #[test]

@@ -27,13 +27,12 @@ use memchr::{memchr, memmem};
 
 use super::ctype::{Cte, PartInfo};
 use super::decode::{decode_rfc2047, Base64Decoder, Charset, QpDecoder};
-use super::header::{classify, unfold, FieldAcc, LineClass, MAX_NAME_LEN};
+use super::header::{
+    classify, find_lf, trim_wsp, FieldAcc, LineClass, MAX_FIELD_BYTES, MAX_NAME_LEN,
+};
 use super::html::HtmlText;
 use super::url::UrlFinder;
 use super::{MessageLimits, ScanEvent, ScanSink};
-
-#[cfg(doc)]
-use super::header::MAX_FIELD_BYTES;
 
 /// Bytes of a line starting with `--` examined when deciding whether it is a boundary line
 /// (room for `--`, a 200-byte boundary, `--` and trailing whitespace).
@@ -143,7 +142,6 @@ pub(crate) struct Walker {
     /// Pass over the rest of a boundary line longer than [`DELIM_SCAN`].
     skip_line: bool,
     text: TextPipe,
-    unfolded: Vec<u8>,
     decoded: Vec<u8>,
     nl_dashes: memmem::Finder<'static>,
     /// Top-level fields, in order.
@@ -178,10 +176,9 @@ impl Walker {
             hold_lb: 0,
             skip_line: false,
             text: TextPipe::default(),
-            unfolded: Vec::new(),
             decoded: Vec::new(),
             nl_dashes: memmem::Finder::new(b"\n--"),
-            fields: Vec::new(),
+            fields: Vec::with_capacity(32),
             header_end: None,
             finished: false,
         }
@@ -249,24 +246,11 @@ impl Walker {
     /// when the mode changed).
     fn step_header(&mut self, data: &[u8], sink: &mut dyn ScanSink) -> usize {
         if self.h.line == HLine::Rest {
-            let (part, ends, n) = match memchr(b'\n', data) {
-                Some(k) => (&data[..k], true, k + 1),
-                None => (data, false, data.len()),
-            };
-            self.h.field.line_part(part, ends);
-            if !self.h.top {
-                sink.event(ScanEvent::RawBody(&data[..n]));
-            }
-            if ends {
-                self.h.line = HLine::Start;
-                self.h.line_start = self.pos + n;
-                self.h.field_end = self.pos + n;
-            }
-            return n;
+            return self.line_rest(data, 0, find_lf(data), sink);
         }
 
         let dash_ends = !self.stack.is_empty();
-        let nl = memchr(b'\n', data);
+        let nl = find_lf(data);
         let line_len = nl.unwrap_or(data.len());
         let from_carry = !self.h.carry.is_empty();
         let (class, taken) = if from_carry {
@@ -291,17 +275,18 @@ impl Walker {
         let n = match class {
             LineClass::Field { name_len, colon } => {
                 self.finish_field(sink);
+                if let Some(n) = self.single_line_field(data, &carry, nl, name_len, colon, sink) {
+                    return n;
+                }
                 self.h.field.start(name_len, colon);
                 self.h.field_start = self.h.line_start;
                 self.line_bytes_classified(&carry, sink);
-                self.h.line = HLine::Rest;
-                taken
+                taken + self.line_rest(&data[taken..], taken, nl.map(|k| k - taken), sink)
             }
             LineClass::Continuation if self.h.field.active => {
                 self.h.field.fold();
                 self.line_bytes_classified(&carry, sink);
-                self.h.line = HLine::Rest;
-                taken
+                taken + self.line_rest(&data[taken..], taken, nl.map(|k| k - taken), sink)
             }
             LineClass::Blank => {
                 let end = nl.map_or(data.len(), |k| k + 1);
@@ -338,6 +323,33 @@ impl Walker {
         carry.clear();
         if self.h.carry.capacity() == 0 {
             self.h.carry = carry;
+        }
+        n
+    }
+
+    /// The rest of a field or continuation line: `data` starts `offset` bytes into the slice
+    /// being walked, `nl` is where its LF is, if there. Returns the bytes consumed.
+    fn line_rest(
+        &mut self,
+        data: &[u8],
+        offset: usize,
+        nl: Option<usize>,
+        sink: &mut dyn ScanSink,
+    ) -> usize {
+        let (part, ends, n) = match nl {
+            Some(k) => (&data[..k], true, k + 1),
+            None => (data, false, data.len()),
+        };
+        self.h.field.line_part(part, ends);
+        if !self.h.top {
+            sink.event(ScanEvent::RawBody(&data[..n]));
+        }
+        if ends {
+            self.h.line = HLine::Start;
+            self.h.line_start = self.pos + offset + n;
+            self.h.field_end = self.h.line_start;
+        } else {
+            self.h.line = HLine::Rest;
         }
         n
     }
@@ -416,6 +428,53 @@ impl Walker {
         self.end_header(sink);
     }
 
+    /// A field line that is all in `data` (not carried) and whose next line visibly does not
+    /// continue it: emitted straight from `data`, as [`FieldAcc`] would have kept it, without
+    /// copying. Returns the bytes consumed, or `None` for the general path.
+    fn single_line_field(
+        &mut self,
+        data: &[u8],
+        carry: &[u8],
+        nl: Option<usize>,
+        name_len: usize,
+        colon: usize,
+        sink: &mut dyn ScanSink,
+    ) -> Option<usize> {
+        let k = nl?;
+        let next = *data.get(k + 1)?;
+        if !carry.is_empty() || next == b' ' || next == b'\t' {
+            return None;
+        }
+        let line = &data[..k];
+        let content = line.strip_suffix(b"\r").unwrap_or(line);
+        let content = &content[..content.len().min(MAX_FIELD_BYTES)];
+        if !self.h.top {
+            sink.event(ScanEvent::RawBody(&data[..=k]));
+        }
+        let name = &content[..name_len.min(content.len())];
+        let value = trim_wsp(content.get(colon + 1..).unwrap_or(b""));
+        emit_field(
+            &mut self.part,
+            &mut self.decoded,
+            self.h.depth,
+            name,
+            value,
+            sink,
+        );
+        let end = self.pos + k + 1;
+        if self.h.top {
+            self.fields.push(FieldSpan {
+                start: self.h.line_start,
+                end,
+                name_len,
+                colon,
+            });
+        }
+        self.h.line = HLine::Start;
+        self.h.line_start = end;
+        Some(k + 1)
+    }
+
     /// Emits the field being read, if any, and takes note of it.
     fn finish_field(&mut self, sink: &mut dyn ScanSink) {
         if !self.h.field.active {
@@ -423,21 +482,14 @@ impl Walker {
         }
         self.h.field.end();
         let f = &self.h.field;
-        self.unfolded.clear();
-        unfold(f.raw_value(), &mut self.unfolded);
-        self.part.on_field(f.name(), &self.unfolded);
-        let value: &[u8] = if memmem::find(&self.unfolded, b"=?").is_some() {
-            self.decoded.clear();
-            decode_rfc2047(&self.unfolded, &mut self.decoded);
-            &self.decoded
-        } else {
-            &self.unfolded
-        };
-        sink.event(ScanEvent::Header {
-            depth: self.h.depth,
-            name: f.name(),
-            value,
-        });
+        emit_field(
+            &mut self.part,
+            &mut self.decoded,
+            self.h.depth,
+            f.name(),
+            f.value(),
+            sink,
+        );
         if self.h.top {
             self.fields.push(FieldSpan {
                 start: self.h.field_start,
@@ -880,4 +932,37 @@ fn emit_text(
     sink.event(ScanEvent::Text(text));
     let mut on_url = |u: &[u8]| sink.event(ScanEvent::Url(u));
     urls.feed(text, &mut on_url);
+}
+
+/// One complete field (its value unfolded and trimmed): noted for the part, then told to the
+/// scanner with encoded-words decoded.
+fn emit_field(
+    part: &mut PartInfo,
+    decoded: &mut Vec<u8>,
+    depth: usize,
+    name: &[u8],
+    unfolded: &[u8],
+    sink: &mut dyn ScanSink,
+) {
+    part.on_field(name, unfolded);
+    let value: &[u8] = if has_encoded_word(unfolded) {
+        decoded.clear();
+        decode_rfc2047(unfolded, decoded);
+        decoded
+    } else {
+        unfolded
+    };
+    sink.event(ScanEvent::Header { depth, name, value });
+}
+
+/// Whether `s` has `=?` (where an RFC 2047 encoded-word could start).
+fn has_encoded_word(s: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(k) = memchr(b'=', &s[from..]) {
+        if s.get(from + k + 1) == Some(&b'?') {
+            return true;
+        }
+        from += k + 1;
+    }
+    false
 }

@@ -5,13 +5,17 @@
 //! Owns: header parsing, MIME walk, base64/QP/RFC 2047 decoding, the edit plan.
 //! Must not touch: SMTP framing, rule logic.
 //!
-//! Layout: [`header`] classifies header lines and accumulates fields, [`mime`] is the walker
-//! (header blocks, boundaries, part bodies), [`decode`] holds the base64, quoted-printable,
-//! RFC 2047/2231 and charset decoders, [`html`] and [`url`] reduce text for the scanner, and
-//! [`edit`] builds the output from the held input pieces and an [`EditPlan`].
+//! Layout: `header` classifies header lines and accumulates fields, `mime` is the walker
+//! (header blocks, boundaries, part bodies), `ctype` reads Content-Type and friends, `decode`
+//! holds the base64, quoted-printable, RFC 2047/2231 and charset decoders, `html` and `url`
+//! reduce text for the scanner, and `edit` builds the output from the held input pieces and an
+//! [`EditPlan`].
 //!
-//! The pipeline copies only the top-level header block (to hand out field slices) and decoded
-//! text; body bytes go out as `Bytes` slices of the pieces they came in.
+//! Nothing is copied but decoded text, one field at a time for the scanner, and the top-level
+//! header block when it spans several pieces (to hand out field slices); the output is made of
+//! `Bytes` slices of the pieces as they came in, plus the plan's new fields.
+
+#![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
 
@@ -52,6 +56,14 @@ pub enum MessageError {
 }
 
 /// What the scanner is told, in message order. Slices borrow from the call that emits them.
+///
+/// `Header`, `HeaderEnd` and `PartStart` come in the same order however the input is cut.
+/// Between two of them, the concatenated `RawBody` bytes, the concatenated `Text` and the set
+/// of `Url`s are the same too; how `RawBody` and `Text` are cut into events, and where a `Url`
+/// falls among them, depends on the cuts (scanners carry state across events). `RawBody`
+/// carries every byte after the top-level header block exactly once, in order, part headers
+/// and boundary lines included; a part's `Text` and `Url`s all come before the next
+/// structural event.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ScanEvent<'a> {
     /// A header field of the message or of a MIME part: name as sent, value unfolded and
@@ -98,6 +110,9 @@ pub struct EditPlan {
     pub remove: Vec<String>,
 }
 
+/// Bytes reserved for the header copy up front (most header blocks fit; it grows if needed).
+const HEADER_RESERVE: usize = 8 * 1024;
+
 /// One message passing through.
 ///
 /// Call order: [`Pipeline::feed`] for each piece, scan events flowing to the sink as bytes
@@ -109,7 +124,9 @@ pub struct EditPlan {
 pub struct Pipeline {
     limits: MessageLimits,
     walker: Walker,
-    /// Copy of the top-level header block (at most `max_header_bytes`), for field slices.
+    /// The top-level header block, for field slices: a slice of the first piece when that held
+    /// all of it (no copy), else a copy (at most `max_header_bytes`) in `header`.
+    header_shared: Option<Bytes>,
     header: Vec<u8>,
     /// Pieces fed before `release`, in order.
     held: Vec<Bytes>,
@@ -127,6 +144,7 @@ impl Pipeline {
         Pipeline {
             limits,
             walker: Walker::new(limits),
+            header_shared: None,
             header: Vec::new(),
             held: Vec::new(),
             out: VecDeque::new(),
@@ -153,9 +171,21 @@ impl Pipeline {
         if !self.header_complete() {
             let room = self.limits.max_header_bytes.saturating_sub(self.seen);
             let (head, tail) = rest.split_at(rest.len().min(room));
-            self.header.extend_from_slice(head);
+            let before = self.seen;
             self.walker.feed(head, sink);
             self.seen += head.len();
+            match self.walker.header_end {
+                Some(end) if before == 0 => self.header_shared = Some(piece.slice(..end)),
+                end => {
+                    // Copy only what belongs to the header block (the body stays in the pieces).
+                    if self.header.capacity() == 0 {
+                        self.header.reserve(room.min(HEADER_RESERVE));
+                    }
+                    let keep =
+                        end.map_or(head.len(), |end| end.saturating_sub(before).min(head.len()));
+                    self.header.extend_from_slice(&head[..keep]);
+                }
+            }
             rest = tail;
             if let Some(end) = self.walker.header_end {
                 self.header.truncate(end);
@@ -217,14 +247,16 @@ impl Pipeline {
         self.walker
             .fields
             .iter()
-            .filter_map(|f| edit::field_parts(&self.header, f))
+            .filter_map(|f| edit::field_parts(self.header_block(), f))
             .collect()
     }
 
     /// How many top-level fields have this name (case-insensitive).
     pub fn count_fields(&self, name: &str) -> usize {
-        self.header_fields()
+        self.walker
+            .fields
             .iter()
+            .filter_map(|f| edit::field_parts(self.header_block(), f))
             .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .count()
     }
@@ -238,7 +270,8 @@ impl Pipeline {
         }
         self.released = true;
         let held = std::mem::take(&mut self.held);
-        edit::apply(plan, &self.walker.fields, &self.header, held, &mut self.out);
+        let header = self.header_shared.as_deref().unwrap_or(&self.header);
+        edit::apply(plan, &self.walker.fields, header, held, &mut self.out);
     }
 
     /// Whether `release` has happened.
@@ -249,6 +282,11 @@ impl Pipeline {
     /// The next output piece for the next hop (only after `release`).
     pub fn poll_output(&mut self) -> Option<Bytes> {
         self.out.pop_front()
+    }
+
+    /// The top-level header block as far as it is known.
+    fn header_block(&self) -> &[u8] {
+        self.header_shared.as_deref().unwrap_or(&self.header)
     }
 }
 
@@ -566,7 +604,8 @@ mod tests {
         }
     }
 
-    /// Every labelled message and every file under `malformed/`, mbox `From ` line stripped.
+    /// Every labelled message and every file under `malformed/` and `smtp/` (SMTP smuggling
+    /// payloads: odd line ends), mbox `From ` line stripped.
     fn corpus_messages(dir: &Path) -> Vec<(String, Vec<u8>)> {
         let mut paths = Vec::new();
         if let Ok(labels) = std::fs::read_to_string(dir.join("labels.tsv")) {
@@ -577,6 +616,7 @@ mod tests {
             }
         }
         files_under(&dir.join("malformed"), &mut paths);
+        files_under(&dir.join("smtp"), &mut paths);
         paths
             .into_iter()
             .filter_map(|p| {
@@ -1393,5 +1433,16 @@ mod tests {
             "{} unexplained differences",
             unexplained.len()
         );
+    }
+
+    /// Found by the corpus split test: a field whose name was carried from one piece, whose
+    /// next piece ended with the CR of its CRLF, kept that CR in the value.
+    #[test]
+    fn cr_at_piece_end_after_carried_name_is_not_kept() {
+        let msg = Bytes::from_static(b"X-Long-Name: value\r\nSubject: s\r\n\r\n");
+        let cr = msg.iter().position(|&b| b == b'\r').unwrap();
+        let got = run_cuts(&msg, &[3, cr + 1], limits(), &EditPlan::default());
+        assert_eq!(got, run_whole(&msg));
+        assert_eq!(describe(&got)[0], "H0 X-Long-Name: value");
     }
 }

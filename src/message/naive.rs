@@ -74,23 +74,45 @@ fn field_start(c: &[u8]) -> Option<(usize, usize)> {
     ok.then_some((name_len, colon))
 }
 
-fn unfold(raw: &[u8]) -> Vec<u8> {
-    let pieces: Vec<&[u8]> = raw
-        .split(|&b| b == b'\n')
-        .map(|l| {
-            let s = l
-                .iter()
-                .position(|&b| b != b' ' && b != b'\t')
-                .unwrap_or(l.len());
-            let e = l
-                .iter()
-                .rposition(|&b| b != b' ' && b != b'\t')
-                .map_or(s, |e| e + 1);
-            &l[s..e]
-        })
-        .filter(|l| !l.is_empty())
-        .collect();
-    pieces.join(&b' ')
+/// A field unfolded the way the scanner sees it (see `FieldAcc`), from its whole lines: the
+/// first line, then each continuation's text after one space, whitespace before each fold
+/// dropped; frozen once at `MAX_FIELD_BYTES`. Returns the value, trimmed.
+fn unfold(lines: &[&[u8]], colon: usize) -> (Vec<u8>, Vec<u8>) {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut full = false;
+    let push = |buf: &mut Vec<u8>, full: &mut bool, b: &[u8]| {
+        if !*full {
+            let room = MAX_FIELD_BYTES - buf.len();
+            buf.extend_from_slice(&b[..b.len().min(room)]);
+            *full = buf.len() >= MAX_FIELD_BYTES;
+        }
+    };
+    push(&mut buf, &mut full, lines[0]);
+    for line in &lines[1..] {
+        if !full {
+            while buf.last().is_some_and(|&b| b == b' ' || b == b'\t') {
+                buf.pop();
+            }
+        }
+        let t = &line[line
+            .iter()
+            .take_while(|&&b| b == b' ' || b == b'\t')
+            .count()..];
+        if !t.is_empty() {
+            push(&mut buf, &mut full, b" ");
+            push(&mut buf, &mut full, t);
+        }
+    }
+    let v = buf.get(colon + 1..).unwrap_or(b"");
+    let s = v
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(v.len());
+    let e = v
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(s, |e| e + 1);
+    (buf.clone(), v[s..e].to_vec())
 }
 
 /// Base64 the obvious way: gather sextets, flush at `=` and at the end.
@@ -278,8 +300,9 @@ pub(super) fn walk(msg: &[u8], limits: MessageLimits) -> NaiveMessage {
                 top,
                 digest_parent,
             } => {
-                // Collect the fields: (start, end, bytes as FieldAcc keeps them, name_len, colon).
-                let mut fields: Vec<(usize, usize, Vec<u8>, usize, usize)> = Vec::new();
+                // Collect the fields: (start, end, content of each line, name_len, colon).
+                type Field<'m> = (usize, usize, Vec<&'m [u8]>, usize, usize);
+                let mut fields: Vec<Field> = Vec::new();
                 let mut header_end = msg.len();
                 while let Some(&(s, e)) = lines.get(li) {
                     let line = &msg[s..e];
@@ -291,8 +314,7 @@ pub(super) fn walk(msg: &[u8], limits: MessageLimits) -> NaiveMessage {
                     }
                     if c[0] == b' ' || c[0] == b'\t' {
                         if let Some(f) = fields.last_mut() {
-                            f.2.push(b'\n');
-                            f.2.extend_from_slice(c);
+                            f.2.push(c);
                             f.1 = e;
                             li += 1;
                             continue;
@@ -303,7 +325,7 @@ pub(super) fn walk(msg: &[u8], limits: MessageLimits) -> NaiveMessage {
                     let dash = !stack.is_empty() && c.starts_with(b"--");
                     match field_start(c) {
                         Some((name_len, colon)) if !dash => {
-                            fields.push((s, e, c.to_vec(), name_len, colon));
+                            fields.push((s, e, vec![c], name_len, colon));
                             li += 1;
                         }
                         _ => {
@@ -313,11 +335,9 @@ pub(super) fn walk(msg: &[u8], limits: MessageLimits) -> NaiveMessage {
                     }
                 }
                 let mut info = PartInfo::default();
-                for (s, e, mut bytes, name_len, colon) in fields {
-                    bytes.truncate(MAX_FIELD_BYTES);
-                    let name = bytes[..name_len.min(bytes.len())].to_vec();
-                    let raw = bytes.get(colon + 1..).unwrap_or(b"");
-                    let unfolded = unfold(raw);
+                for (s, e, field_lines, name_len, colon) in fields {
+                    let (buf, unfolded) = unfold(&field_lines, colon);
+                    let name = buf[..name_len.min(buf.len())].to_vec();
                     info.on_field(&name, &unfolded);
                     let mut value = Vec::new();
                     decode_rfc2047(&unfolded, &mut value);

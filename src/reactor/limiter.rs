@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Counts open connections per address.
 #[derive(Debug)]
 pub struct ConnLimiter {
-    max: usize,
+    max: AtomicUsize,
     counts: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -16,7 +17,7 @@ impl ConnLimiter {
     /// A limiter allowing `max` connections per address.
     pub fn new(max: usize) -> ConnLimiter {
         ConnLimiter {
-            max,
+            max: AtomicUsize::new(max),
             counts: Mutex::new(HashMap::new()),
         }
     }
@@ -27,7 +28,12 @@ impl ConnLimiter {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let n = counts.entry(ip).or_insert(0);
         *n += 1;
-        *n <= self.max
+        *n <= self.max.load(Ordering::Relaxed)
+    }
+
+    /// A new limit (reload); connections already open stay.
+    pub fn set_max(&self, max: usize) {
+        self.max.store(max, Ordering::Relaxed);
     }
 
     /// Forgets a closed connection.
@@ -56,5 +62,7 @@ mod tests {
         l.release(ip);
         l.release(ip);
         assert!(l.acquire(ip));
+        l.set_max(1);
+        assert!(!l.acquire(ip), "a lower limit counts at once");
     }
 }

@@ -1,9 +1,16 @@
 //! The reactor: worker threads (one per core by default), each a `mio` loop with its own
 //! `SO_REUSEPORT` listeners, sessions, timers and next-hop pool. Only this room touches sockets
 //! and the clock. Workers share nothing on the hot path; reload and stop arrive as commands.
+//!
+//! TLS: [`RelayTls`] holds the rustls configurations of one configuration generation (built at
+//! start and on each reload, shared by every worker); when a session asks for STARTTLS, the
+//! worker wraps that socket in a [`tls::TlsSocket`] around a [`crate::tls::TlsPipe`]. A pooled
+//! next-hop connection keeps its TLS state, so it is one handshake per pooled connection, not
+//! per message ([`WorkerStats`] counts both sides).
 
 pub mod limiter;
 pub mod timer;
+pub mod tls;
 pub mod worker;
 
 use std::io;
@@ -17,6 +24,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::reactor::limiter::ConnLimiter;
 use crate::reactor::worker::{Command, Worker, WorkerInit};
+
+pub use crate::reactor::tls::RelayTls;
 use crate::relay::session::Snapshot;
 
 /// Counters of one worker, summed over workers at exit.
@@ -36,6 +45,21 @@ pub struct WorkerStats {
     pub bytes_in: u64,
     /// Bytes written to clients.
     pub bytes_out: u64,
+    /// TLS handshakes completed with clients (after their STARTTLS).
+    pub client_tls_handshakes: u64,
+    /// Of those, resumed sessions (no certificate exchange).
+    pub client_tls_resumed: u64,
+    /// Client TLS handshakes that failed or timed out (each closes its connection).
+    pub client_tls_failures: u64,
+    /// TLS handshakes completed toward next hops: one per new next-hop connection, none
+    /// for a connection reused from the pool.
+    pub next_hop_tls_handshakes: u64,
+    /// Of those, resumed sessions.
+    pub next_hop_tls_resumed: u64,
+    /// TLS failures toward next hops: handshakes, and records refused after our side of the
+    /// handshake (a next hop that refuses our client certificate under TLS 1.3). Each gave
+    /// the client a `4xx`.
+    pub next_hop_tls_failures: u64,
 }
 
 impl std::ops::AddAssign for WorkerStats {
@@ -47,6 +71,12 @@ impl std::ops::AddAssign for WorkerStats {
         self.spam += o.spam;
         self.bytes_in += o.bytes_in;
         self.bytes_out += o.bytes_out;
+        self.client_tls_handshakes += o.client_tls_handshakes;
+        self.client_tls_resumed += o.client_tls_resumed;
+        self.client_tls_failures += o.client_tls_failures;
+        self.next_hop_tls_handshakes += o.next_hop_tls_handshakes;
+        self.next_hop_tls_resumed += o.next_hop_tls_resumed;
+        self.next_hop_tls_failures += o.next_hop_tls_failures;
     }
 }
 
@@ -68,15 +98,44 @@ pub struct RelayHandle {
     /// The addresses actually listened on (port 0 resolved).
     pub local_addrs: Vec<SocketAddr>,
     workers: Vec<(Sender<Command>, Arc<Waker>)>,
+    limiter: Arc<ConnLimiter>,
     threads: Vec<JoinHandle<io::Result<WorkerStats>>>,
 }
 
 impl RelayHandle {
-    /// Hands every worker a new snapshot for new sessions.
-    pub fn reload(&self, snapshot: &Snapshot) {
+    /// Hands every worker a new snapshot for new sessions, with TLS configurations rebuilt
+    /// from its configuration (certificates are read again). When a certificate or key cannot
+    /// be used, nothing changes (the running configuration and certificates stay) and the
+    /// error says why. Returns once every worker has switched, so a connection made after it
+    /// sees the new configuration.
+    pub fn reload(&self, snapshot: &Snapshot) -> Result<(), String> {
+        let tls = Arc::new(RelayTls::load(&snapshot.config)?);
+        self.reload_with(snapshot, tls);
+        Ok(())
+    }
+
+    /// [`RelayHandle::reload`] with TLS configurations already built.
+    pub fn reload_with(&self, snapshot: &Snapshot, tls: Arc<RelayTls>) {
+        self.limiter
+            .set_max(snapshot.config.limits.max_connections_per_ip);
+        let (done_tx, done_rx) = crossbeam_channel::bounded(self.workers.len());
+        let mut asked = 0;
         for (tx, waker) in &self.workers {
-            let _ = tx.send(Command::Reload(snapshot.clone()));
+            let cmd = Command::Reload {
+                snapshot: snapshot.clone(),
+                tls: tls.clone(),
+                done: Some(done_tx.clone()),
+            };
+            if tx.send(cmd).is_ok() {
+                asked += 1;
+            }
             let _ = waker.wake();
+        }
+        for _ in 0..asked {
+            // A worker that exited (drained) never answers; do not wait for it forever.
+            if done_rx.recv_timeout(RELOAD_ACK_TIMEOUT).is_err() {
+                break;
+            }
         }
     }
 
@@ -108,8 +167,24 @@ impl RelayHandle {
     }
 }
 
-/// Binds the listeners and starts `config.server.workers` workers.
+/// How long [`RelayHandle::reload`] waits for each worker to switch.
+const RELOAD_ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Binds the listeners and starts `config.server.workers` workers. The TLS configurations
+/// (`[tls]`, each tenant's next-hop TLS) are built from the snapshot's configuration first; a
+/// certificate or key that cannot be used is an `InvalidInput` error naming the file.
 pub fn spawn(snapshot: Snapshot, options: &RelayOptions) -> io::Result<RelayHandle> {
+    let tls = RelayTls::load(&snapshot.config)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    spawn_with_tls(snapshot, Arc::new(tls), options)
+}
+
+/// [`spawn`] with TLS configurations already built.
+pub fn spawn_with_tls(
+    snapshot: Snapshot,
+    tls: Arc<RelayTls>,
+    options: &RelayOptions,
+) -> io::Result<RelayHandle> {
     let config = snapshot.config.clone();
     let workers = config.server.workers.max(1);
     // Bind worker 0's listener first so that port 0 resolves to one port all workers share.
@@ -135,6 +210,7 @@ pub fn spawn(snapshot: Snapshot, options: &RelayOptions) -> io::Result<RelayHand
             id,
             listeners,
             snapshot: snapshot.clone(),
+            tls: tls.clone(),
             inbox: rx,
             poll,
             limiter: limiter.clone(),
@@ -150,6 +226,7 @@ pub fn spawn(snapshot: Snapshot, options: &RelayOptions) -> io::Result<RelayHand
     Ok(RelayHandle {
         local_addrs,
         workers: handles,
+        limiter,
         threads,
     })
 }

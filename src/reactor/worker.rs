@@ -1,24 +1,32 @@
 //! One worker: a `mio` poll loop with its own `SO_REUSEPORT` listeners, its sessions in a slab,
 //! its timers and its idle pool of next-hop connections. Boring on purpose: dispatch on the
-//! token, drain until `WouldBlock`, let the session decide everything, close in one place.
+//! token, move bytes until nothing moves, let the session decide everything, close in one
+//! place.
+//!
+//! Each socket (client, next hop) is plain or, after the session asked for STARTTLS, wrapped
+//! in a [`TlsSocket`]: ciphertext goes between the socket and the pipe, plaintext between the
+//! pipe and the session's buffers. Nothing read from a socket after the upgrade was asked for
+//! reaches the session as plaintext.
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::reactor::limiter::ConnLimiter;
 use crate::reactor::timer::Timers;
+use crate::reactor::tls::{RelayTls, SocketRead, TlsSocket};
 use crate::reactor::WorkerStats;
 use crate::relay::route::TenantId;
 use crate::relay::session::{Action, ConnInfo, Session, Snapshot};
 use crate::smtp::client::Client;
 use crate::smtp::error::SessionError;
+use crate::tls::{self, TlsPipe};
 
 /// Tokens: listeners, then the waker, then two per connection (client, next hop), then the pool.
 const WAKER: Token = Token(1024);
@@ -26,6 +34,10 @@ const CONN_BASE: usize = 2048;
 const POOL_BASE: usize = 1 << 48;
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
+/// Rounds of read → session → write one connection gets per turn of the loop; a connection
+/// with more to do is driven again next turn, after everyone else (no starvation by a client
+/// that pipelines or streams without pause).
+const DRIVE_ROUNDS_PER_TURN: usize = 16;
 /// Connect timeout toward a next hop.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an idle next-hop connection stays pooled.
@@ -34,12 +46,23 @@ const POOL_IDLE: Duration = Duration::from_secs(30);
 const POOL_MAX_PER_HOP: usize = 64;
 /// How long a graceful stop waits for transactions in flight.
 const DRAIN_GRACE: Duration = Duration::from_secs(60);
+/// How long a finished session waits for the client to take its last reply before the
+/// connection is closed anyway (a client that never reads must not hold it forever).
+const CLOSE_LINGER: Duration = Duration::from_secs(30);
 
 /// What the main thread tells a worker.
 #[derive(Debug)]
 pub enum Command {
-    /// Use this snapshot for new sessions (open sessions keep theirs).
-    Reload(Snapshot),
+    /// Use this snapshot and these TLS configurations for new sessions (open sessions keep
+    /// theirs); say so on `done`.
+    Reload {
+        /// Configuration and rules.
+        snapshot: Snapshot,
+        /// TLS configurations built from the same configuration.
+        tls: Arc<RelayTls>,
+        /// Told once the worker switched.
+        done: Option<Sender<()>>,
+    },
     /// Stop accepting, let transactions in flight finish, then exit.
     Drain,
 }
@@ -52,30 +75,44 @@ pub struct WorkerInit {
     pub listeners: Vec<TcpListener>,
     /// Configuration and rules for new sessions.
     pub snapshot: Snapshot,
+    /// TLS configurations built from the snapshot's configuration.
+    pub tls: Arc<RelayTls>,
     /// Commands from the main thread.
     pub inbox: Receiver<Command>,
     /// The poll instance whose waker the main thread holds.
     pub poll: Poll,
     /// Connections per client address, across workers.
     pub limiter: Arc<ConnLimiter>,
-    /// Log one line per message and refused session.
+    /// Log one line per message, refused session and failed TLS handshake.
     pub log_messages: bool,
 }
 
 struct Down {
     stream: TcpStream,
+    tenant: TenantId,
     connecting: bool,
     connect_deadline: Option<Instant>,
     readable: bool,
     writable: bool,
     next_hop: String,
+    tls: Option<Box<TlsSocket>>,
 }
 
 struct Conn {
     client: TcpStream,
-    peer: IpAddr,
+    peer: SocketAddr,
     readable: bool,
     writable: bool,
+    /// The client closed its side (reported to the session once).
+    client_eof: bool,
+    /// TLS on the client side, from `Action::StartTlsClient` on.
+    tls: Option<Box<TlsSocket>>,
+    /// The client's TLS handshake must finish by then.
+    tls_deadline: Option<Instant>,
+    /// The TLS configurations of the generation the session runs on.
+    relay_tls: Arc<RelayTls>,
+    /// When the session finished: its last reply must be taken by then.
+    linger_deadline: Option<Instant>,
     down: Option<Down>,
     session: Session,
     deadline: Option<Instant>,
@@ -86,7 +123,15 @@ struct Idle {
     client: Box<Client>,
     tenant: TenantId,
     next_hop: String,
+    tls: Option<Box<TlsSocket>>,
     since: Instant,
+}
+
+/// Whether a step moved anything, or closed the connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Moved(bool),
+    Closed,
 }
 
 /// The worker's state.
@@ -95,6 +140,7 @@ pub struct Worker {
     poll: Poll,
     listeners: Vec<TcpListener>,
     snapshot: Snapshot,
+    tls: Arc<RelayTls>,
     inbox: Receiver<Command>,
     limiter: Arc<ConnLimiter>,
     conns: Slab<Conn>,
@@ -105,6 +151,11 @@ pub struct Worker {
     stats: WorkerStats,
     wall: (Instant, SystemTime),
     log_messages: bool,
+    /// Connections whose turn ended with work left (see `DRIVE_ROUNDS_PER_TURN`).
+    again: Vec<usize>,
+    /// Where socket reads land before they are appended to a session's buffer: zeroed once,
+    /// so a read costs a copy of what arrived, not a clear of a whole chunk.
+    scratch: Box<[u8]>,
 }
 
 impl Worker {
@@ -114,6 +165,7 @@ impl Worker {
             id,
             mut listeners,
             snapshot,
+            tls,
             inbox,
             poll,
             limiter,
@@ -127,6 +179,7 @@ impl Worker {
             poll,
             listeners,
             snapshot,
+            tls,
             inbox,
             limiter,
             conns: Slab::new(),
@@ -137,6 +190,8 @@ impl Worker {
             stats: WorkerStats::default(),
             wall: (Instant::now(), SystemTime::now()),
             log_messages,
+            again: Vec::new(),
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
         })
     }
 
@@ -153,6 +208,11 @@ impl Worker {
                 .map(|t| t.saturating_duration_since(now))
                 .unwrap_or(Duration::from_secs(1))
                 .min(Duration::from_secs(1));
+            let timeout = if self.again.is_empty() {
+                timeout
+            } else {
+                Duration::ZERO
+            };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -186,27 +246,15 @@ impl Worker {
                     touched.push(key);
                 }
             }
+            // Connections left with work last turn go first this turn, then the new events.
+            touched.append(&mut self.again);
             touched.sort_unstable();
             touched.dedup();
             for &key in &touched {
                 self.drive(key, now);
             }
             for key in self.timers.expired(now) {
-                if let Some(conn) = self.conns.get_mut(key) {
-                    conn.deadline = None;
-                    if let Some(d) = conn.down.as_ref() {
-                        if d.connecting && d.connect_deadline.is_some_and(|t| t <= now) {
-                            self.drop_down(key);
-                            let conn = &mut self.conns[key];
-                            conn.session
-                                .downstream_failed(now, "connect timed out".to_string());
-                        }
-                    }
-                    if let Some(conn) = self.conns.get_mut(key) {
-                        conn.session.handle_timeout(now);
-                    }
-                    self.drive(key, now);
-                }
+                self.on_deadline(key, now);
             }
             if now.duration_since(last_sweep) >= Duration::from_secs(1) {
                 last_sweep = now;
@@ -240,7 +288,7 @@ impl Worker {
                 local,
                 conn_id: self.next_conn_id,
                 wall_start: self.wall.1 + now.saturating_duration_since(self.wall.0),
-                tls_available: false,
+                tls_available: self.tls.server().is_some(),
             };
             let allowed = self.limiter.acquire(peer.ip());
             self.stats.connections += 1;
@@ -262,9 +310,14 @@ impl Worker {
             let key = entry.key();
             let mut conn = Conn {
                 client: stream,
-                peer: peer.ip(),
+                peer,
                 readable: true,
                 writable: true,
+                client_eof: false,
+                tls: None,
+                tls_deadline: None,
+                relay_tls: self.tls.clone(),
+                linger_deadline: None,
                 down: None,
                 session,
                 deadline: None,
@@ -286,10 +339,18 @@ impl Worker {
     fn drain_inbox(&mut self, now: Instant) {
         while let Ok(cmd) = self.inbox.try_recv() {
             match cmd {
-                Command::Reload(snapshot) => {
+                Command::Reload {
+                    snapshot,
+                    tls,
+                    done,
+                } => {
                     self.snapshot = snapshot;
+                    self.tls = tls;
                     // Pooled connections were made under the old next-hop settings.
                     self.clear_pool();
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
                 }
                 Command::Drain => {
                     if self.draining.is_none() {
@@ -321,228 +382,453 @@ impl Worker {
         self.conns.is_empty()
     }
 
+    /// A connection's timer fired: connect and TLS handshake timeouts are the reactor's, the
+    /// rest the session's.
+    fn on_deadline(&mut self, key: usize, now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.deadline = None;
+        if conn.tls_deadline.is_some_and(|t| t <= now) {
+            self.client_tls_failed(key, "handshake timed out");
+            return;
+        }
+        if conn.linger_deadline.is_some_and(|t| t <= now) {
+            self.close(key);
+            return;
+        }
+        if let Some(d) = conn.down.as_ref() {
+            if d.connecting && d.connect_deadline.is_some_and(|t| t <= now) {
+                self.drop_down(key);
+                self.conns[key]
+                    .session
+                    .downstream_failed(now, "connect timed out".to_string());
+            }
+        }
+        self.conns[key].session.handle_timeout(now);
+        self.drive(key, now);
+    }
+
     /// Moves bytes until nothing more can move, then closes or re-arms the timer.
     fn drive(&mut self, key: usize, now: Instant) {
+        let mut rounds = 0;
         loop {
-            let Some(conn) = self.conns.get_mut(key) else {
+            if !self.conns.contains(key) {
                 return;
-            };
+            }
+            rounds += 1;
+            if rounds > DRIVE_ROUNDS_PER_TURN {
+                self.again.push(key);
+                break;
+            }
             let mut progress = false;
-
-            // Client → session.
-            while conn.readable {
-                let room = conn.session.client_read_room().min(READ_CHUNK);
-                if room == 0 {
-                    break;
-                }
-                match read_some(&mut conn.client, conn.session.client_buffer(), room) {
-                    Ok(0) => {
-                        conn.readable = false;
-                        conn.session.handle_client_eof(now);
-                        progress = true;
-                    }
-                    Ok(n) => {
-                        self.stats.bytes_in += n as u64;
-                        conn.session.handle_client_data(now);
-                        progress = true;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.readable = false,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        conn.readable = false;
-                        conn.session.handle_client_eof(now);
-                        progress = true;
-                    }
-                }
+            match self.client_to_session(key, now) {
+                Step::Closed => return,
+                Step::Moved(moved) => progress |= moved,
             }
-
-            // Next hop → session.
-            if let Some(d) = conn.down.as_mut() {
-                if d.connecting && d.writable {
-                    match connect_result(&d.stream) {
-                        Ok(true) => {
-                            d.connecting = false;
-                            d.connect_deadline = None;
-                            conn.session.downstream_attached(now, None);
-                            progress = true;
-                        }
-                        Ok(false) => d.writable = false,
-                        Err(e) => {
-                            self.drop_down(key);
-                            self.conns[key]
-                                .session
-                                .downstream_failed(now, e.to_string());
-                            continue;
-                        }
-                    }
-                }
-            }
-            let conn = &mut self.conns[key];
-            if let Some(d) = conn.down.as_mut().filter(|d| !d.connecting) {
-                let mut failed = None;
-                while d.readable {
-                    let room = conn.session.downstream_read_room().min(READ_CHUNK);
-                    if room == 0 {
-                        break;
-                    }
-                    match read_some(&mut d.stream, conn.session.downstream_buffer(), room) {
-                        Ok(0) => {
-                            failed = Some("connection closed by next hop".to_string());
-                            break;
-                        }
-                        Ok(_) => {
-                            conn.session.handle_downstream_data(now);
-                            progress = true;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => d.readable = false,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            failed = Some(e.to_string());
-                            break;
-                        }
-                    }
-                }
-                if let Some(why) = failed {
-                    self.drop_down(key);
-                    self.conns[key].session.downstream_failed(now, why);
-                    progress = true;
-                }
-            }
+            progress |= self.connect_progress(key, now);
+            progress |= self.next_hop_to_session(key, now);
 
             // Actions.
             while let Some(action) = self.conns[key].session.poll_action() {
                 progress = true;
                 self.act(key, now, action);
             }
+            // The session gave up its next-hop link on its own (a protocol failure): the
+            // socket goes too.
+            let conn = &self.conns[key];
+            if conn.down.is_some() && !conn.session.has_downstream() {
+                self.drop_down(key);
+            }
 
-            // Session → sockets.
-            let conn = &mut self.conns[key];
-            if conn.writable && !conn.session.client_output().is_empty() {
-                let out = conn.session.client_output();
-                match conn.client.write(out) {
-                    Ok(n) => {
-                        out.drain(..n);
-                        self.stats.bytes_out += n as u64;
-                        progress |= n > 0;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.writable = false,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        conn.writable = false;
-                        out.clear();
-                        conn.session.handle_client_eof(now);
-                    }
-                }
+            match self.session_to_client(key, now) {
+                Step::Closed => return,
+                Step::Moved(moved) => progress |= moved,
             }
-            if let Some(d) = conn.down.as_mut().filter(|d| !d.connecting && d.writable) {
-                let out = conn.session.downstream_output();
-                if !out.is_empty() {
-                    let mut slices = [IoSlice::new(&[]); 64];
-                    let n = out.io_slices(&mut slices);
-                    match d.stream.write_vectored(&slices[..n]) {
-                        Ok(n) => {
-                            out.advance(n);
-                            progress |= n > 0;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => d.writable = false,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            let why = e.to_string();
-                            self.drop_down(key);
-                            self.conns[key].session.downstream_failed(now, why);
-                            progress = true;
-                        }
-                    }
-                }
-            }
+            progress |= self.session_to_next_hop(key, now);
             if !progress {
                 break;
             }
         }
         let conn = &mut self.conns[key];
-        if conn.session.is_closing() && conn.session.client_output().is_empty() {
-            self.close(key);
-            return;
+        let flushed = conn.session.client_output().is_empty()
+            && conn
+                .tls
+                .as_ref()
+                .map_or(true, |t| t.pending_out() == 0 && !t.pipe.wants_write());
+        if conn.session.is_closing() {
+            if flushed {
+                self.close(key);
+                return;
+            }
+            conn.linger_deadline.get_or_insert(now + CLOSE_LINGER);
         }
-        let session_deadline = conn.session.next_deadline();
-        let connect_deadline = conn.down.as_ref().and_then(|d| d.connect_deadline);
-        let new = match (session_deadline, connect_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadlines = [
+            conn.session.next_deadline(),
+            conn.down.as_ref().and_then(|d| d.connect_deadline),
+            conn.tls_deadline,
+            conn.linger_deadline,
+        ];
+        let new = deadlines.into_iter().flatten().min();
         let old = conn.deadline;
         conn.deadline = new;
         self.timers.update(key, old, new);
     }
 
-    fn act(&mut self, key: usize, now: Instant, action: Action) {
-        match action {
-            Action::ConnectDownstream { tenant, next_hop } => {
-                self.drop_down(key);
-                if let Some(idle) = self.take_pooled(tenant, &next_hop) {
-                    let Idle {
-                        mut stream, client, ..
-                    } = idle;
-                    let token = Token(CONN_BASE + key * 2 + 1);
-                    if self
-                        .poll
-                        .registry()
-                        .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
-                        .is_ok()
-                    {
-                        let conn = &mut self.conns[key];
-                        conn.down = Some(Down {
-                            stream,
-                            connecting: false,
-                            connect_deadline: None,
-                            readable: true,
-                            writable: true,
-                            next_hop,
-                        });
-                        conn.session.downstream_attached(now, Some(client));
-                        return;
-                    }
+    /// Client socket → session: one read (plain), or one read through TLS.
+    fn client_to_session(&mut self, key: usize, now: Instant) -> Step {
+        let conn = &mut self.conns[key];
+        let Some(t) = conn.tls.as_mut() else {
+            if !conn.readable || conn.client_eof {
+                return Step::Moved(false);
+            }
+            let room = conn.session.client_read_room().min(READ_CHUNK);
+            if room == 0 {
+                return Step::Moved(false);
+            }
+            let scratch = &mut self.scratch[..room];
+            return match read_some(&mut conn.client, conn.session.client_buffer(), scratch) {
+                Ok(0) => {
+                    conn.readable = false;
+                    conn.client_eof = true;
+                    conn.session.handle_client_eof(now);
+                    Step::Moved(true)
                 }
-                match connect(&next_hop) {
-                    Ok(mut stream) => {
-                        let token = Token(CONN_BASE + key * 2 + 1);
-                        if let Err(e) = self.poll.registry().register(
-                            &mut stream,
-                            token,
-                            Interest::READABLE | Interest::WRITABLE,
-                        ) {
-                            self.conns[key]
-                                .session
-                                .downstream_failed(now, e.to_string());
-                            return;
-                        }
-                        self.conns[key].down = Some(Down {
-                            stream,
-                            connecting: true,
-                            connect_deadline: Some(now + CONNECT_TIMEOUT),
-                            readable: false,
-                            writable: false,
-                            next_hop,
-                        });
-                    }
-                    Err(e) => {
-                        self.conns[key]
-                            .session
-                            .downstream_failed(now, format!("{next_hop}: {e}"));
-                    }
+                Ok(n) => {
+                    self.stats.bytes_in += n as u64;
+                    conn.session.handle_client_data(now);
+                    Step::Moved(true)
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.readable = false;
+                    Step::Moved(false)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => Step::Moved(true),
+                Err(_) => {
+                    conn.readable = false;
+                    conn.client_eof = true;
+                    conn.session.handle_client_eof(now);
+                    Step::Moved(true)
+                }
+            };
+        };
+        let mut moved = false;
+        if conn.readable {
+            match t.read_socket(&mut conn.client) {
+                SocketRead::Data(n) => {
+                    self.stats.bytes_in += n as u64;
+                    moved = true;
+                }
+                SocketRead::NoRoom => {}
+                SocketRead::WouldBlock => conn.readable = false,
+                SocketRead::Closed => {
+                    conn.readable = false;
+                    moved = true;
                 }
             }
-            Action::CloseDownstream => self.drop_down(key),
-            Action::StartTlsClient => {
-                // TLS is not configured on this listener: the session never offers it.
-                self.conns[key].session.handle_client_eof(now);
+        }
+        match t.process() {
+            Ok(taken) => moved |= taken,
+            Err(e) => {
+                let why = e.to_string();
+                self.client_tls_failed(key, &why);
+                return Step::Closed;
             }
-            Action::StartTlsDownstream => {
+        }
+        if !t.started && !t.pipe.is_handshaking() {
+            t.started = true;
+            conn.tls_deadline = None;
+            self.stats.client_tls_handshakes += 1;
+            if t.pipe.is_resumed() {
+                self.stats.client_tls_resumed += 1;
+            }
+            let names = t
+                .pipe
+                .peer_cert_matches(conn.relay_tls.trusted_cert_names());
+            if !names.is_empty() {
+                conn.session.set_client_cert_names(&names);
+            }
+            conn.session.set_tls_description(t.pipe.description());
+            // Clears whatever plaintext was pipelined after STARTTLS before any decrypted
+            // byte goes in.
+            conn.session.client_tls_started(now);
+            moved = true;
+        }
+        if t.started {
+            let room = conn.session.client_read_room();
+            if room > 0 && t.pipe.read_plaintext(conn.session.client_buffer(), room) > 0 {
+                conn.session.handle_client_data(now);
+                moved = true;
+            }
+        }
+        if t.input_finished() && !conn.client_eof {
+            conn.client_eof = true;
+            if !t.started {
+                self.client_tls_failed(key, "connection closed during the handshake");
+                return Step::Closed;
+            }
+            conn.session.handle_client_eof(now);
+            moved = true;
+        }
+        Step::Moved(moved)
+    }
+
+    /// A non-blocking connect toward the next hop finished (or failed).
+    fn connect_progress(&mut self, key: usize, now: Instant) -> bool {
+        let conn = &mut self.conns[key];
+        let Some(d) = conn.down.as_mut().filter(|d| d.connecting && d.writable) else {
+            return false;
+        };
+        match connect_result(&d.stream) {
+            Ok(true) => {
+                d.connecting = false;
+                d.connect_deadline = None;
+                conn.session.downstream_attached(now, None);
+                true
+            }
+            Ok(false) => {
+                d.writable = false;
+                false
+            }
+            Err(e) => {
                 self.drop_down(key);
                 self.conns[key]
                     .session
-                    .downstream_failed(now, "STARTTLS toward the next hop is not available".into());
+                    .downstream_failed(now, e.to_string());
+                true
             }
+        }
+    }
+
+    /// Next-hop socket → session: one read (plain), or one read through TLS.
+    fn next_hop_to_session(&mut self, key: usize, now: Instant) -> bool {
+        let conn = &mut self.conns[key];
+        let Some(d) = conn.down.as_mut().filter(|d| !d.connecting) else {
+            return false;
+        };
+        let mut moved = false;
+        let mut failed = None;
+        // `Some(stage)` when the failure is TLS's: logged and counted.
+        let mut tls_failed = None;
+        match d.tls.as_mut() {
+            None => {
+                let room = conn.session.downstream_read_room().min(READ_CHUNK);
+                if d.readable && room > 0 {
+                    let scratch = &mut self.scratch[..room];
+                    match read_some(&mut d.stream, conn.session.downstream_buffer(), scratch) {
+                        Ok(0) => failed = Some("connection closed by next hop".to_string()),
+                        Ok(_) => {
+                            conn.session.handle_downstream_data(now);
+                            moved = true;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => d.readable = false,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => moved = true,
+                        Err(e) => failed = Some(e.to_string()),
+                    }
+                }
+            }
+            Some(t) => {
+                if d.readable {
+                    match t.read_socket(&mut d.stream) {
+                        SocketRead::Data(_) | SocketRead::Closed => moved = true,
+                        SocketRead::NoRoom => {}
+                        SocketRead::WouldBlock => d.readable = false,
+                    }
+                }
+                match t.process() {
+                    Ok(taken) => moved |= taken,
+                    Err(e) => {
+                        tls_failed = Some(if t.started { "record" } else { "handshake" });
+                        t.goodbye(&mut d.stream, false);
+                        failed = Some(format!("TLS with {}: {e}", d.next_hop));
+                    }
+                }
+                if failed.is_none() && !t.started && !t.pipe.is_handshaking() {
+                    t.started = true;
+                    self.stats.next_hop_tls_handshakes += 1;
+                    if t.pipe.is_resumed() {
+                        self.stats.next_hop_tls_resumed += 1;
+                    }
+                    conn.session.downstream_tls_started(now);
+                    moved = true;
+                }
+                if failed.is_none() && t.started {
+                    let room = conn.session.downstream_read_room();
+                    if room > 0
+                        && t.pipe
+                            .read_plaintext(conn.session.downstream_buffer(), room)
+                            > 0
+                    {
+                        conn.session.handle_downstream_data(now);
+                        moved = true;
+                    }
+                }
+                if failed.is_none() && t.input_finished() {
+                    tls_failed = (!t.started).then_some("handshake");
+                    failed = Some(match t.started {
+                        true => "connection closed by next hop".to_string(),
+                        false => format!("TLS with {}: closed during the handshake", d.next_hop),
+                    });
+                }
+            }
+        }
+        if let Some(why) = failed {
+            if let Some(stage) = tls_failed {
+                self.log_next_hop_tls_failure(key, stage, &why);
+            }
+            self.drop_down(key);
+            self.conns[key].session.downstream_failed(now, why);
+            moved = true;
+        }
+        moved
+    }
+
+    /// TLS toward a next hop failed (`stage`: `handshake` or `record`; under TLS 1.3 a
+    /// refused client certificate shows as a record failure after our side finished): counted
+    /// and logged. The client hears a `4xx` from the session.
+    fn log_next_hop_tls_failure(&mut self, key: usize, stage: &str, why: &str) {
+        self.stats.next_hop_tls_failures += 1;
+        if !self.log_messages {
+            return;
+        }
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let hop = conn.down.as_ref().map_or("-", |d| d.next_hop.as_str());
+        log_line(&format!(
+            "tls_failed client={} side=next_hop next_hop={hop} stage={stage} reason=\"{}\"",
+            conn.peer,
+            why.replace('"', "'")
+        ));
+    }
+
+    /// Session → client socket (through TLS when it is on).
+    fn session_to_client(&mut self, key: usize, now: Instant) -> Step {
+        let conn = &mut self.conns[key];
+        let Some(t) = conn.tls.as_mut() else {
+            if !conn.writable || conn.session.client_output().is_empty() {
+                return Step::Moved(false);
+            }
+            let out = conn.session.client_output();
+            return match conn.client.write(out) {
+                Ok(n) => {
+                    out.drain(..n);
+                    self.stats.bytes_out += n as u64;
+                    Step::Moved(n > 0)
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.writable = false;
+                    Step::Moved(false)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => Step::Moved(true),
+                Err(_) => {
+                    conn.session.client_output().clear();
+                    self.client_gone(key, now);
+                    Step::Closed
+                }
+            };
+        };
+        let mut moved = false;
+        let out = conn.session.client_output();
+        if !out.is_empty() {
+            let n = t.write_plaintext(out);
+            out.drain(..n);
+            moved |= n > 0;
+        }
+        moved |= t.seal() > 0;
+        if conn.writable && t.pending_out() > 0 {
+            match t.flush(&mut conn.client) {
+                Ok(n) => {
+                    self.stats.bytes_out += n as u64;
+                    moved |= n > 0;
+                    if t.pending_out() > 0 {
+                        conn.writable = false;
+                    }
+                }
+                Err(_) => {
+                    self.client_gone(key, now);
+                    return Step::Closed;
+                }
+            }
+        }
+        Step::Moved(moved)
+    }
+
+    /// Session → next-hop socket (through TLS when it is on).
+    fn session_to_next_hop(&mut self, key: usize, now: Instant) -> bool {
+        let conn = &mut self.conns[key];
+        let Some(d) = conn.down.as_mut().filter(|d| !d.connecting) else {
+            return false;
+        };
+        let out = conn.session.downstream_output();
+        let mut moved = false;
+        let result = match d.tls.as_mut() {
+            None if d.writable && !out.is_empty() => {
+                let mut slices = [IoSlice::new(&[]); 64];
+                let n = out.io_slices(&mut slices);
+                match d.stream.write_vectored(&slices[..n]) {
+                    Ok(n) => {
+                        out.advance(n);
+                        moved = n > 0;
+                        Ok(())
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        d.writable = false;
+                        Ok(())
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                        moved = true;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            None => Ok(()),
+            Some(t) => {
+                // Hand plaintext over while the pipe takes it (it keeps its own bound; the
+                // rest stays queued in the session, which then stops reading the client).
+                while let Some(front) = out.front() {
+                    let n = t.write_plaintext(front);
+                    if n == 0 {
+                        break;
+                    }
+                    out.advance(n);
+                    moved = true;
+                }
+                moved |= t.seal() > 0;
+                if d.writable && t.pending_out() > 0 {
+                    match t.flush(&mut d.stream) {
+                        Ok(n) => {
+                            moved |= n > 0;
+                            if t.pending_out() > 0 {
+                                d.writable = false;
+                            }
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        if let Err(e) = result {
+            let why = e.to_string();
+            self.drop_down(key);
+            self.conns[key].session.downstream_failed(now, why);
+            moved = true;
+        }
+        moved
+    }
+
+    fn act(&mut self, key: usize, now: Instant, action: Action) {
+        match action {
+            Action::ConnectDownstream { tenant, next_hop } => {
+                self.connect_downstream(key, now, tenant, next_hop)
+            }
+            Action::CloseDownstream => self.drop_down(key),
+            Action::StartTlsClient => self.start_client_tls(key, now),
+            Action::StartTlsDownstream => self.start_next_hop_tls(key, now),
             Action::Log(log) => {
                 self.stats.messages += 1;
                 if log.reply.starts_with('2') {
@@ -557,6 +843,174 @@ impl Worker {
             }
             Action::Close => {}
         }
+    }
+
+    fn connect_downstream(&mut self, key: usize, now: Instant, tenant: TenantId, next_hop: String) {
+        self.drop_down(key);
+        let token = Token(CONN_BASE + key * 2 + 1);
+        if let Some(idle) = self.take_pooled(tenant, &next_hop) {
+            let Idle {
+                mut stream,
+                client,
+                tls,
+                ..
+            } = idle;
+            if self
+                .poll
+                .registry()
+                .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+                .is_ok()
+            {
+                let conn = &mut self.conns[key];
+                conn.down = Some(Down {
+                    stream,
+                    tenant,
+                    connecting: false,
+                    connect_deadline: None,
+                    readable: true,
+                    writable: true,
+                    next_hop,
+                    tls,
+                });
+                conn.session.downstream_attached(now, Some(client));
+                return;
+            }
+        }
+        match connect(&next_hop) {
+            Ok(mut stream) => {
+                if let Err(e) = self.poll.registry().register(
+                    &mut stream,
+                    token,
+                    Interest::READABLE | Interest::WRITABLE,
+                ) {
+                    self.conns[key]
+                        .session
+                        .downstream_failed(now, e.to_string());
+                    return;
+                }
+                self.conns[key].down = Some(Down {
+                    stream,
+                    tenant,
+                    connecting: true,
+                    connect_deadline: Some(now + CONNECT_TIMEOUT),
+                    readable: false,
+                    writable: false,
+                    next_hop,
+                    tls: None,
+                });
+            }
+            Err(e) => {
+                self.conns[key]
+                    .session
+                    .downstream_failed(now, format!("{next_hop}: {e}"));
+            }
+        }
+    }
+
+    /// The `220` to the client's STARTTLS is queued: it goes out in plain text, then
+    /// everything on this socket is TLS.
+    fn start_client_tls(&mut self, key: usize, now: Instant) {
+        let timeout = Duration::from_secs(self.snapshot.config.limits.command_timeout_s);
+        let conn = &mut self.conns[key];
+        if conn.tls.is_some() {
+            return;
+        }
+        let pipe = match conn.relay_tls.server() {
+            Some(config) => TlsPipe::new_server(config.clone()).map_err(|e| e.to_string()),
+            // The session only offers STARTTLS when a server configuration exists.
+            None => Err("TLS is not configured".to_string()),
+        };
+        match pipe {
+            Ok(pipe) => {
+                let first = std::mem::take(conn.session.client_output());
+                conn.tls = Some(Box::new(TlsSocket::new(pipe, first)));
+                conn.tls_deadline = Some(now + timeout);
+            }
+            Err(why) => {
+                if self.log_messages {
+                    log_line(&format!(
+                        "tls_failed client={} side=client reason=\"{why}\"",
+                        conn.peer
+                    ));
+                }
+                conn.client_eof = true;
+                conn.session.handle_client_eof(now);
+            }
+        }
+    }
+
+    /// The next hop said `220` to our STARTTLS: from now on its socket is TLS, with the
+    /// tenant's client configuration and the next hop's host name.
+    fn start_next_hop_tls(&mut self, key: usize, now: Instant) {
+        let conn = &mut self.conns[key];
+        let Some(d) = conn.down.as_mut() else {
+            return;
+        };
+        if d.tls.is_some() {
+            return;
+        }
+        let pipe = match conn.relay_tls.next_hop(d.tenant) {
+            Some(config) => {
+                TlsPipe::new_client(config.clone(), tls::next_hop_server_name(&d.next_hop))
+                    .map_err(|e| format!("TLS with {}: {e}", d.next_hop))
+            }
+            None => Err(format!("TLS with {}: not configured", d.next_hop)),
+        };
+        match pipe {
+            Ok(pipe) => {
+                // Anything still queued is plain text from before the `220`.
+                let out = conn.session.downstream_output();
+                let mut first = Vec::with_capacity(out.len());
+                for chunk in out.drain() {
+                    first.extend_from_slice(&chunk);
+                }
+                d.tls = Some(Box::new(TlsSocket::new(pipe, first)));
+                d.writable = true;
+            }
+            Err(why) => {
+                self.log_next_hop_tls_failure(key, "setup", &why);
+                self.drop_down(key);
+                self.conns[key].session.downstream_failed(now, why);
+            }
+        }
+    }
+
+    /// The client's TLS failed (handshake, record, timeout): log it naming the client, send
+    /// the alert if there is one, close.
+    fn client_tls_failed(&mut self, key: usize, why: &str) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let handshaking = conn.tls.as_ref().is_some_and(|t| !t.started);
+        self.stats.client_tls_failures += u64::from(handshaking);
+        if self.log_messages {
+            let stage = if handshaking { "handshake" } else { "record" };
+            log_line(&format!(
+                "tls_failed client={} side=client stage={stage} reason=\"{}\"",
+                conn.peer,
+                why.replace('"', "'")
+            ));
+        }
+        if let Some(t) = conn.tls.as_mut() {
+            t.goodbye(&mut conn.client, false);
+        }
+        conn.tls = None;
+        self.close(key);
+    }
+
+    /// Writing to the client failed: the session ends now.
+    fn client_gone(&mut self, key: usize, now: Instant) {
+        let conn = &mut self.conns[key];
+        if !conn.client_eof {
+            conn.client_eof = true;
+            conn.session.handle_client_eof(now);
+        }
+        conn.tls = None;
+        // Let the session abandon what it had with the next hop before the socket goes.
+        while let Some(action) = self.conns[key].session.poll_action() {
+            self.act(key, now, action);
+        }
+        self.close(key);
     }
 
     fn drop_down(&mut self, key: usize) {
@@ -574,11 +1028,17 @@ impl Worker {
         }
         let mut conn = self.conns.remove(key);
         self.timers.update(key, conn.deadline, None);
+        if let Some(t) = conn.tls.as_mut().filter(|t| t.started) {
+            t.goodbye(&mut conn.client, true);
+        }
         let _ = self.poll.registry().deregister(&mut conn.client);
-        self.limiter.release(conn.peer);
+        self.limiter.release(conn.peer.ip());
         if let Some(mut d) = conn.down.take() {
             let _ = self.poll.registry().deregister(&mut d.stream);
-            let reusable = self.draining.is_none() && !d.connecting;
+            let tls_clean = d.tls.as_ref().map_or(true, |t| {
+                t.started && !t.eof && t.pending_out() == 0 && !t.pipe.wants_write()
+            });
+            let reusable = self.draining.is_none() && !d.connecting && tls_clean;
             if let (true, Some((tenant, client))) = (reusable, conn.session.take_idle_downstream())
             {
                 self.put_pooled(Idle {
@@ -586,6 +1046,7 @@ impl Worker {
                     client,
                     tenant,
                     next_hop: d.next_hop,
+                    tls: d.tls,
                     since: Instant::now(),
                 });
             }
@@ -625,9 +1086,27 @@ impl Worker {
         }
     }
 
-    /// Anything from an idle pooled connection (a `421`, a close) makes it unusable.
+    /// Anything from an idle pooled connection (a `421`, a close) makes it unusable. Over
+    /// TLS, records that carry no SMTP bytes (session tickets, key updates) are taken in
+    /// and the connection stays.
     fn pool_event(&mut self, key: usize) {
-        if self.pool.contains(key) {
+        let Some(idle) = self.pool.get_mut(key) else {
+            return;
+        };
+        let keep = match idle.tls.as_mut() {
+            None => false,
+            Some(t) => loop {
+                match t.read_socket(&mut idle.stream) {
+                    SocketRead::Data(_) => {}
+                    SocketRead::WouldBlock => break true,
+                    SocketRead::NoRoom | SocketRead::Closed => break false,
+                }
+                if t.process().is_err() || t.pipe.plaintext_ready() > 0 || t.pipe.peer_closed() {
+                    break false;
+                }
+            },
+        };
+        if !keep {
             let mut idle = self.pool.remove(key);
             let _ = self.poll.registry().deregister(&mut idle.stream);
         }
@@ -654,14 +1133,15 @@ impl Worker {
     }
 }
 
-/// Reads at most `max` bytes into the end of `buf`.
-fn read_some(stream: &mut TcpStream, buf: &mut bytes::BytesMut, max: usize) -> io::Result<usize> {
-    let start = buf.len();
-    buf.resize(start + max, 0);
-    let r = stream.read(&mut buf[start..]);
-    let n = *r.as_ref().unwrap_or(&0);
-    buf.truncate(start + n);
-    r
+/// Reads at most `scratch.len()` bytes from `stream` and appends them to `buf`.
+fn read_some(
+    stream: &mut TcpStream,
+    buf: &mut bytes::BytesMut,
+    scratch: &mut [u8],
+) -> io::Result<usize> {
+    let n = stream.read(scratch)?;
+    buf.extend_from_slice(&scratch[..n]);
+    Ok(n)
 }
 
 /// Whether a non-blocking connect finished (`Ok(false)`: not yet).

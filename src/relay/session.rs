@@ -32,10 +32,13 @@ use crate::smtp::server::{Event, Server, ServerParams};
 pub const CLIENT_BUFFER_MAX: usize = 256 * 1024;
 /// Most bytes queued toward the next hop before the client stops being read (backpressure).
 pub const DOWNSTREAM_HIGH_WATER: usize = 1024 * 1024;
+/// Most reply bytes queued for the client before pipelined commands stop being executed; they
+/// resume (from [`Session::poll_action`]) once the reactor has written the queue below it. A
+/// client that pipelines without reading cannot grow the queue past this plus one pass of the
+/// server core's own backlog ([`crate::smtp::server::MAX_REPLY_BACKLOG`]).
+pub const CLIENT_OUTPUT_MAX: usize = 32 * 1024;
 /// Most bytes held in the next-hop input buffer.
 pub const DOWNSTREAM_BUFFER_MAX: usize = 64 * 1024;
-/// How long the next hop has for each reply (connect, greeting, commands, end of data).
-pub const DOWNSTREAM_REPLY_TIMEOUT: Duration = Duration::from_secs(120);
 /// MIME nesting the scanner walks.
 pub const MAX_MIME_DEPTH: usize = 32;
 /// MIME parts the scanner walks per message.
@@ -194,6 +197,10 @@ struct Txn {
     /// The next hop broke during the transaction: every later question gets this.
     broken: Option<SessionError>,
     data: Option<DataState>,
+    /// The next hop has answered something in this transaction.
+    answered: bool,
+    /// The transaction was moved to a fresh connection once already.
+    retried: bool,
 }
 
 #[derive(Debug)]
@@ -223,6 +230,7 @@ pub struct Session {
     server: Server,
     trust: Trust,
     tls_active: bool,
+    tls_description: Option<String>,
     client_in: BytesMut,
     client_out: Vec<u8>,
     down_in: BytesMut,
@@ -233,6 +241,16 @@ pub struct Session {
     actions: VecDeque<Action>,
     msg_seq: u32,
     closing: bool,
+    /// The last `now` seen, for resuming held-back input from [`Session::poll_action`].
+    last_now: Instant,
+    /// Pipelined commands wait in `client_in` because `client_out` is over
+    /// [`CLIENT_OUTPUT_MAX`].
+    input_held: bool,
+    /// Since when the client is not read because the next hop takes no bytes, and how many
+    /// bytes the next hop had taken then.
+    write_stall: Option<(Instant, u64)>,
+    /// The next-hop connection carried an earlier transaction (or came from the pool).
+    link_reused: bool,
 }
 
 impl Session {
@@ -247,6 +265,7 @@ impl Session {
             server,
             trust,
             tls_active: false,
+            tls_description: None,
             client_in: BytesMut::with_capacity(4096),
             client_out: Vec::with_capacity(1024),
             down_in: BytesMut::new(),
@@ -257,6 +276,10 @@ impl Session {
             actions: VecDeque::new(),
             msg_seq: 0,
             closing: false,
+            last_now: now,
+            input_held: false,
+            write_stall: None,
+            link_reused: false,
         };
         // The greeting is queued in the server core: move it out now.
         session.pump(now);
@@ -285,11 +308,7 @@ impl Session {
 
     /// How many more client bytes may be read now (0: stop reading — backpressure).
     pub fn client_read_room(&self) -> usize {
-        let buffered = match &self.link {
-            Link::Up { client, .. } => client.buffered_bytes(),
-            _ => 0,
-        };
-        if self.closing || self.down_out.len() + buffered >= DOWNSTREAM_HIGH_WATER {
+        if self.closing || self.downstream_backed_up() {
             return 0;
         }
         if let Some(d) = self.txn.as_ref().and_then(|t| t.data.as_ref()) {
@@ -349,6 +368,7 @@ impl Session {
         let Link::Connecting(tenant) = self.link else {
             return;
         };
+        self.link_reused = pooled.is_some();
         let (client, ready) = match pooled {
             Some(mut c) => {
                 // Its reply deadlines count from the last time it saw the clock.
@@ -375,11 +395,51 @@ impl Session {
             Link::Connecting(_) => DownstreamFailure::Connect(why),
             _ => DownstreamFailure::Dropped(why),
         };
+        self.link_failed(now, failure);
+    }
+
+    fn link_failed(&mut self, now: Instant, failure: DownstreamFailure) {
+        self.write_stall = None;
+        if !matches!(self.link, Link::None) {
+            // The client core may have given up by itself (a reply timeout): the socket must
+            // go too, or its late bytes or close would be taken for the next transaction's.
+            self.actions.push_back(Action::CloseDownstream);
+        }
         self.link = Link::None;
         self.down_out.clear();
         self.down_in.clear();
-        self.break_txn(now, SessionError::Downstream(failure));
+        if let Some(tenant) = self.retry_on_fresh_link() {
+            self.ensure_link(tenant);
+        } else {
+            self.break_txn(now, SessionError::Downstream(failure));
+        }
         self.pump(now);
+    }
+
+    /// A connection that carried an earlier transaction (or sat in the pool) may have been
+    /// closed by the next hop just as this one started on it (idle timeouts, a limit of
+    /// messages per connection). If the next hop has said nothing about this transaction
+    /// yet and no content was sent, nothing can have been delivered: the envelope goes again
+    /// on a fresh connection, once, and the client never sees the failure.
+    fn retry_on_fresh_link(&mut self) -> Option<TenantId> {
+        let reused = std::mem::replace(&mut self.link_reused, false);
+        let txn = self.txn.as_mut()?;
+        let fresh_start = !txn.answered && txn.rcpts.is_empty() && txn.data.is_none();
+        if !reused || txn.retried || !fresh_start || txn.broken.is_some() {
+            return None;
+        }
+        let tenant = txn.route?;
+        txn.retried = true;
+        txn.mail_sent = false;
+        txn.mail_failed = None;
+        if let Pending::Rcpt {
+            sent, mail_failed, ..
+        } = &mut self.pending
+        {
+            *sent = false;
+            *mail_failed = None;
+        }
+        Some(tenant)
     }
 
     /// The TLS handshake with the client finished.
@@ -397,6 +457,12 @@ impl Session {
             client.tls_started();
         }
         self.pump(now);
+    }
+
+    /// The client side's TLS version and cipher (`TLSv1.3:TLS13_AES_256_GCM_SHA384`), for
+    /// `Received`.
+    pub fn set_tls_description(&mut self, description: Option<String>) {
+        self.tls_description = description;
     }
 
     /// A verified client certificate's names (after the TLS handshake): may make the client
@@ -417,8 +483,15 @@ impl Session {
         &mut self.down_out
     }
 
-    /// The next action for the reactor.
+    /// The next action for the reactor. The reactor calls this on every turn for the
+    /// connection, so it is also where pipelined commands held back behind unwritten replies
+    /// (over [`CLIENT_OUTPUT_MAX`]) resume once the reactor has written them: no new client
+    /// bytes need to arrive for that.
     pub fn poll_action(&mut self) -> Option<Action> {
+        if self.actions.is_empty() && self.input_held && self.client_out.len() <= CLIENT_OUTPUT_MAX
+        {
+            self.pump(self.last_now);
+        }
         self.actions.pop_front()
     }
 
@@ -429,14 +502,22 @@ impl Session {
             Link::Up { client, .. } => client.next_deadline(),
             _ => None,
         };
-        match (server, down) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let stall = self
+            .write_stall
+            .map(|(since, _)| since + self.next_hop_timeout());
+        [server, down, stall].into_iter().flatten().min()
     }
 
     /// Time passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.track_write_stall(now);
+        if let Some((since, _)) = self.write_stall {
+            if now >= since + self.next_hop_timeout() {
+                // The next hop has taken no bytes for next_hop_timeout_s while we hold the
+                // client back for it: the message cannot go on.
+                self.link_failed(now, DownstreamFailure::Timeout);
+            }
+        }
         self.server.handle_timeout(now);
         if let Link::Up { client, .. } = &mut self.link {
             client.handle_timeout(now);
@@ -468,9 +549,15 @@ impl Session {
         }
     }
 
-    /// Whether a transaction is open (a graceful stop waits for it to finish).
+    /// Whether a transaction is in flight: a question waits on the next hop, message content
+    /// is streaming, or the client has pipelined commands not yet executed. A graceful stop
+    /// waits for these; a client idle in the middle of an envelope hears `421` at once
+    /// (nothing was accepted yet, it tries again later) rather than holding the stop up.
     pub fn in_transaction(&self) -> bool {
-        self.txn.is_some() || !matches!(self.pending, Pending::None)
+        let Some(txn) = self.txn.as_ref() else {
+            return !matches!(self.pending, Pending::None);
+        };
+        !matches!(self.pending, Pending::None) || txn.data.is_some() || !self.client_in.is_empty()
     }
 
     /// Whether a next-hop connection exists (or is being made).
@@ -482,6 +569,7 @@ impl Session {
 
     /// Runs both protocol cores until neither makes progress.
     fn pump(&mut self, now: Instant) {
+        self.last_now = now;
         loop {
             let mut progress = false;
             if let Link::Up { client, .. } = &mut self.link {
@@ -495,7 +583,8 @@ impl Session {
                 self.on_client(now, ev);
                 progress = true;
             }
-            if !self.server.is_waiting() && !self.client_in.is_empty() && !self.closing {
+            let may_read = !self.server.is_waiting() && !self.client_in.is_empty() && !self.closing;
+            if may_read && self.client_out.len() <= CLIENT_OUTPUT_MAX {
                 let before = self.client_in.len();
                 self.server.handle_input(now, &mut self.client_in);
                 progress |= self.client_in.len() != before;
@@ -503,20 +592,62 @@ impl Session {
             if !progress {
                 break;
             }
+            // Move replies out as they come: the server core stops reading at its own reply
+            // backlog, and a pipelining client must not stall on it; CLIENT_OUTPUT_MAX bounds
+            // the queue instead.
+            self.move_replies();
         }
-        // RFC 2920 §3.1: while a question waits on the next hop and the client has pipelined
-        // more commands, earlier replies may wait too; they then leave in one write.
-        let held = self.server.is_waiting() && !self.client_in.is_empty() && !self.closing;
-        if !held {
-            self.server.poll_output(&mut self.client_out);
-        }
+        self.move_replies();
         if let Link::Up { client, .. } = &mut self.link {
             client.poll_output(&mut self.down_out);
         }
+        self.track_write_stall(now);
+        self.input_held = !self.server.is_waiting()
+            && !self.client_in.is_empty()
+            && !self.closing
+            && self.client_out.len() > CLIENT_OUTPUT_MAX;
         if self.server.is_closing() && !self.closing {
             self.closing = true;
             self.abandon_downstream_txn();
             self.actions.push_back(Action::Close);
+        }
+    }
+
+    /// Whether the next hop's unwritten bytes are over [`DOWNSTREAM_HIGH_WATER`] (the client
+    /// is not read meanwhile).
+    fn downstream_backed_up(&self) -> bool {
+        let buffered = match &self.link {
+            Link::Up { client, .. } => client.buffered_bytes(),
+            _ => 0,
+        };
+        self.down_out.len() + buffered >= DOWNSTREAM_HIGH_WATER
+    }
+
+    /// Starts, restarts or ends the next-hop write-stall clock: it runs while the next hop
+    /// is backed up and restarts whenever it has taken bytes since last checked.
+    fn track_write_stall(&mut self, now: Instant) {
+        if !matches!(self.link, Link::Up { .. }) || !self.downstream_backed_up() {
+            self.write_stall = None;
+            return;
+        }
+        let written = self.down_out.written();
+        match self.write_stall {
+            Some((_, mark)) if mark == written => {}
+            _ => self.write_stall = Some((now, written)),
+        }
+    }
+
+    fn next_hop_timeout(&self) -> Duration {
+        Duration::from_secs(self.snap.config.limits.next_hop_timeout_s)
+    }
+
+    /// Moves the server core's replies to the client queue, unless they are held.
+    fn move_replies(&mut self) {
+        // RFC 2920 §3.1: while a question waits on the next hop and the client has pipelined
+        // more commands, earlier replies may wait too; they then leave in one write.
+        let hold = self.server.is_waiting() && !self.client_in.is_empty() && !self.closing;
+        if !hold {
+            self.server.poll_output(&mut self.client_out);
         }
     }
 
@@ -551,6 +682,8 @@ impl Session {
             rcpts: Vec::new(),
             broken: None,
             data: None,
+            answered: false,
+            retried: false,
         });
         // A trusted client's route is known now: open the next hop and send MAIL at once. The
         // client is not kept waiting for the next hop's MAIL reply (a round trip per message);
@@ -580,6 +713,8 @@ impl Session {
             return;
         }
         match route::route_rcpt(&self.snap.config, self.trust, txn.route, &to) {
+            // Relay probing counts toward max_errors; another route's recipient is legitimate.
+            Err(err @ SessionError::RelayDenied) => self.server.refuse_question(&err),
             Err(err) => self.server.answer(reply_for(&err).0),
             Ok(tenant) => {
                 txn.route = Some(tenant);
@@ -720,6 +855,7 @@ impl Session {
             let stamp = Stamp {
                 trust: self.trust,
                 tls: self.tls_active,
+                tls_description: self.tls_description.as_deref(),
                 helo: self.server.helo().unwrap_or("unknown"),
                 esmtp: self.server.is_extended(),
                 id: message_id(self.info.conn_id, self.msg_seq),
@@ -800,6 +936,9 @@ impl Session {
     }
 
     fn on_mail_reply(&mut self, reply: Reply) {
+        if let Some(txn) = self.txn.as_mut() {
+            txn.answered = true;
+        }
         if reply.is_positive() {
             return;
         }
@@ -815,6 +954,9 @@ impl Session {
     }
 
     fn on_rcpt_reply(&mut self, reply: Reply) {
+        if let Some(txn) = self.txn.as_mut() {
+            txn.answered = true;
+        }
         let Pending::Rcpt {
             to, mail_failed, ..
         } = std::mem::replace(&mut self.pending, Pending::None)
@@ -856,6 +998,7 @@ impl Session {
             return;
         }
         self.pending = Pending::None;
+        self.link_reused = true;
         let to_client = if reply.is_positive() {
             reply
         } else {
@@ -883,18 +1026,41 @@ impl Session {
         let Some(txn) = self.txn.as_mut() else {
             return;
         };
-        if txn.route.is_some() && !txn.mail_sent {
-            client.mail(&txn.from, &txn.params);
-            txn.mail_sent = true;
+        // RFC 6531 §3.4: a non-ASCII address must not reach a server without SMTPUTF8; the
+        // refusal is ours, mirrored like the next hop's own would be.
+        let utf8_ok = client.capabilities().smtputf8;
+        let refusal = || reply_for(&SessionError::NextHopLacksSmtpUtf8).0;
+        if txn.route.is_some() && !txn.mail_sent && txn.mail_failed.is_none() {
+            if !utf8_ok && !txn.from.is_ascii() {
+                txn.mail_failed = Some(refusal());
+            } else {
+                client.mail(&txn.from, &txn.params);
+                txn.mail_sent = true;
+            }
         }
-        match &mut self.pending {
+        let refuse_rcpt = match &mut self.pending {
             Pending::Rcpt {
                 to, params, sent, ..
             } if !*sent => {
-                client.rcpt(to, params);
-                *sent = true;
+                if txn.mail_failed.is_some() || (!utf8_ok && !to.is_ascii()) {
+                    true
+                } else {
+                    client.rcpt(to, params);
+                    *sent = true;
+                    false
+                }
             }
-            _ => {}
+            _ => false,
+        };
+        if refuse_rcpt {
+            self.pending = Pending::None;
+            let reply = txn.mail_failed.clone().unwrap_or_else(refusal);
+            if txn.rcpts.is_empty() && self.trust == Trust::Untrusted && !txn.mail_sent {
+                // Nothing went to this next hop: the next recipient chooses the route again.
+                txn.route = None;
+                txn.mail_failed = None;
+            }
+            self.server.answer(reply);
         }
     }
 
@@ -933,6 +1099,7 @@ impl Session {
     }
 
     fn rset_downstream(&mut self) {
+        self.link_reused = true;
         if let Link::Up { client, .. } = &mut self.link {
             client.rset();
         }
@@ -1015,7 +1182,7 @@ impl Session {
         ClientParams {
             helo_name: self.snap.config.server.hostname.clone(),
             starttls,
-            reply_timeout: DOWNSTREAM_REPLY_TIMEOUT,
+            reply_timeout: self.next_hop_timeout(),
             use_bdat: true,
         }
     }
@@ -1058,6 +1225,7 @@ impl Session {
 struct Stamp<'a> {
     trust: Trust,
     tls: bool,
+    tls_description: Option<&'a str>,
     helo: &'a str,
     esmtp: bool,
     id: String,
@@ -1110,6 +1278,7 @@ fn decide(snap: &Snapshot, st: &Stamp<'_>, txn: &mut Txn) -> Result<(), SessionE
             by: &config.server.hostname,
             esmtp: st.esmtp,
             tls: st.tls,
+            tls_description: st.tls_description,
             id: &st.id,
             single_rcpt: single.as_deref(),
             when: st.when,

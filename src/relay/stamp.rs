@@ -24,6 +24,8 @@ pub struct ReceivedInfo<'a> {
     pub esmtp: bool,
     /// TLS active on the client connection.
     pub tls: bool,
+    /// Its version and cipher, when known (`TLSv1.3:TLS13_AES_256_GCM_SHA384`).
+    pub tls_description: Option<&'a str>,
     /// The message id (queue-less: connection and sequence).
     pub id: &'a str,
     /// The one recipient, when there is exactly one (RFC 5321 §4.4 `for`).
@@ -48,11 +50,13 @@ pub fn received(out: &mut Vec<u8>, r: &ReceivedInfo<'_>) {
     };
     let helo = sanitize(r.helo);
     let mut s = String::with_capacity(200);
-    let _ = write!(
-        s,
-        "Received: from {helo} ({ip})\r\n\tby {} (conbool) with {proto} id {}",
-        r.by, r.id
-    );
+    let _ = write!(s, "Received: from {helo} ({ip})\r\n");
+    if let Some(desc) = r.tls_description {
+        let (version, cipher) = desc.split_once(':').unwrap_or((desc, "unknown"));
+        let (version, cipher) = (sanitize(version), sanitize(cipher));
+        let _ = write!(s, "\t(using {version} with cipher {cipher})\r\n");
+    }
+    let _ = write!(s, "\tby {} (conbool) with {proto} id {}", r.by, r.id);
     if let Some(rcpt) = r.single_rcpt {
         let _ = write!(s, "\r\n\tfor <{}>", sanitize(rcpt));
     }
@@ -160,6 +164,7 @@ mod tests {
                 by: "mail.conbool.com",
                 esmtp: true,
                 tls: true,
+                tls_description: Some("TLSv1.3:TLS13_AES_256_GCM_SHA384"),
                 id: "1A2B",
                 single_rcpt: Some("a@example.com"),
                 when: UNIX_EPOCH,
@@ -168,8 +173,8 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
-            "Received: from evil??x????Bcc:?y ([192.0.2.7])\r\n\tby mail.conbool.com (conbool) \
-             with ESMTPS id 1A2B\r\n\tfor <a@example.com>;\r\n\tThu, 01 Jan 1970 00:00:00 +0000\r\n"
+            "Received: from evil??x????Bcc:?y ([192.0.2.7])\r\n\t(using TLSv1.3 with cipher \
+             TLS13_AES_256_GCM_SHA384)\r\n\tby mail.conbool.com (conbool) with ESMTPS id 1A2B\r\n\tfor <a@example.com>;\r\n\tThu, 01 Jan 1970 00:00:00 +0000\r\n"
         );
     }
 

@@ -24,6 +24,11 @@ enum Hop {
     RejectMail,
     /// Closes the connection after this many content bytes.
     DropAfter(usize),
+    /// Takes the whole message and never answers its end.
+    SilentAtEnd,
+    /// Closes the connection after answering each message; the session learns of the close
+    /// only after it has written the next command into the dead connection.
+    CloseAfterMessage,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -39,6 +44,8 @@ struct NextHop {
     current: Delivered,
     received: usize,
     dropped: bool,
+    /// Closed after a message (`Hop::CloseAfterMessage`).
+    closed_after_message: bool,
 }
 
 struct Harness {
@@ -51,6 +58,8 @@ struct Harness {
     delivered: Vec<Delivered>,
     logs: Vec<MessageLog>,
     closed: bool,
+    /// The next hop reads what the session writes (false: its socket is full).
+    hop_reading: bool,
 }
 
 fn hop_params() -> ServerParams {
@@ -102,6 +111,7 @@ impl Harness {
             delivered: Vec::new(),
             logs: Vec::new(),
             closed: false,
+            hop_reading: true,
         };
         h.run();
         h
@@ -150,6 +160,7 @@ impl Harness {
                             current: Delivered::default(),
                             received: 0,
                             dropped: false,
+                            closed_after_message: false,
                         });
                         self.session.downstream_attached(self.now, None);
                     }
@@ -165,10 +176,20 @@ impl Harness {
             progress |= !out.is_empty();
             self.to_client.extend_from_slice(&out);
 
-            let down = self.session.downstream_output().to_vec();
+            let down = if self.hop_reading {
+                self.session.downstream_output().to_vec()
+            } else {
+                Vec::new()
+            };
             let n = down.len();
             self.session.downstream_output().advance(n);
             if let Some(hop) = self.hop.as_mut() {
+                if hop.closed_after_message && n > 0 {
+                    // Written into a connection the next hop already closed: the close shows.
+                    self.hop = None;
+                    self.session.handle_downstream_eof(self.now);
+                    continue;
+                }
                 if n > 0 {
                     progress = true;
                     hop.input.extend_from_slice(&down);
@@ -221,6 +242,7 @@ impl Harness {
                                 }
                             }
                         }
+                        Event::DataEnd if mode == Hop::SilentAtEnd => {}
                         Event::DataEnd => {
                             if mode == Hop::TempfailData {
                                 hop.server.answer(Reply::new(
@@ -231,6 +253,7 @@ impl Harness {
                             } else {
                                 self.delivered.push(std::mem::take(&mut hop.current));
                                 hop.server.answer(ok(250, "queued as HOP1"));
+                                hop.closed_after_message |= mode == Hop::CloseAfterMessage;
                             }
                         }
                         Event::Abort => hop.current = Delivered::default(),
@@ -507,4 +530,388 @@ fn a_refused_connection_hears_421_instead_of_the_greeting() {
     assert!(out.starts_with("421 4.7.0 "), "{out}");
     assert!(!out.contains("220"), "{out}");
     assert!(s.is_closing());
+}
+
+// ----- hardening (issue 9) -----
+
+/// Counts complete reply lines that start with `prefix`.
+fn count_replies(text: &str, prefix: &str) -> usize {
+    text.split("\r\n").filter(|l| l.starts_with(prefix)).count()
+}
+
+#[test]
+fn ten_thousand_pipelined_noops_in_one_read_are_all_answered() {
+    let mut h = Harness::new("127.0.0.1", Hop::Accept);
+    h.send(b"EHLO c\r\n");
+    h.send(&b"NOOP\r\n".repeat(10_000));
+    assert_eq!(count_replies(&h.replies(), "250 2.0.0"), 10_000);
+}
+
+#[test]
+fn a_client_pipelining_without_reading_cannot_grow_the_reply_queue() {
+    let mut h = Harness::new("127.0.0.1", Hop::Accept);
+    h.send(b"EHLO c\r\n");
+    let s = &mut h.session;
+    // Feed NOOPs as long as the session takes them and never write replies to the client.
+    let chunk = b"NOOP\r\n".repeat(1000);
+    let mut fed = 0;
+    while s.client_read_room() >= chunk.len() && fed < 10_000_000 {
+        s.client_buffer().extend_from_slice(&chunk);
+        s.handle_client_data(h.now);
+        while s.poll_action().is_some() {}
+        fed += chunk.len();
+    }
+    let queued = s.client_output().len();
+    assert!(
+        queued
+            <= crate::relay::session::CLIENT_OUTPUT_MAX
+                + crate::smtp::server::MAX_REPLY_BACKLOG
+                + 512,
+        "reply queue grew to {queued} bytes after {fed} bytes of NOOPs"
+    );
+    assert!(fed < 1_000_000, "reading did not stop: {fed} bytes taken");
+    // Once the client reads its replies, every NOOP is answered without more input.
+    let mut answered = 0;
+    for _ in 0..100_000 {
+        let out = std::mem::take(s.client_output());
+        answered += count_replies(&String::from_utf8_lossy(&out), "250 ");
+        let _ = s.poll_action();
+        if s.client_output().is_empty() {
+            break;
+        }
+    }
+    assert_eq!(answered, fed / 6);
+}
+
+#[test]
+fn a_next_hop_silent_at_end_of_data_times_out_after_next_hop_timeout_s() {
+    let mut config = Config::embedded_defaults();
+    config.limits.next_hop_timeout_s = 5;
+    let mut h = Harness::with_config("127.0.0.1", Hop::SilentAtEnd, config);
+    h.send(&transaction("a@example.com", &["v@example.com"], MSG));
+    assert!(h.last_reply().starts_with("354"), "{}", h.replies());
+    h.advance(Duration::from_secs(4));
+    assert!(h.last_reply().starts_with("354"), "{}", h.replies());
+    h.advance(Duration::from_secs(2));
+    assert!(h.last_reply().starts_with("451 4.4.2"), "{}", h.replies());
+    assert!(h.delivered.is_empty());
+    assert!(
+        h.hop.is_none(),
+        "the silent connection is dropped, never pooled"
+    );
+    assert!(!h.closed, "the client session goes on");
+}
+
+#[test]
+fn the_next_hop_timeout_defaults_to_120_s() {
+    let mut h = Harness::new("127.0.0.1", Hop::SilentAtEnd);
+    h.send(&transaction("a@example.com", &["v@example.com"], MSG));
+    h.advance(Duration::from_secs(119));
+    assert!(h.last_reply().starts_with("354"), "{}", h.replies());
+    h.advance(Duration::from_secs(2));
+    assert!(h.last_reply().starts_with("451 4.4.2"), "{}", h.replies());
+}
+
+/// xorshift64*, for reproducible random sessions.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Pieces a random client strings together: valid commands, refusals, message content,
+/// BDAT chunks honest and lying, garbage and oversized lines.
+const PIECES: &[&[u8]] = &[
+    b"EHLO c.test\r\n",
+    b"HELO c.test\r\n",
+    b"MAIL FROM:<a@example.com>\r\n",
+    b"MAIL FROM:<x@foreign.org> SIZE=999999999\r\n",
+    b"MAIL FROM:<> BODY=8BITMIME\r\n",
+    b"MAIL FROM:<j\xc3\xb6rg@example.com> SMTPUTF8\r\n",
+    b"RCPT TO:<v@example.com>\r\n",
+    b"RCPT TO:<bad@example.com>\r\n",
+    b"RCPT TO:<f@foreign.org>\r\n",
+    b"RCPT TO:<@example.com:f@foreign.org>\r\n",
+    b"RCPT TO:<j\xc3\xb6rg@example.com>\r\n",
+    b"RCPT TO:<v@[127.0.0.1]>\r\n",
+    b"DATA\r\n",
+    b"Subject: x\r\nX-Conbool-Flag: NO\r\n\r\nbody\r\n.\r\n",
+    b"X-Conbool-example-com: true\r\n\r\nloop\r\n.\r\n",
+    b"Received: a\r\nReceived: b\r\nReceived: c\r\n\r\n.\r\n",
+    b"..stuffed\r\n",
+    b".\r\n",
+    b"\r\n",
+    b"bare\nLF\r\n",
+    b"BDAT 5\r\nabcde",
+    b"BDAT 12 LAST\r\nSubject: b\r\n",
+    b"BDAT 0 LAST\r\n",
+    b"BDAT 100000 LAST\r\nshort",
+    b"BDAT x\r\n",
+    b"RSET\r\n",
+    b"NOOP\r\n",
+    b"VRFY v\r\n",
+    b"STARTTLS\r\n",
+    b"AUTH PLAIN AAAA\r\n",
+    b"garbage\r\n",
+    b"\x00\xff\xfe\r\n",
+    b"QUIT\r\n",
+];
+
+/// Checks one reply line: three digits, a space or hyphen, and (outside 2xx/3xx, whose EHLO
+/// and 354 lines may lack one) an enhanced code of the same class.
+fn check_reply_line(line: &str) -> Result<(), String> {
+    let b = line.as_bytes();
+    if b.len() < 4 || !b[..3].iter().all(u8::is_ascii_digit) || !matches!(b[3], b' ' | b'-') {
+        return Err(format!("malformed reply line {line:?}"));
+    }
+    if matches!(b[0], b'4' | b'5') {
+        let enhanced = line[4..].split(' ').next().unwrap_or("");
+        let parts: Vec<&str> = enhanced.split('.').collect();
+        let ok = parts.len() == 3
+            && parts[0].as_bytes() == [b[0]]
+            && parts[1..]
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()));
+        if !ok {
+            return Err(format!("no enhanced code in {line:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// A plausible session (transactions by DATA or BDAT) with random pieces inserted and
+/// steps dropped.
+fn random_script(rng: &mut Rng) -> Vec<Vec<u8>> {
+    let mut script: Vec<Vec<u8>> = vec![b"EHLO c.test\r\n".to_vec()];
+    for _ in 0..1 + rng.below(3) {
+        script.push(PIECES[2 + rng.below(4)].to_vec());
+        for _ in 0..1 + rng.below(3) {
+            script.push(PIECES[6 + rng.below(6)].to_vec());
+        }
+        let content = PIECES[13 + rng.below(3)];
+        if rng.below(3) == 0 {
+            let body = &content[..content.len() - 3];
+            let cut = rng.below(body.len() + 1);
+            script.push(format!("BDAT {cut}\r\n").into_bytes());
+            script.push(body[..cut].to_vec());
+            script.push(format!("BDAT {} LAST\r\n", body.len() - cut).into_bytes());
+            script.push(body[cut..].to_vec());
+        } else {
+            script.push(b"DATA\r\n".to_vec());
+            script.push(content.to_vec());
+        }
+    }
+    script.push(b"QUIT\r\n".to_vec());
+    let mut out = Vec::new();
+    for step in script {
+        while rng.below(6) == 0 {
+            out.push(if rng.below(20) == 0 {
+                vec![b'L'; 600 + rng.below(2000)]
+            } else {
+                PIECES[rng.below(PIECES.len())].to_vec()
+            });
+        }
+        if rng.below(12) != 0 {
+            out.push(step);
+        }
+    }
+    out
+}
+
+#[test]
+fn random_sessions_get_well_formed_replies_and_never_hang() {
+    let hops = [
+        Hop::Accept,
+        Hop::RejectRcpt,
+        Hop::TempfailData,
+        Hop::RejectMail,
+        Hop::DropAfter(5),
+        Hop::SilentAtEnd,
+    ];
+    let (mut delivered, mut replies) = (0, 0);
+    for seed in 1..=2000u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut config = Config::embedded_defaults();
+        config.limits.max_recipients = 1 + rng.below(3);
+        config.limits.max_errors = 3 + rng.below(8) as u32;
+        config.limits.max_header_bytes = 1024;
+        config.limits.max_hops = 2;
+        let peer = if rng.below(2) == 0 {
+            "127.0.0.1"
+        } else {
+            "192.0.2.7"
+        };
+        let mut h = Harness::with_config(peer, hops[rng.below(hops.len())], config);
+        let mut sent = Vec::new();
+        for piece in random_script(&mut rng) {
+            if h.closed {
+                break;
+            }
+            sent.extend_from_slice(&piece);
+            if rng.below(2) == 0 {
+                h.send(&piece);
+            } else {
+                let cut = rng.below(piece.len() + 1);
+                h.send(&piece[..cut]);
+                h.send(&piece[cut..]);
+            }
+            if rng.below(25) == 0 {
+                h.advance(Duration::from_secs(1 + rng.below(400) as u64));
+            }
+        }
+        // Whatever is left in flight resolves within the timeouts.
+        h.advance(Duration::from_secs(400));
+        let text = h.replies();
+        let ctx = || {
+            format!(
+                "seed {seed}: sent {:?}\nreplies:\n{text}",
+                sent.escape_ascii().to_string()
+            )
+        };
+        assert!(text.ends_with("\r\n") || text.is_empty(), "{}", ctx());
+        for line in text.split_terminator("\r\n") {
+            if let Err(e) = check_reply_line(line) {
+                panic!("{e}\n{}", ctx());
+            }
+        }
+        for d in &h.delivered {
+            let (stamp, _) = strip_stamp(&d.content);
+            assert!(stamp.starts_with("Received: "), "{}", ctx());
+        }
+        delivered += h.delivered.len();
+        replies += text.split_terminator("\r\n").count();
+    }
+    eprintln!("random sessions: {replies} reply lines, {delivered} messages delivered");
+    assert!(delivered > 0);
+}
+
+#[test]
+fn a_next_hop_that_takes_no_bytes_fails_the_message_after_next_hop_timeout_s() {
+    // (Under BDAT the chunk reply times out too; the e2e test covers DATA, where no reply is
+    // awaited while content streams.)
+    let mut config = Config::embedded_defaults();
+    config.limits.next_hop_timeout_s = 5;
+    let mut h = Harness::with_config("127.0.0.1", Hop::Accept, config);
+    h.send(b"EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\nDATA\r\n");
+    assert!(h.last_reply().starts_with("354"), "{}", h.replies());
+    h.hop_reading = false;
+    let chunk =
+        b"0123456789012345678901234567890123456789012345678901234567890123456789\r\n".repeat(900);
+    let mut fed = 0;
+    while h.session.client_read_room() > 0 && fed < 64 << 20 {
+        h.send(&chunk);
+        fed += chunk.len();
+    }
+    assert!(
+        fed < 4 << 20,
+        "the client is not held back: {fed} bytes taken"
+    );
+    h.advance(Duration::from_secs(4));
+    assert!(h.last_reply().starts_with("354"), "{}", h.replies());
+    h.advance(Duration::from_secs(2));
+    // The message is refused; the rest of it is read and dropped, and its end is answered.
+    assert!(h.session.client_read_room() > 0);
+    h.send(b"more\r\n.\r\n");
+    assert!(h.last_reply().starts_with("451 4.4.2"), "{}", h.replies());
+    assert!(h.delivered.is_empty());
+    assert!(h.hop.is_none(), "the stuck connection is dropped");
+    h.hop_reading = true;
+    h.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\nDATA\r\nSubject: 2\r\n\r\nx\r\n.\r\n");
+    assert_eq!(h.delivered.len(), 1, "{}", h.replies());
+}
+
+#[test]
+fn a_next_hop_closing_after_each_message_costs_the_client_nothing() {
+    // Trusted (MAIL goes out at once) and untrusted (MAIL goes out with the first RCPT).
+    for peer in ["127.0.0.1", "192.0.2.10"] {
+        let mut h = Harness::new(peer, Hop::CloseAfterMessage);
+        h.send(b"EHLO c\r\n");
+        for i in 0..4 {
+            let t = format!("MAIL FROM:<a@x.org>\r\nRCPT TO:<v{i}@example.com>\r\nDATA\r\nSubject: {i}\r\n\r\nx\r\n.\r\n");
+            h.send(t.as_bytes());
+            assert!(
+                h.last_reply().starts_with("250 "),
+                "{peer} message {i}: {}",
+                h.replies()
+            );
+        }
+        assert_eq!(h.delivered.len(), 4, "{peer}");
+        assert_eq!(h.connects, 4, "{peer}: one fresh connection per message");
+        assert!(!h.replies().contains("451"), "{peer}: {}", h.replies());
+    }
+}
+
+#[test]
+fn a_next_hop_failing_after_content_was_sent_is_never_retried() {
+    // The second message moves to a fresh connection (the first one was closed), which then
+    // breaks mid-content: that is the client's 451, never a second try.
+    let mut h = Harness::new("127.0.0.1", Hop::CloseAfterMessage);
+    h.send(b"EHLO c\r\n");
+    h.send(&transaction("a@example.com", &["v@example.com"], MSG)[b"EHLO client.test\r\n".len()..]);
+    assert_eq!(h.delivered.len(), 1, "{}", h.replies());
+    h.hop_mode = Hop::DropAfter(0);
+    h.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\nDATA\r\nSubject: 2\r\n\r\nx\r\n.\r\n");
+    assert!(h.replies().contains("451 4.4.2"), "{}", h.replies());
+    assert_eq!(h.delivered.len(), 1);
+}
+
+#[test]
+fn relay_probing_counts_toward_max_errors() {
+    let mut config = Config::embedded_defaults();
+    config.limits.max_errors = 5;
+    let mut h = Harness::with_config("192.0.2.10", Hop::Accept, config);
+    h.send(b"EHLO c\r\nMAIL FROM:<a@x.org>\r\n");
+    for i in 0..4 {
+        h.send(format!("RCPT TO:<v{i}@foreign.org>\r\n").as_bytes());
+        assert!(h.last_reply().starts_with("554 5.7.1"), "{}", h.replies());
+    }
+    // A recipient of the tenant in between is fine and does not reset the count.
+    h.send(b"RCPT TO:<v@example.com>\r\n");
+    assert!(h.last_reply().starts_with("250"), "{}", h.replies());
+    h.send(b"RCPT TO:<v5@foreign.org>\r\n");
+    let text = h.replies();
+    assert!(
+        text.ends_with(
+            "554 5.7.1 Relay access denied\r\n421 4.7.0 Too many errors, closing connection\r\n"
+        ),
+        "{text}"
+    );
+    assert!(h.closed);
+    assert!(h.delivered.is_empty());
+}
+
+#[test]
+fn a_client_idle_inside_an_envelope_does_not_hold_up_a_graceful_stop() {
+    let mut h = Harness::new("127.0.0.1", Hop::SilentAtEnd);
+    h.send(b"EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\n");
+    assert!(h.last_reply().starts_with("250"), "{}", h.replies());
+    assert!(!h.session.in_transaction(), "idle between RCPT and DATA");
+    h.send(b"DATA\r\nSubject: s\r\n\r\n");
+    assert!(h.session.in_transaction(), "content streaming");
+    h.send(b"x\r\n.\r\n");
+    assert!(
+        h.session.in_transaction(),
+        "end of data waits on the next hop"
+    );
+    // The refusal a stop sends to idle sessions reaches such a client as 421 4.3.2.
+    let mut idle = Harness::new("127.0.0.1", Hop::Accept);
+    idle.send(b"EHLO c\r\nMAIL FROM:<a@example.com>\r\n");
+    idle.session.refuse(SessionError::ShuttingDown);
+    idle.run();
+    assert!(
+        idle.last_reply().starts_with("421 4.3.2"),
+        "{}",
+        idle.replies()
+    );
+    assert!(idle.closed);
+    assert!(idle.delivered.is_empty());
 }

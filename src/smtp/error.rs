@@ -94,6 +94,9 @@ pub enum SessionError {
     RejectedByRule(String),
     /// A non-ASCII address without `SMTPUTF8` (RFC 6531 §3.4).
     NeedsSmtpUtf8,
+    /// A non-ASCII address for a next hop that does not offer `SMTPUTF8` (RFC 6531 §3.4: the
+    /// message must not be passed on).
+    NextHopLacksSmtpUtf8,
     /// `BODY=BINARYMIME` followed by DATA (RFC 3030 §3).
     BinaryNeedsBdat,
     /// DATA or BDAT with no accepted recipient.
@@ -233,6 +236,14 @@ pub fn reply_for(err: &SessionError) -> (Reply, AfterReply) {
         RejectedByRule(text) => (r(550, ec(5, 7, 1), text), Continue),
         NeedsSmtpUtf8 => (
             r(553, ec(5, 6, 7), "Non-ASCII address requires SMTPUTF8"),
+            Continue,
+        ),
+        NextHopLacksSmtpUtf8 => (
+            r(
+                553,
+                ec(5, 6, 7),
+                "Non-ASCII address, but the next hop does not support SMTPUTF8",
+            ),
             Continue,
         ),
         BinaryNeedsBdat => (

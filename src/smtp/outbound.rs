@@ -11,6 +11,7 @@ use bytes::Bytes;
 pub struct Outbound {
     chunks: VecDeque<Bytes>,
     len: usize,
+    written: u64,
 }
 
 impl Outbound {
@@ -30,6 +31,12 @@ impl Outbound {
     /// Queues a copy of `bytes`.
     pub fn push_copy(&mut self, bytes: &[u8]) {
         self.push(Bytes::copy_from_slice(bytes));
+    }
+
+    /// Bytes written so far (the sum of every [`Outbound::advance`]): lets an owner see
+    /// whether the peer is still taking bytes.
+    pub fn written(&self) -> u64 {
+        self.written
     }
 
     /// Total bytes queued.
@@ -60,6 +67,7 @@ impl Outbound {
     /// Drops `n` bytes from the front (after they were written).
     pub fn advance(&mut self, mut n: usize) {
         debug_assert!(n <= self.len);
+        self.written += n.min(self.len) as u64;
         self.len -= n.min(self.len);
         while n > 0 {
             let Some(front) = self.chunks.front_mut() else {

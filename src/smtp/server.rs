@@ -130,6 +130,10 @@ pub struct Server {
 /// read (the reply backlog rule; a reply adds at most a few hundred bytes beyond it).
 pub const MAX_REPLY_BACKLOG: usize = 16 * 1024;
 
+/// RCPTs over `max_recipients` in one transaction that get `452 4.5.3` without counting
+/// toward `max_errors`.
+pub const MAX_RECIPIENT_OVERSHOOT: u32 = 1000;
+
 /// Message pieces shorter than this are copied into one owned buffer rather than each
 /// becoming an event, so bare-LF normalisation cannot multiply events per input byte.
 const SMALL_PIECE: usize = 256;
@@ -236,6 +240,18 @@ impl Server {
             self.close_requested = true;
         }
         self.clock.restart_pending = true;
+        self.settle();
+    }
+
+    /// Answers the pending question with `reply_for(err)` and counts it toward
+    /// `limits.max_errors`, like the server's own refusals: for questions a well-behaved
+    /// client does not keep asking (relay access denied), so probing ends with `421`.
+    pub fn refuse_question(&mut self, err: &SessionError) {
+        if !self.is_waiting() {
+            return;
+        }
+        self.answer(reply_for(err).0);
+        self.count_error();
         self.settle();
     }
 
@@ -567,7 +583,16 @@ impl Server {
             return Phase::Mail(txn);
         }
         if txn.accepted >= self.params.max_recipients {
-            self.error(SessionError::TooManyRecipients);
+            // RFC 5321 §4.5.3.1.10: the client sends the rest in a later transaction. Its
+            // excess recipients are not errors (or `max_errors` would end the session and
+            // lose the recipients already accepted), up to a generous bound (as Postfix's
+            // smtpd_recipient_overshoot_limit).
+            txn.overshoot = txn.overshoot.saturating_add(1);
+            if txn.overshoot > MAX_RECIPIENT_OVERSHOOT {
+                self.error(SessionError::TooManyRecipients);
+            } else {
+                self.queue(&reply_for(&SessionError::TooManyRecipients).0);
+            }
             return Phase::Mail(txn);
         }
         self.events.push_back(Event::Rcpt { to, params });
@@ -849,6 +874,8 @@ struct Txn {
     accepted: usize,
     /// Whether any RCPT was tried (DATA then gets `554` rather than `503`).
     rcpt_tried: bool,
+    /// RCPTs refused for `max_recipients` so far.
+    overshoot: u32,
     /// The message, once the first BDAT came.
     bdat: Option<BdatMessage>,
 }
@@ -860,6 +887,7 @@ impl Txn {
             smtputf8: envelope.smtputf8,
             accepted: 0,
             rcpt_tried: false,
+            overshoot: 0,
             bdat: None,
         }
     }
@@ -2275,5 +2303,41 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn recipients_over_the_limit_are_not_errors_until_the_overshoot_bound() {
+        // max_recipients 3, max_errors 5: 20 more recipients must not end the session (the
+        // three accepted ones would be lost), but a client that never stops is cut off.
+        let envelope = |extra: usize| {
+            let mut c = b"EHLO c\r\nMAIL FROM:<a@b.example>\r\n".to_vec();
+            for i in 0..3 + extra {
+                c.extend_from_slice(format!("RCPT TO:<r{i}@d.example>\r\n").as_bytes());
+            }
+            c.extend_from_slice(b"DATA\r\n");
+            c
+        };
+        let t = run(params(), &[&envelope(20)]);
+        let replies = t.replies();
+        assert_eq!(
+            replies
+                .iter()
+                .filter(|r| r.starts_with("452 4.5.3 "))
+                .count(),
+            20,
+            "{t:?}"
+        );
+        assert!(
+            replies.last().is_some_and(|r| r.starts_with("354")),
+            "{t:?}"
+        );
+        let extra = MAX_RECIPIENT_OVERSHOOT as usize + 5;
+        let t = run(params(), &[&envelope(extra)]);
+        let replies = t.replies();
+        assert!(
+            replies.last().is_some_and(|r| r.starts_with("421 4.7.0")),
+            "{:?}",
+            replies.last()
+        );
     }
 }

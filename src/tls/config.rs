@@ -49,6 +49,26 @@ pub fn server_config(
     .map(Arc::new)
 }
 
+/// [`server_config`] for a server that refuses clients without a certificate chaining to
+/// `client_ca` (a next hop such as Exchange's inbound connector; `conbool sink
+/// --require-client-cert`). The relay itself never requires one.
+pub fn server_config_requiring_client_cert(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let cert_pem = read(cert)?;
+    let key_pem = read(key)?;
+    let ca_pem = read(client_ca)?;
+    build_server_with(
+        Pem::new(cert, &cert_pem),
+        Pem::new(key, &key_pem),
+        ClientAuth::Required(Pem::new(client_ca, &ca_pem)),
+        VERSIONS,
+    )
+    .map(Arc::new)
+}
+
 /// [`server_config`] from PEM bytes already in memory; errors name the blocks as
 /// `(certificate PEM)`, `(key PEM)` and `(client CA PEM)`.
 pub fn server_config_from_pem(
@@ -132,8 +152,8 @@ pub(crate) enum ClientAuth<'a> {
     None,
     /// Ask; verify against these CAs when presented; serve clients without one.
     Optional(Pem<'a>),
-    /// Ask and refuse clients without a valid one (tests only: the relay never requires).
-    #[cfg(test)]
+    /// Ask and refuse clients without a valid one (`conbool sink --require-client-cert`;
+    /// the relay never requires).
     Required(Pem<'a>),
 }
 
@@ -171,7 +191,6 @@ pub(crate) fn build_server_with(
                 .map_err(|err| verifier_error(ca, err))?;
             builder.with_client_cert_verifier(verifier)
         }
-        #[cfg(test)]
         ClientAuth::Required(ca) => {
             let roots = Arc::new(root_store(ca)?);
             let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())

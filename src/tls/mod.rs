@@ -23,6 +23,7 @@
 //! ```
 
 mod config;
+pub mod inspect;
 mod names;
 mod pipe;
 #[cfg(test)]
@@ -32,7 +33,9 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use config::{client_config, server_config, server_config_from_pem};
+pub use config::{
+    client_config, server_config, server_config_from_pem, server_config_requiring_client_cert,
+};
 pub use names::next_hop_server_name;
 pub use pipe::{TlsPipe, PLAINTEXT_BUFFER_LIMIT};
 /// The rustls configuration types the constructors return, re-exported so callers need not

@@ -237,6 +237,18 @@ impl TlsPipe {
         }
     }
 
+    /// Server side: the client presented a certificate that the verifier accepted (whatever
+    /// names it carries). `false` while handshaking, after a failure and on the client side.
+    pub fn peer_has_certificate(&self) -> bool {
+        matches!(self.conn, Connection::Server(_))
+            && !self.conn.is_handshaking()
+            && self.error.is_none()
+            && self
+                .conn
+                .peer_certificates()
+                .is_some_and(|chain| !chain.is_empty())
+    }
+
     fn fail(&mut self, err: rustls::Error) -> TlsError {
         self.error = Some(err.clone());
         TlsError::protocol(err)
@@ -713,6 +725,7 @@ mod tests {
         let (c, s) =
             connect(&verifying_client(&root), "mail.conbool.com", &server).expect("anonymous");
         assert!(s.peer_cert_matches(&trusted_names).is_empty());
+        assert!(!s.peer_has_certificate());
         assert!(
             c.peer_cert_matches(&trusted_names).is_empty(),
             "client side never matches"
@@ -727,6 +740,8 @@ mod tests {
             s.peer_cert_matches(&trusted_names),
             ["relay.tenant.example", "mail.conbool.com"]
         );
+        assert!(s.peer_has_certificate());
+        assert!(!c.peer_has_certificate(), "client side never has one");
         assert!(s.peer_cert_matches(&["other.example".into()]).is_empty());
         assert!(s.peer_cert_matches(&[]).is_empty());
         assert!(

@@ -2,5 +2,11 @@
 //! and a real next hop (the project's sink, or a scripted peer for faults).
 
 mod corpus;
+mod exchange;
+mod floods;
+mod open_relay;
 mod peer;
 mod relay;
+mod soak;
+mod spoofing;
+mod tls;

@@ -10,6 +10,11 @@
 //! generator itself sends late counts that lateness too, so open-loop numbers err on the
 //! pessimistic side.
 //!
+//! With `--starttls` every session upgrades before its first message (verifying the server
+//! against `--ca-file` when given, else encrypting without verification), optionally with a
+//! client certificate. One TLS client configuration serves every session, so reconnects
+//! resume.
+//!
 //! One mio loop on one thread drives every connection; it shares no code with `reactor` on
 //! purpose.
 
@@ -21,6 +26,7 @@ use std::io::{self, IsTerminal};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -28,10 +34,12 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::cli::toolkit::{self, ReadSizer, ReadStatus};
+use crate::config::NextHopTls;
 use crate::smtp::client::{ClientEvent, ClientParams, StartTlsPolicy};
 use crate::smtp::command::{Body, ForwardPath, MailParams, RcptParams, ReversePath};
 use crate::smtp::outbound::Outbound;
 use crate::smtp::reply::Reply;
+use crate::tls::{self, ClientConfig, TlsPipe};
 
 pub use crate::smtp::client::Client;
 pub use corpus::{Corpus, CorpusMessage};
@@ -67,6 +75,20 @@ pub struct ReplayArgs {
     /// Upgrade each session with STARTTLS.
     #[arg(long)]
     pub starttls: bool,
+    /// Verify the server's certificate against these CAs (without it, TLS encrypts but does
+    /// not verify).
+    #[arg(long, value_name = "F", requires = "starttls")]
+    pub ca_file: Option<PathBuf>,
+    /// The name to verify the certificate against and send as SNI. Default: the host part of
+    /// `--to`.
+    #[arg(long, value_name = "NAME", requires = "starttls")]
+    pub tls_name: Option<String>,
+    /// Client certificate chain (PEM) to present.
+    #[arg(long, value_name = "F", requires_all = ["starttls", "client_key"])]
+    pub client_cert: Option<PathBuf>,
+    /// Private key of `--client-cert`.
+    #[arg(long, value_name = "F", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -114,8 +136,14 @@ pub struct ReplayOptions {
     pub rate: Option<f64>,
     /// Use BDAT when offered.
     pub bdat: bool,
-    /// Upgrade with STARTTLS (not available yet: refused with an error).
+    /// Upgrade with STARTTLS.
     pub starttls: bool,
+    /// Verify the server against this CA file (none: encrypt without verifying).
+    pub ca_file: Option<PathBuf>,
+    /// Name for SNI and verification (default: the IP address of `to`).
+    pub tls_name: Option<String>,
+    /// Client certificate chain and key.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
     /// Envelope sender override.
     pub mail_from: Option<ReversePath>,
     /// Envelope recipients override (empty: from each message's header).
@@ -139,6 +167,9 @@ impl ReplayOptions {
             rate: None,
             bdat: false,
             starttls: false,
+            ca_file: None,
+            tls_name: None,
+            client_cert: None,
             mail_from: None,
             rcpt_to: Vec::new(),
             helo: "replay.conbool.invalid".to_string(),
@@ -163,6 +194,12 @@ const TICK: Duration = Duration::from_millis(100);
 /// How long a session waits for the server to close after QUIT.
 const QUIT_GRACE: Duration = Duration::from_secs(1);
 
+/// Ciphertext read and not yet taken by a session's TLS pipe.
+const MAX_CIPHERTEXT_IN: usize = 64 * 1024;
+
+/// Ciphertext waiting for the socket above which no more plaintext goes into the pipe.
+const MAX_CIPHERTEXT_OUT: usize = 256 * 1024;
+
 /// Loads `opts.corpus` and replays it.
 pub fn run_replay(opts: &ReplayOptions) -> io::Result<ReplayReport> {
     let corpus = Corpus::load(&opts.corpus)?;
@@ -172,12 +209,6 @@ pub fn run_replay(opts: &ReplayOptions) -> io::Result<ReplayReport> {
 /// Replays an already loaded corpus (`opts.corpus` is ignored).
 pub fn run_replay_corpus(opts: &ReplayOptions, corpus: &Corpus) -> io::Result<ReplayReport> {
     let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidInput, why);
-    if opts.starttls {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "--starttls arrives with the TLS work",
-        ));
-    }
     if corpus.is_empty() {
         return Err(invalid("the corpus has no messages".to_string()));
     }
@@ -192,7 +223,33 @@ pub fn run_replay_corpus(opts: &ReplayOptions, corpus: &Corpus) -> io::Result<Re
             return Err(invalid(format!("rate must be above 0, not {r}")));
         }
     }
-    Runner::new(opts, corpus)?.run()
+    let tls = if opts.starttls {
+        Some(tls_setup(opts).map_err(invalid)?)
+    } else {
+        None
+    };
+    Runner::new(opts, corpus, tls)?.run()
+}
+
+/// The TLS client side every session shares, and the server name to use.
+fn tls_setup(opts: &ReplayOptions) -> Result<(Arc<ClientConfig>, String), String> {
+    let policy = match opts.ca_file {
+        Some(_) => NextHopTls::Verify,
+        None => NextHopTls::Require,
+    };
+    let identity = opts
+        .client_cert
+        .as_ref()
+        .map(|(cert, key)| (cert.as_path(), key.as_path()));
+    let config =
+        tls::client_config(policy, opts.ca_file.as_deref(), identity).map_err(|e| e.to_string())?;
+    let name = opts
+        .tls_name
+        .clone()
+        .unwrap_or_else(|| opts.to.ip().to_string());
+    // Checked once here rather than failing every session.
+    TlsPipe::new_client(config.clone(), &name).map_err(|e| e.to_string())?;
+    Ok((config, name))
 }
 
 /// `conbool replay`: prints the report on stdout; exit status 0 when every message got a final
@@ -246,6 +303,14 @@ pub fn options_from_args(args: &ReplayArgs) -> Result<ReplayOptions, String> {
     opts.rate = args.rate;
     opts.bdat = args.bdat;
     opts.starttls = args.starttls;
+    opts.ca_file = args.ca_file.clone();
+    opts.tls_name = args
+        .tls_name
+        .clone()
+        .or_else(|| Some(tls::next_hop_server_name(&args.to).to_string()));
+    if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
+        opts.client_cert = Some((cert.clone(), key.clone()));
+    }
     if let Some(f) = &args.from {
         opts.mail_from = Some(
             corpus::parse_reverse_path(f).ok_or_else(|| format!("--from {f}: not an address"))?,
@@ -388,10 +453,28 @@ impl Txn {
     }
 }
 
+/// A session's TLS side: ciphertext in and out around the pipe.
+#[derive(Debug)]
+struct SessionTls {
+    pipe: TlsPipe,
+    cipher_in: BytesMut,
+    reads: ReadSizer,
+    cipher_out: Vec<u8>,
+    cipher_pos: usize,
+    started: bool,
+}
+
+impl SessionTls {
+    fn pending(&self) -> usize {
+        self.cipher_out.len() - self.cipher_pos
+    }
+}
+
 #[derive(Debug)]
 struct Session {
     stream: Option<TcpStream>,
     client: Option<Client>,
+    tls: Option<Box<SessionTls>>,
     inbuf: BytesMut,
     reads: ReadSizer,
     out: Outbound,
@@ -411,18 +494,25 @@ struct Runner<'a> {
     schedule: Schedule,
     report: ReplayReport,
     client_params: ClientParams,
+    /// The TLS client configuration and server name, with `--starttls`.
+    tls: Option<(Arc<ClientConfig>, String)>,
     /// When the first session became ready: the schedule and the elapsed time count from here.
     start: Instant,
     last_answer: Option<Instant>,
 }
 
 impl<'a> Runner<'a> {
-    fn new(opts: &'a ReplayOptions, corpus: &'a Corpus) -> io::Result<Runner<'a>> {
+    fn new(
+        opts: &'a ReplayOptions,
+        corpus: &'a Corpus,
+        tls: Option<(Arc<ClientConfig>, String)>,
+    ) -> io::Result<Runner<'a>> {
         let start = Instant::now();
         let sessions = (0..opts.sessions)
             .map(|_| Session {
                 stream: None,
                 client: None,
+                tls: None,
                 inbuf: BytesMut::new(),
                 reads: ReadSizer::default(),
                 out: Outbound::new(),
@@ -445,11 +535,17 @@ impl<'a> Runner<'a> {
                 sessions: opts.sessions,
                 bdat: opts.bdat,
                 rate: opts.rate,
+                starttls: opts.starttls,
                 ..ReplayReport::default()
             },
+            tls,
             client_params: ClientParams {
                 helo_name: opts.helo.clone(),
-                starttls: StartTlsPolicy::Never,
+                starttls: if opts.starttls {
+                    StartTlsPolicy::Required
+                } else {
+                    StartTlsPolicy::Never
+                },
                 reply_timeout: opts.reply_timeout,
                 use_bdat: opts.bdat,
             },
@@ -504,6 +600,7 @@ impl<'a> Runner<'a> {
         let s = &mut self.sessions[i];
         s.inbuf.clear();
         s.out.clear();
+        s.tls = None;
         s.eof = false;
         s.connect_started = now;
         s.attempts_in_row += 1;
@@ -591,6 +688,56 @@ impl<'a> Runner<'a> {
         let (Some(stream), Some(client)) = (s.stream.as_mut(), s.client.as_mut()) else {
             return Ok(());
         };
+        if let Some(t) = s.tls.as_mut() {
+            while !s.eof {
+                let status = t
+                    .reads
+                    .read(stream, &mut t.cipher_in, MAX_CIPHERTEXT_IN)
+                    .map_err(|e| format!("read: {e}"))?;
+                let used = t.pipe.read_tls(&t.cipher_in).map_err(|e| {
+                    // The alert goes out best-effort; the session is over either way.
+                    t.pipe.write_tls(&mut t.cipher_out);
+                    let _ = std::io::Write::write(stream, &t.cipher_out[t.cipher_pos..]);
+                    format!("TLS: {e}")
+                })?;
+                let _ = t.cipher_in.split_to(used);
+                let mut moved = used;
+                if !t.started && !t.pipe.is_handshaking() {
+                    t.started = true;
+                    self.report.tls_handshakes += 1;
+                    self.report.tls_resumed += u64::from(t.pipe.is_resumed());
+                    if self.report.tls_cipher.is_none() {
+                        self.report.tls_cipher = t.pipe.description();
+                    }
+                    client.tls_started();
+                    moved += 1;
+                }
+                if t.started {
+                    let room = MAX_REPLY_BUF.saturating_sub(s.inbuf.len());
+                    moved += t.pipe.read_plaintext(&mut s.inbuf, room);
+                    if !s.inbuf.is_empty() {
+                        client.handle_input(now, &mut s.inbuf);
+                    }
+                }
+                match status {
+                    ReadStatus::Data(0) if moved == 0 => {
+                        return Err("reply too long".to_string());
+                    }
+                    ReadStatus::Data(_) => {}
+                    ReadStatus::WouldBlock if moved > 0 => {}
+                    ReadStatus::WouldBlock => break,
+                    ReadStatus::Eof => {
+                        s.eof = true;
+                        client.handle_eof();
+                    }
+                }
+                if t.pipe.peer_closed() && t.pipe.plaintext_ready() == 0 {
+                    s.eof = true;
+                    client.handle_eof();
+                }
+            }
+            return Ok(());
+        }
         while !s.eof {
             match s.reads.read(stream, &mut s.inbuf, MAX_REPLY_BUF) {
                 Ok(ReadStatus::Data(n)) => {
@@ -618,7 +765,49 @@ impl<'a> Runner<'a> {
             return Ok(());
         };
         client.poll_output(&mut s.out);
-        let drained = toolkit::write_outbound(stream, &mut s.out)?;
+        let drained = match s.tls.as_mut() {
+            None => toolkit::write_outbound(stream, &mut s.out)?,
+            // Encrypt a bounded amount, write it, repeat until the socket would block (or
+            // everything is out): stopping short of `WouldBlock` would wait for a writable
+            // edge that never comes.
+            Some(t) => loop {
+                let mut moved = 0;
+                while let Some(front) = s.out.front() {
+                    if t.pending() >= MAX_CIPHERTEXT_OUT {
+                        break;
+                    }
+                    let n = t.pipe.write_plaintext(front);
+                    if n == 0 {
+                        break;
+                    }
+                    s.out.advance(n);
+                    moved += t.pipe.write_tls(&mut t.cipher_out);
+                }
+                moved += t.pipe.write_tls(&mut t.cipher_out);
+                let mut blocked = false;
+                while t.cipher_pos < t.cipher_out.len() {
+                    match std::io::Write::write(stream, &t.cipher_out[t.cipher_pos..]) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => t.cipher_pos += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            blocked = true;
+                            break;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                if t.cipher_pos == t.cipher_out.len() {
+                    t.cipher_out.clear();
+                    t.cipher_pos = 0;
+                }
+                let drained = s.out.is_empty() && t.pending() == 0 && !t.pipe.wants_write();
+                // `moved == 0`: the pipe takes no more (failed or closing).
+                if drained || blocked || moved == 0 {
+                    break drained;
+                }
+            },
+        };
         if drained {
             if let Phase::Busy(txn) = &mut s.phase {
                 if txn.end_at.is_some() && txn.flushed_at.is_none() {
@@ -645,7 +834,7 @@ impl<'a> Runner<'a> {
                 s.attempts_in_row = 0;
                 s.phase = Phase::Idle;
             }
-            ClientEvent::StartTls => self.fail(i, "unexpected STARTTLS".to_string(), now),
+            ClientEvent::StartTls => self.start_tls(i, now),
             ClientEvent::MailReply(reply) => {
                 if let Phase::Busy(txn) = &mut self.sessions[i].phase {
                     txn.mail_ok = reply.is_positive();
@@ -701,6 +890,31 @@ impl<'a> Runner<'a> {
             }
             ClientEvent::Failed(why) => self.fail(i, why, now),
         }
+    }
+
+    /// The server said `220` to STARTTLS: from now on the socket carries TLS.
+    fn start_tls(&mut self, i: usize, now: Instant) {
+        let Some((config, name)) = self.tls.as_ref() else {
+            return self.fail(i, "unexpected STARTTLS".to_string(), now);
+        };
+        let pipe = match TlsPipe::new_client(config.clone(), name) {
+            Ok(pipe) => pipe,
+            Err(e) => return self.fail(i, e.to_string(), now),
+        };
+        let s = &mut self.sessions[i];
+        // Whatever is still queued was meant to go before the handshake, in plain text.
+        let mut first = Vec::with_capacity(s.out.len());
+        for chunk in s.out.drain() {
+            first.extend_from_slice(&chunk);
+        }
+        s.tls = Some(Box::new(SessionTls {
+            pipe,
+            cipher_in: BytesMut::new(),
+            reads: ReadSizer::default(),
+            cipher_out: first,
+            cipher_pos: 0,
+            started: false,
+        }));
     }
 
     /// DATA was refused: count the message by the deciding reply (the envelope's when the
@@ -925,8 +1139,15 @@ impl<'a> Runner<'a> {
     fn close(&mut self, i: usize) {
         let s = &mut self.sessions[i];
         if let Some(mut stream) = s.stream.take() {
+            if let Some(t) = s.tls.as_mut().filter(|t| t.started) {
+                t.pipe.send_close_notify();
+                let mut last = Vec::new();
+                t.pipe.write_tls(&mut last);
+                let _ = std::io::Write::write(&mut stream, &last);
+            }
             let _ = self.poll.registry().deregister(&mut stream);
         }
+        s.tls = None;
         s.client = None;
         s.phase = Phase::Done;
     }
@@ -1012,6 +1233,37 @@ mod tests {
         assert_eq!(o.limit, Limit::Duration(Duration::from_millis(2500)));
         let o = parse(&["replay", "--to", "127.0.0.1:25"]).expect("parses");
         assert_eq!(o.limit, Limit::CorpusOnce);
+        assert!(!o.starttls);
+        let o = parse(&[
+            "replay",
+            "--to",
+            "localhost:2525",
+            "--starttls",
+            "--ca-file",
+            "ca.pem",
+            "--client-cert",
+            "c.pem",
+            "--client-key",
+            "k.pem",
+        ])
+        .expect("parses");
+        assert!(o.starttls);
+        assert_eq!(o.ca_file, Some(PathBuf::from("ca.pem")));
+        assert_eq!(o.tls_name.as_deref(), Some("localhost"), "host of --to");
+        assert_eq!(
+            o.client_cert,
+            Some((PathBuf::from("c.pem"), PathBuf::from("k.pem")))
+        );
+        let o = parse(&[
+            "replay",
+            "--to",
+            "127.0.0.1:2525",
+            "--starttls",
+            "--tls-name",
+            "mail.conbool.com",
+        ])
+        .expect("parses");
+        assert_eq!(o.tls_name.as_deref(), Some("mail.conbool.com"));
     }
 
     #[test]
@@ -1039,6 +1291,21 @@ mod tests {
                 &["replay", "--to", "127.0.0.1:25", "--from", "nobody"],
             ),
             ("bad_target", &["replay", "--to", "no port here"]),
+            (
+                "ca_file_without_starttls",
+                &["replay", "--to", "127.0.0.1:25", "--ca-file", "ca.pem"],
+            ),
+            (
+                "client_cert_without_key",
+                &[
+                    "replay",
+                    "--to",
+                    "127.0.0.1:25",
+                    "--starttls",
+                    "--client-cert",
+                    "c.pem",
+                ],
+            ),
         ];
         for (name, argv) in ROWS {
             assert!(parse(argv).is_err(), "{name}");
@@ -1133,13 +1400,30 @@ mod tests {
     }
 
     /// Replays `count` bundled messages over 4 sessions into a sink that keeps them, then
-    /// checks counts on both sides and every stored byte.
-    fn replay_into_sink(count: usize, bdat: bool) {
-        let label = if bdat { "bdat" } else { "data" };
+    /// checks counts on both sides and every stored byte. With `tls`, the sink requires a
+    /// client certificate and the replay verifies the sink's chain and presents one.
+    fn replay_into_sink(count: usize, bdat: bool, tls: bool) {
+        use crate::tls::testpki::{TempDir, World};
+        let label = match (bdat, tls) {
+            (false, false) => "data",
+            (true, false) => "bdat",
+            (false, true) => "data+tls",
+            (true, true) => "bdat+tls",
+        };
         let corpus = bundled();
         assert!(corpus.len() >= count);
+        let world = World::new();
+        let dir = TempDir::new(&format!("replay_{}", label.replace('+', "_")));
+        let server_tls = tls.then(|| {
+            let cert = dir.write("chain.pem", world.server_chain_pem());
+            let key = dir.write("key.pem", world.server.key_pem());
+            let client_ca = dir.write("client-ca.pem", world.client_root.pem());
+            crate::tls::server_config_requiring_client_cert(&cert, &key, &client_ca)
+                .expect("sink tls")
+        });
         let sink = Sink::spawn(SinkOptions {
             keep_messages: true,
+            tls: server_tls,
             ..SinkOptions::default()
         })
         .expect("sink");
@@ -1147,7 +1431,24 @@ mod tests {
         opts.sessions = 4;
         opts.limit = Limit::Messages(count as u64);
         opts.bdat = bdat;
+        if tls {
+            opts.starttls = true;
+            opts.ca_file = Some(dir.write("ca.pem", world.root.pem()));
+            opts.tls_name = Some("mail.conbool.com".to_string());
+            opts.client_cert = Some((
+                dir.write("client.pem", world.client_chain_pem()),
+                dir.write("client-key.pem", world.client.key_pem()),
+            ));
+        }
         let report = run_replay_corpus(&opts, &corpus).expect("replay runs");
+        if tls {
+            assert_eq!(report.tls_handshakes, 4, "{label}: {}", report.to_text());
+            assert!(
+                report.to_text().contains("tls 4 handshakes"),
+                "{label}: {}",
+                report.to_text()
+            );
+        }
         assert_eq!(
             report.attempted,
             count as u64,
@@ -1169,6 +1470,9 @@ mod tests {
         );
         let stats = sink.stats();
         assert_eq!(stats.accepted, report.accepted, "{label}: sink count");
+        let handshakes = if tls { 4 } else { 0 };
+        assert_eq!(stats.tls_handshakes, handshakes, "{label}");
+        assert_eq!(stats.tls_client_certs, handshakes, "{label}");
         assert_eq!(stats.connections, 4, "{label}");
         let per_conn: u64 = stats.per_connection.iter().map(|c| c.accepted).sum();
         assert_eq!(per_conn, stats.accepted, "{label}");
@@ -1180,7 +1484,7 @@ mod tests {
         let mut got = sink.take_messages();
         assert_eq!(got.len(), count, "{label}");
         assert!(
-            got.iter().all(|m| m.bdat == bdat),
+            got.iter().all(|m| m.bdat == bdat && m.tls == tls),
             "{label}: wrong transfer mode"
         );
         got.sort_by(|a, b| a.data.cmp(&b.data));
@@ -1202,12 +1506,12 @@ mod tests {
 
     #[test]
     fn replay_200_messages_with_data_arrive_byte_exact() {
-        replay_into_sink(200, false);
+        replay_into_sink(200, false, false);
     }
 
     #[test]
     fn replay_200_messages_with_bdat_arrive_byte_exact() {
-        replay_into_sink(200, true);
+        replay_into_sink(200, true, false);
     }
 
     #[test]
@@ -1355,14 +1659,44 @@ mod tests {
     }
 
     #[test]
-    fn starttls_is_refused_clearly_for_now() {
+    fn replay_with_starttls_and_a_client_certificate_arrives_byte_exact() {
+        replay_into_sink(100, false, true);
+        replay_into_sink(100, true, true);
+    }
+
+    #[test]
+    fn starttls_without_a_client_certificate_fails_where_one_is_required() {
+        use crate::tls::testpki::{TempDir, World};
+        let world = World::new();
+        let dir = TempDir::new("replay_no_client_cert");
+        let cert = dir.write("chain.pem", world.server_chain_pem());
+        let key = dir.write("key.pem", world.server.key_pem());
+        let client_ca = dir.write("client-ca.pem", world.client_root.pem());
+        let sink = Sink::spawn(SinkOptions {
+            tls: Some(
+                crate::tls::server_config_requiring_client_cert(&cert, &key, &client_ca)
+                    .expect("sink tls"),
+            ),
+            ..SinkOptions::default()
+        })
+        .expect("sink");
+        let mut opts = ReplayOptions::new(sink.addr);
+        opts.sessions = 1;
+        opts.limit = Limit::Messages(3);
+        opts.starttls = true;
+        let report = run_replay_corpus(&opts, &bundled()).expect("replay runs");
+        assert_eq!(report.accepted, 0, "{}", report.to_text());
+        assert!(report.connect_failures > 0, "{}", report.to_text());
+        assert!(sink.stats().tls_failures > 0);
+    }
+
+    #[test]
+    fn starttls_with_an_unreadable_ca_file_is_refused_at_start() {
         let corpus = bundled();
         let mut opts = ReplayOptions::new("127.0.0.1:1".parse().expect("addr"));
         opts.starttls = true;
+        opts.ca_file = Some(PathBuf::from("/nonexistent/ca.pem"));
         let err = run_replay_corpus(&opts, &corpus).expect_err("refused");
-        assert!(
-            err.to_string().contains("arrives with the TLS work"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
     }
 }

@@ -136,6 +136,14 @@ pub struct ReplayReport {
     pub connections: u64,
     /// Connection attempts that failed before the ready state.
     pub connect_failures: u64,
+    /// STARTTLS was asked for.
+    pub starttls: bool,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// Of those, resumed sessions (no certificate exchange).
+    pub tls_resumed: u64,
+    /// The protocol and cipher suite of the last handshake (`TLSv1.3:TLS13_AES_256_GCM_SHA384`).
+    pub tls_cipher: Option<String>,
     /// The reply that decided each answered message, by code.
     pub final_codes: BTreeMap<u16, u64>,
     /// Refusals and failures by stage and reply (e.g. `end of data 451 4.3.0`,
@@ -168,7 +176,12 @@ impl ReplayReport {
     /// The report for people.
     pub fn to_text(&self) -> String {
         let mut s = String::new();
-        let mode = if self.bdat { "BDAT allowed" } else { "DATA" };
+        let mode = match (self.bdat, self.starttls) {
+            (false, false) => "DATA",
+            (true, false) => "BDAT allowed",
+            (false, true) => "DATA, STARTTLS",
+            (true, true) => "BDAT allowed, STARTTLS",
+        };
         let _ = writeln!(
             s,
             "replay: {} messages to {} over {} sessions ({mode}) in {:.2} s",
@@ -193,6 +206,15 @@ impl ReplayReport {
             "  connections {} ({} failed attempts)",
             self.connections, self.connect_failures
         );
+        if self.starttls {
+            let _ = writeln!(
+                s,
+                "  tls {} handshakes ({} resumed), {}",
+                self.tls_handshakes,
+                self.tls_resumed,
+                self.tls_cipher.as_deref().unwrap_or("no cipher negotiated")
+            );
+        }
         let _ = writeln!(
             s,
             "  latency ms     {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
@@ -263,6 +285,13 @@ impl ReplayReport {
         j.field_f64("mb_per_sec", self.mb_per_sec());
         j.field_u64("connections", self.connections);
         j.field_u64("connect_failures", self.connect_failures);
+        j.field_bool("starttls", self.starttls);
+        j.field_u64("tls_handshakes", self.tls_handshakes);
+        j.field_u64("tls_resumed", self.tls_resumed);
+        match &self.tls_cipher {
+            Some(c) => j.field_str("tls_cipher", c),
+            None => j.field_null("tls_cipher"),
+        }
         j.begin_object("final_codes");
         for (code, n) in &self.final_codes {
             j.field_u64(&code.to_string(), *n);

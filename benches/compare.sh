@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Relay throughput, latency and CPU against a baseline, in one run of the same harness:
+#   (a) replay → sink                                   the next hop alone
+#   (b) replay → conbool → sink                         the relay
+#   (c) replay → Postfix smtpd_proxy_filter → sink      a Postfix before-queue proxy
+# for several message sizes and session counts. Prints a Markdown table (also written to
+# benches/compare.md, or $COMPARE_OUT). Installs Postfix with apt-get when missing; runs as
+# root (it writes /etc/postfix/main.cf). Loopback only.
+#
+#   bash benches/compare.sh                 # full: 2, 20, 200 KiB × 1 and 16 sessions
+#   QUICK=1 bash benches/compare.sh         # smoke: 2 KiB × 16 sessions, few messages
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+OUT=${COMPARE_OUT:-$ROOT/benches/compare.md}
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    postfix stop >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+SINK_PORT=2626 RELAY_PORT=2625 POSTFIX_PORT=2627
+if [ -n "${QUICK:-}" ]; then
+    SIZES="2" SESSIONS="16" MESSAGES=${MESSAGES:-3000}
+else
+    SIZES=${SIZES:-"2 20 200"} SESSIONS=${SESSIONS:-"1 16"} MESSAGES=${MESSAGES:-20000}
+fi
+
+if ! command -v postfix >/dev/null; then
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postfix >/dev/null
+fi
+cargo build --release --quiet
+BIN="$ROOT/target/release/conbool"
+
+wait_port() {
+    local i
+    for i in $(seq 1 100); do
+        (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on port $1" >&2
+    return 1
+}
+
+# make_corpus KIB: one directory of 20 messages of about KIB KiB each.
+make_corpus() {
+    local kib=$1 dir="$WORK/corpus-$1" i
+    mkdir -p "$dir"
+    for i in $(seq 1 20); do
+        python3 - "$kib" "$i" >"$dir/$i.eml" <<'PY'
+import sys, random
+kib, n = int(sys.argv[1]), int(sys.argv[2])
+random.seed(n)
+words = "the quick brown fox jumps over lazy dogs invoice meeting report budget review".split()
+head = (f"From: sender{n}@example.com\r\nTo: rcpt@example.com\r\nSubject: message {n}\r\n"
+        f"Date: Sat, 28 Nov 2026 12:00:00 +0000\r\nMessage-ID: <{n}.{kib}@example.com>\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
+body = []
+size = len(head)
+while size < kib * 1024:
+    line = " ".join(random.choice(words) for _ in range(12)) + "\r\n"
+    body.append(line)
+    size += len(line)
+sys.stdout.write(head + "".join(body))
+PY
+    done
+    echo "$dir"
+}
+
+# cpu_total: jiffies of all CPUs (user+nice+system+irq+softirq).
+cpu_total() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
+proc_cpu() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+postfix_setup() {
+    postfix stop >/dev/null 2>&1 || true
+    cat >/etc/postfix/main.cf <<MAIN
+compatibility_level = 3.6
+myhostname = proxy.conbool-bench.invalid
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+smtpd_tls_security_level = none
+default_process_limit = 200
+MAIN
+    postconf -F '*/*/chroot = n'
+    postconf -M "$POSTFIX_PORT/inet=$POSTFIX_PORT inet n - n - - smtpd"
+    postconf -P "$POSTFIX_PORT/inet/smtpd_proxy_filter=127.0.0.1:$SINK_PORT"
+    postfix start >/dev/null
+    wait_port "$POSTFIX_PORT"
+}
+
+# run_one NAME PORT CORPUS SESSIONS SINK_PID RELAY_PID → one table row's numbers
+run_one() {
+    local name=$1 port=$2 corpus=$3 sessions=$4 sink_pid=$5 relay_pid=$6
+    local c0 s0 r0 c1 s1 r1 json replay_cpu
+    c0=$(cpu_total); s0=$(proc_cpu "$sink_pid"); r0=$( [ -n "$relay_pid" ] && proc_cpu "$relay_pid" || echo 0)
+    json=$("$BIN" replay --to "127.0.0.1:$port" --corpus "$corpus" --sessions "$sessions" \
+        --messages "$MESSAGES" --json --quiet)
+    c1=$(cpu_total); s1=$(proc_cpu "$sink_pid"); r1=$( [ -n "$relay_pid" ] && proc_cpu "$relay_pid" || echo 0)
+    python3 - "$name" "$json" "$((c1 - c0))" "$((s1 - s0))" "$((r1 - r0))" <<'PY'
+import json, sys, os
+name, rep = sys.argv[1], json.loads(sys.argv[2])
+total, sink, relay = (int(x) for x in sys.argv[3:6])
+hz = os.sysconf("SC_CLK_TCK")
+acc = max(rep["accepted"], 1)
+# Relay CPU: the conbool process when known; otherwise everything but the sink and replay
+# (the replayer's own CPU is not in /proc after it exits, so it is estimated from run (a)).
+print(json.dumps({"name": name, "msgs": rep["msgs_per_sec"], "p99_us": rep["latency_us"]["end_of_data"]["p99"],
+                  "accepted": rep["accepted"], "attempted": rep["attempted"],
+                  "total_ms": total * 1000 / hz / acc, "sink_ms": sink * 1000 / hz / acc,
+                  "relay_ms": relay * 1000 / hz / acc}))
+PY
+}
+
+echo "compare: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')" | tee "$WORK/header"
+"$BIN" sink --listen "127.0.0.1:$SINK_PORT" >"$WORK/sink.log" 2>&1 &
+SINK_PID=$!; PIDS+=("$SINK_PID")
+"$BIN" run --listen "127.0.0.1:$RELAY_PORT" --next-hop "127.0.0.1:$SINK_PORT" >/dev/null 2>"$WORK/relay.log" &
+RELAY_PID=$!; PIDS+=("$RELAY_PID")
+wait_port "$SINK_PORT"; wait_port "$RELAY_PORT"
+postfix_setup
+
+ROWS="$WORK/rows"
+: >"$ROWS"
+for kib in $SIZES; do
+    corpus=$(make_corpus "$kib")
+    for s in $SESSIONS; do
+        a=$(run_one direct "$SINK_PORT" "$corpus" "$s" "$SINK_PID" "")
+        b=$(run_one conbool "$RELAY_PORT" "$corpus" "$s" "$SINK_PID" "$RELAY_PID")
+        c=$(run_one postfix "$POSTFIX_PORT" "$corpus" "$s" "$SINK_PID" "")
+        echo "$kib $s $a $b $c" >>"$ROWS"
+        echo "  ${kib} KiB × $s sessions done" >&2
+    done
+done
+
+python3 - "$ROWS" "$WORK/header" >"$OUT" <<'PY'
+import json, sys
+rows = [l.split(" ", 2) for l in open(sys.argv[1]).read().splitlines()]
+print(open(sys.argv[2]).read().strip())
+print()
+print("| size | sessions | direct msg/s | conbool msg/s | postfix proxy msg/s | conbool ÷ direct | conbool ÷ postfix | conbool CPU ms/msg | postfix CPU ms/msg | p99 µs direct / conbool / postfix |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for kib, s, rest in rows:
+    dec = json.JSONDecoder()
+    objs, i = [], 0
+    while i < len(rest):
+        while i < len(rest) and rest[i] == " ":
+            i += 1
+        o, i = dec.raw_decode(rest, i)
+        objs.append(o)
+    a, b, c = objs
+    # Postfix's CPU: all CPU in its run minus the sink's minus the replayer's (taken as the
+    # direct run's total minus its sink's).
+    replay_ms = a["total_ms"] - a["sink_ms"]
+    pf_ms = max(c["total_ms"] - c["sink_ms"] - replay_ms, 0)
+    lost = "" if all(o["accepted"] == o["attempted"] for o in objs) else " (some not accepted)"
+    print(f"| {kib} KiB | {s} | {a['msgs']:.0f} | {b['msgs']:.0f} | {c['msgs']:.0f} | "
+          f"{b['msgs']/a['msgs']:.2f} | {b['msgs']/max(c['msgs'],1):.2f} | {b['relay_ms']:.3f} | "
+          f"{pf_ms:.3f} | {a['p99_us']} / {b['p99_us']} / {c['p99_us']}{lost} |")
+PY
+cat "$OUT"

@@ -1,0 +1,214 @@
+//! Message pipeline throughput over the labelled corpus (`../shared/corpus/labels.tsv`), next to
+//! a plain `memchr` newline count over the same bytes in the same run.
+//!
+//! `cargo bench --bench message -- --warm-up-time 1 --measurement-time 3`
+//!
+//! Groups: `header` (each message's top-level header block alone) and `walk` (whole messages:
+//! header parse, MIME walk, transfer and charset decoding, HTML reduction, URL finding). All
+//! messages are loaded into memory first; the mbox `From ` line is stripped.
+//!
+//! Each group runs twice: `wall/...` measures wall-clock time, `cpu/...` the benchmark thread's
+//! CPU time, which is what one core delivers even when other work shares the machine (on a busy
+//! box the wall-clock figures mostly measure the scheduler).
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+
+use conbool::message::{MessageLimits, Pipeline, ScanEvent, ScanSink};
+
+fn limits() -> MessageLimits {
+    MessageLimits {
+        max_header_bytes: 262_144,
+        scan_window: 65_536,
+        max_mime_depth: 20,
+        max_mime_parts: 500,
+    }
+}
+
+/// The benchmark thread's CPU time.
+struct CpuTime {
+    wall: WallTime,
+}
+
+impl Measurement for CpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        thread_cpu_time()
+    }
+
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu_time().saturating_sub(start)
+    }
+
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+
+    fn formatter(&self) -> &dyn ValueFormatter {
+        // Durations in nanoseconds, like wall time.
+        self.wall.formatter()
+    }
+}
+
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call, and
+    // CLOCK_THREAD_CPUTIME_ID exists on every platform this bench runs on (Linux).
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Counts what the scanner would look at, so nothing is optimised away.
+#[derive(Default)]
+struct CountSink {
+    events: usize,
+    bytes: usize,
+}
+
+impl ScanSink for CountSink {
+    fn event(&mut self, ev: ScanEvent<'_>) {
+        self.events += 1;
+        if let ScanEvent::Text(b) | ScanEvent::RawBody(b) | ScanEvent::Url(b) = ev {
+            self.bytes += b.len();
+        }
+    }
+}
+
+fn load_corpus() -> Vec<Bytes> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    let Ok(labels) = std::fs::read_to_string(dir.join("labels.tsv")) else {
+        eprintln!("skipping: no corpus at {}", dir.display());
+        return Vec::new();
+    };
+    labels
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split('\t').next())
+        .filter_map(|p| std::fs::read(dir.join(p)).ok())
+        .map(|m| {
+            let start = if m.starts_with(b"From ") {
+                memchr::memchr(b'\n', &m).map_or(m.len(), |k| k + 1)
+            } else {
+                0
+            };
+            Bytes::from(m).slice(start..)
+        })
+        .collect()
+}
+
+/// Runs one message through the pipeline; returns what the sink counted.
+fn walk(msg: &Bytes, sink: &mut CountSink) {
+    let mut p = Pipeline::new(limits());
+    let _ = p.feed(msg.clone(), sink);
+    let _ = p.finish(sink);
+}
+
+/// The top-level header block of each message (as the pipeline delimits it).
+fn header_blocks(corpus: &[Bytes]) -> Vec<Bytes> {
+    corpus
+        .iter()
+        .map(|m| {
+            let mut p = Pipeline::new(limits());
+            let mut sink = CountSink::default();
+            let mut fed = 0;
+            // Feed line by line until the header is complete.
+            for line in m.split_inclusive(|&b| b == b'\n') {
+                let _ = p.feed(m.slice(fed..fed + line.len()), &mut sink);
+                fed += line.len();
+                if p.header_complete() {
+                    break;
+                }
+            }
+            m.slice(..fed)
+        })
+        .collect()
+}
+
+fn newline_count(msgs: &[Bytes]) -> usize {
+    msgs.iter()
+        .map(|m| memchr::memchr_iter(b'\n', m).count())
+        .sum()
+}
+
+fn benches<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
+    let corpus = load_corpus();
+    if corpus.is_empty() {
+        return;
+    }
+    let total: usize = corpus.iter().map(Bytes::len).sum();
+    let headers = header_blocks(&corpus);
+    let header_total: usize = headers.iter().map(Bytes::len).sum();
+    eprintln!(
+        "corpus: {} messages, {} bytes ({} in header blocks)",
+        corpus.len(),
+        total,
+        header_total
+    );
+
+    let mut g = c.benchmark_group(format!("{clock}/header"));
+    g.sample_size(20);
+    g.throughput(Throughput::Bytes(header_total as u64));
+    g.bench_function("memchr_newlines", |b| {
+        b.iter(|| black_box(newline_count(&headers)))
+    });
+    g.bench_function("parse", |b| {
+        b.iter(|| {
+            let mut sink = CountSink::default();
+            for h in &headers {
+                walk(h, &mut sink);
+            }
+            black_box((sink.events, sink.bytes))
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group(format!("{clock}/walk"));
+    g.sample_size(20);
+    g.throughput(Throughput::Bytes(total as u64));
+    g.bench_function("memchr_newlines", |b| {
+        b.iter(|| black_box(newline_count(&corpus)))
+    });
+    g.bench_function("walk_decode", |b| {
+        b.iter(|| {
+            let mut sink = CountSink::default();
+            for m in &corpus {
+                walk(m, &mut sink);
+            }
+            black_box((sink.events, sink.bytes))
+        })
+    });
+    g.finish();
+}
+
+fn wall(c: &mut Criterion) {
+    benches(c, "wall");
+}
+
+fn cpu(c: &mut Criterion<CpuTime>) {
+    benches(c, "cpu");
+}
+
+criterion_group!(wall_clock, wall);
+criterion_group! {
+    name = cpu_time;
+    config = Criterion::default().with_measurement(CpuTime { wall: WallTime });
+    targets = cpu
+}
+criterion_main!(wall_clock, cpu_time);
