@@ -21,6 +21,8 @@ enum Hop {
     Accept,
     RejectRcpt,
     TempfailData,
+    /// Answers DATA itself with `451 4.3.2` (no 354).
+    RefuseData,
     RejectMail,
     /// Closes the connection after this many content bytes.
     DropAfter(usize),
@@ -60,6 +62,8 @@ struct Harness {
     closed: bool,
     /// The next hop reads what the session writes (false: its socket is full).
     hop_reading: bool,
+    /// The next hop leaves CHUNKING out of its EHLO reply (messages go with DATA).
+    hop_data_only: bool,
 }
 
 fn hop_params() -> ServerParams {
@@ -112,6 +116,7 @@ impl Harness {
             logs: Vec::new(),
             closed: false,
             hop_reading: true,
+            hop_data_only: false,
         };
         h.run();
         h
@@ -230,6 +235,13 @@ impl Harness {
                                 hop.server.answer(ok(250, "rcpt ok"));
                             }
                         }
+                        Event::DataStart { bdat: false } if mode == Hop::RefuseData => {
+                            hop.server.answer(Reply::new(
+                                451,
+                                Some(EnhancedCode::new(4, 3, 2)),
+                                "not now",
+                            ));
+                        }
                         Event::DataStart { bdat: false } => {
                             hop.server.answer(Reply::new(354, None, "go ahead"));
                         }
@@ -267,6 +279,9 @@ impl Harness {
                 }
                 let mut back = Vec::new();
                 hop.server.poll_output(&mut back);
+                if self.hop_data_only {
+                    back = strip(&back, b"250-CHUNKING\r\n");
+                }
                 if !back.is_empty() {
                     progress = true;
                     self.session.downstream_buffer().extend_from_slice(&back);
@@ -279,6 +294,18 @@ impl Harness {
         }
         panic!("harness did not settle (livelock)");
     }
+}
+
+/// `bytes` without any occurrence of `cut`.
+fn strip(bytes: &[u8], cut: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut rest = bytes;
+    while let Some(at) = memchr::memmem::find(rest, cut) {
+        out.extend_from_slice(&rest[..at]);
+        rest = &rest[at + cut.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 const MSG: &[u8] = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n\
@@ -433,6 +460,23 @@ fn next_hop_tempfail_at_end_of_data_reaches_the_client() {
         "{}",
         h.replies()
     );
+}
+
+#[test]
+fn next_hop_refusing_data_refuses_the_message_at_its_end() {
+    // The client hears 354 before the next hop answers DATA (one round trip fewer); the next
+    // hop's refusal then becomes the end-of-data reply, and the session goes on.
+    let mut h = Harness::new("127.0.0.1", Hop::RefuseData);
+    h.hop_data_only = true;
+    h.send(&transaction("a@example.com", &["v@example.com"], MSG));
+    assert!(h.delivered.is_empty(), "{:?} {}", h.delivered, h.replies());
+    let replies = h.replies();
+    assert!(replies.contains("354 "), "{replies}");
+    assert!(h.last_reply().starts_with("451 4.3.2"), "{replies}");
+    h.hop_mode = Hop::Accept;
+    h.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\nDATA\r\nSubject: 2\r\n\r\nx\r\n.\r\n");
+    assert_eq!(h.delivered.len(), 1, "{}", h.replies());
+    assert!(h.last_reply().starts_with("250 "), "{}", h.replies());
 }
 
 #[test]
