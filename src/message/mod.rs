@@ -135,6 +135,8 @@ pub struct Pipeline {
     seen: usize,
     finished: bool,
     released: bool,
+    /// Content still goes through the walker (false after [`Pipeline::stop_scanning`]).
+    scanning: bool,
     failed: Option<MessageError>,
 }
 
@@ -151,6 +153,7 @@ impl Pipeline {
             seen: 0,
             finished: false,
             released: false,
+            scanning: true,
             failed: None,
         }
     }
@@ -195,7 +198,9 @@ impl Pipeline {
             }
         }
         if !rest.is_empty() {
-            self.walker.feed(rest, sink);
+            if self.scanning {
+                self.walker.feed(rest, sink);
+            }
             self.seen += rest.len();
         }
         if self.released {
@@ -213,7 +218,9 @@ impl Pipeline {
         }
         if !self.finished {
             self.finished = true;
-            self.walker.finish(sink);
+            if self.scanning {
+                self.walker.finish(sink);
+            }
             if let Some(end) = self.walker.header_end {
                 self.header.truncate(end);
             }
@@ -272,6 +279,15 @@ impl Pipeline {
         let held = std::mem::take(&mut self.held);
         let header = self.header_shared.as_deref().unwrap_or(&self.header);
         edit::apply(plan, &self.walker.fields, header, held, &mut self.out);
+    }
+
+    /// Nobody needs scan events any more (after the verdict, when no rule could still refuse
+    /// the message): the rest of the content only passes through, unwalked. Takes effect only
+    /// once released (the held window is always walked whole).
+    pub fn stop_scanning(&mut self) {
+        if self.released {
+            self.scanning = false;
+        }
     }
 
     /// Whether `release` has happened.

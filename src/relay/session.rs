@@ -870,6 +870,13 @@ impl Session {
                 self.fail_message(now, err);
                 return;
             }
+            if !self.snap.rules.can_reject() {
+                // The headers are written: past the window only a reject rule could still
+                // matter, and there is none, so the rest passes through unscanned.
+                if let Some(data) = txn.data.as_mut() {
+                    data.pipeline.stop_scanning();
+                }
+            }
         }
         self.flush_content();
     }

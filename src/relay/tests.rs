@@ -9,7 +9,7 @@ use bytes::BytesMut;
 
 use crate::config::Config;
 use crate::relay::session::{Action, ConnInfo, MessageLog, Session, Snapshot};
-use crate::rules::{CompiledRules, GTUBE};
+use crate::rules::{CompiledRules, RuleSource, GTUBE};
 use crate::smtp::error::reply_for;
 use crate::smtp::error::SessionError;
 use crate::smtp::reply::{EnhancedCode, Reply};
@@ -92,8 +92,12 @@ impl Harness {
     }
 
     fn with_config(peer: &str, hop_mode: Hop, config: Config) -> Harness {
-        let now = Instant::now();
         let rules = CompiledRules::builtin(config.spam.threshold);
+        Harness::with_rules(peer, hop_mode, config, rules)
+    }
+
+    fn with_rules(peer: &str, hop_mode: Hop, config: Config, rules: Arc<CompiledRules>) -> Harness {
+        let now = Instant::now();
         let snap = Snapshot {
             config: Arc::new(config),
             rules,
@@ -958,4 +962,78 @@ fn a_client_idle_inside_an_envelope_does_not_hold_up_a_graceful_stop() {
     );
     assert!(idle.closed);
     assert!(idle.delivered.is_empty());
+}
+
+/// A rule set of one body phrase rule: `score = 6` or `action = "reject"`.
+fn one_phrase_rule(action: &str) -> Arc<CompiledRules> {
+    let text = format!(
+        "[[rule]]\nname = \"LATE_PHRASE\"\ndescription = \"d\"\n{action}\n\
+         target = \"body\"\nphrases = [\"wire the money\"]\n"
+    );
+    let source = RuleSource {
+        origin: "test".into(),
+        text,
+    };
+    Arc::new(CompiledRules::compile(&[source], 5.0).expect("compiles"))
+}
+
+/// A message whose phrase comes after a 1 KiB scan window.
+fn late_phrase_message() -> Vec<u8> {
+    let mut body = b"Subject: late\r\n\r\n".to_vec();
+    for i in 0..100 {
+        body.extend_from_slice(format!("line {i} of an ordinary message\r\n").as_bytes());
+    }
+    body.extend_from_slice(b"please wire the money today\r\n");
+    body
+}
+
+fn small_window() -> Config {
+    let mut config = Config::embedded_defaults();
+    config.limits.scan_window = 1024;
+    config
+}
+
+#[test]
+fn a_reject_rule_matching_after_the_scan_window_still_refuses_the_message() {
+    let rules = one_phrase_rule("action = \"reject\"\ntext = \"No thanks\"");
+    let mut h = Harness::with_rules("127.0.0.1", Hop::Accept, small_window(), rules);
+    let t = transaction("a@example.com", &["v@example.com"], &late_phrase_message());
+    let cut = memchr::memmem::find(&t, b"please").expect("phrase");
+    h.send(&t[..cut]);
+    h.send(&t[cut..]);
+    assert!(h.delivered.is_empty(), "{}", h.replies());
+    assert!(
+        h.last_reply().starts_with("550 5.7.1 No thanks"),
+        "{}",
+        h.replies()
+    );
+}
+
+#[test]
+fn without_reject_rules_content_past_the_window_is_not_scanned() {
+    // The verdict in the headers is final at the window; the log agrees with the headers.
+    let rules = one_phrase_rule("score = 6.0");
+    let mut h = Harness::with_rules("127.0.0.1", Hop::Accept, small_window(), rules);
+    // The window is complete before the phrase arrives (one read would hold both).
+    let t = transaction("a@example.com", &["v@example.com"], &late_phrase_message());
+    let cut = memchr::memmem::find(&t, b"please").expect("phrase");
+    h.send(&t[..cut]);
+    h.send(&t[cut..]);
+    assert_eq!(h.delivered.len(), 1, "{}", h.replies());
+    let (stamp, rest) = strip_stamp(&h.delivered[0].content);
+    assert!(stamp.contains("X-Conbool-Flag: NO"), "{stamp}");
+    assert_eq!(rest, late_phrase_message());
+    assert_eq!(h.logs.len(), 1);
+    assert_eq!(h.logs[0].rules, "");
+    // Inside the window the same rule hits.
+    let rules = one_phrase_rule("score = 6.0");
+    let mut h = Harness::with_rules("127.0.0.1", Hop::Accept, Config::embedded_defaults(), rules);
+    h.send(&transaction(
+        "a@example.com",
+        &["v@example.com"],
+        &late_phrase_message(),
+    ));
+    let (stamp, _) = strip_stamp(&h.delivered[0].content);
+    assert!(stamp.contains("X-Conbool-Flag: YES"), "{stamp}");
+    assert_eq!(h.logs[0].rules, "LATE_PHRASE");
 }

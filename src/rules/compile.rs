@@ -292,6 +292,14 @@ impl ValueBuilder {
 }
 
 impl CompiledRules {
+    /// Whether some rule refuses the message when it hits (the scan then has to see the
+    /// whole message, past the scan window).
+    pub fn can_reject(&self) -> bool {
+        self.specs
+            .iter()
+            .any(|s| matches!(s.action, Action::Reject(_)))
+    }
+
     /// The built-in rule set with `threshold` (`spam.threshold`).
     pub fn builtin(threshold: f64) -> Arc<CompiledRules> {
         let source = RuleSource {
