@@ -212,6 +212,11 @@ fn base_config(next_hop: SocketAddr) -> Config {
     config
 }
 
+/// Relay options without one log line per message.
+const QUIET: reactor::RelayOptions = reactor::RelayOptions {
+    log_messages: false,
+};
+
 fn start(config: Config) -> RelayHandle {
     let options = reactor::RelayOptions {
         log_messages: false,
@@ -818,7 +823,7 @@ fn certificates_renamed_into_place_are_reloaded_and_a_broken_one_is_refused() {
     let tls = pki.relay_tls();
     config.tls = Some(tls.clone());
     let snap = snapshot(config);
-    let relay = reactor::spawn(snap.clone(), &reactor::RelayOptions::default()).unwrap();
+    let relay = reactor::spawn(snap.clone(), &QUIET).unwrap();
     let root = pki.root.pem();
     let mut watch = CertWatch::new(&snap.config);
     assert_eq!(
@@ -911,7 +916,7 @@ fn reload_under_load_loses_no_message() {
     config.tenants[0].client_cert = Some(client_cert.clone());
     config.tenants[0].client_key = Some(client_key.clone());
     let snap = snapshot(config);
-    let relay = reactor::spawn(snap.clone(), &reactor::RelayOptions::default()).unwrap();
+    let relay = reactor::spawn(snap.clone(), &QUIET).unwrap();
     let addr = relay.local_addrs[0];
     let mut watch = CertWatch::new(&snap.config);
 
@@ -1032,4 +1037,78 @@ fn next_hop_tls_name_is_the_name_verified_at_an_ip_literal_next_hop() {
         );
     }
     assert_eq!(messages(&sink, 1).len(), 1);
+}
+
+#[test]
+fn conbool_run_reloads_a_renewed_certificate_without_sighup() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let pki = Pki::new("run_watch");
+    let tls = pki.relay_tls();
+    let config = pki.dir.write(
+        "conbool.toml",
+        &format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n\
+             [tls]\ncert = {:?}\nkey = {:?}\nreload_check_s = 1\n\n\
+             [[tenant]]\nname = \"example.com\"\nnext_hop = \"127.0.0.1:9\"\n\
+             next_hop_tls = \"none\"\ntrusted_networks = [\"127.0.0.0/8\"]\n",
+            tls.cert, tls.key
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_conbool"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("conbool run");
+    let stderr = child.stderr.take().expect("stderr");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |what: &str| -> String {
+        loop {
+            let line = lines
+                .recv_timeout(FAILSAFE)
+                .unwrap_or_else(|e| panic!("no line with {what:?}: {e}"));
+            if line.contains(what) {
+                return line;
+            }
+        }
+    };
+    let listening = wait_for("listening on ");
+    let addr: SocketAddr = listening
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{listening}"));
+    let relay_at = |addr| {
+        let (mut c, _) = SmtpClient::connect(addr);
+        c.starttls(client_config(&pki.root.pem(), None), "mail.conbool.com")
+            .expect("handshake");
+        let chain = c.server_chain();
+        c.cmd("QUIT");
+        chain[0].clone()
+    };
+    assert_eq!(relay_at(addr), *pki.relay.cert.der());
+
+    // A renewal renamed into place; no signal: the next look finds it.
+    let renewed = pki.intermediate.leaf(&["mail.conbool.com"]);
+    rename_into_place(&tls.key, &renewed.key.serialize_pem());
+    rename_into_place(&tls.cert, &renewed.chain_pem);
+    wait_for("conbool: certificates reloaded: changed: ");
+    assert_eq!(relay_at(addr), *renewed.cert.der());
+
+    // SIGTERM still stops it cleanly.
+    // SAFETY: `kill` on the pid of a child this test started and has not waited for yet.
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(sent, 0);
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
 }
