@@ -4,7 +4,9 @@
     Postfix (front, port 25) --relayhost--> conbool (2525) --> Postfix smtpd (2700)
                                                                   --> pipe into SAVE_DIR
 
-and a second conbool (2535) that trusts only 127.0.0.2 (so 127.0.0.1 is an untrusted client).
+and a second conbool (2535) that trusts only 127.0.0.2 (so 127.0.0.1 is an untrusted client),
+a third (2545) that offers STARTTLS, and two (27410 with a client certificate, 27411 without)
+in front of a Postfix smtpd (27400) that requires a verified client certificate.
 
 Each saved file is named <queue id>.<envelope sender>.eml. Prints one line per check and a
 closing `interop: N passed, M failed`; exits 1 on any failure.
@@ -12,6 +14,7 @@ closing `interop: N passed, M failed`; exits 1 on any failure.
 
 import glob
 import os
+import re
 import smtplib
 import socket
 import subprocess
@@ -64,6 +67,11 @@ def read(path):
     """A saved message with CRLF line ends (Postfix's pipe writes bare LF)."""
     with open(path, "rb") as f:
         return crlf(f.read())
+
+
+def unfold(message):
+    """Header continuation lines joined to the line before (one space for the fold)."""
+    return re.sub(rb"\r\n[ \t]+", b" ", message)
 
 
 def read_raw(path):
@@ -200,6 +208,34 @@ def main():
         check("swaks --tls → conbool: delivered, Received says ESMTPS with the cipher",
               ok and b"with ESMTPS" in got and b"(using TLSv1." in got,
               (r.stdout[-400:] + r.stderr[-300:]) if not ok else got[:500])
+
+    # 7. Postfix as a next hop that requires a client certificate (smtpd_tls_req_ccert = yes),
+    #    verified by name under next_hop_tls = "verify": conbool on 27410 presents its client
+    #    certificate with the intermediate, conbool on 27411 has none.
+    if ca:
+        listing = saved()
+        r = subprocess.run(["swaks", "--server", "127.0.0.1:27410", "--from", "a@example.com",
+                            "--to", "ccert@example.com", "--header", "Subject: client certificate"],
+                           capture_output=True, text=True, timeout=60)
+        ok = r.returncode == 0 and wait_for(len(listing) + 1)
+        got = unfold(read(newer_than(listing)[-1])) if ok else b""
+        verified = b'(Client CN "mail.conbool.com", Issuer "conbool CI intermediate" (verified OK))'
+        check("conbool → postfix (smtpd_tls_req_ccert): delivered, postfix verified the client "
+              "certificate and its chain", ok and verified in got,
+              (r.stdout[-400:] + r.stderr[-300:]) if not ok else got[:700])
+        log = open("/var/log/conbool-ci-postfix.log", errors="replace").read()
+        check("postfix logged a trusted TLS connection from conbool",
+              "Trusted TLS connection established from" in log, log[-600:])
+
+        listing = saved()
+        r = subprocess.run(["swaks", "--server", "127.0.0.1:27411", "--from", "a@example.com",
+                            "--to", "nocert@example.com", "--header", "Subject: no client certificate"],
+                           capture_output=True, text=True, timeout=60)
+        out = r.stdout + r.stderr
+        refused = re.search(r"^<\*\* 4\d\d ", out, re.M) is not None
+        arrived = wait_for(len(listing) + 1, 5)
+        check("without a client certificate postfix refuses and conbool's client hears a 4xx",
+              r.returncode != 0 and refused and not arrived, out[-600:])
 
     print(f"interop: {passed} passed, {failed} failed")
     return 1 if failed else 0

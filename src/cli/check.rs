@@ -204,7 +204,14 @@ impl Files<'_> {
                     self.ca_file("tls.client_ca", ca, &certs);
                 }
             }
+            if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
+                let chain = self.cert_and_key("tls.client_cert", cert, "tls.client_key", key);
+                if let Some(chain) = chain {
+                    self.chain("tls.client_cert", cert, &chain, Role::Client);
+                }
+            }
         }
+        let default_client_cert = config.tls.as_ref().is_some_and(|t| t.client_cert.is_some());
         for (i, rules) in config.spam.rules.iter().enumerate() {
             let key = format!("spam.rules[{i}]");
             if let Some(bytes) = self.read(&key, rules) {
@@ -226,6 +233,7 @@ impl Files<'_> {
                     self.chain(&cert_key, cert, &chain, Role::Client);
                 }
             } else if t.next_hop_tls == NextHopTls::Verify
+                && !default_client_cert
                 && !exchange::is_exchange_online(&t.next_hop)
             {
                 // (Exchange Online next hops get their own, more specific warning.)
@@ -607,6 +615,7 @@ rules = ["rules.toml"]
 name = "a.example"
 next_hop = "127.0.0.1:2526"
 next_hop_tls = "verify"
+next_hop_tls_name = "mx.a.example"
 next_hop_ca = "ca.pem"
 trusted_cert_names = ["mx.a.example"]
 
@@ -813,6 +822,20 @@ client_key = "client-key.pem"
             warnings.contains("tenant[0].client_cert: absent while next_hop_tls = \"verify\""),
             "{warnings}"
         );
+
+        // A server-wide default in [tls]: presented instead, and checked as a client chain.
+        let text = text.replacen(
+            "client_ca = \"ca.pem\"\n",
+            "client_ca = \"ca.pem\"\nclient_cert = \"client.pem\"\nclient_key = \"client-key.pem\"\n",
+            1,
+        );
+        let config = dir.write("conbool.toml", &text);
+        let report = check(&config);
+        assert!(report.is_ok(), "{:?}", report.problems);
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        let notes = report.notes.join("\n");
+        assert!(notes.contains("tls.client_cert: "), "{notes}");
+        assert!(notes.contains("tls.client_key: "), "{notes}");
     }
 
     #[test]

@@ -194,7 +194,12 @@ pub fn check_warnings(config: &Config) -> Vec<ExchangeWarning> {
             continue;
         }
         let path = format!("tenant[{i}]");
-        match &t.client_cert {
+        // A tenant without its own presents `tls.client_cert`.
+        let client_cert = t
+            .client_cert
+            .as_ref()
+            .or_else(|| config.tls.as_ref().and_then(|tls| tls.client_cert.as_ref()));
+        match client_cert {
             None => found.push(ExchangeWarning {
                 key: format!("{path}.client_cert"),
                 message: format!(

@@ -5,13 +5,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
+
+use crossbeam_channel::RecvTimeoutError;
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::config::{Config, NextHopTls};
 use crate::reactor;
+use crate::reactor::certwatch::{self, CertWatch, WatchOutcome};
 use crate::relay::session::Snapshot;
 use crate::tls::inspect::{self, CertInfo};
 
@@ -66,6 +69,9 @@ pub fn certificate_lines(config: &Config, now: SystemTime) -> Vec<String> {
     let mut chains: Vec<(String, &Path)> = Vec::new();
     if let Some(tls) = &config.tls {
         chains.push(("tls.cert".to_string(), &tls.cert));
+        if let Some(cert) = &tls.client_cert {
+            chains.push(("tls.client_cert".to_string(), cert));
+        }
     }
     for (i, t) in config.tenants.iter().enumerate() {
         if let Some(cert) = &t.client_cert {
@@ -122,7 +128,7 @@ pub fn main(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+    let signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("conbool run: cannot install signal handlers: {e}");
@@ -168,27 +174,7 @@ pub fn main(args: RunArgs) -> ExitCode {
     for line in certificate_lines(&snapshot.config, SystemTime::now()) {
         eprintln!("conbool: {line}");
     }
-    for sig in signals.forever() {
-        match sig {
-            // The configuration and the certificates are read again; if either is broken the
-            // running ones stay (a renewal caught half-written must not stop TLS).
-            SIGHUP => match load_snapshot(&args).and_then(|new| {
-                handle.reload(&new)?;
-                Ok(new)
-            }) {
-                Ok(new) => {
-                    eprintln!("conbool: configuration and certificates reloaded");
-                    for line in certificate_lines(&new.config, SystemTime::now()) {
-                        eprintln!("conbool: {line}");
-                    }
-                }
-                Err(e) => eprintln!(
-                    "conbool: reload refused, keeping the running configuration and certificates: {e}"
-                ),
-            },
-            _ => break,
-        }
-    }
+    wait_for_signals(signals, &args, &handle, snapshot);
     eprintln!("conbool: stopping: no new connections; waiting for transactions in flight");
     match handle.stop() {
         Ok(stats) => {
@@ -200,6 +186,91 @@ pub fn main(args: RunArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The main thread's loop until SIGTERM or SIGINT: SIGHUP reloads the configuration and the
+/// certificates; between signals, every `tls.reload_check_s` the certificate, key and CA
+/// files are looked at and reloaded when one changed. A reload that fails keeps what runs
+/// (a renewal caught half-written must not stop TLS) and says why.
+fn wait_for_signals(
+    mut signals: Signals,
+    args: &RunArgs,
+    handle: &reactor::RelayHandle,
+    mut current: Snapshot,
+) {
+    // Signals arrive on a channel so that this thread can also wake up to look at files.
+    let (tx, rx) = crossbeam_channel::bounded(16);
+    let signal_handle = signals.handle();
+    let forwarder = std::thread::Builder::new()
+        .name("conbool-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if tx.send(sig).is_err() {
+                    break;
+                }
+            }
+        });
+    if let Err(e) = forwarder {
+        eprintln!("conbool: cannot start the signal thread: {e}");
+        return;
+    }
+    let mut watch = CertWatch::new(&current.config);
+    let next_look = |watch: &CertWatch, config: &Config| {
+        CertWatch::interval(config)
+            .filter(|_| !watch.is_empty())
+            .map(|every| Instant::now() + every)
+    };
+    let mut look_at = next_look(&watch, &current.config);
+    loop {
+        let received = match look_at {
+            Some(at) => rx.recv_deadline(at),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match received {
+            Ok(SIGHUP) => {
+                match load_snapshot(args).and_then(|new| {
+                    handle.reload(&new)?;
+                    Ok(new)
+                }) {
+                    Ok(new) => {
+                        eprintln!("conbool: configuration and certificates reloaded");
+                        for line in certificate_lines(&new.config, SystemTime::now()) {
+                            eprintln!("conbool: {line}");
+                        }
+                        current = new;
+                    }
+                    Err(e) => eprintln!(
+                        "conbool: reload refused, keeping the running configuration and certificates: {e}"
+                    ),
+                }
+                // Either way, the files as they are now are the ones tried.
+                watch = CertWatch::new(&current.config);
+                look_at = next_look(&watch, &current.config);
+            }
+            Ok(_) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                match certwatch::reload_if_changed(&mut watch, handle, &current) {
+                    WatchOutcome::Unchanged => {}
+                    WatchOutcome::Reloaded(changed) => {
+                        eprintln!(
+                            "conbool: certificates reloaded: changed: {}",
+                            changed.join(", ")
+                        );
+                        for line in certificate_lines(&current.config, SystemTime::now()) {
+                            eprintln!("conbool: {line}");
+                        }
+                    }
+                    WatchOutcome::Refused { changed, error } => eprintln!(
+                        "conbool: certificate reload refused, keeping the running certificates \
+                         (tried again when a file changes again): changed: {}: {error}",
+                        changed.join(", ")
+                    ),
+                }
+                look_at = next_look(&watch, &current.config);
+            }
+        }
+    }
+    signal_handle.close();
 }
 
 /// Settings the configuration accepts (they are in the contract) but this version does not act
@@ -238,6 +309,9 @@ mod tests {
             key: dir.write("key.pem", world.server.key_pem()),
             require: false,
             client_ca: None,
+            client_cert: None,
+            client_key: None,
+            reload_check_s: 0,
         });
         config.tenants[0].client_cert = Some(dir.path().join("missing.pem"));
         let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(86_400 * 365 * 2000);

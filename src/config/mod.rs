@@ -67,6 +67,7 @@ impl Config {
                 next_hop: defaults::NEXT_HOP.to_string(),
                 next_hop_tls: NextHopTls::Opportunistic,
                 next_hop_ca: None,
+                next_hop_tls_name: None,
                 trusted_networks: vec![loopback],
                 trusted_cert_names: Vec::new(),
                 client_cert: None,
@@ -127,6 +128,29 @@ pub struct Tls {
     pub require: bool,
     /// `client_ca`: request and verify client certificates against this CA file.
     pub client_ca: Option<PathBuf>,
+    /// `client_cert`: PEM chain presented to next hops by tenants without their own.
+    pub client_cert: Option<PathBuf>,
+    /// `client_key`: its key.
+    pub client_key: Option<PathBuf>,
+    /// `reload_check_s`: seconds between looks at every certificate, key and CA file the
+    /// configuration names (`[tls]` and the tenants'); a changed one is reloaded. 0 = only
+    /// SIGHUP reloads them.
+    pub reload_check_s: u64,
+}
+
+impl Tls {
+    /// `[tls]` with `cert` and `key` and every other key at its default.
+    pub fn new(cert: PathBuf, key: PathBuf) -> Tls {
+        Tls {
+            cert,
+            key,
+            require: false,
+            client_ca: None,
+            client_cert: None,
+            client_key: None,
+            reload_check_s: defaults::TLS_RELOAD_CHECK_S,
+        }
+    }
 }
 
 /// What to do with a bare CR or LF in DATA (`limits.bare_lf`).
@@ -226,6 +250,9 @@ pub struct Tenant {
     pub next_hop_tls: NextHopTls,
     /// `next_hop_ca`: CA file for `verify` (system store when absent).
     pub next_hop_ca: Option<PathBuf>,
+    /// `next_hop_tls_name`: the name sent as SNI and, under `verify`, checked against the
+    /// next hop's certificate; the host part of `next_hop` when absent.
+    pub next_hop_tls_name: Option<String>,
     /// `trusted_networks`: the tenant's Exchange servers.
     pub trusted_networks: Vec<Cidr>,
     /// `trusted_cert_names`: verified client-certificate names that make a client trusted.
@@ -239,6 +266,14 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    /// The name TLS toward the next hop is for (SNI, and the certificate check under
+    /// `verify`): `next_hop_tls_name`, else the host part of `next_hop`.
+    pub fn next_hop_tls_name(&self) -> &str {
+        self.next_hop_tls_name
+            .as_deref()
+            .unwrap_or_else(|| crate::tls::next_hop_server_name(&self.next_hop))
+    }
+
     /// The loop header's field name: `X-Conbool-` + name with dots as hyphens.
     pub fn loop_header(&self) -> String {
         format!("X-Conbool-{}", self.name.replace('.', "-"))
@@ -487,6 +522,7 @@ mod tests {
             ),
             ("spam.threshold", c.spam.threshold == 5.0),
             ("spam.rules", c.spam.rules.is_empty()),
+            ("tenant.next_hop_tls_name", t.next_hop_tls_name.is_none()),
             ("tenant.domains", t.domains == ["a.example"]),
             (
                 "tenant.next_hop_tls",
@@ -576,6 +612,9 @@ proxy_from = ["10.0.0.0/8"]
 cert = "certs/fullchain.pem"
 key = "/abs/key.pem"
 require = true
+reload_check_s = 7
+client_cert = "default-client.pem"
+client_key = "default-client-key.pem"
 
 [limits]
 max_message_size = 100000
@@ -605,6 +644,7 @@ trusted_networks = ["192.0.2.1", "2001:db8::/32"]
 name = "c.example"
 next_hop = "mx.c.example:25"
 next_hop_tls = "require"
+next_hop_tls_name = "MX.C.example"
 client_cert = "c.pem"
 client_key = "k.pem"
 "#;
@@ -617,6 +657,15 @@ client_key = "k.pem"
         assert_eq!(tls.cert, Path::new("/etc/conbool/certs/fullchain.pem"));
         assert_eq!(tls.key, Path::new("/abs/key.pem"));
         assert!(tls.require);
+        assert_eq!(tls.reload_check_s, 7);
+        assert_eq!(
+            tls.client_cert.as_deref(),
+            Some(Path::new("/etc/conbool/default-client.pem"))
+        );
+        assert_eq!(
+            tls.client_key.as_deref(),
+            Some(Path::new("/etc/conbool/default-client-key.pem"))
+        );
         let l = &c.limits;
         assert_eq!(
             (
@@ -646,6 +695,8 @@ client_key = "k.pem"
         assert_eq!(a.name, "a.example");
         assert_eq!(a.domains, ["a.example", "*.b.example"]);
         assert_eq!(a.next_hop_tls, NextHopTls::None);
+        assert_eq!(a.next_hop_tls_name(), "2001:db8::1");
+        assert_eq!(c.tenants[1].next_hop_tls_name(), "mx.c.example");
         assert_eq!(a.trusted_networks[0].to_string(), "192.0.2.1/32");
         assert_eq!(a.trusted_networks[1].to_string(), "2001:db8::/32");
         let b = &c.tenants[1];
@@ -746,6 +797,11 @@ client_key = "k.pem"
             "tls_require_string",
             "[tls]\ncert = \"c\"\nkey = \"k\"\nrequire = \"yes\"",
             "tls.require",
+        ),
+        (
+            "tls_client_cert_alone",
+            "[tls]\ncert = \"c\"\nkey = \"k\"\nclient_cert = \"cc\"",
+            "tls.client_key",
         ),
         (
             "tls_unknown",
@@ -887,6 +943,7 @@ client_key = "k.pem"
         ("cert_names_without_client_ca", "name = \"a.example\"\nnext_hop = \"a:25\"\ntrusted_cert_names = [\"mx.a.example\"]", "tenant[0].trusted_cert_names"),
         ("client_cert_alone", "name = \"a.example\"\nnext_hop = \"a:25\"\nclient_cert = \"c.pem\"", "tenant[0].client_key"),
         ("client_key_alone", "name = \"a.example\"\nnext_hop = \"a:25\"\nclient_key = \"k.pem\"", "tenant[0].client_cert"),
+        ("tls_name_bad", "name = \"a.example\"\nnext_hop = \"a:25\"\nnext_hop_tls_name = \"mx a.example\"", "tenant[0].next_hop_tls_name"),
         ("disclaimer_no_html", "name = \"a.example\"\nnext_hop = \"a:25\"\ndisclaimer = { text = \"t\" }", "tenant[0].disclaimer.html"),
         ("disclaimer_unknown", "name = \"a.example\"\nnext_hop = \"a:25\"\ndisclaimer = { text = \"t\", html = \"h\", md = \"m\" }", "tenant[0].disclaimer.md"),
         ("disclaimer_string", "name = \"a.example\"\nnext_hop = \"a:25\"\ndisclaimer = \"t\"", "tenant[0].disclaimer"),
@@ -1066,6 +1123,16 @@ next_hop = "b"
                 "next_hop_tls = \"none\"\nclient_cert = \"c\"\nclient_key = \"k\"",
                 "tenant[0].client_cert",
             ),
+            (
+                "tls_name_plain",
+                "next_hop_tls = \"none\"\nnext_hop_tls_name = \"mx.a.example\"",
+                "tenant[0].next_hop_tls_name",
+            ),
+            (
+                "verify_ip_literal_without_name",
+                "next_hop_tls = \"verify\"",
+                "tenant[0].next_hop_tls_name",
+            ),
         ];
         for (row, extra, key) in tenant_rows {
             let c =
@@ -1076,6 +1143,12 @@ next_hop = "b"
         let c = parse(MINIMAL).unwrap();
         let keys: Vec<String> = c.warnings().iter().map(|w| w.key().to_string()).collect();
         assert_eq!(keys, ["tls"]);
+        // An IP-literal next hop under verify with the name its certificate carries: quiet.
+        let named = format!(
+            "{tls}{MINIMAL}next_hop_tls = \"verify\"\nnext_hop_tls_name = \"mx.a.example\"\n"
+        );
+        let c = parse(&named).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
     }
 
     #[test]

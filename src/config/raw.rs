@@ -42,6 +42,9 @@ pub mod defaults {
     pub const DATA_TIMEOUT_S: u64 = 180;
     /// `limits.next_hop_timeout_s`: how long the next hop has for each reply.
     pub const NEXT_HOP_TIMEOUT_S: u64 = 120;
+    /// `tls.reload_check_s`: seconds between looks at the certificate, key and CA files
+    /// (0 = only SIGHUP reloads them).
+    pub const TLS_RELOAD_CHECK_S: u64 = 60;
     /// `spam.threshold`
     pub const SPAM_THRESHOLD: f64 = 5.0;
     /// The embedded tenant's `name` and only domain.
@@ -95,13 +98,30 @@ impl Default for RawServer {
 
 /// `[tls]`: `cert` and `key` are required, checked in `validate` so that every missing key
 /// is reported.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawTls {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub require: bool,
     pub client_ca: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub reload_check_s: u64,
+}
+
+impl Default for RawTls {
+    fn default() -> Self {
+        RawTls {
+            cert: None,
+            key: None,
+            require: false,
+            client_ca: None,
+            client_cert: None,
+            client_key: None,
+            reload_check_s: defaults::TLS_RELOAD_CHECK_S,
+        }
+    }
 }
 
 /// `[limits]`
@@ -166,6 +186,7 @@ pub(super) struct RawTenant {
     pub next_hop: Option<String>,
     pub next_hop_tls: NextHopTls,
     pub next_hop_ca: Option<PathBuf>,
+    pub next_hop_tls_name: Option<String>,
     pub trusted_networks: Vec<String>,
     pub trusted_cert_names: Vec<String>,
     pub client_cert: Option<PathBuf>,

@@ -305,6 +305,30 @@ impl Validator<'_> {
         }
     }
 
+    /// `client_cert` and `client_key` of `path` (`tls` or `tenant[i]`): both or neither.
+    fn cert_pair(
+        &mut self,
+        path: &str,
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+    ) -> (Option<PathBuf>, Option<PathBuf>) {
+        match (cert, key) {
+            (Some(c), Some(k)) => (
+                Some(self.path(&format!("{path}.client_cert"), c)),
+                Some(self.path(&format!("{path}.client_key"), k)),
+            ),
+            (Some(_), None) => {
+                self.problem(format!("{path}.client_key"), "required with client_cert");
+                (None, None)
+            }
+            (None, Some(_)) => {
+                self.problem(format!("{path}.client_cert"), "required with client_key");
+                (None, None)
+            }
+            (None, None) => (None, None),
+        }
+    }
+
     fn tls(&mut self, raw: raw::RawTls) -> Tls {
         let cert = self.required_path(
             "tls.cert",
@@ -317,11 +341,15 @@ impl Validator<'_> {
             "(or remove [tls] to run without STARTTLS)",
         );
         let client_ca = raw.client_ca.map(|p| self.path("tls.client_ca", p));
+        let (client_cert, client_key) = self.cert_pair("tls", raw.client_cert, raw.client_key);
         Tls {
             cert,
             key,
             require: raw.require,
             client_ca,
+            client_cert,
+            client_key,
+            reload_check_s: raw.reload_check_s,
         }
     }
 
@@ -525,6 +553,15 @@ impl Validator<'_> {
         let next_hop_ca = raw
             .next_hop_ca
             .map(|p| self.path(&format!("{path}.next_hop_ca"), p));
+        let next_hop_tls_name = raw.next_hop_tls_name.map(|n| {
+            let n = n.to_ascii_lowercase();
+            if n.parse::<IpAddr>().is_err() {
+                if let Err(message) = check_domain(&n) {
+                    self.problem(format!("{path}.next_hop_tls_name"), message);
+                }
+            }
+            n
+        });
         let trusted_networks =
             self.cidrs(&format!("{path}.trusted_networks"), &raw.trusted_networks);
         if !raw.trusted_cert_names.is_empty() && !client_ca {
@@ -541,21 +578,7 @@ impl Validator<'_> {
             }
             trusted_cert_names.push(n);
         }
-        let (client_cert, client_key) = match (raw.client_cert, raw.client_key) {
-            (Some(c), Some(k)) => (
-                Some(self.path(&format!("{path}.client_cert"), c)),
-                Some(self.path(&format!("{path}.client_key"), k)),
-            ),
-            (Some(_), None) => {
-                self.problem(format!("{path}.client_key"), "required with client_cert");
-                (None, None)
-            }
-            (None, Some(_)) => {
-                self.problem(format!("{path}.client_cert"), "required with client_key");
-                (None, None)
-            }
-            (None, None) => (None, None),
-        };
+        let (client_cert, client_key) = self.cert_pair(path, raw.client_cert, raw.client_key);
         let disclaimer = raw.disclaimer.and_then(|d| match (d.text, d.html) {
             (Some(text), Some(html)) => Some(Disclaimer { text, html }),
             (text, html) => {
@@ -576,6 +599,7 @@ impl Validator<'_> {
             next_hop,
             next_hop_tls: raw.next_hop_tls,
             next_hop_ca,
+            next_hop_tls_name,
             trusted_networks,
             trusted_cert_names,
             client_cert,
@@ -753,6 +777,28 @@ pub(super) fn warnings(config: &Config) -> Vec<ConfigWarning> {
             w.push(ConfigWarning::new(
                 format!("{path}.next_hop_ca"),
                 "only used with next_hop_tls = \"verify\"",
+            ));
+        }
+        if t.next_hop_tls_name.is_some() && t.next_hop_tls == NextHopTls::None {
+            w.push(ConfigWarning::new(
+                format!("{path}.next_hop_tls_name"),
+                "never used while next_hop_tls = \"none\"",
+            ));
+        }
+        if t.next_hop_tls == NextHopTls::Verify
+            && t.next_hop_tls_name.is_none()
+            && crate::tls::next_hop_server_name(&t.next_hop)
+                .parse::<IpAddr>()
+                .is_ok()
+        {
+            w.push(ConfigWarning::new(
+                format!("{path}.next_hop_tls_name"),
+                format!(
+                    "absent while next_hop_tls = \"verify\" and next_hop {} is an IP address: \
+                     the next hop's certificate must then name that address (an IP SAN); set \
+                     next_hop_tls_name to the name its certificate carries",
+                    t.next_hop
+                ),
             ));
         }
         if t.client_cert.is_some() && t.next_hop_tls == NextHopTls::None {

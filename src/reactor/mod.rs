@@ -8,6 +8,7 @@
 //! next-hop connection keeps its TLS state, so it is one handshake per pooled connection, not
 //! per message ([`WorkerStats`] counts both sides).
 
+pub mod certwatch;
 pub mod limiter;
 pub mod timer;
 pub mod tls;

@@ -33,6 +33,8 @@ pub const CIPHERTEXT_OUT_HIGH_WATER: usize = 64 * 1024;
 pub struct RelayTls {
     server: Option<Arc<ServerConfig>>,
     next_hops: Vec<Option<Arc<ClientConfig>>>,
+    /// Each tenant's `next_hop_tls_name`.
+    next_hop_names: Vec<Option<String>>,
     trusted_cert_names: Vec<String>,
 }
 
@@ -40,7 +42,7 @@ impl RelayTls {
     /// Builds every configuration `config` asks for: the server side when `[tls]` is there,
     /// and for each tenant whose `next_hop_tls` is not `none` a client side (its
     /// `next_hop_ca` or the system store for `verify`, its `client_cert`/`client_key` when
-    /// set). The first file that cannot be used is the error (it names the file and the
+    /// set, else those of `[tls]` when set). The first file that cannot be used is the error (it names the file and the
     /// tenant).
     pub fn load(config: &Config) -> Result<RelayTls, String> {
         let server = match &config.tls {
@@ -58,7 +60,9 @@ impl RelayTls {
             }
             let identity = match (&t.client_cert, &t.client_key) {
                 (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
-                _ => None,
+                _ => config.tls.as_ref().and_then(|tls| {
+                    Some((tls.client_cert.as_deref()?, tls.client_key.as_deref()?))
+                }),
             };
             let client = tls::client_config(t.next_hop_tls, t.next_hop_ca.as_deref(), identity)
                 .map_err(|e| tenant_error(i, &t.name, &e))?;
@@ -73,6 +77,11 @@ impl RelayTls {
         Ok(RelayTls {
             server,
             next_hops,
+            next_hop_names: config
+                .tenants
+                .iter()
+                .map(|t| t.next_hop_tls_name.clone())
+                .collect(),
             trusted_cert_names: names.into_iter().collect(),
         })
     }
@@ -86,6 +95,16 @@ impl RelayTls {
     /// unknown tenant).
     pub fn next_hop(&self, tenant: TenantId) -> Option<&Arc<ClientConfig>> {
         self.next_hops.get(tenant.0).and_then(Option::as_ref)
+    }
+
+    /// The name TLS toward `tenant`'s next hop `next_hop` (`host:port`) is for: sent as SNI
+    /// and, under `verify`, checked against its certificate. The tenant's
+    /// `next_hop_tls_name`, else the host part of `next_hop`.
+    pub fn next_hop_name<'a>(&'a self, tenant: TenantId, next_hop: &'a str) -> &'a str {
+        match self.next_hop_names.get(tenant.0) {
+            Some(Some(name)) => name,
+            _ => tls::next_hop_server_name(next_hop),
+        }
     }
 
     /// Every tenant's `trusted_cert_names`, lower-cased and without duplicates: what a
@@ -299,6 +318,9 @@ mod tests {
             key: key.clone(),
             require: false,
             client_ca: None,
+            client_cert: None,
+            client_key: None,
+            reload_check_s: 0,
         });
         let mut second = config.tenants[0].clone();
         second.name = "b.example".into();
@@ -310,9 +332,40 @@ mod tests {
         config.tenants[0].client_key = Some(client_key);
         config.tenants[0].trusted_cert_names = vec!["a.example".into()];
         config.tenants.push(second);
+        let mut third = config.tenants[0].clone();
+        third.name = "c.example".into();
+        third.next_hop_tls = NextHopTls::Require;
+        third.next_hop_ca = None;
+        third.client_cert = None;
+        third.client_key = None;
+        third.trusted_cert_names = Vec::new();
+        third.next_hop_tls_name = Some("mx.c.example".into());
+        config.tenants.push(third);
         let loaded = RelayTls::load(&config).expect("tls");
         assert!(loaded.server().is_some());
         assert!(loaded.next_hop(TenantId(0)).is_some());
+        let has_cert = |loaded: &RelayTls, t| {
+            loaded
+                .next_hop(TenantId(t))
+                .is_some_and(|c| c.client_auth_cert_resolver.has_certs())
+        };
+        assert!(has_cert(&loaded, 0), "its own client certificate");
+        assert!(!has_cert(&loaded, 2), "none of its own, no default");
+        assert_eq!(
+            loaded.next_hop_name(TenantId(0), "127.0.0.1:25"),
+            "127.0.0.1"
+        );
+        assert_eq!(
+            loaded.next_hop_name(TenantId(2), "10.0.0.3:25"),
+            "mx.c.example"
+        );
+        // `tls.client_cert` is the default for tenants without their own.
+        let mut with_default = config.clone();
+        if let Some(tls) = with_default.tls.as_mut() {
+            tls.client_cert = with_default.tenants[0].client_cert.clone();
+            tls.client_key = with_default.tenants[0].client_key.clone();
+        }
+        assert!(has_cert(&RelayTls::load(&with_default).expect("tls"), 2));
         assert!(
             loaded.next_hop(TenantId(1)).is_none(),
             "next_hop_tls = none"
@@ -337,6 +390,9 @@ mod tests {
             key: cert,
             require: false,
             client_ca: None,
+            client_cert: None,
+            client_key: None,
+            reload_check_s: 0,
         });
         let err = RelayTls::load(&broken).expect_err("swapped");
         assert!(err.starts_with("tls: "), "{err}");

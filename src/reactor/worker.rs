@@ -26,7 +26,7 @@ use crate::relay::route::TenantId;
 use crate::relay::session::{Action, ConnInfo, Session, Snapshot};
 use crate::smtp::client::Client;
 use crate::smtp::error::SessionError;
-use crate::tls::{self, TlsPipe};
+use crate::tls::TlsPipe;
 
 /// Tokens: listeners, then the waker, then two per connection (client, next hop), then the pool.
 const WAKER: Token = Token(1024);
@@ -951,7 +951,8 @@ impl Worker {
         }
         let pipe = match conn.relay_tls.next_hop(d.tenant) {
             Some(config) => {
-                TlsPipe::new_client(config.clone(), tls::next_hop_server_name(&d.next_hop))
+                let name = conn.relay_tls.next_hop_name(d.tenant, &d.next_hop);
+                TlsPipe::new_client(config.clone(), name)
                     .map_err(|e| format!("TLS with {}: {e}", d.next_hop))
             }
             None => Err(format!("TLS with {}: not configured", d.next_hop)),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use conbool::cli::sink::{Sink, SinkHandle, SinkOptions};
 use conbool::config::{Cidr, Config, NextHopTls, Tls};
+use conbool::reactor::certwatch::{self, CertWatch, WatchOutcome};
 use conbool::reactor::{self, RelayHandle};
 use conbool::relay::session::Snapshot;
 use conbool::rules::CompiledRules;
@@ -132,6 +133,9 @@ impl Pki {
             key,
             require: false,
             client_ca: Some(self.dir.write("client-ca.pem", &self.client_root.pem())),
+            client_cert: None,
+            client_key: None,
+            reload_check_s: 0,
         }
     }
 
@@ -207,6 +211,11 @@ fn base_config(next_hop: SocketAddr) -> Config {
     }
     config
 }
+
+/// Relay options without one log line per message.
+const QUIET: reactor::RelayOptions = reactor::RelayOptions {
+    log_messages: false,
+};
 
 fn start(config: Config) -> RelayHandle {
     let options = reactor::RelayOptions {
@@ -784,4 +793,322 @@ fn a_large_message_over_tls_on_both_sides_arrives_intact() {
     // Our header fields come first; from the original header on it is byte for byte.
     assert!(got[0].data.ends_with(&body), "the content arrived intact");
     relay.stop().expect("stop");
+}
+
+// ------------------------------------------------------------------------------ reload on change
+
+/// Replaces `path` the way certbot and deployment tools do: the new contents go to a temporary
+/// file beside it, which is then renamed over it (readers see the old file or the new one).
+fn rename_into_place(path: &Path, contents: &str) {
+    let tmp = path.with_extension("pem.new");
+    std::fs::write(&tmp, contents).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+/// The leaf certificate the relay presents to a new STARTTLS client.
+fn presented(relay: &RelayHandle, root_pem: &str) -> CertificateDer<'static> {
+    let (mut c, _) = SmtpClient::connect(relay.local_addrs[0]);
+    c.starttls(client_config(root_pem, None), "mail.conbool.com")
+        .expect("handshake");
+    let chain = c.server_chain();
+    c.cmd("QUIT");
+    chain[0].clone()
+}
+
+#[test]
+fn certificates_renamed_into_place_are_reloaded_and_a_broken_one_is_refused() {
+    let pki = Pki::new("reload_on_change");
+    let sink = plain_sink();
+    let mut config = base_config(sink.addr);
+    let tls = pki.relay_tls();
+    config.tls = Some(tls.clone());
+    let snap = snapshot(config);
+    let relay = reactor::spawn(snap.clone(), &QUIET).unwrap();
+    let root = pki.root.pem();
+    let mut watch = CertWatch::new(&snap.config);
+    assert_eq!(
+        certwatch::reload_if_changed(&mut watch, &relay, &snap),
+        WatchOutcome::Unchanged
+    );
+    assert_eq!(presented(&relay, &root), *pki.relay.cert.der());
+
+    // A session established before the renewal keeps working after it.
+    let (mut old, _) = SmtpClient::connect(relay.local_addrs[0]);
+    old.starttls(client_config(&root, None), "mail.conbool.com")
+        .expect("handshake");
+
+    // Renewal: key first, then the certificate, each renamed into place. Caught between the
+    // two, the pair does not match: refused, the running certificate stays.
+    let renewed = pki.intermediate.leaf(&["mail.conbool.com"]);
+    rename_into_place(&tls.key, &renewed.key.serialize_pem());
+    match certwatch::reload_if_changed(&mut watch, &relay, &snap) {
+        WatchOutcome::Refused { changed, error } => {
+            assert_eq!(changed.len(), 1, "{changed:?}");
+            assert!(changed[0].starts_with("tls.key ("), "{changed:?}");
+            assert!(error.contains("does not match"), "{error}");
+        }
+        other => panic!("half a renewal: {other:?}"),
+    }
+    assert_eq!(presented(&relay, &root), *pki.relay.cert.der());
+    // Not tried again until a file changes again.
+    assert_eq!(
+        certwatch::reload_if_changed(&mut watch, &relay, &snap),
+        WatchOutcome::Unchanged
+    );
+    rename_into_place(&tls.cert, &renewed.chain_pem);
+    match certwatch::reload_if_changed(&mut watch, &relay, &snap) {
+        WatchOutcome::Reloaded(changed) => {
+            assert_eq!(changed.len(), 1, "{changed:?}");
+            assert!(changed[0].starts_with("tls.cert ("), "{changed:?}");
+        }
+        other => panic!("completed renewal: {other:?}"),
+    }
+    assert_eq!(presented(&relay, &root), *renewed.cert.der());
+
+    // The old session is untouched: it still sends over its TLS session.
+    assert_eq!(old.server_chain()[0], *pki.relay.cert.der());
+    assert!(old.cmd("MAIL FROM:<a@example.com>").starts_with("250"));
+    assert!(old.cmd("RCPT TO:<b@example.com>").starts_with("250"));
+    assert!(old.data(MSG).starts_with("250"));
+    old.cmd("QUIT");
+
+    // Broken files: half-written PEM, garbage. Each refused, the renewed one stays.
+    let half = &renewed.chain_pem[..renewed.chain_pem.len() / 2];
+    for (row, contents) in [
+        ("half_written", half),
+        ("not_pem", "this is not a certificate\n"),
+    ] {
+        rename_into_place(&tls.cert, contents);
+        match certwatch::reload_if_changed(&mut watch, &relay, &snap) {
+            WatchOutcome::Refused { error, .. } => {
+                assert!(error.starts_with("tls: "), "row {row}: {error}");
+                assert!(
+                    error.contains(&*tls.cert.to_string_lossy()),
+                    "row {row}: {error}"
+                );
+            }
+            other => panic!("row {row}: {other:?}"),
+        }
+        assert_eq!(presented(&relay, &root), *renewed.cert.der(), "row {row}");
+    }
+    // Fixed: taken at the next look.
+    rename_into_place(&tls.cert, &renewed.chain_pem);
+    assert!(matches!(
+        certwatch::reload_if_changed(&mut watch, &relay, &snap),
+        WatchOutcome::Reloaded(_)
+    ));
+    relay.stop().expect("stop");
+    assert_eq!(messages(&sink, 1).len(), 1);
+}
+
+#[test]
+fn reload_under_load_loses_no_message() {
+    let pki = Pki::new("reload_under_load");
+    let sink = pki.tls_sink(&["127.0.0.1"], false);
+    let identity = pki.client_leaf(&["mail.conbool.com"]);
+    let (client_cert, client_key) = pki.write_leaf("relay-client", &identity);
+    let mut config = base_config(sink.addr);
+    let tls = pki.relay_tls();
+    config.tls = Some(tls.clone());
+    config.server.workers = 2;
+    config.tenants[0].next_hop_tls = NextHopTls::Verify;
+    config.tenants[0].next_hop_ca = Some(pki.root_file());
+    config.tenants[0].client_cert = Some(client_cert.clone());
+    config.tenants[0].client_key = Some(client_key.clone());
+    let snap = snapshot(config);
+    let relay = reactor::spawn(snap.clone(), &QUIET).unwrap();
+    let addr = relay.local_addrs[0];
+    let mut watch = CertWatch::new(&snap.config);
+
+    const CLIENTS: usize = 3;
+    const PER_CONNECTION: usize = 3;
+    const ROUNDS: usize = 4;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (progress_tx, progress) = std::sync::mpsc::channel::<()>();
+    let root = pki.root.pem();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let stop = stop.clone();
+            let progress_tx = progress_tx.clone();
+            let trust = client_config(&root, None);
+            std::thread::spawn(move || {
+                let mut sent = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    // A new connection and handshake each time: some meet a reload midway.
+                    let (mut c, _) = SmtpClient::connect(addr);
+                    c.starttls(trust.clone(), "mail.conbool.com")
+                        .expect("handshake");
+                    for _ in 0..PER_CONNECTION {
+                        let r = c.cmd("MAIL FROM:<a@example.com>");
+                        assert!(r.starts_with("250"), "MAIL: {r}");
+                        let r = c.cmd("RCPT TO:<b@example.com>");
+                        assert!(r.starts_with("250"), "RCPT: {r}");
+                        let r = c.data(MSG);
+                        assert!(r.starts_with("250"), "DATA: {r}");
+                        sent += 1;
+                        let _ = progress_tx.send(());
+                    }
+                    c.cmd("QUIT");
+                }
+                sent
+            })
+        })
+        .collect();
+    drop(progress_tx);
+
+    for round in 0..ROUNDS {
+        // Messages are flowing before each change.
+        for _ in 0..CLIENTS {
+            progress
+                .recv_timeout(FAILSAFE)
+                .unwrap_or_else(|e| panic!("round {round}: no progress: {e}"));
+        }
+        let server = pki.intermediate.leaf(&["mail.conbool.com"]);
+        let client = pki.client_leaf(&["mail.conbool.com"]);
+        rename_into_place(&tls.cert, &server.chain_pem);
+        rename_into_place(&tls.key, &server.key.serialize_pem());
+        rename_into_place(&client_cert, &client.chain_pem);
+        rename_into_place(&client_key, &client.key.serialize_pem());
+        match certwatch::reload_if_changed(&mut watch, &relay, &snap) {
+            WatchOutcome::Reloaded(changed) => assert_eq!(changed.len(), 4, "{changed:?}"),
+            other => panic!("round {round}: {other:?}"),
+        }
+    }
+    for _ in 0..CLIENTS {
+        progress.recv_timeout(FAILSAFE).expect("progress after");
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let sent: u64 = clients
+        .into_iter()
+        .map(|t| t.join().expect("client thread"))
+        .sum();
+    let stats = relay.stop().expect("stop");
+    assert!(sent >= ((ROUNDS + 1) * CLIENTS) as u64, "sent {sent}");
+    assert_eq!(stats.delivered, sent, "every accepted message delivered");
+    assert_eq!(sink.stats().accepted, sent, "and arrived");
+    assert_eq!(stats.client_tls_failures, 0);
+    assert_eq!(stats.next_hop_tls_failures, 0);
+    assert!(
+        stats.next_hop_tls_handshakes >= 2,
+        "new next-hop connections after a reload use the new client certificate"
+    );
+}
+
+#[test]
+fn next_hop_tls_name_is_the_name_verified_at_an_ip_literal_next_hop() {
+    let pki = Pki::new("next_hop_tls_name");
+    // The next hop listens on 127.0.0.1, but its certificate names only mx.tenant.example.
+    let sink = pki.tls_sink(&["mx.tenant.example"], true);
+    let identity = pki.client_leaf(&["mail.conbool.com"]);
+    let (cert, key) = pki.write_leaf("relay-client", &identity);
+    let mut config = base_config(sink.addr);
+    config.tenants[0].next_hop_tls = NextHopTls::Verify;
+    config.tenants[0].next_hop_ca = Some(pki.root_file());
+    config.tenants[0].client_cert = Some(cert);
+    config.tenants[0].client_key = Some(key);
+
+    let rows = [
+        ("host_part_of_next_hop", None, false),
+        ("the_certificates_name", Some("mx.tenant.example"), true),
+        ("another_name", Some("mx.other.example"), false),
+    ];
+    for (row, name, delivers) in rows {
+        let mut config = config.clone();
+        config.tenants[0].next_hop_tls_name = name.map(str::to_string);
+        let relay = start(config);
+        let (mut c, _) = SmtpClient::connect(relay.local_addrs[0]);
+        c.cmd("EHLO e2e.test");
+        let mut r = c.cmd("MAIL FROM:<a@example.com>");
+        if r.starts_with("250") {
+            r = c.cmd("RCPT TO:<b@example.com>");
+        }
+        if delivers {
+            assert!(r.starts_with("250"), "row {row}: {r}");
+            assert!(c.data(MSG).starts_with("250"), "row {row}");
+        } else {
+            assert!(r.starts_with("451 4.4."), "row {row}: {r}");
+        }
+        c.cmd("QUIT");
+        let stats = relay.stop().expect("stop");
+        assert_eq!(
+            stats.next_hop_tls_failures,
+            u64::from(!delivers),
+            "row {row}"
+        );
+    }
+    assert_eq!(messages(&sink, 1).len(), 1);
+}
+
+#[test]
+fn conbool_run_reloads_a_renewed_certificate_without_sighup() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let pki = Pki::new("run_watch");
+    let tls = pki.relay_tls();
+    let config = pki.dir.write(
+        "conbool.toml",
+        &format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n\
+             [tls]\ncert = {:?}\nkey = {:?}\nreload_check_s = 1\n\n\
+             [[tenant]]\nname = \"example.com\"\nnext_hop = \"127.0.0.1:9\"\n\
+             next_hop_tls = \"none\"\ntrusted_networks = [\"127.0.0.0/8\"]\n",
+            tls.cert, tls.key
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_conbool"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("conbool run");
+    let stderr = child.stderr.take().expect("stderr");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |what: &str| -> String {
+        loop {
+            let line = lines
+                .recv_timeout(FAILSAFE)
+                .unwrap_or_else(|e| panic!("no line with {what:?}: {e}"));
+            if line.contains(what) {
+                return line;
+            }
+        }
+    };
+    let listening = wait_for("listening on ");
+    let addr: SocketAddr = listening
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{listening}"));
+    let relay_at = |addr| {
+        let (mut c, _) = SmtpClient::connect(addr);
+        c.starttls(client_config(&pki.root.pem(), None), "mail.conbool.com")
+            .expect("handshake");
+        let chain = c.server_chain();
+        c.cmd("QUIT");
+        chain[0].clone()
+    };
+    assert_eq!(relay_at(addr), *pki.relay.cert.der());
+
+    // A renewal renamed into place; no signal: the next look finds it.
+    let renewed = pki.intermediate.leaf(&["mail.conbool.com"]);
+    rename_into_place(&tls.key, &renewed.key.serialize_pem());
+    rename_into_place(&tls.cert, &renewed.chain_pem);
+    wait_for("conbool: certificates reloaded: changed: ");
+    assert_eq!(relay_at(addr), *renewed.cert.der());
+
+    // SIGTERM still stops it cleanly.
+    // SAFETY: `kill` on the pid of a child this test started and has not waited for yet.
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(sent, 0);
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
 }
