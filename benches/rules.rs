@@ -298,6 +298,9 @@ const WORDS: &[&str] = &[
 
 /// The default rules plus `phrases` phrase rules and `regexes` regex rules over the usual
 /// targets, generated from a word list.
+///
+/// Phrases and regexes draw their words from separate generators, so the combined set holds
+/// exactly the rules of the phrase-only and the regex-only sets.
 fn big_rules(phrases: usize, regexes: usize) -> String {
     let mut rng = Rng(42);
     let mut w = || WORDS[(rng.next() % WORDS.len() as u64) as usize];
@@ -314,6 +317,8 @@ fn big_rules(phrases: usize, regexes: usize) -> String {
             i % 2 == 0
         ));
     }
+    let mut rng = Rng(4242);
+    let mut w = || WORDS[(rng.next() % WORDS.len() as u64) as usize];
     for i in 0..regexes {
         let (target, header, re) = match i % 10 {
             0..=3 => ("body", "", format!(r"(?i)\b{}\s+\d+\s+{}\b", w(), w())),
