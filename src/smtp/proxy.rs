@@ -171,8 +171,12 @@ impl ProxyParser {
             used += 1;
             self.held.push(b);
             let n = self.held.len();
-            let v1 = V1_PREFIX.get(..n).is_some_and(|p| p == self.held.as_slice());
-            let v2 = V2_SIGNATURE.get(..n).is_some_and(|p| p == self.held.as_slice());
+            let v1 = V1_PREFIX
+                .get(..n)
+                .is_some_and(|p| p == self.held.as_slice());
+            let v2 = V2_SIGNATURE
+                .get(..n)
+                .is_some_and(|p| p == self.held.as_slice());
             self.kind = match (v1, v2) {
                 (false, false) => return Err(ProxyError::NotProxy),
                 (true, false) => Kind::V1,

@@ -6,6 +6,7 @@ mod exchange;
 mod floods;
 mod open_relay;
 mod peer;
+mod proxy;
 mod relay;
 mod soak;
 mod spoofing;
