@@ -8,6 +8,7 @@ mod open_relay;
 mod peer;
 mod proxy;
 mod relay;
+mod reload;
 mod soak;
 mod spoofing;
 mod tls;
