@@ -228,20 +228,14 @@ fn wait_for_signals(
         };
         match received {
             Ok(SIGHUP) => {
-                match load_snapshot(args).and_then(|new| {
-                    handle.reload(&new)?;
-                    Ok(new)
-                }) {
-                    Ok(new) => {
-                        eprintln!("conbool: configuration and certificates reloaded");
-                        for line in certificate_lines(&new.config, SystemTime::now()) {
+                match reload(args, handle, &current) {
+                    Ok((new, lines)) => {
+                        for line in lines {
                             eprintln!("conbool: {line}");
                         }
                         current = new;
                     }
-                    Err(e) => eprintln!(
-                        "conbool: reload refused, keeping the running configuration and certificates: {e}"
-                    ),
+                    Err(e) => eprintln!("conbool: {e}"),
                 }
                 // Either way, the files as they are now are the ones tried.
                 watch = CertWatch::new(&current.config);
@@ -273,15 +267,50 @@ fn wait_for_signals(
     signal_handle.close();
 }
 
+/// SIGHUP: reads the configuration, rules and certificates again and validates all of it,
+/// binds added `server.listen` addresses, and only then swaps the new snapshot into every
+/// worker (open sessions finish on theirs). On success, returns the new snapshot and the lines
+/// to log; on failure nothing changed (a renewal caught half-written must not stop TLS) and
+/// the error is the line to log, with the reason.
+pub fn reload(
+    args: &RunArgs,
+    handle: &reactor::RelayHandle,
+    running: &Snapshot,
+) -> Result<(Snapshot, Vec<String>), String> {
+    let refused = |e: String| {
+        format!("reload refused, keeping the running configuration and certificates: {e}")
+    };
+    let new = load_snapshot(args).map_err(refused)?;
+    handle.reload(&new).map_err(refused)?;
+    let (old, now) = (&running.config.server, &new.config.server);
+    let mut lines = vec![format!(
+        "configuration and certificates reloaded; listening on {}",
+        handle
+            .listen_addrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )];
+    if old.workers != now.workers {
+        lines.push(format!(
+            "server.workers changed from {} to {}: takes effect at the next start",
+            old.workers, now.workers
+        ));
+    }
+    for line in not_yet_in_effect(&new.config) {
+        lines.push(format!("warning: {line}"));
+    }
+    lines.extend(certificate_lines(&new.config, SystemTime::now()));
+    Ok((new, lines))
+}
+
 /// Settings the configuration accepts (they are in the contract) but this version does not act
 /// on yet: said at start so nobody relies on them unknowingly.
 pub fn not_yet_in_effect(config: &crate::config::Config) -> Vec<String> {
     let mut lines = Vec::new();
     if config.server.metrics.is_some() {
         lines.push("server.metrics is set, but the metrics endpoint is not built yet".to_string());
-    }
-    if config.server.proxy_protocol {
-        lines.push("server.proxy_protocol is on, but PROXY protocol is not built yet: connections are taken as they come".to_string());
     }
     for t in config.tenants.iter().filter(|t| t.disclaimer.is_some()) {
         lines.push(format!(

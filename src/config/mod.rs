@@ -53,6 +53,7 @@ impl Config {
                 workers: validate::resolve_workers(defaults::WORKERS),
                 proxy_protocol: false,
                 proxy_from: Vec::new(),
+                proxy_timeout_s: defaults::PROXY_TIMEOUT_S,
                 metrics: None,
             },
             tls: None,
@@ -113,6 +114,9 @@ pub struct Server {
     pub proxy_protocol: bool,
     /// `proxy_from`: load balancers allowed to send PROXY headers.
     pub proxy_from: Vec<Cidr>,
+    /// `proxy_timeout_s`: a PROXY header must be complete this long after connect, or the
+    /// connection is closed without a greeting.
+    pub proxy_timeout_s: u64,
     /// `metrics`: Prometheus endpoint address, if enabled.
     pub metrics: Option<SocketAddr>,
 }
@@ -492,6 +496,7 @@ mod tests {
             ("server.workers", c.server.workers >= 1),
             ("server.proxy_protocol", !c.server.proxy_protocol),
             ("server.proxy_from", c.server.proxy_from.is_empty()),
+            ("server.proxy_timeout_s", c.server.proxy_timeout_s == 5),
             ("server.metrics", c.server.metrics.is_none()),
             ("tls", c.tls.is_none()),
             (
@@ -770,6 +775,11 @@ client_key = "k.pem"
             "proxy_from_bad",
             "[server]\nproxy_from = [\"10.0.0.0/33\"]",
             "server.proxy_from[0]",
+        ),
+        (
+            "proxy_timeout_zero",
+            "[server]\nproxy_timeout_s = 0",
+            "server.proxy_timeout_s",
         ),
         (
             "metrics_bad",

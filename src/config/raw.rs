@@ -38,6 +38,8 @@ pub mod defaults {
     pub const SCAN_WINDOW: usize = 65_536;
     /// `limits.command_timeout_s`: RFC 5321 §4.5.3.2.7 server timeout.
     pub const COMMAND_TIMEOUT_S: u64 = 300;
+    /// Postfix's `smtpd_upstream_proxy_timeout` default.
+    pub const PROXY_TIMEOUT_S: u64 = 5;
     /// `limits.data_timeout_s`: RFC 5321 §4.5.3.2.5 data block timeout.
     pub const DATA_TIMEOUT_S: u64 = 180;
     /// `limits.next_hop_timeout_s`: how long the next hop has for each reply.
@@ -80,6 +82,7 @@ pub(super) struct RawServer {
     pub workers: usize,
     pub proxy_protocol: bool,
     pub proxy_from: Vec<String>,
+    pub proxy_timeout_s: u64,
     pub metrics: Option<String>,
 }
 
@@ -91,6 +94,7 @@ impl Default for RawServer {
             workers: defaults::WORKERS,
             proxy_protocol: false,
             proxy_from: Vec::new(),
+            proxy_timeout_s: defaults::PROXY_TIMEOUT_S,
             metrics: None,
         }
     }

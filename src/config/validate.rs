@@ -285,6 +285,15 @@ impl Validator<'_> {
             );
         }
         let proxy_from = self.cidrs("server.proxy_from", &raw.proxy_from);
+        if raw.proxy_timeout_s == 0 || raw.proxy_timeout_s > MAX_TIMEOUT_S {
+            self.problem(
+                "server.proxy_timeout_s",
+                format!(
+                    "{} is outside 1 to {MAX_TIMEOUT_S} seconds",
+                    raw.proxy_timeout_s
+                ),
+            );
+        }
         let metrics = raw.metrics.as_deref().and_then(|text| {
             let addr = self.socket_addr("server.metrics", text)?;
             if let Some(i) = listen.iter().position(|a| *a == addr) {
@@ -301,6 +310,7 @@ impl Validator<'_> {
             workers: resolve_workers(raw.workers.min(MAX_WORKERS)),
             proxy_protocol: raw.proxy_protocol,
             proxy_from,
+            proxy_timeout_s: raw.proxy_timeout_s,
             metrics,
         }
     }

@@ -16,7 +16,7 @@ pub mod worker;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
@@ -24,7 +24,7 @@ use mio::Waker;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::reactor::limiter::ConnLimiter;
-use crate::reactor::worker::{Command, Worker, WorkerInit};
+use crate::reactor::worker::{Command, ListenerChange, Worker, WorkerInit};
 
 pub use crate::reactor::tls::RelayTls;
 use crate::relay::session::Snapshot;
@@ -96,8 +96,11 @@ impl Default for RelayOptions {
 
 /// A running relay.
 pub struct RelayHandle {
-    /// The addresses actually listened on (port 0 resolved).
+    /// The addresses actually listened on at start (port 0 resolved); see
+    /// [`RelayHandle::listen_addrs`] after a reload.
     pub local_addrs: Vec<SocketAddr>,
+    /// Each `server.listen` address in effect, with the address actually bound.
+    listening: Mutex<Vec<(SocketAddr, SocketAddr)>>,
     workers: Vec<(Sender<Command>, Arc<Waker>)>,
     limiter: Arc<ConnLimiter>,
     threads: Vec<JoinHandle<io::Result<WorkerStats>>>,
@@ -105,27 +108,62 @@ pub struct RelayHandle {
 
 impl RelayHandle {
     /// Hands every worker a new snapshot for new sessions, with TLS configurations rebuilt
-    /// from its configuration (certificates are read again). When a certificate or key cannot
-    /// be used, nothing changes (the running configuration and certificates stay) and the
-    /// error says why. Returns once every worker has switched, so a connection made after it
-    /// sees the new configuration.
+    /// from its configuration (certificates are read again) and listeners for `server.listen`
+    /// addresses added (bound here, before anything changes) or removed (they stop accepting;
+    /// their open sessions finish). When a certificate or key cannot be used or an address
+    /// cannot be bound, nothing changes (the running configuration, certificates and
+    /// listeners stay) and the error says why. `server.workers` takes effect at the next
+    /// start only. Returns once every worker has switched, so a connection made after it sees
+    /// the new configuration.
     pub fn reload(&self, snapshot: &Snapshot) -> Result<(), String> {
         let tls = Arc::new(RelayTls::load(&snapshot.config)?);
-        self.reload_with(snapshot, tls);
-        Ok(())
+        self.reload_with(snapshot, tls)
     }
 
-    /// [`RelayHandle::reload`] with TLS configurations already built.
-    pub fn reload_with(&self, snapshot: &Snapshot, tls: Arc<RelayTls>) {
+    /// [`RelayHandle::reload`] with TLS configurations already built; fails only when a new
+    /// listen address cannot be bound.
+    pub fn reload_with(&self, snapshot: &Snapshot, tls: Arc<RelayTls>) -> Result<(), String> {
+        let mut listening = self.listening.lock().unwrap_or_else(|p| p.into_inner());
+        let wanted = &snapshot.config.server.listen;
+        let removed: Vec<SocketAddr> = listening
+            .iter()
+            .map(|&(configured, _)| configured)
+            .filter(|a| !wanted.contains(a))
+            .collect();
+        let added: Vec<SocketAddr> = wanted
+            .iter()
+            .copied()
+            .filter(|a| !listening.iter().any(|(configured, _)| configured == a))
+            .collect();
+        let mut per_worker: Vec<ListenerChange> = self
+            .workers
+            .iter()
+            .map(|_| ListenerChange::default())
+            .collect();
+        let mut bound = Vec::new();
+        for addr in added {
+            let sockets = bind_all(addr, self.workers.len())
+                .map_err(|e| format!("server.listen {addr}: {e}"))?;
+            bound.push((addr, sockets.0));
+            for (change, l) in per_worker.iter_mut().zip(sockets.1) {
+                change.add.push((addr, l));
+            }
+        }
+        for change in &mut per_worker {
+            change.remove = removed.clone();
+        }
+        listening.retain(|(configured, _)| !removed.contains(configured));
+        listening.extend(bound);
         self.limiter
             .set_max(snapshot.config.limits.max_connections_per_ip);
         let (done_tx, done_rx) = crossbeam_channel::bounded(self.workers.len());
         let mut asked = 0;
-        for (tx, waker) in &self.workers {
+        for ((tx, waker), listeners) in self.workers.iter().zip(per_worker) {
             let cmd = Command::Reload {
                 snapshot: snapshot.clone(),
                 tls: tls.clone(),
                 done: Some(done_tx.clone()),
+                listeners,
             };
             if tx.send(cmd).is_ok() {
                 asked += 1;
@@ -138,6 +176,14 @@ impl RelayHandle {
                 break;
             }
         }
+        Ok(())
+    }
+
+    /// The addresses listened on now (port 0 resolved), in `server.listen` order of when
+    /// each was added.
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        let listening = self.listening.lock().unwrap_or_else(|p| p.into_inner());
+        listening.iter().map(|&(_, actual)| actual).collect()
     }
 
     /// Stops accepting; transactions in flight finish; then the workers exit.
@@ -188,19 +234,17 @@ pub fn spawn_with_tls(
 ) -> io::Result<RelayHandle> {
     let config = snapshot.config.clone();
     let workers = config.server.workers.max(1);
-    // Bind worker 0's listener first so that port 0 resolves to one port all workers share.
-    let mut per_worker: Vec<Vec<mio::net::TcpListener>> =
+    let mut per_worker: Vec<Vec<(SocketAddr, mio::net::TcpListener)>> =
         (0..workers).map(|_| Vec::new()).collect();
-    let mut local_addrs = Vec::new();
+    let mut listening = Vec::new();
     for addr in &config.server.listen {
-        let first = bind_reuseport(*addr)?;
-        let actual = first.local_addr()?;
-        local_addrs.push(actual);
-        per_worker[0].push(first);
-        for listeners in per_worker.iter_mut().skip(1) {
-            listeners.push(bind_reuseport(actual)?);
+        let (actual, sockets) = bind_all(*addr, workers)?;
+        listening.push((*addr, actual));
+        for (listeners, l) in per_worker.iter_mut().zip(sockets) {
+            listeners.push((*addr, l));
         }
     }
+    let local_addrs = listening.iter().map(|&(_, actual)| actual).collect();
     let limiter = Arc::new(ConnLimiter::new(config.limits.max_connections_per_ip));
     let mut handles = Vec::new();
     let mut threads = Vec::new();
@@ -226,10 +270,26 @@ pub fn spawn_with_tls(
     }
     Ok(RelayHandle {
         local_addrs,
+        listening: Mutex::new(listening),
         workers: handles,
         limiter,
         threads,
     })
+}
+
+/// Binds `count` `SO_REUSEPORT` listeners on `addr`: the first one resolves port 0 to the
+/// port all share. Returns the address bound and the listeners.
+fn bind_all(
+    addr: SocketAddr,
+    count: usize,
+) -> io::Result<(SocketAddr, Vec<mio::net::TcpListener>)> {
+    let first = bind_reuseport(addr)?;
+    let actual = first.local_addr()?;
+    let mut all = vec![first];
+    for _ in 1..count.max(1) {
+        all.push(bind_reuseport(actual)?);
+    }
+    Ok((actual, all))
 }
 
 fn bind_reuseport(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {

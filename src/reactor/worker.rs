@@ -28,9 +28,14 @@ use crate::smtp::client::Client;
 use crate::smtp::error::SessionError;
 use crate::tls::TlsPipe;
 
-/// Tokens: listeners, then the waker, then two per connection (client, next hop), then the pool.
+mod header_wait;
+
+/// Tokens: listeners, then the waker, then two per connection (client, next hop), then
+/// connections waiting for their PROXY header, then the pool.
 const WAKER: Token = Token(1024);
 const CONN_BASE: usize = 2048;
+/// Tokens (and timer keys) of connections waiting for their PROXY header.
+const WAIT_BASE: usize = 1 << 40;
 const POOL_BASE: usize = 1 << 48;
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
@@ -62,17 +67,30 @@ pub enum Command {
         tls: Arc<RelayTls>,
         /// Told once the worker switched.
         done: Option<Sender<()>>,
+        /// Listeners to start (`server.listen` addresses added) and to stop (removed; their
+        /// open sessions finish).
+        listeners: ListenerChange,
     },
     /// Stop accepting, let transactions in flight finish, then exit.
     Drain,
+}
+
+/// Listeners added and removed by a reload, by configured `server.listen` address.
+#[derive(Debug, Default)]
+pub struct ListenerChange {
+    /// New listeners (this worker's `SO_REUSEPORT` socket for each added address).
+    pub add: Vec<(SocketAddr, TcpListener)>,
+    /// Addresses whose listeners close.
+    pub remove: Vec<SocketAddr>,
 }
 
 /// Everything a worker starts with.
 pub struct WorkerInit {
     /// Worker number (for ids and logs).
     pub id: usize,
-    /// This worker's listeners (one per listen address, all `SO_REUSEPORT`).
-    pub listeners: Vec<TcpListener>,
+    /// This worker's listeners (one per listen address, all `SO_REUSEPORT`), each with its
+    /// configured address.
+    pub listeners: Vec<(SocketAddr, TcpListener)>,
     /// Configuration and rules for new sessions.
     pub snapshot: Snapshot,
     /// TLS configurations built from the snapshot's configuration.
@@ -138,7 +156,10 @@ enum Step {
 pub struct Worker {
     id: usize,
     poll: Poll,
-    listeners: Vec<TcpListener>,
+    /// By configured address; the slab key is the token.
+    listeners: Slab<(SocketAddr, TcpListener)>,
+    /// Connections waiting for their PROXY header (`server.proxy_protocol`).
+    waiting: Slab<header_wait::Waiting>,
     snapshot: Snapshot,
     tls: Arc<RelayTls>,
     inbox: Receiver<Command>,
@@ -163,7 +184,7 @@ impl Worker {
     pub fn new(init: WorkerInit) -> io::Result<Worker> {
         let WorkerInit {
             id,
-            mut listeners,
+            listeners,
             snapshot,
             tls,
             inbox,
@@ -171,13 +192,11 @@ impl Worker {
             limiter,
             log_messages,
         } = init;
-        for (i, l) in listeners.iter_mut().enumerate() {
-            poll.registry().register(l, Token(i), Interest::READABLE)?;
-        }
-        Ok(Worker {
+        let mut worker = Worker {
             id,
             poll,
-            listeners,
+            listeners: Slab::new(),
+            waiting: Slab::new(),
             snapshot,
             tls,
             inbox,
@@ -192,7 +211,46 @@ impl Worker {
             log_messages,
             again: Vec::new(),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
-        })
+        };
+        for (addr, listener) in listeners {
+            worker.add_listener(addr, listener)?;
+        }
+        Ok(worker)
+    }
+
+    /// Registers a listener; its slab key is its token.
+    fn add_listener(&mut self, addr: SocketAddr, mut listener: TcpListener) -> io::Result<()> {
+        let entry = self.listeners.vacant_entry();
+        if entry.key() >= WAKER.0 {
+            return Err(io::Error::other("too many listeners"));
+        }
+        self.poll
+            .registry()
+            .register(&mut listener, Token(entry.key()), Interest::READABLE)?;
+        entry.insert((addr, listener));
+        Ok(())
+    }
+
+    /// Applies a reload's listener changes. A removed listener closes (connections queued on
+    /// it and not yet accepted by this worker go with it); sessions it accepted go on.
+    fn change_listeners(&mut self, change: ListenerChange) {
+        for addr in change.remove {
+            let keys: Vec<usize> = self
+                .listeners
+                .iter()
+                .filter(|(_, (a, _))| *a == addr)
+                .map(|(k, _)| k)
+                .collect();
+            for key in keys {
+                let (_, mut l) = self.listeners.remove(key);
+                let _ = self.poll.registry().deregister(&mut l);
+            }
+        }
+        for (addr, listener) in change.add {
+            if let Err(e) = self.add_listener(addr, listener) {
+                eprintln!("worker={} listen {addr}: {e}", self.id);
+            }
+        }
     }
 
     /// Runs until drained; returns the worker's counters.
@@ -222,12 +280,14 @@ impl Worker {
             touched.clear();
             for ev in events.iter() {
                 let t = ev.token().0;
-                if t < self.listeners.len() {
+                if t < WAKER.0 {
                     self.accept_all(t, now);
                 } else if ev.token() == WAKER {
                     self.drain_inbox(now);
                 } else if t >= POOL_BASE {
                     self.pool_event(t - POOL_BASE);
+                } else if t >= WAIT_BASE {
+                    self.header_event(t - WAIT_BASE, now);
                 } else if t >= CONN_BASE {
                     let key = (t - CONN_BASE) / 2;
                     let downstream = (t - CONN_BASE) % 2 == 1;
@@ -254,7 +314,11 @@ impl Worker {
                 self.drive(key, now);
             }
             for key in self.timers.expired(now) {
-                self.on_deadline(key, now);
+                if key >= WAIT_BASE {
+                    self.header_timed_out(key - WAIT_BASE);
+                } else {
+                    self.on_deadline(key, now);
+                }
             }
             if now.duration_since(last_sweep) >= Duration::from_secs(1) {
                 last_sweep = now;
@@ -270,7 +334,10 @@ impl Worker {
 
     fn accept_all(&mut self, index: usize, now: Instant) {
         loop {
-            let (stream, peer) = match self.listeners[index].accept() {
+            let Some((_, listener)) = self.listeners.get(index) else {
+                return;
+            };
+            let (stream, peer) = match listener.accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -282,6 +349,25 @@ impl Worker {
             };
             let _ = stream.set_nodelay(true);
             let local = stream.local_addr().unwrap_or(peer);
+            if self.snapshot.config.server.proxy_protocol {
+                self.await_proxy_header(stream, peer, local, now);
+            } else {
+                self.start_session(stream, peer, local, now, &[]);
+            }
+        }
+    }
+
+    /// Starts the SMTP session of an accepted connection; `peer` is the client (after the
+    /// PROXY header, if any), `early` the bytes that came after that header.
+    fn start_session(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        local: SocketAddr,
+        now: Instant,
+        early: &[u8],
+    ) {
+        {
             self.next_conn_id += 1;
             let info = ConnInfo {
                 peer,
@@ -329,7 +415,11 @@ impl Worker {
             ) {
                 eprintln!("worker={} register error: {e}", self.id);
                 self.limiter.release(peer.ip());
-                continue;
+                return;
+            }
+            if !early.is_empty() {
+                conn.session.client_buffer().extend_from_slice(early);
+                conn.session.handle_client_data(now);
             }
             entry.insert(conn);
             self.drive(key, now);
@@ -343,9 +433,13 @@ impl Worker {
                     snapshot,
                     tls,
                     done,
+                    listeners,
                 } => {
                     self.snapshot = snapshot;
                     self.tls = tls;
+                    if self.draining.is_none() {
+                        self.change_listeners(listeners);
+                    }
                     // Pooled connections were made under the old next-hop settings.
                     self.clear_pool();
                     if let Some(done) = done {
@@ -355,10 +449,11 @@ impl Worker {
                 Command::Drain => {
                     if self.draining.is_none() {
                         self.draining = Some(now + DRAIN_GRACE);
-                        for l in &mut self.listeners {
+                        for (_, (_, l)) in self.listeners.iter_mut() {
                             let _ = self.poll.registry().deregister(l);
                         }
                         self.listeners.clear();
+                        self.drop_waiting();
                         self.clear_pool();
                     }
                 }

@@ -11,6 +11,7 @@ pub mod data;
 pub mod encode;
 pub mod error;
 pub mod outbound;
+pub mod proxy;
 pub mod reply;
 pub mod response;
 pub mod server;
