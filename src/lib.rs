@@ -17,6 +17,7 @@
 pub mod cli;
 pub mod config;
 pub mod message;
+pub mod metrics;
 pub mod reactor;
 pub mod relay;
 pub mod rules;
