@@ -16,6 +16,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod logging;
 pub mod message;
 pub mod metrics;
 pub mod reactor;

@@ -11,6 +11,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::config::{Config, NextHopTls};
+use crate::logging::{Level, LogFormat, Logger};
 use crate::reactor;
 use crate::relay::session::Snapshot;
 use crate::tls::inspect::{self, CertInfo};
@@ -30,6 +31,26 @@ pub struct RunArgs {
     /// Worker threads (0 = one per core); replaces `server.workers`.
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Log line format; replaces `log.format`.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Least severe level logged; replaces `log.level`.
+    #[arg(long, value_enum)]
+    pub log_level: Option<Level>,
+    /// Append log lines to this file (reopened on SIGHUP) instead of stderr; replaces
+    /// `log.file`.
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
+}
+
+/// The log settings the flags (then the configuration) ask for.
+pub fn log_settings(args: &RunArgs, config: &Config) -> (LogFormat, Level, Option<PathBuf>) {
+    let _ = config;
+    (
+        args.log_format.unwrap_or_default(),
+        args.log_level.unwrap_or_default(),
+        args.log_file.clone(),
+    )
 }
 
 /// Loads the configuration the flags describe and builds a snapshot.
@@ -129,7 +150,19 @@ pub fn main(args: RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let handle = match reactor::spawn(snapshot.clone(), &reactor::RelayOptions::default()) {
+    let (format, level, file) = log_settings(&args, &snapshot.config);
+    let logger = match Logger::new(format, level, file.clone()) {
+        Ok(l) => l,
+        Err(e) => {
+            let path = file.unwrap_or_default();
+            eprintln!("conbool run: cannot open log file {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    };
+    let started = reactor::RelayTls::load(&snapshot.config)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        .and_then(|tls| reactor::spawn_logged(snapshot.clone(), Arc::new(tls), logger.clone()));
+    let handle = match started {
         Ok(h) => h,
         Err(e) => {
             eprintln!("conbool run: cannot start: {e}");
@@ -162,6 +195,9 @@ pub fn main(args: RunArgs) -> ExitCode {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if let Some(addr) = handle.metrics_addr() {
+        eprintln!("conbool: metrics at http://{addr}/metrics");
+    }
     for line in not_yet_in_effect(&snapshot.config) {
         eprintln!("conbool: warning: {line}");
     }
@@ -173,18 +209,28 @@ pub fn main(args: RunArgs) -> ExitCode {
             // The configuration and the certificates are read again; if either is broken the
             // running ones stay (a renewal caught half-written must not stop TLS).
             SIGHUP => match load_snapshot(&args).and_then(|new| {
+                let (format, level, file) = log_settings(&args, &new.config);
                 handle.reload(&new)?;
+                // The log file is reopened (logrotate) and the log settings follow the file.
+                logger
+                    .reconfigure(format, level, file)
+                    .map_err(|e| format!("log file: {e}"))?;
                 Ok(new)
             }) {
                 Ok(new) => {
+                    handle.metrics().reload(true);
                     eprintln!("conbool: configuration and certificates reloaded");
                     for line in certificate_lines(&new.config, SystemTime::now()) {
                         eprintln!("conbool: {line}");
                     }
                 }
-                Err(e) => eprintln!(
-                    "conbool: reload refused, keeping the running configuration and certificates: {e}"
-                ),
+                Err(e) => {
+                    handle.metrics().reload(false);
+                    logger.reopen();
+                    eprintln!(
+                        "conbool: reload refused, keeping the running configuration and certificates: {e}"
+                    )
+                }
             },
             _ => break,
         }
@@ -206,9 +252,6 @@ pub fn main(args: RunArgs) -> ExitCode {
 /// on yet: said at start so nobody relies on them unknowingly.
 pub fn not_yet_in_effect(config: &crate::config::Config) -> Vec<String> {
     let mut lines = Vec::new();
-    if config.server.metrics.is_some() {
-        lines.push("server.metrics is set, but the metrics endpoint is not built yet".to_string());
-    }
     if config.server.proxy_protocol {
         lines.push("server.proxy_protocol is on, but PROXY protocol is not built yet: connections are taken as they come".to_string());
     }
