@@ -45,11 +45,10 @@ pub struct RunArgs {
 
 /// The log settings the flags (then the configuration) ask for.
 pub fn log_settings(args: &RunArgs, config: &Config) -> (LogFormat, Level, Option<PathBuf>) {
-    let _ = config;
     (
-        args.log_format.unwrap_or_default(),
-        args.log_level.unwrap_or_default(),
-        args.log_file.clone(),
+        args.log_format.unwrap_or(config.log.format),
+        args.log_level.unwrap_or(config.log.level),
+        args.log_file.clone().or_else(|| config.log.file.clone()),
     )
 }
 
@@ -294,6 +293,37 @@ mod tests {
             lines[1].starts_with("tenant[0].client_cert: ") && lines[1].ends_with("no certificate"),
             "{lines:?}"
         );
+    }
+
+    #[test]
+    fn log_settings_come_from_the_flags_then_the_log_section() {
+        let tenant = "[[tenant]]\nname = \"a.example\"\ndomains = [\"a.example\"]\nnext_hop = \"127.0.0.1:25\"\n";
+        let toml =
+            format!("[log]\nformat = \"json\"\nlevel = \"warn\"\nfile = \"conbool.log\"\n{tenant}");
+        let config = Config::from_toml_str(&toml, Path::new("/etc/conbool/conbool.toml")).unwrap();
+        let from_file = log_settings(&RunArgs::default(), &config);
+        assert_eq!(
+            from_file,
+            (
+                LogFormat::Json,
+                Level::Warn,
+                Some(PathBuf::from("/etc/conbool/conbool.log"))
+            )
+        );
+        let args = RunArgs {
+            log_format: Some(LogFormat::Text),
+            log_level: Some(Level::Info),
+            ..RunArgs::default()
+        };
+        let (format, level, _) = log_settings(&args, &config);
+        assert_eq!((format, level), (LogFormat::Text, Level::Info));
+        let defaults = log_settings(&RunArgs::default(), &Config::embedded_defaults());
+        assert_eq!(defaults, (LogFormat::Text, Level::Info, None));
+        for bad in ["[log]\nformat = \"xml\"\n", "[log]\ncolour = true\n"] {
+            let text = format!("{bad}{tenant}");
+            let err = Config::from_toml_str(&text, Path::new("c.toml")).unwrap_err();
+            assert!(err.to_string().contains("log."), "{bad}: {err}");
+        }
     }
 
     #[test]
