@@ -31,6 +31,9 @@ pub struct RunArgs {
     /// Worker threads (0 = one per core); replaces `server.workers`.
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics`; replaces `server.metrics`.
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
     /// Log line format; replaces `log.format`.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
@@ -65,6 +68,9 @@ pub fn load_snapshot(args: &RunArgs) -> Result<Snapshot, String> {
         for t in &mut config.tenants {
             t.next_hop = hop.clone();
         }
+    }
+    if let Some(addr) = args.metrics {
+        config.server.metrics = Some(addr);
     }
     if let Some(w) = args.workers {
         config.server.workers = if w == 0 {
