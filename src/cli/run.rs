@@ -333,6 +333,15 @@ mod tests {
     }
 
     #[test]
+    fn production_example_parses_and_serves_metrics_on_loopback() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/conbool.production.toml");
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let metrics = config.server.metrics.expect("metrics on");
+        assert!(metrics.ip().is_loopback());
+        assert_eq!(config.log.level, Level::Info);
+    }
+
+    #[test]
     fn stats_line_shows_handshakes() {
         let stats = reactor::WorkerStats {
             next_hop_tls_handshakes: 3,
