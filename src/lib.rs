@@ -16,7 +16,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod logging;
 pub mod message;
+pub mod metrics;
 pub mod reactor;
 pub mod relay;
 pub mod rules;

@@ -13,6 +13,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::config::{Config, NextHopTls};
+use crate::logging::{Level, LogFormat, Logger};
 use crate::reactor;
 use crate::reactor::certwatch::{self, CertWatch, WatchOutcome};
 use crate::relay::session::Snapshot;
@@ -33,6 +34,28 @@ pub struct RunArgs {
     /// Worker threads (0 = one per core); replaces `server.workers`.
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics`; replaces `server.metrics`.
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
+    /// Log line format; replaces `log.format`.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Least severe level logged; replaces `log.level`.
+    #[arg(long, value_enum)]
+    pub log_level: Option<Level>,
+    /// Append log lines to this file (reopened on SIGHUP) instead of stderr; replaces
+    /// `log.file`.
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
+}
+
+/// The log settings the flags (then the configuration) ask for.
+pub fn log_settings(args: &RunArgs, config: &Config) -> (LogFormat, Level, Option<PathBuf>) {
+    (
+        args.log_format.unwrap_or(config.log.format),
+        args.log_level.unwrap_or(config.log.level),
+        args.log_file.clone().or_else(|| config.log.file.clone()),
+    )
 }
 
 /// Loads the configuration the flags describe and builds a snapshot.
@@ -48,6 +71,9 @@ pub fn load_snapshot(args: &RunArgs) -> Result<Snapshot, String> {
         for t in &mut config.tenants {
             t.next_hop = hop.clone();
         }
+    }
+    if let Some(addr) = args.metrics {
+        config.server.metrics = Some(addr);
     }
     if let Some(w) = args.workers {
         config.server.workers = if w == 0 {
@@ -135,7 +161,19 @@ pub fn main(args: RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let handle = match reactor::spawn(snapshot.clone(), &reactor::RelayOptions::default()) {
+    let (format, level, file) = log_settings(&args, &snapshot.config);
+    let logger = match Logger::new(format, level, file.clone()) {
+        Ok(l) => l,
+        Err(e) => {
+            let path = file.unwrap_or_default();
+            eprintln!("conbool run: cannot open log file {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    };
+    let started = reactor::RelayTls::load(&snapshot.config)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        .and_then(|tls| reactor::spawn_logged(snapshot.clone(), Arc::new(tls), logger.clone()));
+    let handle = match started {
         Ok(h) => h,
         Err(e) => {
             eprintln!("conbool run: cannot start: {e}");
@@ -168,13 +206,16 @@ pub fn main(args: RunArgs) -> ExitCode {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if let Some(addr) = handle.metrics_addr() {
+        eprintln!("conbool: metrics at http://{addr}/metrics");
+    }
     for line in not_yet_in_effect(&snapshot.config) {
         eprintln!("conbool: warning: {line}");
     }
     for line in certificate_lines(&snapshot.config, SystemTime::now()) {
         eprintln!("conbool: {line}");
     }
-    wait_for_signals(signals, &args, &handle, snapshot);
+    wait_for_signals(signals, &args, &handle, &logger, snapshot);
     eprintln!("conbool: stopping: no new connections; waiting for transactions in flight");
     match handle.stop() {
         Ok(stats) => {
@@ -196,6 +237,7 @@ fn wait_for_signals(
     mut signals: Signals,
     args: &RunArgs,
     handle: &reactor::RelayHandle,
+    logger: &Logger,
     mut current: Snapshot,
 ) {
     // Signals arrive on a channel so that this thread can also wake up to look at files.
@@ -233,9 +275,22 @@ fn wait_for_signals(
                         for line in lines {
                             eprintln!("conbool: {line}");
                         }
+                        // The log file is reopened (logrotate) and the log settings follow
+                        // the file.
+                        let (format, level, file) = log_settings(args, &new.config);
+                        let reopened = logger.reconfigure(format, level, file);
+                        handle.metrics().reload(reopened.is_ok());
+                        if let Err(e) = reopened {
+                            eprintln!("conbool: log file: {e}");
+                            logger.reopen();
+                        }
                         current = new;
                     }
-                    Err(e) => eprintln!("conbool: {e}"),
+                    Err(e) => {
+                        handle.metrics().reload(false);
+                        logger.reopen();
+                        eprintln!("conbool: {e}");
+                    }
                 }
                 // Either way, the files as they are now are the ones tried.
                 watch = CertWatch::new(&current.config);
@@ -309,9 +364,6 @@ pub fn reload(
 /// on yet: said at start so nobody relies on them unknowingly.
 pub fn not_yet_in_effect(config: &crate::config::Config) -> Vec<String> {
     let mut lines = Vec::new();
-    if config.server.metrics.is_some() {
-        lines.push("server.metrics is set, but the metrics endpoint is not built yet".to_string());
-    }
     for t in config.tenants.iter().filter(|t| t.disclaimer.is_some()) {
         lines.push(format!(
             "tenant {}: disclaimer is set, but disclaimers are not built yet",
@@ -354,6 +406,46 @@ mod tests {
             lines[1].starts_with("tenant[0].client_cert: ") && lines[1].ends_with("no certificate"),
             "{lines:?}"
         );
+    }
+
+    #[test]
+    fn log_settings_come_from_the_flags_then_the_log_section() {
+        let tenant = "[[tenant]]\nname = \"a.example\"\ndomains = [\"a.example\"]\nnext_hop = \"127.0.0.1:25\"\n";
+        let toml =
+            format!("[log]\nformat = \"json\"\nlevel = \"warn\"\nfile = \"conbool.log\"\n{tenant}");
+        let config = Config::from_toml_str(&toml, Path::new("/etc/conbool/conbool.toml")).unwrap();
+        let from_file = log_settings(&RunArgs::default(), &config);
+        assert_eq!(
+            from_file,
+            (
+                LogFormat::Json,
+                Level::Warn,
+                Some(PathBuf::from("/etc/conbool/conbool.log"))
+            )
+        );
+        let args = RunArgs {
+            log_format: Some(LogFormat::Text),
+            log_level: Some(Level::Info),
+            ..RunArgs::default()
+        };
+        let (format, level, _) = log_settings(&args, &config);
+        assert_eq!((format, level), (LogFormat::Text, Level::Info));
+        let defaults = log_settings(&RunArgs::default(), &Config::embedded_defaults());
+        assert_eq!(defaults, (LogFormat::Text, Level::Info, None));
+        for bad in ["[log]\nformat = \"xml\"\n", "[log]\ncolour = true\n"] {
+            let text = format!("{bad}{tenant}");
+            let err = Config::from_toml_str(&text, Path::new("c.toml")).unwrap_err();
+            assert!(err.to_string().contains("log."), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn production_example_parses_and_serves_metrics_on_loopback() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/conbool.production.toml");
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let metrics = config.server.metrics.expect("metrics on");
+        assert!(metrics.ip().is_loopback());
+        assert_eq!(config.log.level, Level::Info);
     }
 
     #[test]

@@ -32,6 +32,20 @@ pub struct Config {
     pub tenants: Vec<Tenant>,
     /// `[exchange]`
     pub exchange: Exchange,
+    /// `[log]`
+    pub log: Log,
+}
+
+/// `[log]`: where and how `conbool run` writes its log lines (flags override each key).
+#[derive(Clone, PartialEq, Debug, Default)]
+pub struct Log {
+    /// `format`: `"text"` (key=value, the default) or `"json"`.
+    pub format: crate::logging::LogFormat,
+    /// `level`: `"off"`, `"error"`, `"warn"`, `"info"` (the default: one line per message),
+    /// `"debug"`.
+    pub level: crate::logging::Level,
+    /// `file`: append lines here (reopened on SIGHUP) instead of writing to stderr.
+    pub file: Option<PathBuf>,
 }
 
 /// The largest configuration file [`Config::load`] reads.
@@ -76,6 +90,7 @@ impl Config {
                 disclaimer: None,
             }],
             exchange: Exchange::default(),
+            log: Log::default(),
         }
     }
 

@@ -71,6 +71,16 @@ pub(super) struct RawConfig {
     pub spam: RawSpam,
     pub tenant: Vec<RawTenant>,
     pub exchange: RawExchange,
+    pub log: RawLog,
+}
+
+/// `[log]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub format: crate::logging::LogFormat,
+    pub level: crate::logging::Level,
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// `[server]`
@@ -262,11 +272,12 @@ pub(super) fn parse(text: &str) -> Result<(RawConfig, Vec<Problem>), Vec<Problem
             ("limits", Some(v)) => check_table::<RawLimits>("limits", v, &[], &mut problems),
             ("spam", Some(v)) => check_table::<RawSpam>("spam", v, &[], &mut problems),
             ("exchange", Some(v)) => check_table::<RawExchange>("exchange", v, &[], &mut problems),
+            ("log", Some(v)) => check_table::<RawLog>("log", v, &[], &mut problems),
             ("tenant", Some(v)) => check_tenants(v, &mut problems),
             _ => {
                 problems.push(Problem::new(
                     &key,
-                    "unknown key; the top level holds the sections `server`, `tls`, `limits`, `spam`, `tenant`, `exchange`",
+                    "unknown key; the top level holds the sections `server`, `tls`, `limits`, `spam`, `tenant`, `exchange`, `log`",
                 ));
                 false
             }

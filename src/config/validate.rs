@@ -215,7 +215,9 @@ pub(super) fn from_toml_str(text: &str, origin: &Path) -> Result<Config, ConfigE
 }
 
 fn section_rank(key: &str) -> usize {
-    const ORDER: [&str; 6] = ["server", "tls", "limits", "spam", "tenant", "exchange"];
+    const ORDER: [&str; 7] = [
+        "server", "tls", "limits", "spam", "tenant", "exchange", "log",
+    ];
     let section = key.split(['.', '[']).next().unwrap_or("");
     if section.is_empty() {
         return 0;
@@ -242,6 +244,11 @@ impl Validator<'_> {
         let client_ca = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
         let tenants = self.tenants(raw.tenant, client_ca);
         let exchange = self.exchange(raw.exchange);
+        let log = crate::config::Log {
+            format: raw.log.format,
+            level: raw.log.level,
+            file: raw.log.file.map(|p| self.path("log.file", p)),
+        };
         Config {
             server,
             tls,
@@ -249,6 +256,7 @@ impl Validator<'_> {
             spam,
             tenants,
             exchange,
+            log,
         }
     }
 

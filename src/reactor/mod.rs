@@ -23,6 +23,9 @@ use crossbeam_channel::Sender;
 use mio::Waker;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::logging::Logger;
+use crate::metrics::http::MetricsServer;
+use crate::metrics::Registry;
 use crate::reactor::limiter::ConnLimiter;
 use crate::reactor::worker::{Command, ListenerChange, Worker, WorkerInit};
 
@@ -104,9 +107,21 @@ pub struct RelayHandle {
     workers: Vec<(Sender<Command>, Arc<Waker>)>,
     limiter: Arc<ConnLimiter>,
     threads: Vec<JoinHandle<io::Result<WorkerStats>>>,
+    metrics: Arc<Registry>,
+    metrics_server: Option<MetricsServer>,
 }
 
 impl RelayHandle {
+    /// The metrics of every worker (what `/metrics` serves).
+    pub fn metrics(&self) -> &Arc<Registry> {
+        &self.metrics
+    }
+
+    /// Where `/metrics` is served (`server.metrics`, port 0 resolved), when it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(|m| m.local_addr)
+    }
+
     /// Hands every worker a new snapshot for new sessions, with TLS configurations rebuilt
     /// from its configuration (certificates are read again) and listeners for `server.listen`
     /// addresses added (bound here, before anything changes) or removed (they stop accepting;
@@ -195,8 +210,10 @@ impl RelayHandle {
     }
 
     /// Waits for every worker to exit (call [`RelayHandle::drain`] first).
-    pub fn join(self) -> io::Result<WorkerStats> {
+    pub fn join(mut self) -> io::Result<WorkerStats> {
         let mut total = WorkerStats::default();
+        // Scrapes keep working while transactions in flight finish.
+        let _metrics_server = self.metrics_server.take();
         for t in self.threads {
             match t.join() {
                 Ok(Ok(s)) => total += s,
@@ -232,6 +249,21 @@ pub fn spawn_with_tls(
     tls: Arc<RelayTls>,
     options: &RelayOptions,
 ) -> io::Result<RelayHandle> {
+    let logger = if options.log_messages {
+        Logger::stderr()
+    } else {
+        Logger::off()
+    };
+    spawn_logged(snapshot, tls, logger)
+}
+
+/// [`spawn_with_tls`] writing its log lines through `logger` (format, level, file). Starts the
+/// `/metrics` endpoint too when `server.metrics` is set.
+pub fn spawn_logged(
+    snapshot: Snapshot,
+    tls: Arc<RelayTls>,
+    logger: Arc<Logger>,
+) -> io::Result<RelayHandle> {
     let config = snapshot.config.clone();
     let workers = config.server.workers.max(1);
     let mut per_worker: Vec<Vec<(SocketAddr, mio::net::TcpListener)>> =
@@ -246,6 +278,15 @@ pub fn spawn_with_tls(
     }
     let local_addrs = listening.iter().map(|&(_, actual)| actual).collect();
     let limiter = Arc::new(ConnLimiter::new(config.limits.max_connections_per_ip));
+    let metrics = Arc::new(Registry::new(workers));
+    let metrics_server = match config.server.metrics {
+        Some(addr) => Some(MetricsServer::start(
+            addr,
+            metrics.clone(),
+            crate::metrics::http::REQUEST_TIMEOUT,
+        )?),
+        None => None,
+    };
     let mut handles = Vec::new();
     let mut threads = Vec::new();
     for (id, listeners) in per_worker.into_iter().enumerate() {
@@ -259,7 +300,9 @@ pub fn spawn_with_tls(
             inbox: rx,
             poll,
             limiter: limiter.clone(),
-            log_messages: options.log_messages,
+            log_messages: true,
+            metrics: metrics.shard(id),
+            log: logger.writer(),
         })?;
         threads.push(
             std::thread::Builder::new()
@@ -274,6 +317,8 @@ pub fn spawn_with_tls(
         workers: handles,
         limiter,
         threads,
+        metrics,
+        metrics_server,
     })
 }
 

@@ -18,6 +18,9 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
+use crate::logging::{Level, LogWriter};
+use crate::metrics::names::{RefuseReason, Side};
+use crate::metrics::{RuleTable, Shard};
 use crate::reactor::limiter::ConnLimiter;
 use crate::reactor::timer::Timers;
 use crate::reactor::tls::{RelayTls, SocketRead, TlsSocket};
@@ -29,6 +32,7 @@ use crate::smtp::error::SessionError;
 use crate::tls::TlsPipe;
 
 mod header_wait;
+mod observe;
 
 /// Tokens: listeners, then the waker, then two per connection (client, next hop), then
 /// connections waiting for their PROXY header, then the pool.
@@ -103,6 +107,10 @@ pub struct WorkerInit {
     pub limiter: Arc<ConnLimiter>,
     /// Log one line per message, refused session and failed TLS handshake.
     pub log_messages: bool,
+    /// This worker's metrics shard.
+    pub metrics: Arc<Shard>,
+    /// This worker's log writer.
+    pub log: LogWriter,
 }
 
 struct Down {
@@ -172,6 +180,10 @@ pub struct Worker {
     stats: WorkerStats,
     wall: (Instant, SystemTime),
     log_messages: bool,
+    metrics: Arc<Shard>,
+    log: LogWriter,
+    /// Rule names of the current snapshot, for the rule-hit counters.
+    rule_table: RuleTable,
     /// Connections whose turn ended with work left (see `DRIVE_ROUNDS_PER_TURN`).
     again: Vec<usize>,
     /// Where socket reads land before they are appended to a session's buffer: zeroed once,
@@ -191,7 +203,11 @@ impl Worker {
             poll,
             limiter,
             log_messages,
+            metrics,
+            log,
         } = init;
+        let rule_table = RuleTable::new(&snapshot.rules);
+        metrics.set_rules(rule_table.names.clone());
         let mut worker = Worker {
             id,
             poll,
@@ -209,6 +225,9 @@ impl Worker {
             stats: WorkerStats::default(),
             wall: (Instant::now(), SystemTime::now()),
             log_messages,
+            metrics,
+            log,
+            rule_table,
             again: Vec::new(),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
         };
@@ -343,7 +362,12 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // EMFILE and friends: log and let the next readiness event retry.
-                    eprintln!("worker={} accept error: {e}", self.id);
+                    self.log_event(
+                        now,
+                        Level::Error,
+                        "accept_failed",
+                        &[("error", &e.to_string())],
+                    );
                     return;
                 }
             };
@@ -378,16 +402,14 @@ impl Worker {
             };
             let allowed = self.limiter.acquire(peer.ip());
             self.stats.connections += 1;
+            self.metrics.connections.inc();
             let snap = self.snapshot.clone();
             let session = if !allowed {
                 self.stats.refused_connections += 1;
-                if self.log_messages {
-                    log_line(&format!(
-                        "refused client={peer} reason=max_connections_per_ip"
-                    ));
-                }
+                self.log_refused(now, &info, RefuseReason::PerIpLimit);
                 Session::new_refused(snap, info, now, SessionError::TooManyConnections)
             } else if self.draining.is_some() {
+                self.log_refused(now, &info, RefuseReason::ShuttingDown);
                 Session::new_refused(snap, info, now, SessionError::ShuttingDown)
             } else {
                 Session::new(snap, info, now)
@@ -413,7 +435,13 @@ impl Worker {
                 Token(CONN_BASE + key * 2),
                 Interest::READABLE | Interest::WRITABLE,
             ) {
-                eprintln!("worker={} register error: {e}", self.id);
+                self.log_event(
+                    now,
+                    Level::Error,
+                    "register_failed",
+                    &[("error", &e.to_string())],
+                );
+                self.metrics.connections_closed.inc();
                 self.limiter.release(peer.ip());
                 return;
             }
@@ -435,6 +463,8 @@ impl Worker {
                     done,
                     listeners,
                 } => {
+                    self.rule_table = RuleTable::new(&snapshot.rules);
+                    self.metrics.set_rules(self.rule_table.names.clone());
                     self.snapshot = snapshot;
                     self.tls = tls;
                     if self.draining.is_none() {
@@ -494,6 +524,7 @@ impl Worker {
         }
         if let Some(d) = conn.down.as_ref() {
             if d.connecting && d.connect_deadline.is_some_and(|t| t <= now) {
+                self.metrics.next_hop_connect_failures.inc();
                 self.drop_down(key);
                 self.conns[key]
                     .session
@@ -528,6 +559,10 @@ impl Worker {
             while let Some(action) = self.conns[key].session.poll_action() {
                 progress = true;
                 self.act(key, now, action);
+            }
+            // Before the replies they count reach the client (a scrape after a reply sees it).
+            if let Some(counts) = self.conns[key].session.take_counts() {
+                self.add_counts(&counts);
             }
             // The session gave up its next-hop link on its own (a protocol failure): the
             // socket goes too.
@@ -591,6 +626,7 @@ impl Worker {
                 }
                 Ok(n) => {
                     self.stats.bytes_in += n as u64;
+                    self.metrics.client_bytes_in.add(n as u64);
                     conn.session.handle_client_data(now);
                     Step::Moved(true)
                 }
@@ -612,6 +648,7 @@ impl Worker {
             match t.read_socket(&mut conn.client) {
                 SocketRead::Data(n) => {
                     self.stats.bytes_in += n as u64;
+                    self.metrics.client_bytes_in.add(n as u64);
                     moved = true;
                 }
                 SocketRead::NoRoom => {}
@@ -634,6 +671,8 @@ impl Worker {
             t.started = true;
             conn.tls_deadline = None;
             self.stats.client_tls_handshakes += 1;
+            self.metrics
+                .tls_handshake(Side::Client, t.pipe.is_resumed());
             if t.pipe.is_resumed() {
                 self.stats.client_tls_resumed += 1;
             }
@@ -676,6 +715,13 @@ impl Worker {
         };
         match connect_result(&d.stream) {
             Ok(true) => {
+                if let Some(deadline) = d.connect_deadline {
+                    let took = now.saturating_duration_since(deadline - CONNECT_TIMEOUT);
+                    self.metrics.next_hop_connects.inc();
+                    self.metrics
+                        .connect_latency
+                        .observe_us(took.as_micros() as u64);
+                }
                 d.connecting = false;
                 d.connect_deadline = None;
                 conn.session.downstream_attached(now, None);
@@ -686,6 +732,7 @@ impl Worker {
                 false
             }
             Err(e) => {
+                self.metrics.next_hop_connect_failures.inc();
                 self.drop_down(key);
                 self.conns[key]
                     .session
@@ -741,6 +788,8 @@ impl Worker {
                 if failed.is_none() && !t.started && !t.pipe.is_handshaking() {
                     t.started = true;
                     self.stats.next_hop_tls_handshakes += 1;
+                    self.metrics
+                        .tls_handshake(Side::NextHop, t.pipe.is_resumed());
                     if t.pipe.is_resumed() {
                         self.stats.next_hop_tls_resumed += 1;
                     }
@@ -783,18 +832,24 @@ impl Worker {
     /// and logged. The client hears a `4xx` from the session.
     fn log_next_hop_tls_failure(&mut self, key: usize, stage: &str, why: &str) {
         self.stats.next_hop_tls_failures += 1;
-        if !self.log_messages {
-            return;
-        }
+        self.metrics.tls_failure(Side::NextHop);
         let Some(conn) = self.conns.get(key) else {
             return;
         };
-        let hop = conn.down.as_ref().map_or("-", |d| d.next_hop.as_str());
-        log_line(&format!(
-            "tls_failed client={} side=next_hop next_hop={hop} stage={stage} reason=\"{}\"",
-            conn.peer,
-            why.replace('"', "'")
-        ));
+        let client = conn.peer.to_string();
+        let hop = conn
+            .down
+            .as_ref()
+            .map_or("-", |d| d.next_hop.as_str())
+            .to_string();
+        let fields = [
+            ("client", client.as_str()),
+            ("side", "next_hop"),
+            ("next_hop", hop.as_str()),
+            ("stage", stage),
+            ("reason", why),
+        ];
+        self.log_event(Instant::now(), Level::Warn, "tls_failed", &fields);
     }
 
     /// Session → client socket (through TLS when it is on).
@@ -809,6 +864,7 @@ impl Worker {
                 Ok(n) => {
                     out.drain(..n);
                     self.stats.bytes_out += n as u64;
+                    self.metrics.client_bytes_out.add(n as u64);
                     Step::Moved(n > 0)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -835,6 +891,7 @@ impl Worker {
             match t.flush(&mut conn.client) {
                 Ok(n) => {
                     self.stats.bytes_out += n as u64;
+                    self.metrics.client_bytes_out.add(n as u64);
                     moved |= n > 0;
                     if t.pending_out() > 0 {
                         conn.writable = false;
@@ -932,9 +989,7 @@ impl Worker {
                 if log.flag == Some("YES") {
                     self.stats.spam += 1;
                 }
-                if self.log_messages {
-                    log_line(&log.to_string());
-                }
+                self.log_message(key, now, &log);
             }
             Action::Close => {}
         }
@@ -968,6 +1023,7 @@ impl Worker {
                     tls,
                 });
                 conn.session.downstream_attached(now, Some(client));
+                self.metrics.next_hop_pool_reuses.inc();
                 return;
             }
         }
@@ -995,6 +1051,7 @@ impl Worker {
                 });
             }
             Err(e) => {
+                self.metrics.next_hop_connect_failures.inc();
                 self.conns[key]
                     .session
                     .downstream_failed(now, format!("{next_hop}: {e}"));
@@ -1022,12 +1079,14 @@ impl Worker {
                 conn.tls_deadline = Some(now + timeout);
             }
             Err(why) => {
-                if self.log_messages {
-                    log_line(&format!(
-                        "tls_failed client={} side=client reason=\"{why}\"",
-                        conn.peer
-                    ));
-                }
+                let client = conn.peer.to_string();
+                let fields = [
+                    ("client", client.as_str()),
+                    ("side", "client"),
+                    ("reason", &why),
+                ];
+                self.log_event(now, Level::Warn, "tls_failed", &fields);
+                let conn = &mut self.conns[key];
                 conn.client_eof = true;
                 conn.session.handle_client_eof(now);
             }
@@ -1079,14 +1138,19 @@ impl Worker {
         };
         let handshaking = conn.tls.as_ref().is_some_and(|t| !t.started);
         self.stats.client_tls_failures += u64::from(handshaking);
-        if self.log_messages {
-            let stage = if handshaking { "handshake" } else { "record" };
-            log_line(&format!(
-                "tls_failed client={} side=client stage={stage} reason=\"{}\"",
-                conn.peer,
-                why.replace('"', "'")
-            ));
+        if handshaking {
+            self.metrics.tls_failure(Side::Client);
         }
+        let stage = if handshaking { "handshake" } else { "record" };
+        let client = conn.peer.to_string();
+        let fields = [
+            ("client", client.as_str()),
+            ("side", "client"),
+            ("stage", stage),
+            ("reason", why),
+        ];
+        self.log_event(Instant::now(), Level::Warn, "tls_failed", &fields);
+        let conn = &mut self.conns[key];
         if let Some(t) = conn.tls.as_mut() {
             t.goodbye(&mut conn.client, false);
         }
@@ -1123,6 +1187,7 @@ impl Worker {
             return;
         }
         let mut conn = self.conns.remove(key);
+        self.metrics.connections_closed.inc();
         self.timers.update(key, conn.deadline, None);
         if let Some(t) = conn.tls.as_mut().filter(|t| t.started) {
             t.goodbye(&mut conn.client, true);
@@ -1266,11 +1331,6 @@ fn connect(next_hop: &str) -> io::Result<TcpStream> {
     let stream = TcpStream::connect(addr)?;
     let _ = stream.set_nodelay(true);
     Ok(stream)
-}
-
-fn log_line(line: &str) {
-    let mut err = io::stderr().lock();
-    let _ = writeln!(err, "{line}");
 }
 
 /// Creates a worker's poll and waker.

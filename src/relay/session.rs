@@ -18,6 +18,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::config::{Config, NextHopTls};
 use crate::message::{EditPlan, MessageLimits, Pipeline};
+use crate::metrics::names::{self as metric_names, Outcome, Stage};
 use crate::relay::route::{self, TenantId, Trust};
 use crate::relay::stamp::{self, ReceivedInfo};
 use crate::rules::{CompiledRules, Envelope, Scan};
@@ -125,6 +126,29 @@ pub struct MessageLog {
     pub eod_us: u64,
     /// Time from DATA/first BDAT to the reply, in microseconds.
     pub total_us: u64,
+    /// Who or what decided: `delivered`, or one of [`crate::metrics::names::REASONS`].
+    pub reason: &'static str,
+    /// Whether the end of data was seen (`eod_us` is meaningful).
+    pub ended: bool,
+}
+
+/// Counts of one session since the last [`Session::take_counts`], for the reactor's metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionCounts {
+    /// RCPT replies to the client by class, indexed by [`Outcome::index`].
+    pub rcpts: [u32; 3],
+    /// Next-hop replies by [`Stage`] × class (indexed by [`Outcome::index`]).
+    pub next_hop_replies: [[u32; 3]; 4],
+}
+
+impl SessionCounts {
+    fn rcpt(&mut self, reply: &Reply) {
+        self.rcpts[Outcome::of_code(reply.code()).index()] += 1;
+    }
+
+    fn next_hop(&mut self, stage: Stage, reply: &Reply) {
+        self.next_hop_replies[stage as usize][Outcome::of_code(reply.code()).index()] += 1;
+    }
 }
 
 impl std::fmt::Display for MessageLog {
@@ -249,6 +273,8 @@ pub struct Session {
     write_stall: Option<(Instant, u64)>,
     /// The next-hop connection carried an earlier transaction (or came from the pool).
     link_reused: bool,
+    /// Counts not yet taken by the reactor.
+    counts: SessionCounts,
 }
 
 impl Session {
@@ -278,6 +304,7 @@ impl Session {
             input_held: false,
             write_stall: None,
             link_reused: false,
+            counts: SessionCounts::default(),
         };
         // The greeting is queued in the server core: move it out now.
         session.pump(now);
@@ -558,6 +585,14 @@ impl Session {
         !matches!(self.pending, Pending::None) || txn.data.is_some() || !self.client_in.is_empty()
     }
 
+    /// The counts since the last call, when there are any (cheap when there are none).
+    pub fn take_counts(&mut self) -> Option<SessionCounts> {
+        if self.counts == SessionCounts::default() {
+            return None;
+        }
+        Some(std::mem::take(&mut self.counts))
+    }
+
     /// Whether a next-hop connection exists (or is being made).
     pub fn has_downstream(&self) -> bool {
         !matches!(self.link, Link::None)
@@ -696,24 +731,35 @@ impl Session {
 
     fn on_rcpt(&mut self, to: Mailbox, params: RcptParams) {
         let Some(txn) = self.txn.as_mut() else {
-            self.server
-                .answer(reply_for(&SessionError::BadSequence("need MAIL first")).0);
+            let reply = reply_for(&SessionError::BadSequence("need MAIL first")).0;
+            self.counts.rcpt(&reply);
+            self.server.answer(reply);
             return;
         };
         if let Some(err) = &txn.broken {
             let reply = reply_for(err).0;
+            self.counts.rcpt(&reply);
             self.server.answer(reply);
             return;
         }
         if let Some(mail_reply) = txn.mail_failed.clone() {
             let err = SessionError::Downstream(DownstreamFailure::Replied(mail_reply));
-            self.server.answer(reply_for(&err).0);
+            let reply = reply_for(&err).0;
+            self.counts.rcpt(&reply);
+            self.server.answer(reply);
             return;
         }
         match route::route_rcpt(&self.snap.config, self.trust, txn.route, &to) {
             // Relay probing counts toward max_errors; another route's recipient is legitimate.
-            Err(err @ SessionError::RelayDenied) => self.server.refuse_question(&err),
-            Err(err) => self.server.answer(reply_for(&err).0),
+            Err(err @ SessionError::RelayDenied) => {
+                self.counts.rcpt(&reply_for(&err).0);
+                self.server.refuse_question(&err)
+            }
+            Err(err) => {
+                let reply = reply_for(&err).0;
+                self.counts.rcpt(&reply);
+                self.server.answer(reply)
+            }
             Ok(tenant) => {
                 txn.route = Some(tenant);
                 self.pending = Pending::Rcpt {
@@ -923,6 +969,7 @@ impl Session {
                 self.flush_content();
             }
             ClientEvent::DataRefused(reply) => {
+                self.counts.next_hop(Stage::Data, &reply);
                 let err = SessionError::Downstream(DownstreamFailure::Replied(reply));
                 self.fail_message(now, err);
                 self.rset_downstream();
@@ -934,6 +981,7 @@ impl Session {
     }
 
     fn on_mail_reply(&mut self, reply: Reply) {
+        self.counts.next_hop(Stage::Mail, &reply);
         if let Some(txn) = self.txn.as_mut() {
             txn.answered = true;
         }
@@ -952,6 +1000,7 @@ impl Session {
     }
 
     fn on_rcpt_reply(&mut self, reply: Reply) {
+        self.counts.next_hop(Stage::Rcpt, &reply);
         if let Some(txn) = self.txn.as_mut() {
             txn.answered = true;
         }
@@ -965,7 +1014,9 @@ impl Session {
             // The next hop refused the sender: the transaction there is gone; the route is
             // chosen again with the next recipient.
             let err = SessionError::Downstream(DownstreamFailure::Replied(mail_reply));
-            self.server.answer(reply_for(&err).0);
+            let reply = reply_for(&err).0;
+            self.counts.rcpt(&reply);
+            self.server.answer(reply);
             if let Some(txn) = self.txn.as_mut() {
                 txn.mail_sent = false;
                 if txn.rcpts.is_empty() && self.trust == Trust::Untrusted {
@@ -979,14 +1030,18 @@ impl Session {
             if let Some(txn) = self.txn.as_mut() {
                 txn.rcpts.push(to);
             }
+            self.counts.rcpt(&reply);
             self.server.answer(reply);
         } else {
             let err = SessionError::Downstream(DownstreamFailure::Replied(reply));
-            self.server.answer(reply_for(&err).0);
+            let reply = reply_for(&err).0;
+            self.counts.rcpt(&reply);
+            self.server.answer(reply);
         }
     }
 
     fn on_message_reply(&mut self, now: Instant, reply: Reply) {
+        self.counts.next_hop(Stage::Message, &reply);
         if !matches!(self.pending, Pending::DataEnd) {
             // An early failing BDAT chunk: the message is refused now.
             self.fail_message(
@@ -997,12 +1052,13 @@ impl Session {
         }
         self.pending = Pending::None;
         self.link_reused = true;
-        let to_client = if reply.is_positive() {
-            reply
+        let (to_client, reason) = if reply.is_positive() {
+            (reply, "delivered")
         } else {
-            reply_for(&SessionError::Downstream(DownstreamFailure::Replied(reply))).0
+            let err = SessionError::Downstream(DownstreamFailure::Replied(reply));
+            (reply_for(&err).0, metric_names::reason_of(&err))
         };
-        self.log_message(now, &to_client);
+        self.log_message(now, &to_client, reason);
         self.server.answer(to_client);
         if let Some(txn) = self.txn.as_mut() {
             txn.data = None;
@@ -1053,6 +1109,7 @@ impl Session {
         if refuse_rcpt {
             self.pending = Pending::None;
             let reply = txn.mail_failed.clone().unwrap_or_else(refusal);
+            self.counts.rcpt(&reply);
             if txn.rcpts.is_empty() && self.trust == Trust::Untrusted && !txn.mail_sent {
                 // Nothing went to this next hop: the next recipient chooses the route again.
                 txn.route = None;
@@ -1116,6 +1173,7 @@ impl Session {
     fn break_txn(&mut self, now: Instant, err: SessionError) {
         match std::mem::replace(&mut self.pending, Pending::None) {
             Pending::Rcpt { .. } => {
+                self.counts.rcpt(&reply_for(&err).0);
                 self.server.answer(reply_for(&err).0);
                 if let Some(txn) = self.txn.as_mut() {
                     txn.data = None;
@@ -1154,7 +1212,7 @@ impl Session {
             data.queued_len = 0;
         }
         let (reply, _) = reply_for(&err);
-        self.log_message(now, &reply);
+        self.log_message(now, &reply, metric_names::reason_of(&err));
         self.pending = Pending::None;
         self.server.fail_message(err);
         self.close_downstream();
@@ -1185,7 +1243,7 @@ impl Session {
         }
     }
 
-    fn log_message(&mut self, now: Instant, reply: &Reply) {
+    fn log_message(&mut self, now: Instant, reply: &Reply, reason: &'static str) {
         let Some(txn) = self.txn.as_ref() else {
             return;
         };
@@ -1214,6 +1272,8 @@ impl Session {
                 .map(|e| now.saturating_duration_since(e).as_micros() as u64)
                 .unwrap_or(0),
             total_us: now.saturating_duration_since(data.started).as_micros() as u64,
+            reason,
+            ended: data.ended.is_some(),
         };
         self.actions.push_back(Action::Log(Box::new(log)));
     }

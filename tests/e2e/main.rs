@@ -4,6 +4,7 @@
 mod corpus;
 mod exchange;
 mod floods;
+mod metrics;
 mod open_relay;
 mod peer;
 mod proxy;

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
-use super::{log_line, Worker, WAIT_BASE};
+use super::{Worker, WAIT_BASE};
+use crate::logging::Level;
+use crate::metrics::names::RefuseReason;
 use crate::smtp::proxy::{Progress, ProxyParser};
 
 /// One connection waiting for its header.
@@ -147,11 +149,17 @@ impl Worker {
     fn refuse_unproxied(&mut self, peer: SocketAddr, why: &str) {
         self.stats.connections += 1;
         self.stats.refused_connections += 1;
-        if self.log_messages {
-            log_line(&format!(
-                "refused client={peer} reason=proxy_protocol detail=\"{}\"",
-                why.replace('"', "'")
-            ));
-        }
+        self.metrics.refused(RefuseReason::ProxyProtocol);
+        let now = Instant::now();
+        self.log_event(
+            now,
+            Level::Info,
+            "refused",
+            &[
+                ("client", &peer.ip().to_string()),
+                ("reason", RefuseReason::ProxyProtocol.label()),
+                ("detail", why),
+            ],
+        );
     }
 }
