@@ -370,8 +370,11 @@ impl Session {
 
     /// New next-hop bytes are in [`Session::downstream_buffer`].
     pub fn handle_downstream_data(&mut self, now: Instant) {
-        if let Link::Up { client, .. } = &mut self.link {
-            client.handle_input(now, &mut self.down_in);
+        match &mut self.link {
+            Link::Up { client, .. } => client.handle_input(now, &mut self.down_in),
+            // Read from a connection this session already let go (the reactor closes it
+            // after this turn): they must not reach the next connection's client core.
+            Link::None | Link::Connecting(_) => self.down_in.clear(),
         }
         self.pump(now);
     }
@@ -394,6 +397,8 @@ impl Session {
             return;
         };
         self.link_reused = pooled.is_some();
+        // A new connection starts with nothing read from it.
+        self.down_in.clear();
         let (client, ready) = match pooled {
             Some(mut c) => {
                 // Its reply deadlines count from the last time it saw the clock.

@@ -1037,3 +1037,25 @@ fn without_reject_rules_content_past_the_window_is_not_scanned() {
     assert!(stamp.contains("X-Conbool-Flag: YES"), "{stamp}");
     assert_eq!(h.logs[0].rules, "LATE_PHRASE");
 }
+
+#[test]
+fn bytes_read_from_a_connection_already_let_go_never_reach_the_next_one() {
+    // A message refused at the window (a routing loop) while the next hop's 354 is still on
+    // its way: the session lets that connection go, and the 354 read from it afterwards (the
+    // reactor closes it only after the turn) must not become the next connection's greeting.
+    let mut h = Harness::new("127.0.0.1", Hop::Accept);
+    h.hop_data_only = true;
+    h.send(b"EHLO client.test\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\n");
+    h.hop_reading = false;
+    h.send(b"DATA\r\nX-Conbool-example-com: true\r\nSubject: s\r\n\r\nbody\r\n.\r\n");
+    assert!(h.last_reply().starts_with("554 5.4.6"), "{}", h.replies());
+    h.session
+        .downstream_buffer()
+        .extend_from_slice(b"354 go ahead\r\n");
+    h.session.handle_downstream_data(h.now);
+    h.hop_reading = true;
+    h.run();
+    h.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\nDATA\r\nSubject: 2\r\n\r\nx\r\n.\r\n");
+    assert_eq!(h.delivered.len(), 1, "{}", h.replies());
+    assert!(h.last_reply().starts_with("250 "), "{}", h.replies());
+}
