@@ -598,6 +598,12 @@ fn missing_client_certificate_at_a_next_hop_that_requires_one_gives_a_4xx() {
     assert!(r.starts_with("451 4.4."), "{r}");
     assert_eq!(stats.next_hop_tls_failures, 1);
     assert_eq!(sink.stats().accepted, 0);
+    // The relay gave up on its side; the sink counts its side of the failed handshake on its
+    // own thread, so it is waited for (bounded), not assumed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sink.stats().tls_failures == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert!(sink.stats().tls_failures >= 1);
 }
 
