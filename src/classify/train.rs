@@ -22,7 +22,7 @@ impl Default for TrainParams {
         TrainParams {
             bits: 18,
             epochs: 12,
-            learning_rate: 1.0,
+            learning_rate: 20.0,
             l2: 1e-6,
         }
     }

@@ -15,14 +15,14 @@ use crate::rules::RuleId;
 
 /// The band rules a model adds: name, lowest probability (inclusive), highest (exclusive),
 /// score. With the default threshold 5.0, `CLASSIFIER_99` flags a message on its own,
-/// `CLASSIFIER_90` with one more rule, and the low bands take points away from rules that
+/// `CLASSIFIER_95` with one or two more rules, and the low bands take points away from rules that
 /// hit on mail the classifier is sure is ham.
 pub const CLASSIFIER_BANDS: &[(&str, f64, f64, f64)] = &[
-    ("CLASSIFIER_99", 0.99, 2.0, 6.0),
-    ("CLASSIFIER_90", 0.90, 0.99, 4.0),
-    ("CLASSIFIER_50", 0.50, 0.90, 2.0),
-    ("CLASSIFIER_10", 0.01, 0.10, -1.0),
-    ("CLASSIFIER_01", -1.0, 0.01, -3.0),
+    ("CLASSIFIER_99", 0.99, 2.0, 5.0),
+    ("CLASSIFIER_95", 0.95, 0.99, 3.0),
+    ("CLASSIFIER_80", 0.80, 0.95, 1.0),
+    ("CLASSIFIER_20", 0.01, 0.20, -2.0),
+    ("CLASSIFIER_01", -1.0, 0.01, -4.0),
 ];
 
 /// The model and the ids of its band rules.
