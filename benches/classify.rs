@@ -152,7 +152,8 @@ fn bench(c: &mut Criterion) {
         origin: "built-in".into(),
         text: DEFAULT_RULES.into(),
     };
-    let rules = Arc::new(CompiledRules::compile(&[source.clone()], 5.0).expect("compiles"));
+    let rules =
+        Arc::new(CompiledRules::compile(std::slice::from_ref(&source), 5.0).expect("compiles"));
     let with_model = Arc::new(
         CompiledRules::compile(&[source], 5.0)
             .expect("compiles")
