@@ -14,6 +14,7 @@
 //! clock. Only `reactor` (and the small loops of `cli::sink` and `cli::replay`) does I/O.
 #![deny(missing_docs)]
 
+pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod logging;

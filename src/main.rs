@@ -25,6 +25,10 @@ enum Command {
     Demo(cli::demo::DemoArgs),
     /// Scan message files with the relay's rule engine and print each verdict.
     Scan(cli::scan::ScanArgs),
+    /// Train the statistical spam classifier on labelled messages and write a model file.
+    Train(cli::train::TrainArgs),
+    /// Measure spam detection quality on labelled messages (k-fold cross-validation).
+    Eval(cli::eval::EvalArgs),
     /// Validate a configuration file and the certificates, keys and rule files it names.
     Check(cli::check::Args),
     /// Run the relay (embedded defaults without --config).
@@ -41,6 +45,8 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check(args) => cli::check::main(args),
         Command::Scan(args) => cli::scan::main(args),
+        Command::Train(args) => cli::train::main(args),
+        Command::Eval(args) => cli::eval::main(args),
         Command::Demo(args) => cli::demo::main(args),
         Command::Run(args) => cli::run::main(args),
         Command::Sink(args) => cli::sink::main(args),

@@ -136,14 +136,29 @@ pub fn check(path: &Path) -> Report {
     report
 }
 
-/// The rules: `spam.rules` (or the built-in set) compile, and every rule's inline tests pass.
+/// The rules: `spam.rules` (or the built-in set) compile, every rule's inline tests pass, and
+/// the `spam.model` file (when set) is a model this build can use.
 fn rules_section(config: &Config, path: &Path, report: &mut Report) {
     let file = path.display();
     let readable = config.spam.rules.iter().all(|p| p.is_file());
     if !readable {
         return; // the referenced-file checks already named the missing file
     }
-    match crate::cli::scan::load_rules(&config.spam.rules, config.spam.threshold) {
+    if let Some(model) = &config.spam.model {
+        match crate::cli::scan::load_model(model) {
+            Ok(m) => report.notes.push(format!(
+                "{file}: spam.model: {}: {} hash bits, trained on {} messages",
+                model.display(),
+                m.bits(),
+                m.trained_on()
+            )),
+            Err(e) => {
+                report.problems.push(format!("{file}: spam.model: {e}"));
+                return;
+            }
+        }
+    }
+    match crate::cli::scan::load_spam_rules(&config.spam) {
         Ok(rules) => {
             let failed = rules.self_test();
             for problem in &failed {

@@ -7,9 +7,11 @@
 
 pub mod check;
 pub mod demo;
+pub mod eval;
 pub mod exchange;
 pub mod replay;
 pub mod run;
 pub mod scan;
 pub mod sink;
 pub mod toolkit;
+pub mod train;

@@ -82,7 +82,7 @@ pub fn load_snapshot(args: &RunArgs) -> Result<Snapshot, String> {
             w
         };
     }
-    let rules = crate::cli::scan::load_rules(&config.spam.rules, config.spam.threshold)?;
+    let rules = crate::cli::scan::load_spam_rules(&config.spam)?;
     Ok(Snapshot {
         config: Arc::new(config),
         rules,

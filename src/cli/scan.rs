@@ -5,7 +5,8 @@
 //! message is reported too. Exit status 0 whatever the verdicts (2 when the rules or the
 //! configuration cannot be loaded).
 //!
-//! Also the shared helper that reads `spam.rules` files: [`load_rules`].
+//! Also the shared helpers that read `spam.rules` files and the `spam.model` file:
+//! [`load_rules`], [`load_model`], [`load_spam_rules`].
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -14,7 +15,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::config::Config;
+use crate::classify::Model;
+use crate::config::{Config, Spam};
 use crate::message::{EditPlan, MessageLimits, Pipeline};
 use crate::rules::{CompiledRules, RuleSource, Scan};
 
@@ -26,6 +28,8 @@ pub const MAX_MIME_PARTS: usize = 1000;
 const PIECE_BYTES: usize = 64 * 1024;
 /// The largest rule file read.
 pub const MAX_RULE_FILE_BYTES: u64 = 16 << 20;
+/// The largest model file read (`2^24` weights).
+pub const MAX_MODEL_FILE_BYTES: u64 = 40 << 20;
 /// The largest message file scanned (`limits.max_message_size` is far below).
 pub const MAX_SCAN_FILE_BYTES: u64 = 1 << 30;
 
@@ -41,6 +45,9 @@ pub struct ScanArgs {
     /// Replaces `spam.threshold` (default 5.0).
     #[arg(long)]
     pub threshold: Option<f64>,
+    /// A classifier model file (`conbool train`); replaces `spam.model`.
+    #[arg(long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
     /// One JSON object per file and line: file, spam, flag, score, rules.
     #[arg(long)]
     pub json: bool,
@@ -69,6 +76,12 @@ pub fn load_rules(paths: &[PathBuf], threshold: f64) -> Result<Arc<CompiledRules
     if paths.is_empty() {
         return Ok(CompiledRules::builtin(threshold));
     }
+    CompiledRules::compile(&read_rule_files(paths)?, threshold)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+fn read_rule_files(paths: &[PathBuf]) -> Result<Vec<RuleSource>, String> {
     let mut sources = Vec::with_capacity(paths.len());
     for p in paths {
         let mut text = String::new();
@@ -80,9 +93,48 @@ pub fn load_rules(paths: &[PathBuf], threshold: f64) -> Result<Arc<CompiledRules
             text,
         });
     }
-    CompiledRules::compile(&sources, threshold)
+    Ok(sources)
+}
+
+/// Reads and checks a model file (`spam.model`).
+pub fn load_model(path: &Path) -> Result<Arc<Model>, String> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_MODEL_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Model::from_bytes(&bytes)
         .map(Arc::new)
-        .map_err(|e| e.to_string())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The rules and model that `[spam]` names: `spam.rules` (or the built-in set) with the
+/// `spam.model` classifier attached when set.
+pub fn load_spam_rules(spam: &Spam) -> Result<Arc<CompiledRules>, String> {
+    match &spam.model {
+        Some(path) => compile_spam_rules(spam, Some(load_model(path)?)),
+        None => load_rules(&spam.rules, spam.threshold),
+    }
+}
+
+/// `spam.rules` (or the built-in set) and `spam.threshold`, with `model` attached.
+pub fn compile_spam_rules(
+    spam: &Spam,
+    model: Option<Arc<Model>>,
+) -> Result<Arc<CompiledRules>, String> {
+    let sources = if spam.rules.is_empty() {
+        vec![RuleSource {
+            origin: "built-in rules/default.toml".into(),
+            text: crate::rules::DEFAULT_RULES.into(),
+        }]
+    } else {
+        read_rule_files(&spam.rules)?
+    };
+    let rules = CompiledRules::compile(&sources, spam.threshold).map_err(|e| e.to_string())?;
+    match model {
+        Some(m) => rules.with_model(m).map_err(|e| e.to_string()),
+        None => Ok(rules),
+    }
+    .map(Arc::new)
 }
 
 /// Scans one message (file bytes: an mbox `From ` line is dropped, bare CR and LF become CRLF
@@ -141,11 +193,10 @@ fn refused(why: &str) -> Outcome {
 
 /// Runs `conbool scan`.
 pub fn main(args: ScanArgs) -> ExitCode {
-    let (paths, mut threshold, limits) = match &args.config {
+    let (mut spam, limits) = match &args.config {
         Some(path) => match Config::load(path) {
             Ok(c) => (
-                c.spam.rules.clone(),
-                c.spam.threshold,
+                c.spam.clone(),
                 MessageLimits {
                     max_header_bytes: c.limits.max_header_bytes,
                     scan_window: c.limits.scan_window,
@@ -158,17 +209,18 @@ pub fn main(args: ScanArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        None => (Vec::new(), 5.0, default_limits()),
+        None => (Config::embedded_defaults().spam, default_limits()),
     };
-    let paths = if args.rules.is_empty() {
-        paths
-    } else {
-        args.rules.clone()
-    };
-    if let Some(t) = args.threshold {
-        threshold = t;
+    if !args.rules.is_empty() {
+        spam.rules = args.rules.clone();
     }
-    let rules = match load_rules(&paths, threshold) {
+    if let Some(t) = args.threshold {
+        spam.threshold = t;
+    }
+    if let Some(m) = &args.model {
+        spam.model = Some(m.clone());
+    }
+    let rules = match load_spam_rules(&spam) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("conbool scan: {e}");
@@ -284,7 +336,7 @@ pub fn strip_from_line(msg: &[u8]) -> &[u8] {
 }
 
 /// Bare CR and bare LF become CRLF.
-fn normalize(msg: &[u8]) -> Vec<u8> {
+pub(crate) fn normalize(msg: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(msg.len() + msg.len() / 32);
     let mut i = 0;
     while i < msg.len() {

@@ -75,6 +75,7 @@ impl Config {
             spam: Spam {
                 threshold: defaults::SPAM_THRESHOLD,
                 rules: Vec::new(),
+                model: None,
             },
             tenants: vec![Tenant {
                 name: defaults::TENANT.to_string(),
@@ -239,6 +240,8 @@ pub struct Spam {
     pub threshold: f64,
     /// `rules`: rule files; empty means the built-in defaults.
     pub rules: Vec<PathBuf>,
+    /// `model`: a classifier model file (`conbool train`); none means rules only.
+    pub model: Option<PathBuf>,
 }
 
 /// How to use TLS toward a tenant's next hop (`next_hop_tls`).

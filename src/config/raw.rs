@@ -179,6 +179,7 @@ impl Default for RawLimits {
 pub(super) struct RawSpam {
     pub threshold: f64,
     pub rules: Vec<PathBuf>,
+    pub model: Option<PathBuf>,
 }
 
 impl Default for RawSpam {
@@ -186,6 +187,7 @@ impl Default for RawSpam {
         RawSpam {
             threshold: defaults::SPAM_THRESHOLD,
             rules: Vec::new(),
+            model: None,
         }
     }
 }

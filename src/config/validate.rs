@@ -454,9 +454,11 @@ impl Validator<'_> {
             .enumerate()
             .map(|(i, p)| self.path(&format!("spam.rules[{i}]"), p))
             .collect();
+        let model = raw.model.map(|p| self.path("spam.model", p));
         Spam {
             threshold: raw.threshold,
             rules,
+            model,
         }
     }
 

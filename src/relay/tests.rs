@@ -409,6 +409,75 @@ fn gtube_is_flagged_yes() {
     );
 }
 
+/// Rules with a classifier trained on toy mail: spam talks about pills, ham about meetings.
+fn rules_with_toy_model() -> Arc<CompiledRules> {
+    let limits = crate::cli::scan::default_limits();
+    let msg = |i: usize, words: &str| {
+        format!("Subject: note {i}\r\nFrom: a{i}@x.org\r\n\r\n{words} {i}\r\n").into_bytes()
+    };
+    let mut features = Vec::new();
+    for i in 0..40 {
+        features.push((
+            crate::cli::train::features_of(limits, &msg(i, "cheap pills offer buy now")),
+            true,
+        ));
+        features.push((
+            crate::cli::train::features_of(
+                limits,
+                &msg(i, "meeting agenda for the project review"),
+            ),
+            false,
+        ));
+    }
+    let examples: Vec<(&[u32], bool)> = features.iter().map(|(f, s)| (f.as_slice(), *s)).collect();
+    let model = crate::classify::train(&examples, &crate::classify::TrainParams::default())
+        .expect("trains");
+    let rules = CompiledRules::compile(
+        &[crate::rules::RuleSource {
+            origin: "built-in".into(),
+            text: crate::rules::DEFAULT_RULES.into(),
+        }],
+        5.0,
+    )
+    .expect("compiles");
+    Arc::new(rules.with_model(Arc::new(model)).expect("model attaches"))
+}
+
+#[test]
+fn classifier_bands_are_rule_hits_in_the_score_header() {
+    let rules = rules_with_toy_model();
+    let rows: &[(&str, &[u8], &str, &str)] = &[
+        (
+            "spam",
+            b"Subject: note 99\r\nFrom: a99@x.org\r\n\r\ncheap pills offer buy now\r\n",
+            "CLASSIFIER_99",
+            "YES",
+        ),
+        (
+            "ham",
+            b"Subject: note 99\r\nFrom: a99@x.org\r\n\r\nmeeting agenda for the project review\r\n",
+            "CLASSIFIER_01",
+            "NO",
+        ),
+    ];
+    for (row, body, band, flag) in rows {
+        let mut h = Harness::with_rules(
+            "192.0.2.10",
+            Hop::Accept,
+            Config::embedded_defaults(),
+            Arc::clone(&rules),
+        );
+        h.send(&transaction("a@x.org", &["v@example.com"], body));
+        assert_eq!(h.delivered.len(), 1, "{row}: {}", h.replies());
+        let (stamp, _) = strip_stamp(&h.delivered[0].content);
+        assert!(stamp.contains(band), "{row}: {stamp}");
+        assert!(
+            stamp.contains(&format!("X-Conbool-Flag: {flag}\r\n")),
+            "{row}: {stamp}"
+        );
+    }
+}
+
 #[test]
 fn loop_header_from_trusted_client_is_a_routing_loop() {
     let body = b"X-Conbool-example-com: true\r\nSubject: s\r\n\r\nbody\r\n";

@@ -41,6 +41,8 @@ pub struct CompiledRules {
     pub(crate) size: Vec<(RuleId, Option<u64>, Option<u64>)>,
     /// Meta rules in an order where each comes after the metas it reads.
     pub(crate) metas: Vec<(RuleId, Expr)>,
+    /// The statistical classifier and its band rules, when a model is attached.
+    pub(crate) classifier: Option<crate::rules::classifier::ClassifierRules>,
 }
 
 /// The rules about one header field name.
@@ -379,7 +381,7 @@ impl CompiledRules {
                     }
                     None
                 }
-                Target::ClientIp | Target::Size | Target::Meta => None,
+                Target::ClientIp | Target::Size | Target::Meta | Target::Classifier => None,
             };
             let line_rule = spec.target.is_stream();
             match (&spec.matcher, builder) {
@@ -480,6 +482,7 @@ impl CompiledRules {
             size,
             metas,
             specs,
+            classifier: None,
         })
     }
 

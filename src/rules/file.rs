@@ -156,6 +156,9 @@ pub enum Target {
     Size,
     /// A boolean combination of other rules (`expr`).
     Meta,
+    /// A probability band of the statistical classifier (`CLASSIFIER_*`): added with a model
+    /// (`spam.model`), never written in rule files.
+    Classifier,
 }
 
 impl Target {
@@ -676,6 +679,8 @@ fn validate(raw: RawRule, origin: &str, index: usize) -> Result<RuleSpec, RuleEr
         Target::ClientIp => &["cidrs"],
         Target::Size => &["min_bytes", "max_bytes"],
         Target::Meta => &["expr"],
+        // Target::parse never yields it: band rules come with a model, not from files.
+        Target::Classifier => &[],
     };
     if !allowed.contains(&key) {
         let want = allowed

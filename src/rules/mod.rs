@@ -16,6 +16,7 @@
 //! complete) and evaluates what is known so far.
 #![forbid(unsafe_code)]
 
+mod classifier;
 mod compile;
 pub mod file;
 mod line;
@@ -26,11 +27,14 @@ mod scan;
 mod selftest;
 mod verdict;
 
+pub use classifier::CLASSIFIER_BANDS;
 pub use compile::{CompiledRules, DEFAULT_RULES};
 pub use file::{RuleError, RuleSource, RuleSpec, Target};
 pub use line::MAX_LINE_BYTES;
 pub use scan::{Envelope, Scan};
 pub use verdict::Verdict;
+
+pub(crate) use scan::url_host as url_host_of;
 
 /// The Generic Test for Unsolicited Bulk Email: a message containing it is always spam.
 pub const GTUBE: &[u8] = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";

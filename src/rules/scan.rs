@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::classify::Tokenizer;
 use crate::message::{ScanEvent, ScanSink};
 use crate::rules::compile::{CompiledRules, StreamMatcher};
 use crate::rules::file::Action;
@@ -42,6 +43,8 @@ pub struct Scan {
     line_buf: Vec<u8>,
     /// Top-level header lines waiting for the `any_header` literal search (at the header end).
     header_lines: LineBatch,
+    /// The classifier's tokens, when the rules carry a model.
+    tokens: Option<Box<Tokenizer>>,
 }
 
 /// Phrase and line state of one stream target.
@@ -93,6 +96,10 @@ impl StreamState {
 impl Scan {
     /// A scan for one message.
     pub fn new(rules: Arc<CompiledRules>) -> Scan {
+        let tokens = rules
+            .classifier
+            .as_ref()
+            .map(|c| Box::new(Tokenizer::new(Some(Arc::clone(&c.model)))));
         Scan {
             hits: HitSet::new(rules.len()),
             seen: vec![false; rules.presence_slots],
@@ -105,6 +112,7 @@ impl Scan {
             scratch: Scratch::default(),
             line_buf: Vec::new(),
             header_lines: LineBatch::default(),
+            tokens,
         }
     }
 
@@ -144,6 +152,9 @@ impl Scan {
         }
         self.body.end(&self.rules.body, &mut self.hits);
         self.raw.end(&self.rules.raw, &mut self.hits);
+        if let Some(t) = &mut self.tokens {
+            t.finish();
+        }
         if !self.header_done {
             self.header_end();
         }
@@ -213,6 +224,9 @@ impl Scan {
 
     fn final_hits(&self) -> HitSet {
         let mut hits = self.hits.clone();
+        if let (Some(c), Some(t)) = (&self.rules.classifier, &self.tokens) {
+            c.set_hit(t, &mut hits);
+        }
         if self.finished {
             return hits;
         }
@@ -325,6 +339,9 @@ impl ScanSink for Scan {
     fn event(&mut self, ev: ScanEvent<'_>) {
         if self.finished {
             return;
+        }
+        if let Some(t) = &mut self.tokens {
+            t.event(ev);
         }
         match ev {
             ScanEvent::Header { depth, name, value } => self.header(depth, name, value),

@@ -136,6 +136,7 @@ fn run_test(
                 .map_err(|_| format!("a size input is a byte count, not {snippet:?}"))?
         }
         Target::Meta => return Err("a meta rule is tested with `message`".into()),
+        Target::Classifier => return Err("classifier bands have no inline tests".into()),
     }
     if matches!(
         target,

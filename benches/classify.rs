@@ -1,0 +1,199 @@
+//! What the statistical classifier adds to scan time: the same messages scanned with the
+//! default rules, and with the default rules plus a classifier model, in the same run.
+//!
+//! `cargo bench --bench classify -- --warm-up-time 1 --measurement-time 3`
+//!
+//! Two groups: `classify/events` replays each message's scan events (made once, outside the
+//! timed loop) into a `Scan`, as `benches/rules.rs` does; `classify/message` runs the whole
+//! per-message path of `conbool scan` (pipeline, rules, verdict at the scan window). Input:
+//! every 8th labelled message of `../shared/corpus` (generated messages when it is absent);
+//! the model is trained on all of them. Throughput counts message bytes.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+use conbool::classify::{train, TrainParams};
+use conbool::cli::scan::{default_limits, scan_message, strip_from_line};
+use conbool::cli::train::features_of;
+use conbool::message::{EditPlan, Pipeline, ScanEvent, ScanSink};
+use conbool::rules::{CompiledRules, RuleSource, Scan, DEFAULT_RULES};
+
+/// An owned scan event.
+enum Ev {
+    Header(usize, Vec<u8>, Vec<u8>),
+    HeaderEnd,
+    PartStart(usize, Vec<u8>, Option<Vec<u8>>),
+    Text(Vec<u8>),
+    RawBody(Vec<u8>),
+    Url(Vec<u8>),
+}
+
+struct Recorder(Vec<Ev>);
+
+impl ScanSink for Recorder {
+    fn event(&mut self, ev: ScanEvent<'_>) {
+        self.0.push(match ev {
+            ScanEvent::Header { depth, name, value } => {
+                Ev::Header(depth, name.to_vec(), value.to_vec())
+            }
+            ScanEvent::HeaderEnd => Ev::HeaderEnd,
+            ScanEvent::PartStart {
+                depth,
+                content_type,
+                filename,
+            } => Ev::PartStart(depth, content_type.to_vec(), filename.map(<[u8]>::to_vec)),
+            ScanEvent::Text(t) => Ev::Text(t.to_vec()),
+            ScanEvent::RawBody(r) => Ev::RawBody(r.to_vec()),
+            ScanEvent::Url(u) => Ev::Url(u.to_vec()),
+        });
+    }
+}
+
+fn replay(events: &[Ev], sink: &mut dyn ScanSink) {
+    for ev in events {
+        sink.event(match ev {
+            Ev::Header(depth, n, v) => ScanEvent::Header {
+                depth: *depth,
+                name: n,
+                value: v,
+            },
+            Ev::HeaderEnd => ScanEvent::HeaderEnd,
+            Ev::PartStart(depth, c, f) => ScanEvent::PartStart {
+                depth: *depth,
+                content_type: c,
+                filename: f.as_deref(),
+            },
+            Ev::Text(t) => ScanEvent::Text(t),
+            Ev::RawBody(r) => ScanEvent::RawBody(r),
+            Ev::Url(u) => ScanEvent::Url(u),
+        });
+    }
+}
+
+/// Events of one message, up to the end of the message (as the relay feeds the scan).
+fn events(msg: &[u8]) -> Vec<Ev> {
+    let mut rec = Recorder(Vec::new());
+    let mut p = Pipeline::new(default_limits());
+    let mut crlf = Vec::with_capacity(msg.len() + msg.len() / 32);
+    for (i, &b) in msg.iter().enumerate() {
+        match b {
+            b'\n' if i == 0 || msg[i - 1] != b'\r' => crlf.extend_from_slice(b"\r\n"),
+            b'\r' if msg.get(i + 1) != Some(&b'\n') => crlf.extend_from_slice(b"\r\n"),
+            b => crlf.push(b),
+        }
+    }
+    let msg = bytes::Bytes::from(crlf);
+    let mut at = 0;
+    while at < msg.len() {
+        let end = (at + 64 * 1024).min(msg.len());
+        if p.feed(msg.slice(at..end), &mut rec).is_err() {
+            return Vec::new();
+        }
+        if p.window_complete() {
+            p.release(&EditPlan::default());
+        }
+        while p.poll_output().is_some() {}
+        at = end;
+    }
+    let _ = p.finish(&mut rec);
+    rec.0
+}
+
+/// Labelled messages (bytes, spam): the shared corpus, or generated ones.
+fn messages() -> Vec<(Vec<u8>, bool)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    let labels = std::fs::read_to_string(dir.join("labels.tsv")).unwrap_or_default();
+    let out: Vec<(Vec<u8>, bool)> = labels
+        .lines()
+        .skip(1)
+        .step_by(8)
+        .filter_map(|l| {
+            let mut cols = l.split('\t');
+            let path = cols.next()?;
+            let spam = cols.next()? == "spam";
+            let bytes = std::fs::read(dir.join(path)).ok()?;
+            Some((strip_from_line(&bytes).to_vec(), spam))
+        })
+        .collect();
+    if !out.is_empty() {
+        return out;
+    }
+    eprintln!("no corpus at {}: using generated messages", dir.display());
+    (0..400)
+        .map(|i| {
+            let spam = i % 2 == 0;
+            let words = if spam {
+                "cheap pills offer click here now limited "
+            } else {
+                "meeting notes for the project review attached "
+            };
+            let m = format!(
+                "From: a{i}@example.com\r\nTo: b@example.org\r\nSubject: note {i}\r\n\r\n{}\r\n",
+                words.repeat(20 + i % 50)
+            );
+            (m.into_bytes(), spam)
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let msgs = messages();
+    let bytes: u64 = msgs.iter().map(|(m, _)| m.len() as u64).sum();
+    let limits = default_limits();
+    let features: Vec<(Vec<u32>, bool)> = msgs
+        .iter()
+        .map(|(m, s)| (features_of(limits, m), *s))
+        .collect();
+    let examples: Vec<(&[u32], bool)> = features.iter().map(|(f, s)| (f.as_slice(), *s)).collect();
+    let model = Arc::new(train(&examples, &TrainParams::default()).expect("trains"));
+    let source = RuleSource {
+        origin: "built-in".into(),
+        text: DEFAULT_RULES.into(),
+    };
+    let rules =
+        Arc::new(CompiledRules::compile(std::slice::from_ref(&source), 5.0).expect("compiles"));
+    let with_model = Arc::new(
+        CompiledRules::compile(&[source], 5.0)
+            .expect("compiles")
+            .with_model(model)
+            .expect("attaches"),
+    );
+    let evs: Vec<Vec<Ev>> = msgs.iter().map(|(m, _)| events(m)).collect();
+    eprintln!("{} messages, {} bytes", msgs.len(), bytes);
+
+    let mut g = c.benchmark_group("classify/events");
+    g.throughput(Throughput::Bytes(bytes));
+    for (name, r) in [("rules", &rules), ("rules+classifier", &with_model)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut spam = 0;
+                for (ev, (m, _)) in evs.iter().zip(&msgs) {
+                    let mut scan = Scan::new(Arc::clone(r));
+                    replay(ev, &mut scan);
+                    scan.finish(m.len() as u64);
+                    spam += usize::from(scan.verdict().spam);
+                }
+                spam
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("classify/message");
+    g.throughput(Throughput::Bytes(bytes));
+    for (name, r) in [("rules", &rules), ("rules+classifier", &with_model)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                msgs.iter()
+                    .filter(|(m, _)| scan_message(r, limits, m).spam)
+                    .count()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,36 @@
+//! The statistical spam classifier: a tokenizer fed by the message pipeline's scan events, a
+//! hashed-feature logistic-regression [`Model`] with its compact file format, and the trainer.
+//!
+//! Owns: turning scan events into a bounded set of hashed features, scoring that set, reading
+//! and writing model files (bytes in, bytes out), training from labelled feature sets.
+//! Must not touch: I/O, the clock, rule logic (the rule engine turns the probability into
+//! `CLASSIFIER_*` hits), configuration.
+//!
+//! The method is online logistic regression over binary, length-normalised hashed features,
+//! the family that did best in the TREC spam tracks (Goodman and Yih 2006; Sculley and
+//! Wachman 2007): each distinct token of a message sets one feature, the feature vector is
+//! scaled to unit length, and the probability of spam is `σ(bias + Σ w / √n)`. Hashing keeps
+//! the model a fixed array of `2^bits` quantised weights: loading is one checked copy.
+//!
+//! Tokens ([`Tokenizer`]):
+//! - each top-level header field's name as sent (`MIME-Version` and `Mime-Version` differ);
+//! - words of top-level header values, prefixed by the lower-cased field name, and the domain
+//!   of address fields; values of `Date` and signature fields are left out (their words are
+//!   timestamps and base64), digits-only words in headers other than `Subject` too;
+//! - media type, transfer encoding and disposition of MIME parts; file-name extensions; the
+//!   number of parts (cumulative buckets); the top-level media type (HTML-only mail);
+//! - words and word pairs of the decoded text (HTML already reduced to text);
+//! - URL scheme, host, registrable-domain approximation and path words.
+//!
+//! Header fields that collectors' own filters and clients add (`X-Spam-*`, `X-Bogosity`,
+//! `Status`, ... see [`is_collection_artefact`]) are never tokenized: a model that learns them
+//! scores well on archives and fails in production.
+#![forbid(unsafe_code)]
+
+mod model;
+mod token;
+mod train;
+
+pub use model::{Model, ModelError, MODEL_VERSION, TOKENIZER_VERSION};
+pub use token::{is_collection_artefact, Features, Tokenizer, MAX_TOKENS, MAX_TOKEN_BYTES};
+pub use train::{train, TrainParams};

@@ -1,0 +1,110 @@
+//! Training: online logistic regression (stochastic gradient descent with L2 decay) over the
+//! length-normalised binary feature sets of labelled messages. Deterministic: the order of
+//! the examples is shuffled by a fixed seed.
+
+use crate::classify::model::{Model, ModelError};
+
+/// Training settings.
+#[derive(Clone, Copy, Debug)]
+pub struct TrainParams {
+    /// Hash bits of the model (`2^bits` weights).
+    pub bits: u32,
+    /// Passes over the examples.
+    pub epochs: u32,
+    /// Step size of the first pass (decays as 1/√epoch).
+    pub learning_rate: f32,
+    /// L2 decay per step.
+    pub l2: f32,
+}
+
+impl Default for TrainParams {
+    fn default() -> Self {
+        TrainParams {
+            bits: 18,
+            epochs: 12,
+            learning_rate: 20.0,
+            l2: 1e-6,
+        }
+    }
+}
+
+/// Trains a model on `(features, is_spam)` examples.
+pub fn train(examples: &[(&[u32], bool)], params: &TrainParams) -> Result<Model, ModelError> {
+    let n = 1usize << params.bits.clamp(8, 24);
+    let bits = n.trailing_zeros();
+    let mut w = vec![0f32; n];
+    let mut bias = 0f32;
+    let mut order: Vec<usize> = (0..examples.len()).collect();
+    let mut rng: u64 = 0x005E_EDC1_A551_F1E4_u64;
+    // Ham and spam weigh the same whatever their counts.
+    let spam = examples.iter().filter(|e| e.1).count().max(1) as f32;
+    let ham = examples.iter().filter(|e| !e.1).count().max(1) as f32;
+    let total = spam + ham;
+    let (w_spam, w_ham) = (total / (2.0 * spam), total / (2.0 * ham));
+    let mut buckets: Vec<usize> = Vec::new();
+    for epoch in 0..params.epochs {
+        for i in (1..order.len()).rev() {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            order.swap(i, (rng % (i as u64 + 1)) as usize);
+        }
+        let rate = params.learning_rate / ((epoch + 1) as f32).sqrt();
+        for &i in &order {
+            let Some(&(features, is_spam)) = examples.get(i) else {
+                continue;
+            };
+            buckets.clear();
+            buckets.extend(features.iter().map(|&f| Model::bucket(bits, f)));
+            let norm = 1.0 / (buckets.len().max(1) as f32).sqrt();
+            let z = bias + norm * buckets.iter().map(|&b| w[b]).sum::<f32>();
+            let p = 1.0 / (1.0 + (-z).exp());
+            let (y, cw) = if is_spam { (1.0, w_spam) } else { (0.0, w_ham) };
+            let g = (y - p) * rate * cw;
+            bias += g * 0.1;
+            for &b in &buckets {
+                w[b] += g * norm - params.l2 * w[b];
+            }
+        }
+    }
+    Model::from_weights(&w, bias, examples.len().min(u32::MAX as usize) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spam shares features 1..20, ham 21..40, both share 41..60.
+    #[test]
+    fn separates_a_toy_problem() {
+        let f = |i: u32| i.wrapping_mul(0x9E37_79B9);
+        let spam: Vec<Vec<u32>> = (0..20)
+            .map(|k| {
+                (1..20)
+                    .chain(41..60)
+                    .filter(|i| i % 7 != k % 7)
+                    .map(f)
+                    .collect()
+            })
+            .collect();
+        let ham: Vec<Vec<u32>> = (0..20)
+            .map(|k| {
+                (21..40)
+                    .chain(41..60)
+                    .filter(|i| i % 5 != k % 5)
+                    .map(f)
+                    .collect()
+            })
+            .collect();
+        let ex: Vec<(&[u32], bool)> = spam
+            .iter()
+            .map(|v| (v.as_slice(), true))
+            .chain(ham.iter().map(|v| (v.as_slice(), false)))
+            .collect();
+        let m = train(&ex, &TrainParams::default()).expect("trains");
+        for (row, (v, is_spam)) in ex.iter().enumerate() {
+            let p = m.probability(v);
+            assert_eq!(p > 0.5, *is_spam, "row {row}: p = {p}");
+        }
+    }
+}

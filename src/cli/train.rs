@@ -1,0 +1,198 @@
+//! `conbool train --labels FILE.tsv --out MODEL`: trains the statistical classifier on
+//! labelled messages and writes the model file that `spam.model` names.
+//!
+//! The labels file has the columns `path label source` (tab-separated, a header line first,
+//! `label` is `ham` or `spam`, paths relative to the file), as `../shared/corpus/labels.tsv`.
+//! Each message goes through the relay's message pipeline into the classifier's tokenizer and
+//! its features are taken where the relay takes its verdict (the header block plus
+//! `limits.scan_window` body bytes), so the model learns from what it will see.
+//!
+//! Also the shared pieces of `conbool eval`: [`read_labels`], [`read_messages`],
+//! [`features_of`].
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::classify::{train, Model, Tokenizer, TrainParams};
+use crate::cli::scan::{default_limits, normalize, strip_from_line, MAX_SCAN_FILE_BYTES};
+use crate::message::{EditPlan, MessageLimits, Pipeline};
+
+/// Pieces handed to the pipeline (as `conbool scan` does).
+const PIECE_BYTES: usize = 64 * 1024;
+/// The largest labels file read.
+const MAX_LABELS_BYTES: u64 = 64 << 20;
+
+/// Flags of `conbool train`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// Labelled messages: `path label source` per line (tab-separated, header line first).
+    #[arg(long, value_name = "FILE.tsv")]
+    pub labels: PathBuf,
+    /// Where to write the model.
+    #[arg(long, value_name = "MODEL")]
+    pub out: PathBuf,
+    /// Hash bits of the model: 2^bits weights of 2 bytes each.
+    #[arg(long, default_value_t = TrainParams::default().bits)]
+    pub bits: u32,
+}
+
+/// One labelled message.
+#[derive(Clone, Debug)]
+pub struct Labelled {
+    /// Its path (resolved against the labels file's folder).
+    pub path: PathBuf,
+    /// The path as written in the labels file.
+    pub name: String,
+    /// Labelled spam.
+    pub spam: bool,
+    /// Its source (the third column).
+    pub source: String,
+}
+
+/// Reads a labels file.
+pub fn read_labels(path: &Path) -> Result<Vec<Labelled>, String> {
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_LABELS_BYTES).read_to_string(&mut text))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if i == 0 && cols.first() == Some(&"path") {
+            continue;
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (name, label) = match (cols.first(), cols.get(1)) {
+            (Some(n), Some(l)) => (*n, *l),
+            _ => {
+                return Err(format!(
+                    "{}:{}: expected `path label source`",
+                    path.display(),
+                    i + 1
+                ))
+            }
+        };
+        let spam = match label {
+            "spam" => true,
+            "ham" => false,
+            other => {
+                return Err(format!(
+                    "{}:{}: label {other:?} is neither ham nor spam",
+                    path.display(),
+                    i + 1
+                ))
+            }
+        };
+        out.push(Labelled {
+            path: base.join(name),
+            name: name.to_string(),
+            spam,
+            source: cols.get(2).unwrap_or(&"-").to_string(),
+        });
+    }
+    if out.is_empty() {
+        return Err(format!("{}: no labelled messages", path.display()));
+    }
+    Ok(out)
+}
+
+/// Reads every message file (as bytes).
+pub fn read_messages(labels: &[Labelled]) -> Result<Vec<Vec<u8>>, String> {
+    labels
+        .iter()
+        .map(|l| {
+            let mut b = Vec::new();
+            std::fs::File::open(&l.path)
+                .and_then(|f| f.take(MAX_SCAN_FILE_BYTES).read_to_end(&mut b))
+                .map(|_| b)
+                .map_err(|e| format!("{}: {e}", l.path.display()))
+        })
+        .collect()
+}
+
+/// The classifier's features of a message file (mbox `From ` line dropped, line ends made
+/// CRLF), as the relay would see them when it takes the verdict.
+pub fn features_of(limits: MessageLimits, msg: &[u8]) -> Vec<u32> {
+    let msg = Bytes::from(normalize(strip_from_line(msg)));
+    let mut pipeline = Pipeline::new(limits);
+    let mut tokens = Tokenizer::new(None);
+    let mut at = 0;
+    while at < msg.len() {
+        let end = (at + PIECE_BYTES).min(msg.len());
+        if pipeline.feed(msg.slice(at..end), &mut tokens).is_err() {
+            break;
+        }
+        if pipeline.window_complete() {
+            pipeline.release(&EditPlan::default());
+            return tokens.features().as_slice().to_vec();
+        }
+        at = end;
+    }
+    let _ = pipeline.finish(&mut tokens);
+    tokens.into_features().as_slice().to_vec()
+}
+
+/// Trains a model on the messages whose index `keep` accepts.
+pub fn train_on(
+    features: &[Vec<u32>],
+    labels: &[Labelled],
+    params: &TrainParams,
+    keep: impl Fn(usize) -> bool,
+) -> Result<Model, String> {
+    let examples: Vec<(&[u32], bool)> = features
+        .iter()
+        .zip(labels)
+        .enumerate()
+        .filter(|(i, _)| keep(*i))
+        .map(|(_, (f, l))| (f.as_slice(), l.spam))
+        .collect();
+    train(&examples, params).map_err(|e| e.to_string())
+}
+
+/// Runs `conbool train`.
+pub fn main(args: TrainArgs) -> ExitCode {
+    let started = Instant::now();
+    let run = || -> Result<String, String> {
+        let labels = read_labels(&args.labels)?;
+        let messages = read_messages(&labels)?;
+        let limits = default_limits();
+        let features: Vec<Vec<u32>> = messages.iter().map(|m| features_of(limits, m)).collect();
+        let params = TrainParams {
+            bits: args.bits,
+            ..TrainParams::default()
+        };
+        if !(8..=24).contains(&args.bits) {
+            return Err(format!("--bits {} is outside 8 to 24", args.bits));
+        }
+        let model = train_on(&features, &labels, &params, |_| true)?;
+        let bytes = model.to_bytes();
+        std::fs::write(&args.out, &bytes).map_err(|e| format!("{}: {e}", args.out.display()))?;
+        let spam = labels.iter().filter(|l| l.spam).count();
+        Ok(format!(
+            "conbool train: {} messages ({} spam, {} ham), {} bytes written to {} in {:.1} s",
+            labels.len(),
+            spam,
+            labels.len() - spam,
+            bytes.len(),
+            args.out.display(),
+            started.elapsed().as_secs_f64()
+        ))
+    };
+    match run() {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("conbool train: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
