@@ -9,7 +9,9 @@
 //! the system store knows (else a warning: an intermediate may be missing, or the CA is
 //! private); nothing expired or not yet valid, with the days left; the extended key usage
 //! right for the role. CA files must hold CA certificates. A tenant that verifies its next
-//! hop without a client certificate gets a warning. Whether the certificates name
+//! hop without a client certificate gets a warning. Each `[[tls.sni]]` entry is checked like
+//! `tls.cert`, and the names it serves are listed (a name its certificate does not cover is
+//! a warning, a name served twice a problem). Whether the certificates name
 //! `server.hostname` is part of the Exchange section (`exchange::check_warnings`).
 
 use std::fs::File;
@@ -21,8 +23,9 @@ use std::time::SystemTime;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::cli::exchange;
-use crate::config::{Config, NextHopTls};
+use crate::config::{Config, NextHopTls, SniCert};
 use crate::tls::inspect::{self, CertInfo};
+use crate::tls::sni;
 
 /// A certificate that expires within this many days gets a warning.
 pub const EXPIRY_WARNING_DAYS: i64 = 21;
@@ -225,6 +228,15 @@ impl Files<'_> {
                     self.chain("tls.client_cert", cert, &chain, Role::Client);
                 }
             }
+            let mut served = Vec::new();
+            for (i, sni) in tls.sni.iter().enumerate() {
+                let cert_key = format!("tls.sni[{i}].cert");
+                let key_key = format!("tls.sni[{i}].key");
+                if let Some(chain) = self.cert_and_key(&cert_key, &sni.cert, &key_key, &sni.key) {
+                    self.chain(&cert_key, &sni.cert, &chain, Role::Server);
+                    self.sni_names(i, sni, &chain, &mut served);
+                }
+            }
         }
         let default_client_cert = config.tls.as_ref().is_some_and(|t| t.client_cert.is_some());
         for (i, rules) in config.spam.rules.iter().enumerate() {
@@ -288,6 +300,47 @@ impl Files<'_> {
             return None;
         }
         Some(chain)
+    }
+
+    /// The names `[[tls.sni]]` entry `i` serves: noted, each covered by its certificate,
+    /// none served by an earlier entry (`served` holds theirs).
+    fn sni_names(
+        &mut self,
+        i: usize,
+        sni: &SniCert,
+        chain: &[CertificateDer<'_>],
+        served: &mut Vec<(String, usize)>,
+    ) {
+        let key = format!("tls.sni[{i}].cert");
+        let Some(leaf) = chain.first() else {
+            return;
+        };
+        let (names, from) = if sni.names.is_empty() {
+            (sni::certificate_sni_names(leaf), "the certificate's names")
+        } else {
+            (sni.names.clone(), "tls.sni names")
+        };
+        if names.is_empty() {
+            let msg = "the certificate holds no DNS name to serve by SNI; list them in `names`";
+            return self.problem(&key, &sni.cert, msg);
+        }
+        let msg = format!("serves SNI {} ({from})", names.join(", "));
+        self.note(&key, &sni.cert, &msg);
+        for name in names {
+            if !sni::certificate_covers(leaf, &name) {
+                let msg = format!(
+                    "serves SNI {name:?} but the certificate does not cover it: clients \
+                     asking for it will refuse the certificate"
+                );
+                self.warning(&key, &sni.cert, &msg);
+            }
+            if let Some((_, other)) = served.iter().find(|(n, _)| *n == name) {
+                let msg = format!("SNI {name:?} is already served by tls.sni[{other}]");
+                self.problem(&key, &sni.cert, &msg);
+            } else {
+                served.push((name, i));
+            }
+        }
     }
 
     /// A chain as its peers will see it: order and signatures, completeness, validity,
@@ -678,6 +731,90 @@ client_key = "client-key.pem"
             report.problems
         );
         assert_eq!(report.code(), 1);
+    }
+
+    #[test]
+    fn sni_certificates_are_checked_and_their_names_reported() {
+        let world = World::new();
+        let (dir, config) = valid_setup_in("sni", &world);
+        let a = world
+            .intermediate
+            .leaf(&["mail.example.net", "*.example.org"]);
+        let b = world.intermediate.leaf(&["other.example"]);
+        let chain = |leaf: &crate::tls::testpki::Leaf| {
+            leaf.chain_pem(&[&world.intermediate]) + &world.root.pem()
+        };
+        dir.write("a.pem", &chain(&a));
+        dir.write("a-key.pem", &a.key_pem());
+        dir.write("b.pem", &chain(&b));
+        dir.write("b-key.pem", &b.key_pem());
+        // One line names `key` and says `message`.
+        let has = |lines: &[String], key: &str, message: &str| {
+            lines
+                .iter()
+                .any(|l| l.contains(&format!(": {key}: ")) && l.contains(message))
+        };
+        let entries = |b_names: &str| {
+            format!(
+                "{CONFIG}\n[[tls.sni]]\ncert = \"a.pem\"\nkey = \"a-key.pem\"\n\n\
+                 [[tls.sni]]\nnames = [{b_names}]\ncert = \"b.pem\"\nkey = \"b-key.pem\"\n"
+            )
+        };
+        std::fs::write(&config, entries("\"other.example\"")).unwrap();
+        let report = check(&config);
+        assert!(report.is_ok(), "{:?}", report.problems);
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        let notes = &report.notes;
+        for (key, says) in [
+            (
+                "tls.sni[0].cert",
+                "serves SNI mail.example.net, *.example.org (the certificate's names)",
+            ),
+            ("tls.sni[0].cert", "mail.example.net valid until"),
+            ("tls.sni[0].cert", "ends with the self-signed root"),
+            (
+                "tls.sni[1].cert",
+                "serves SNI other.example (tls.sni names)",
+            ),
+            ("tls.sni[1].cert", "other.example valid until"),
+            ("tls.sni[1].key", "PKCS#8 private key"),
+        ] {
+            assert!(has(notes, key, says), "{key}: {says}: {notes:#?}");
+        }
+
+        // b also claims a name of a's that b's certificate does not cover.
+        std::fs::write(&config, entries("\"other.example\", \"Mail.Example.net\"")).unwrap();
+        let report = check(&config);
+        assert!(
+            has(
+                &report.problems,
+                "tls.sni[1].cert",
+                "SNI \"mail.example.net\" is already served by tls.sni[0]"
+            ),
+            "{:#?}",
+            report.problems
+        );
+        assert!(
+            has(
+                &report.warnings,
+                "tls.sni[1].cert",
+                "serves SNI \"mail.example.net\" but the certificate does not cover it"
+            ),
+            "{:#?}",
+            report.warnings
+        );
+        // b's key is a's.
+        dir.write("b-key.pem", &a.key_pem());
+        let report = check(&config);
+        assert!(
+            has(
+                &report.problems,
+                "tls.sni[1].key",
+                "does not match the first certificate in tls.sni[1].cert"
+            ),
+            "{:#?}",
+            report.problems
+        );
     }
 
     #[test]

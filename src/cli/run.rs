@@ -393,6 +393,7 @@ mod tests {
             client_cert: None,
             client_key: None,
             reload_check_s: 0,
+            sni: Vec::new(),
         });
         config.tenants[0].client_cert = Some(dir.path().join("missing.pem"));
         let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(86_400 * 365 * 2000);

@@ -156,6 +156,21 @@ pub struct Tls {
     /// configuration names (`[tls]` and the tenants'); a changed one is reloaded. 0 = only
     /// SIGHUP reloads them.
     pub reload_check_s: u64,
+    /// `[[tls.sni]]`: further server certificates, chosen by the name a client asks for
+    /// (SNI); `cert`/`key` above serve clients that ask for none or for another name.
+    pub sni: Vec<SniCert>,
+}
+
+/// One `[[tls.sni]]` entry: a server certificate served to clients asking for its names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SniCert {
+    /// `names`: lower-case DNS names, or `*.` and a name for any one label in front of it;
+    /// empty means the DNS names of the certificate itself.
+    pub names: Vec<String>,
+    /// `cert`: PEM full chain.
+    pub cert: PathBuf,
+    /// `key`: PEM private key.
+    pub key: PathBuf,
 }
 
 impl Tls {
@@ -169,6 +184,7 @@ impl Tls {
             client_cert: None,
             client_key: None,
             reload_check_s: defaults::TLS_RELOAD_CHECK_S,
+            sni: Vec::new(),
         }
     }
 }
@@ -639,6 +655,15 @@ reload_check_s = 7
 client_cert = "default-client.pem"
 client_key = "default-client-key.pem"
 
+[[tls.sni]]
+names = ["Mail.Example.net", "*.example.org"]
+cert = "net.pem"
+key = "/abs/net-key.pem"
+
+[[tls.sni]]
+cert = "other.pem"
+key = "other-key.pem"
+
 [limits]
 max_message_size = 100000
 max_recipients = 101
@@ -688,6 +713,21 @@ client_key = "k.pem"
         assert_eq!(
             tls.client_key.as_deref(),
             Some(Path::new("/etc/conbool/default-client-key.pem"))
+        );
+        assert_eq!(
+            tls.sni,
+            [
+                SniCert {
+                    names: vec!["mail.example.net".into(), "*.example.org".into()],
+                    cert: "/etc/conbool/net.pem".into(),
+                    key: "/abs/net-key.pem".into(),
+                },
+                SniCert {
+                    names: Vec::new(),
+                    cert: "/etc/conbool/other.pem".into(),
+                    key: "/etc/conbool/other-key.pem".into(),
+                },
+            ]
         );
         let l = &c.limits;
         assert_eq!(
@@ -836,6 +876,15 @@ client_key = "k.pem"
             "[tls]\ncert = \"c\"\nkey = \"k\"\nca = \"x\"",
             "tls.ca",
         ),
+        ("sni_no_cert", "[tls]\ncert = \"c\"\nkey = \"k\"\n[[tls.sni]]\nkey = \"k2\"", "tls.sni[0].cert"),
+        ("sni_no_key", "[tls]\ncert = \"c\"\nkey = \"k\"\n[[tls.sni]]\ncert = \"c2\"", "tls.sni[0].key"),
+        ("sni_names_empty", "[tls]\ncert = \"c\"\nkey = \"k\"\n[[tls.sni]]\nnames = []\ncert = \"c2\"\nkey = \"k2\"", "tls.sni[0].names"),
+        ("sni_name_bad", "[tls]\ncert = \"c\"\nkey = \"k\"\n[[tls.sni]]\nnames = [\"mail example.net\"]\ncert = \"c2\"\nkey = \"k2\"", "tls.sni[0].names[0]"),
+        ("sni_name_ip", "[tls]\ncert = \"c\"\nkey = \"k\"\n[[tls.sni]]\nnames = [\"192.0.2.1\"]\ncert = \"c2\"\nkey = \"k2\"", "tls.sni[0].names[0]"),
+        ("sni_name_partial_wildcard", "[tls]\ncert = \"c\"\nkey = \"k\"\n[[tls.sni]]\nnames = [\"m*.example.net\"]\ncert = \"c2\"\nkey = \"k2\"", "tls.sni[0].names[0]"),
+        ("sni_name_twice", "[tls]\ncert = \"c\"\nkey = \"k\"\n[[tls.sni]]\nnames = [\"a.example\"]\ncert = \"c2\"\nkey = \"k2\"\n[[tls.sni]]\nnames = [\"A.example\"]\ncert = \"c3\"\nkey = \"k3\"", "tls.sni[1].names[0]"),
+        ("sni_unknown", "[tls]\ncert = \"c\"\nkey = \"k\"\n[[tls.sni]]\nname = \"a.example\"\ncert = \"c2\"\nkey = \"k2\"", "tls.sni[0].name"),
+        ("sni_not_tables", "[tls]\ncert = \"c\"\nkey = \"k\"\nsni = \"a.example\"", "tls.sni"),
         (
             "size_small",
             "[limits]\nmax_message_size = 1000",

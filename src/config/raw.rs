@@ -122,6 +122,16 @@ pub(super) struct RawTls {
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
     pub reload_check_s: u64,
+    pub sni: Vec<RawSni>,
+}
+
+/// `[[tls.sni]]`: `cert` and `key` are required, checked in `validate`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawSni {
+    pub names: Option<Vec<String>>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 impl Default for RawTls {
@@ -134,6 +144,7 @@ impl Default for RawTls {
             client_cert: None,
             client_key: None,
             reload_check_s: defaults::TLS_RELOAD_CHECK_S,
+            sni: Vec::new(),
         }
     }
 }
@@ -270,7 +281,9 @@ pub(super) fn parse(text: &str) -> Result<(RawConfig, Vec<Problem>), Vec<Problem
     for key in keys {
         let keep = match (key.as_str(), top.get_mut(&key)) {
             ("server", Some(v)) => check_table::<RawServer>("server", v, &[], &mut problems),
-            ("tls", Some(v)) => check_table::<RawTls>("tls", v, &[], &mut problems),
+            ("tls", Some(v)) => {
+                check_table::<RawTls>("tls", v, &[("sni", check_sni)], &mut problems)
+            }
             ("limits", Some(v)) => check_table::<RawLimits>("limits", v, &[], &mut problems),
             ("spam", Some(v)) => check_table::<RawSpam>("spam", v, &[], &mut problems),
             ("exchange", Some(v)) => check_table::<RawExchange>("exchange", v, &[], &mut problems),
@@ -320,6 +333,28 @@ fn check_tenants(value: &mut Value, problems: &mut Vec<Problem>) -> bool {
         if !check_table::<RawTenant>(&format!("tenant[{i}]"), tenant, nested, problems) {
             // An empty stand-in keeps the later tenants at their index in the file.
             *tenant = Value::Table(Table::new());
+        }
+    }
+    true
+}
+
+/// `[[tls.sni]]`: an array of tables, each checked on its own as `tls.sni[i]`.
+fn check_sni(path: &str, value: &mut Value, problems: &mut Vec<Problem>) -> bool {
+    let Value::Array(entries) = value else {
+        problems.push(Problem::new(
+            path,
+            format!(
+                "expected an array of tables (`[[tls.sni]]`), got {}",
+                type_name(value)
+            ),
+        ));
+        return false;
+    };
+    for (i, entry) in entries.iter_mut().enumerate() {
+        if !check_table::<RawSni>(&format!("{path}[{i}]"), entry, &[], problems) {
+            // An empty stand-in keeps the later entries at their index; validation then
+            // reports its missing cert and key under a path already reported.
+            *entry = Value::Table(Table::new());
         }
     }
     true

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::raw::{self, Problem, RawConfig, RawTenant};
 use crate::config::{
-    Cidr, Config, Disclaimer, Exchange, Limits, NextHopTls, Server, Spam, Tenant, Tls,
+    Cidr, Config, Disclaimer, Exchange, Limits, NextHopTls, Server, SniCert, Spam, Tenant, Tls,
     MAX_CONFIG_FILE_BYTES,
 };
 
@@ -360,6 +360,7 @@ impl Validator<'_> {
         );
         let client_ca = raw.client_ca.map(|p| self.path("tls.client_ca", p));
         let (client_cert, client_key) = self.cert_pair("tls", raw.client_cert, raw.client_key);
+        let sni = self.sni(raw.sni);
         Tls {
             cert,
             key,
@@ -368,7 +369,53 @@ impl Validator<'_> {
             client_cert,
             client_key,
             reload_check_s: raw.reload_check_s,
+            sni,
         }
+    }
+
+    /// `[[tls.sni]]`: `cert` and `key` required; `names`, when given, non-empty, each a name
+    /// or one-label wildcard, and none listed twice (here or in another entry). Names taken
+    /// from the certificates are checked when the files are loaded.
+    fn sni(&mut self, raw: Vec<raw::RawSni>) -> Vec<SniCert> {
+        let mut seen: Vec<(String, usize)> = Vec::new();
+        let mut entries = Vec::with_capacity(raw.len());
+        for (i, entry) in raw.into_iter().enumerate() {
+            let path = format!("tls.sni[{i}]");
+            let hint = "(the certificate served for this entry's names)";
+            let cert = self.required_path(&format!("{path}.cert"), entry.cert, hint);
+            let key = self.required_path(&format!("{path}.key"), entry.key, "(cert's key)");
+            let mut names = Vec::new();
+            match entry.names {
+                Some(list) if list.is_empty() => self.problem(
+                    format!("{path}.names"),
+                    "empty; omit it to serve the names in the certificate",
+                ),
+                Some(list) => {
+                    for (j, name) in list.iter().enumerate() {
+                        let key = format!("{path}.names[{j}]");
+                        match crate::tls::sni::sni_name(name) {
+                            Err(why) => self.problem(key, format!("{name:?}: {why}")),
+                            Ok(name) => {
+                                if let Some((_, other)) = seen.iter().find(|(n, _)| *n == name) {
+                                    let message = if *other == i {
+                                        format!("{name:?} is listed twice")
+                                    } else {
+                                        format!("{name:?} is already served by tls.sni[{other}]")
+                                    };
+                                    self.problem(key, message);
+                                } else {
+                                    seen.push((name.clone(), i));
+                                    names.push(name);
+                                }
+                            }
+                        }
+                    }
+                }
+                None => {}
+            }
+            entries.push(SniCert { names, cert, key });
+        }
+        entries
     }
 
     fn limits(&mut self, raw: raw::RawLimits) -> Limits {

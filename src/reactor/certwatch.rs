@@ -1,5 +1,5 @@
 //! Reloading certificates when their files change: every certificate, key and CA file the
-//! configuration names (`[tls]`, each tenant's `next_hop_ca`, `client_cert`, `client_key`) is
+//! configuration names (`[tls]` and its `[[tls.sni]]` entries, each tenant's `next_hop_ca`, `client_cert`, `client_key`) is
 //! looked at every `tls.reload_check_s` seconds by the main thread, never per connection. A
 //! look is one `stat` per file: modification time, size, inode and device, so a file renamed
 //! into place (as certbot and most deployment tools do) or rewritten in place is seen.
@@ -66,6 +66,10 @@ impl CertWatch {
                 if let Some(path) = path {
                     files.push((key.to_string(), path.clone()));
                 }
+            }
+            for (i, sni) in tls.sni.iter().enumerate() {
+                files.push((format!("tls.sni[{i}].cert"), sni.cert.clone()));
+                files.push((format!("tls.sni[{i}].key"), sni.key.clone()));
             }
         }
         for (i, t) in config.tenants.iter().enumerate() {

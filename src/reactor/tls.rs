@@ -47,7 +47,7 @@ impl RelayTls {
     pub fn load(config: &Config) -> Result<RelayTls, String> {
         let server = match &config.tls {
             Some(t) => Some(
-                tls::server_config(&t.cert, &t.key, t.client_ca.as_deref())
+                tls::server_config_with_sni(&t.cert, &t.key, t.client_ca.as_deref(), &t.sni)
                     .map_err(|e| format!("tls: {e}"))?,
             ),
             None => None,
@@ -321,6 +321,7 @@ mod tests {
             client_cert: None,
             client_key: None,
             reload_check_s: 0,
+            sni: Vec::new(),
         });
         let mut second = config.tenants[0].clone();
         second.name = "b.example".into();
@@ -393,6 +394,7 @@ mod tests {
             client_cert: None,
             client_key: None,
             reload_check_s: 0,
+            sni: Vec::new(),
         });
         let err = RelayTls::load(&broken).expect_err("swapped");
         assert!(err.starts_with("tls: "), "{err}");

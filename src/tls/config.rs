@@ -9,15 +9,16 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{
     ClientConfig, DigitallySignedStruct, InconsistentKeys, RootCertStore, ServerConfig,
     SignatureScheme, SupportedProtocolVersion,
 };
 
+use super::sni::{certificate_sni_names, SniResolver, SniTable};
 use super::{ErrorKind, TlsError};
-use crate::config::NextHopTls;
+use crate::config::{NextHopTls, SniCert};
 
 /// The protocol versions both sides speak: TLS 1.3 first, TLS 1.2 for older peers.
 pub(crate) const VERSIONS: &[&SupportedProtocolVersion] =
@@ -44,6 +45,48 @@ pub fn server_config(
         Pem::new(cert, &cert_pem),
         Pem::new(key, &key_pem),
         ca_pem.as_ref().map(|(path, bytes)| Pem::new(path, bytes)),
+        VERSIONS,
+    )
+    .map(Arc::new)
+}
+
+/// [`server_config`] with `[[tls.sni]]`: a client asking (by SNI) for a name of one of
+/// `sni` gets that entry's chain, one asking for no name or another name gets `cert`. An
+/// entry without `names` serves the DNS names of its certificate. Each key must match its
+/// certificate, each entry serve a name, and no name be served by two entries.
+pub fn server_config_with_sni(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+    sni: &[SniCert],
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let cert_pem = read(cert)?;
+    let key_pem = read(key)?;
+    let ca_pem = client_ca
+        .map(|path| read(path).map(|bytes| (path, bytes)))
+        .transpose()?;
+    let mut files = Vec::with_capacity(sni.len());
+    for entry in sni {
+        files.push((read(&entry.cert)?, read(&entry.key)?));
+    }
+    let entries: Vec<SniPem<'_>> = sni
+        .iter()
+        .zip(&files)
+        .map(|(entry, (cert_bytes, key_bytes))| SniPem {
+            names: &entry.names,
+            cert: Pem::new(&entry.cert, cert_bytes),
+            key: Pem::new(&entry.key, key_bytes),
+        })
+        .collect();
+    let auth = match &ca_pem {
+        Some((path, bytes)) => ClientAuth::Optional(Pem::new(path, bytes)),
+        None => ClientAuth::None,
+    };
+    build_server_sni(
+        Pem::new(cert, &cert_pem),
+        Pem::new(key, &key_pem),
+        auth,
+        &entries,
         VERSIONS,
     )
     .map(Arc::new)
@@ -176,8 +219,32 @@ pub(crate) fn build_server_with(
     auth: ClientAuth<'_>,
     versions: &[&'static SupportedProtocolVersion],
 ) -> Result<ServerConfig, TlsError> {
+    build_server_sni(cert, key, auth, &[], versions)
+}
+
+/// One `[[tls.sni]]` entry's files in memory: its `names` (empty: the certificate's) and
+/// its chain and key.
+pub(crate) struct SniPem<'a> {
+    pub(crate) names: &'a [String],
+    pub(crate) cert: Pem<'a>,
+    pub(crate) key: Pem<'a>,
+}
+
+/// [`build_server_with`] plus certificates chosen by SNI; `cert`/`key` serve the rest.
+pub(crate) fn build_server_sni(
+    cert: Pem<'_>,
+    key: Pem<'_>,
+    auth: ClientAuth<'_>,
+    sni: &[SniPem<'_>],
+    versions: &[&'static SupportedProtocolVersion],
+) -> Result<ServerConfig, TlsError> {
     let provider = provider();
     let certified = certified_key(cert, key, &provider)?;
+    let resolver: Arc<dyn ResolvesServerCert> = if sni.is_empty() {
+        Arc::new(SingleCertAndKey::from(certified))
+    } else {
+        Arc::new(sni_resolver(certified, sni, &provider)?)
+    };
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
         .map_err(|err| TlsError::new(ErrorKind::Config(err)))?;
@@ -199,7 +266,7 @@ pub(crate) fn build_server_with(
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
+    let mut config = builder.with_cert_resolver(resolver);
     // Stateless tickets for TLS 1.2 and 1.3 resumption; the default session cache stays for
     // clients that only resume by session id.
     config.ticketer = rustls::crypto::ring::Ticketer::new()
@@ -322,6 +389,49 @@ fn certified_key(
             err,
         })),
     }
+}
+
+/// The resolver of `[[tls.sni]]`: each entry's chain and key must match, each must serve at
+/// least one name, and no name may be served twice.
+fn sni_resolver(
+    default: CertifiedKey,
+    sni: &[SniPem<'_>],
+    provider: &CryptoProvider,
+) -> Result<SniResolver, TlsError> {
+    let mut table = SniTable::new();
+    let mut owners: Vec<(String, PathBuf)> = Vec::new();
+    for entry in sni {
+        let certified = Arc::new(certified_key(entry.cert, entry.key, provider)?);
+        let names = if entry.names.is_empty() {
+            certified
+                .end_entity_cert()
+                .map(certificate_sni_names)
+                .unwrap_or_default()
+        } else {
+            entry.names.to_vec()
+        };
+        if names.is_empty() {
+            return Err(TlsError::new(ErrorKind::SniNoNames {
+                path: entry.cert.path.to_path_buf(),
+            }));
+        }
+        for name in names {
+            if table.insert(&name, certified.clone()).is_err() {
+                let other = owners
+                    .iter()
+                    .find(|(taken, _)| *taken == name)
+                    .map(|(_, path)| path.clone())
+                    .unwrap_or_default();
+                return Err(TlsError::new(ErrorKind::SniDuplicate {
+                    name,
+                    path: entry.cert.path.to_path_buf(),
+                    other,
+                }));
+            }
+            owners.push((name, entry.cert.path.to_path_buf()));
+        }
+    }
+    Ok(SniResolver::new(table, Arc::new(default)))
 }
 
 /// Every certificate of a CA file as a trust anchor; one that cannot be is an error (a CA
@@ -452,6 +562,93 @@ mod tests {
         .expect("client config");
         let (_, s) = handshake(client, "mail.conbool.com", plain).expect("handshake");
         assert!(s.peer_cert_matches(&["mail.conbool.com".into()]).is_empty());
+    }
+
+    #[test]
+    fn sni_picks_the_certificate_by_name_and_falls_back_to_the_default() {
+        let world = World::new();
+        let dir = TempDir::new("sni_pick");
+        let write = |name: &str, leaf: &Leaf| {
+            (
+                dir.write(
+                    &format!("{name}.pem"),
+                    leaf.chain_pem(&[&world.intermediate]),
+                ),
+                dir.write(&format!("{name}-key.pem"), leaf.key_pem()),
+            )
+        };
+        let (cert, key) = write(
+            "default",
+            &world.intermediate.leaf(&["mail.conbool.com", "127.0.0.1"]),
+        );
+        let (a_cert, a_key) = write("a", &world.intermediate.leaf(&["mail.example.net"]));
+        let (b_cert, b_key) = write("b", &world.intermediate.leaf(&["*.example.org"]));
+        let ca = dir.write("ca.pem", world.root.pem());
+        let sni = [
+            SniCert {
+                names: Vec::new(),
+                cert: a_cert.clone(),
+                key: a_key.clone(),
+            },
+            SniCert {
+                names: vec!["*.example.org".into()],
+                cert: b_cert.clone(),
+                key: b_key.clone(),
+            },
+        ];
+        let server = server_config_with_sni(&cert, &key, None, &sni).expect("sni config");
+        // The client verifies the name it asks for, so a handshake that verifies says which
+        // certificate came: only one of the three covers each name.
+        const ROWS: &[(&str, &str, bool)] = &[
+            ("sni_a", "mail.example.net", true),
+            ("sni_a_upper_case", "MAIL.Example.NET", true),
+            ("sni_b_wildcard", "www.example.org", true),
+            ("sni_default_name", "mail.conbool.com", true),
+            ("no_sni_ip_literal", "127.0.0.1", true),
+            ("unknown_name_gets_default", "other.example", false),
+            ("wildcard_is_one_label", "a.b.example.org", false),
+        ];
+        for (row, name, verifies) in ROWS {
+            let client = client_config(NextHopTls::Verify, Some(&ca), None).expect("client");
+            let got = handshake(client, name, server.clone());
+            assert_eq!(got.is_ok(), *verifies, "row {row}: {:?}", got.err());
+        }
+
+        // Refused at load: a name served twice, an entry without a name, a key mismatch.
+        let (ip_cert, ip_key) = write("ip", &world.intermediate.leaf(&["192.0.2.1"]));
+        let entry = |names: &[&str], cert: &Path, key: &Path| SniCert {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+        };
+        let rows = [
+            (
+                "duplicate_from_certificate",
+                vec![
+                    entry(&[], &a_cert, &a_key),
+                    entry(&["mail.example.net"], &b_cert, &b_key),
+                ],
+                b_cert.clone(),
+                "SNI name \"mail.example.net\" is already served by",
+            ),
+            (
+                "no_dns_name",
+                vec![entry(&[], &ip_cert, &ip_key)],
+                ip_cert.clone(),
+                "holds no DNS name",
+            ),
+            (
+                "key_mismatch",
+                vec![entry(&[], &a_cert, &b_key)],
+                b_key.clone(),
+                "does not match",
+            ),
+        ];
+        for (row, sni, bad_file, says) in rows {
+            let err = server_config_with_sni(&cert, &key, None, &sni).expect_err(row);
+            assert!(err.to_string().contains(says), "row {row}: {err}");
+            assert_eq!(err.path(), Some(bad_file.as_path()), "row {row}");
+        }
     }
 
     #[test]

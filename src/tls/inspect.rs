@@ -29,6 +29,8 @@ pub struct CertInfo {
     pub eku_server: bool,
     /// It lists clientAuth (or anyExtendedKeyUsage).
     pub eku_client: bool,
+    /// The DNS names of its subject alternative names, as written (wildcards included).
+    pub dns_names: Vec<String>,
     /// The signed part (`tbsCertificate`, with its tag), the signature algorithm and the
     /// signature, for [`CertInfo::is_signed_by`].
     tbs: Vec<u8>,
@@ -76,6 +78,7 @@ impl CertInfo {
             has_eku: false,
             eku_server: false,
             eku_client: false,
+            dns_names: Vec::new(),
             tbs,
             signature,
             public_key: key_bits.get(1..).unwrap_or_default().to_vec(),
@@ -149,6 +152,16 @@ impl CertInfo {
                         usages = rest;
                     }
                 }
+                OID_SUBJECT_ALT_NAME => {
+                    let (mut names, _) = expect(value, SEQUENCE, "subjectAltName")?;
+                    while let Some((tag, name, rest)) = tlv(names) {
+                        if tag == DNS_NAME {
+                            self.dns_names
+                                .push(String::from_utf8_lossy(name).into_owned());
+                        }
+                        names = rest;
+                    }
+                }
                 _ => {}
             }
         }
@@ -188,6 +201,10 @@ const EXTENSIONS: u8 = 0xA3;
 const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
 /// 2.5.29.19 basicConstraints.
 const OID_BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1D, 0x13];
+/// 2.5.29.17 subjectAltName.
+const OID_SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1D, 0x11];
+/// GeneralName `dNSName [2] IA5String` (implicit, primitive).
+const DNS_NAME: u8 = 0x82;
 /// 2.5.29.37 extKeyUsage.
 const OID_EXT_KEY_USAGE: &[u8] = &[0x55, 0x1D, 0x25];
 /// 1.3.6.1.5.5.7.3.1 id-kp-serverAuth.

@@ -14,7 +14,7 @@
 //! Use, per connection side:
 //!
 //! ```text
-//! at config load:   server_config(cert, key, client_ca) / client_config(policy, ca, cert)  (once, shared)
+//! at config load:   server_config_with_sni(cert, key, client_ca, sni) / client_config(policy, ca, cert)  (once, shared)
 //! after STARTTLS:   TlsPipe::new_server(cfg) / TlsPipe::new_client(cfg, next_hop_server_name(hop))
 //! socket readable:  used = pipe.read_tls(&inbound)?     keep inbound[used..] for later
 //!                   pipe.read_plaintext(&mut session_buf, room)
@@ -26,6 +26,7 @@ mod config;
 pub mod inspect;
 mod names;
 mod pipe;
+pub mod sni;
 #[cfg(test)]
 pub(crate) mod testpki;
 
@@ -35,6 +36,7 @@ use std::path::{Path, PathBuf};
 
 pub use config::{
     client_config, server_config, server_config_from_pem, server_config_requiring_client_cert,
+    server_config_with_sni,
 };
 pub use names::next_hop_server_name;
 pub use pipe::{TlsPipe, PLAINTEXT_BUFFER_LIMIT};
@@ -73,6 +75,14 @@ enum ErrorKind {
     },
     /// The client-certificate verifier could not be built from a CA file.
     Verifier { path: PathBuf, err: String },
+    /// A `[[tls.sni]]` entry without `names` whose certificate holds no DNS name.
+    SniNoNames { path: PathBuf },
+    /// Two `[[tls.sni]]` entries serve the same name.
+    SniDuplicate {
+        name: String,
+        path: PathBuf,
+        other: PathBuf,
+    },
     /// rustls refused a configuration (versions, ticket keys).
     Config(rustls::Error),
     /// Not a DNS name or IP address to connect to.
@@ -93,7 +103,9 @@ impl TlsError {
             | ErrorKind::Key { path, .. }
             | ErrorKind::Certificate { path, .. }
             | ErrorKind::TrustAnchor { path, .. }
-            | ErrorKind::Verifier { path, .. } => Some(path),
+            | ErrorKind::Verifier { path, .. }
+            | ErrorKind::SniNoNames { path }
+            | ErrorKind::SniDuplicate { path, .. } => Some(path),
             ErrorKind::KeyMismatch { key, .. } => Some(key),
             ErrorKind::Config(_) | ErrorKind::ServerName { .. } | ErrorKind::Protocol(_) => None,
         }
@@ -155,6 +167,17 @@ impl fmt::Display for TlsError {
                 f,
                 "{}: cannot verify client certificates with these CAs: {err}",
                 path.display()
+            ),
+            ErrorKind::SniNoNames { path } => write!(
+                f,
+                "{}: the certificate holds no DNS name to serve by SNI; list them in `names`",
+                path.display()
+            ),
+            ErrorKind::SniDuplicate { name, path, other } => write!(
+                f,
+                "{}: SNI name {name:?} is already served by {}",
+                path.display(),
+                other.display()
             ),
             ErrorKind::Config(err) => write!(f, "TLS configuration refused: {err}"),
             ErrorKind::ServerName { name } => {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use conbool::cli::sink::{Sink, SinkHandle, SinkOptions};
-use conbool::config::{Cidr, Config, NextHopTls, Tls};
+use conbool::config::{Cidr, Config, NextHopTls, SniCert, Tls};
 use conbool::reactor::certwatch::{self, CertWatch, WatchOutcome};
 use conbool::reactor::{self, RelayHandle};
 use conbool::relay::session::Snapshot;
@@ -136,6 +136,7 @@ impl Pki {
             client_cert: None,
             client_key: None,
             reload_check_s: 0,
+            sni: Vec::new(),
         }
     }
 
@@ -1117,4 +1118,105 @@ fn conbool_run_reloads_a_renewed_certificate_without_sighup() {
     assert_eq!(sent, 0);
     let status = child.wait().expect("wait");
     assert!(status.success(), "{status:?}");
+}
+
+/// The leaf the relay presents to a STARTTLS client that verifies `name` (against the
+/// e2e root) and sends it as SNI, or sends no SNI when `sni` is false.
+fn presented_for(
+    relay: &RelayHandle,
+    root_pem: &str,
+    name: &str,
+    sni: bool,
+) -> CertificateDer<'static> {
+    let mut config = (*client_config(root_pem, None)).clone();
+    config.enable_sni = sni;
+    let (mut c, _) = SmtpClient::connect(relay.local_addrs[0]);
+    c.starttls(Arc::new(config), name)
+        .unwrap_or_else(|e| panic!("{name} (sni {sni}): {e}"));
+    let chain = c.server_chain();
+    c.cmd("QUIT");
+    chain[0].clone()
+}
+
+#[test]
+fn sni_chooses_the_certificate_and_a_reload_swaps_one() {
+    let pki = Pki::new("sni");
+    let sink = plain_sink();
+    let mut config = base_config(sink.addr);
+    let mut tls = pki.relay_tls();
+    let a = pki.intermediate.leaf(&["mail.example.net"]);
+    let b = pki.intermediate.leaf(&["*.example.org"]);
+    let (a_cert, a_key) = pki.write_leaf("sni-a", &a);
+    let (b_cert, b_key) = pki.write_leaf("sni-b", &b);
+    tls.sni = vec![
+        SniCert {
+            names: Vec::new(),
+            cert: a_cert.clone(),
+            key: a_key.clone(),
+        },
+        SniCert {
+            names: vec!["*.example.org".into()],
+            cert: b_cert,
+            key: b_key,
+        },
+    ];
+    config.tls = Some(tls);
+    let snap = snapshot(config);
+    let relay = reactor::spawn(snap.clone(), &QUIET).unwrap();
+    let root = pki.root.pem();
+    let rows: [(&str, &str, bool, &CertificateDer<'static>); 5] = [
+        ("sni_a", "mail.example.net", true, a.cert.der()),
+        ("sni_a_upper_case", "MAIL.EXAMPLE.NET", true, a.cert.der()),
+        ("sni_b_wildcard", "smtp.example.org", true, b.cert.der()),
+        (
+            "sni_default_name",
+            "mail.conbool.com",
+            true,
+            pki.relay.cert.der(),
+        ),
+        ("no_sni", "mail.conbool.com", false, pki.relay.cert.der()),
+    ];
+    for (row, name, sni, want) in rows {
+        assert_eq!(presented_for(&relay, &root, name, sni), *want, "row {row}");
+    }
+
+    // A renewal of a's certificate, renamed into place: the watch sees it, new handshakes
+    // asking for a get the new one, the others are unchanged.
+    let mut watch = CertWatch::new(&snap.config);
+    let renewed = pki.intermediate.leaf(&["mail.example.net"]);
+    rename_into_place(&a_key, &renewed.key.serialize_pem());
+    rename_into_place(&a_cert, &renewed.chain_pem);
+    match certwatch::reload_if_changed(&mut watch, &relay, &snap) {
+        WatchOutcome::Reloaded(changed) => {
+            assert_eq!(changed.len(), 2, "{changed:?}");
+            assert!(changed[0].starts_with("tls.sni[0].cert ("), "{changed:?}");
+            assert!(changed[1].starts_with("tls.sni[0].key ("), "{changed:?}");
+        }
+        other => panic!("renewal of sni[0]: {other:?}"),
+    }
+    let name = "mail.example.net";
+    assert_eq!(
+        presented_for(&relay, &root, name, true),
+        *renewed.cert.der()
+    );
+    let name = "smtp.example.org";
+    assert_eq!(presented_for(&relay, &root, name, true), *b.cert.der());
+    let default = presented_for(&relay, &root, "mail.conbool.com", false);
+    assert_eq!(default, *pki.relay.cert.der());
+
+    // A broken renewal (key of another certificate) is refused; the renewed one stays.
+    let other = pki.intermediate.leaf(&["mail.example.net"]);
+    rename_into_place(&a_key, &other.key.serialize_pem());
+    match certwatch::reload_if_changed(&mut watch, &relay, &snap) {
+        WatchOutcome::Refused { error, .. } => {
+            assert!(error.contains("does not match"), "{error}");
+        }
+        other => panic!("broken sni renewal: {other:?}"),
+    }
+    let name = "mail.example.net";
+    assert_eq!(
+        presented_for(&relay, &root, name, true),
+        *renewed.cert.der()
+    );
+    relay.stop().expect("stop");
 }
