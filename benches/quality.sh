@@ -68,8 +68,8 @@ use_auto_whitelist 0
 required_score 5.0
 bayes_path $d/bayes
 PREFS
-    xargs -a "$d/spam.list" sa-learn --local --prefspath="$d/prefs" --dbpath "$d" --spam >/dev/null
-    xargs -a "$d/ham.list" sa-learn --local --prefspath="$d/prefs" --dbpath "$d" --ham >/dev/null
+    xargs -a "$d/spam.list" sa-learn --local --prefspath="$d/prefs" --dbpath "$d" --spam >/dev/null 2>>"$WORK/sa-stderr.log"
+    xargs -a "$d/ham.list" sa-learn --local --prefspath="$d/prefs" --dbpath "$d" --ham >/dev/null 2>>"$WORK/sa-stderr.log"
     awk -v k="$k" -v dir="$WORK/msgs" 'NR > 1 && $4 == k { print dir "/" $1 "\t" $1 }' FS='\t' "$WORK/folds.tsv" \
         > "$d/test.list"
     perl -MMail::SpamAssassin -e '
@@ -85,9 +85,11 @@ PREFS
             my $st = $sa->check($mail);
             printf "%s\t%d\t%.1f\n", $name, $st->is_spam ? 1 : 0, $st->get_score;
             $st->finish; $mail->finish;
-        }' "$d/prefs" "$d/test.list" >> "$WORK/sa-verdicts.tsv"
+        }' "$d/prefs" "$d/test.list" >> "$WORK/sa-verdicts.tsv" 2>>"$WORK/sa-stderr.log"
 done
 elapsed=$(($(date +%s) - start))
+# SpamAssassin's Bayes journal warnings (thousands of lines) stay out of the report.
+echo "(SpamAssassin wrote $(wc -l < "$WORK/sa-stderr.log") lines on stderr: $WORK/sa-stderr.log)"
 
 # The same table as `conbool eval` prints, from SpamAssassin's verdicts.
 awk -v secs="$elapsed" '
