@@ -212,12 +212,6 @@ pub fn not_yet_in_effect(config: &crate::config::Config) -> Vec<String> {
     if config.server.proxy_protocol {
         lines.push("server.proxy_protocol is on, but PROXY protocol is not built yet: connections are taken as they come".to_string());
     }
-    for t in config.tenants.iter().filter(|t| t.disclaimer.is_some()) {
-        lines.push(format!(
-            "tenant {}: disclaimer is set, but disclaimers are not built yet",
-            t.name
-        ));
-    }
     lines
 }
 
