@@ -734,12 +734,15 @@ mod tests {
         let mut at = 0;
         let release = |p: &mut Pipeline, skip: &mut Option<SkipReason>| {
             let mut plan = EditPlan::default();
-            *skip = p.arm_disclaimer(footer, "t", "B", &mut plan).err();
+            *skip = p.arm_disclaimer(footer, "t", BOUNDARY, &mut plan).err();
             p.release(&plan);
         };
         for &c in points.iter().chain([&msg.len()]) {
             if c > at {
-                p.feed(msg.slice(at..c), &mut Null).expect("feed");
+                if p.feed(msg.slice(at..c), &mut Null).is_err() {
+                    // Refused (header block too big): nothing goes out.
+                    return (Vec::new(), None);
+                }
                 at = c;
             }
             if !p.is_released() && at >= hold && p.header_complete() {
@@ -767,6 +770,7 @@ mod tests {
     }
 
     const MARK: &str = "X-Conbool-Disclaimer: t\r\n";
+    const BOUNDARY: &str = "=_conbool_disclaimer_1_=";
 
     /// (name, message, expected output: `None` = unchanged and skipped)
     const ROWS: &[(&str, &str, Option<&str>)] = &[
@@ -904,10 +908,10 @@ mod tests {
         let msg = b"Subject: a\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nHi\r\n";
         let (got, outcome) = run(msg, &[], msg.len(), &f);
         assert_eq!(outcome, Some(DisclaimerOutcome::Added));
-        let want = "X-Conbool-Disclaimer: t\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\
-                    Subject: a\r\n\r\n--B\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nHi\r\n\
-                    \r\n--B\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\
-                    Content-Disposition: inline\r\n\r\nGr=C3=BC=C3=9Fe\r\n--B--\r\n";
+        let want = "X-Conbool-Disclaimer: t\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"=_conbool_disclaimer_1_=\"\r\n\
+                    Subject: a\r\n\r\n--=_conbool_disclaimer_1_=\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nHi\r\n\
+                    \r\n--=_conbool_disclaimer_1_=\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\
+                    Content-Disposition: inline\r\n\r\nGr=C3=BC=C3=9Fe\r\n--=_conbool_disclaimer_1_=--\r\n";
         // Removed fields are dropped by the edit plan in the relay; here the plan is local.
         let got = String::from_utf8_lossy(&got).replace(
             "Content-Type: text/plain; charset=us-ascii\r\n\r\nHi",
@@ -989,6 +993,147 @@ mod tests {
         msg.extend(std::iter::repeat(b'x').take(HTML_TAIL_MAX + 10));
         let (got, _) = run(&msg, &[], 30, &f);
         assert!(got.ends_with(b"xx\r\n\r\n<p>Example Ltd</p>"));
+    }
+
+    fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                files_under(&p, out);
+            } else if p.extension().is_none_or(|e| e != "md" && e != "tsv") {
+                out.push(p);
+            }
+        }
+    }
+
+    /// Every start mark's depth and media type, as the walker sees `msg`.
+    fn structure(msg: &[u8]) -> Vec<(usize, Vec<u8>)> {
+        let mut w = super::super::mime::Walker::new(limits());
+        w.track_parts();
+        w.feed(msg, &mut Null);
+        w.finish(&mut Null);
+        w.marks
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| match m {
+                Mark::Start { depth, media, .. } => Some((depth, media)),
+                Mark::End { .. } => None,
+            })
+            .collect()
+    }
+
+    fn is_subsequence(small: &[u8], big: &[u8]) -> bool {
+        let mut it = big.iter();
+        small.iter().all(|b| it.any(|c| c == b))
+    }
+
+    /// The labelled corpus with a footer: the same output however it is cut, the input kept
+    /// byte for byte around the insertions, and the same MIME structure when walked again
+    /// (plus the new part when wrapped). With `CONBOOL_DISCLAIMER_OUT` set, the inputs and
+    /// outputs are written there for `.ci/disclaimer.py` (Python's `email` package).
+    #[test]
+    fn corpus_footed_output_rewalks_cleanly() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+        if !dir.is_dir() {
+            eprintln!("skipping: no corpus at {}", dir.display());
+            return;
+        }
+        let out_dir = std::env::var_os("CONBOOL_DISCLAIMER_OUT").map(std::path::PathBuf::from);
+        let mut files = Vec::new();
+        for sub in ["spamassassin", "csdmc2010", "foff-milter", "malformed"] {
+            files_under(&dir.join(sub), &mut files);
+        }
+        let footers = [
+            Arc::new(Footer::new(
+                "-- \nExample Ltd, registered in England\n.dot line",
+                "<p>Example Ltd</p>",
+            )),
+            Arc::new(Footer::new("Grüße, Example GmbH", "<p>Grüße</p>")),
+        ];
+        let mut added = 0;
+        let mut list = String::new();
+        for (n, path) in files.iter().enumerate() {
+            let Ok(raw) = std::fs::read(path) else {
+                continue;
+            };
+            let msg: &[u8] = if raw.starts_with(b"From ") {
+                raw.iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(&raw[..0], |k| &raw[k + 1..])
+            } else {
+                &raw
+            };
+            if msg.is_empty() || msg.len() > 2_000_000 {
+                continue;
+            }
+            for (k, f) in footers.iter().enumerate() {
+                let (out, outcome) = run(msg, &[], msg.len(), f);
+                if outcome.is_none() {
+                    continue;
+                }
+                let cut = (n * 7919) % (msg.len() + 1);
+                let chunks: Vec<usize> = (0..msg.len()).step_by(13).collect();
+                assert_eq!(
+                    run(msg, &[cut], msg.len(), f).0,
+                    out,
+                    "{} cut {cut}",
+                    path.display()
+                );
+                assert_eq!(
+                    run(msg, &chunks, msg.len(), f).0,
+                    out,
+                    "{} chunks",
+                    path.display()
+                );
+                if outcome != Some(DisclaimerOutcome::Added) {
+                    assert_eq!(out, msg, "{}: skipped but changed", path.display());
+                    continue;
+                }
+                added += 1;
+                let rest = out
+                    .strip_prefix(b"X-Conbool-Disclaimer: t\r\n".as_slice())
+                    .unwrap_or_else(|| panic!("{}: marker", path.display()));
+                let before = structure(msg);
+                let wrap_field =
+                    format!("Content-Type: multipart/mixed; boundary=\"{BOUNDARY}\"\r\n");
+                let wrapped = rest.starts_with(wrap_field.as_bytes())
+                    || rest
+                        .strip_prefix(b"MIME-Version: 1.0\r\n".as_slice())
+                        .is_some_and(|r| r.starts_with(wrap_field.as_bytes()));
+                if wrapped {
+                    let after = structure(&out);
+                    assert_eq!(after.len(), before.len() + 2, "{}: wrap", path.display());
+                } else {
+                    // Without the marker: a malformed first line could continue it.
+                    let after = structure(rest);
+                    assert_eq!(after, before, "{}: structure", path.display());
+                    let b64 = before.iter().any(|(_, m)| m.starts_with(b"text/"))
+                        && msg.windows(6).any(|w| w.eq_ignore_ascii_case(b"base64"));
+                    if !b64 {
+                        assert!(is_subsequence(msg, rest), "{}: input kept", path.display());
+                    }
+                }
+                if let Some(d) = &out_dir {
+                    let _ = std::fs::create_dir_all(d);
+                    let _ = std::fs::write(d.join(format!("{n}-{k}.in.eml")), msg);
+                    let _ = std::fs::write(d.join(format!("{n}-{k}.out.eml")), &out);
+                    list.push_str(&format!("{n}-{k}\t{}\t{}\n", wrapped, path.display()));
+                }
+            }
+        }
+        if let Some(d) = &out_dir {
+            let _ = std::fs::write(d.join("list.tsv"), list);
+        }
+        eprintln!(
+            "{added} footed of {} messages x {} footers",
+            files.len(),
+            footers.len()
+        );
+        assert!(added > files.len() / 2, "only {added} footed");
     }
 
     #[test]
