@@ -36,7 +36,8 @@ fn run(msg: &Bytes, cut: usize, hold: usize, footer: &Arc<Footer>) -> Option<(Ve
             p.feed(msg.slice(at..c), &mut Null).ok()?;
             at = c;
         }
-        if !p.is_released() && at >= hold && p.header_complete() {
+        // Released at `hold` or at the end, never at a cut: what is held decides.
+        if !p.is_released() && at == hold && p.header_complete() {
             let mut plan = EditPlan::default();
             let _ = p.arm_disclaimer(footer, "t", "=_conbool_disclaimer_1_=", &mut plan);
             p.release(&plan);
