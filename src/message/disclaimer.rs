@@ -33,8 +33,9 @@ pub const HTML_TAIL_MAX: usize = 4096;
 /// Most bytes held from the last, padded or incomplete, base64 quantum of a part to its end
 /// (normally the quantum and a line end); past it the part is not footed.
 pub const B64_TAIL_MAX: usize = 1024;
-/// What the footer goes before in HTML (compared case-insensitively).
+/// What the footer goes before in HTML (as `</body` or `</BODY`; across a cut, any case).
 const TAG: &[u8] = b"</body";
+const TAG_UPPER: &[u8] = b"</BODY";
 /// Longest quoted-printable or base64 line written (RFC 2045 §6.7, §6.8).
 const LINE_MAX: usize = 76;
 
@@ -156,8 +157,9 @@ struct Cand {
     quantum: u8,
     /// Base64: offset of the current quantum's first char.
     group_start: usize,
-    /// Base64: the last complete quantum.
-    last4: [u8; 4],
+    /// Base64: the last eight base64 characters (the last complete quantum is the four
+    /// before the current quantum's).
+    recent: [u8; 8],
     /// Base64: offset of the quantum where padding began.
     padded_from: Option<usize>,
 }
@@ -270,7 +272,7 @@ impl Inserter {
                         body_tag: None,
                         quantum: 0,
                         group_start: at,
-                        last4: [b'A'; 4],
+                        recent: [b'A'; 8],
                         padded_from: None,
                     });
                 }
@@ -374,37 +376,56 @@ impl Inserter {
             }
             let bytes = &piece[from - p_start..end - p_start];
             if html_tags {
-                let mut i = 0;
-                while let Some(k) = memchr::memchr(b'<', &bytes[i..]) {
-                    let at = from + i + k;
-                    let inside = piece.get(at - p_start..at - p_start + TAG.len());
-                    let hit = match inside {
-                        Some(t) if at + TAG.len() <= to => t.eq_ignore_ascii_case(TAG),
-                        _ if at + TAG.len() > to => {
-                            undecided = undecided.or(Some(at));
-                            false
-                        }
-                        _ => self.tag_at(at, to),
-                    };
-                    if hit {
+                // The last whole `</body` or `</BODY` in this slice (SIMD search; other
+                // spellings put the footer at the end of the part)...
+                let last = [TAG, TAG_UPPER]
+                    .iter()
+                    .filter_map(|t| memchr::memmem::rfind(bytes, t))
+                    .max();
+                if let Some(k) = last {
+                    c.body_tag = Some(from + k);
+                }
+                // ...then a `<` near its end that may start one across the cut.
+                let tail_from = bytes.len().saturating_sub(TAG.len() - 1);
+                if let Some(k) = memchr::memrchr(b'<', &bytes[tail_from..]) {
+                    let at = from + tail_from + k;
+                    if at + TAG.len() > to {
+                        undecided = undecided.or(Some(at));
+                    } else if at + TAG.len() > end && self.tag_at(at, to) {
                         c.body_tag = Some(at);
                     }
-                    i += k + 1;
                 }
             } else {
-                for (k, &b) in bytes.iter().enumerate() {
-                    let at = from + k;
-                    if b == b'=' {
-                        if c.padded_from.is_none() {
-                            c.padded_from = Some(if c.quantum == 0 { at } else { c.group_start });
-                        }
-                    } else if is_b64(b) && c.padded_from.is_none() {
-                        if c.quantum == 0 {
-                            c.group_start = at;
-                        }
-                        c.last4[c.quantum as usize] = b;
-                        c.quantum = (c.quantum + 1) % 4;
+                if c.padded_from.is_some() {
+                    continue;
+                }
+                let (chunk, pad) = match memchr::memchr(b'=', bytes) {
+                    Some(k) => (&bytes[..k], Some(from + k)),
+                    None => (bytes, None),
+                };
+                // Counted in bulk; only the tail is looked at one by one.
+                let n = b64_count(chunk);
+                let q = (c.quantum as usize + n) % 4;
+                let mut got = 0;
+                let mut tail = [0u8; 8];
+                for (k, &b) in chunk.iter().enumerate().rev() {
+                    if !is_b64(b) {
+                        continue;
                     }
+                    got += 1;
+                    tail[8 - got] = b;
+                    if got == q {
+                        c.group_start = from + k;
+                    }
+                    if got == 8 {
+                        break;
+                    }
+                }
+                c.recent.rotate_left(got);
+                c.recent[8 - got..].copy_from_slice(&tail[8 - got..]);
+                c.quantum = q as u8;
+                if let Some(at) = pad {
+                    c.padded_from = Some(if q == 0 { at } else { c.group_start });
                 }
             }
         }
@@ -459,7 +480,7 @@ impl Inserter {
                 let mut d = Base64Decoder::new();
                 if from == end || c.padded_from.is_none() && c.quantum == 0 {
                     // The last full quantum decides whether the decoded text ends a line.
-                    d.feed(&c.last4, &mut dec);
+                    d.feed(&c.recent[4..], &mut dec);
                     d.finish(&mut dec);
                     let last_nl = dec.last() == Some(&b'\n');
                     dec.clear();
@@ -632,6 +653,24 @@ fn crlf_lines(s: &[u8]) -> Vec<u8> {
 
 fn is_b64(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'+' || b == b'/'
+}
+
+/// How many base64 characters `s` holds (branch-free, so it vectorises).
+fn b64_count(s: &[u8]) -> usize {
+    s.chunks(255)
+        .map(|c| {
+            let n: u8 = c
+                .iter()
+                .map(|&b| {
+                    u8::from((b | 0x20).wrapping_sub(b'a') < 26)
+                        | u8::from(b.wrapping_sub(b'0') < 10)
+                        | u8::from(b == b'+')
+                        | u8::from(b == b'/')
+                })
+                .fold(0u8, u8::wrapping_add);
+            usize::from(n)
+        })
+        .sum()
 }
 
 /// Quoted-printable (RFC 2045 §6.7): CRLF stays a hard line break, lines are broken with
