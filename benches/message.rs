@@ -3,8 +3,10 @@
 //!
 //! `cargo bench --bench message -- --warm-up-time 1 --measurement-time 3`
 //!
-//! Groups: `header` (each message's top-level header block alone) and `walk` (whole messages:
-//! header parse, MIME walk, transfer and charset decoding, HTML reduction, URL finding). All
+//! Groups: `header` (each message's top-level header block alone), `walk` (whole messages:
+//! header parse, MIME walk, transfer and charset decoding, HTML reduction, URL finding) and
+//! `disclaimer` (whole messages held, released and drained as the relay does, with a footer
+//! armed (`on`) and without (`off`); the goal is on ≥ 0.9× off). All
 //! messages are loaded into memory first; the mbox `From ` line is stripped.
 //!
 //! Each group runs twice: `wall/...` measures wall-clock time, `cpu/...` the benchmark thread's
@@ -12,13 +14,14 @@
 //! box the wall-clock figures mostly measure the scheduler).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
-use conbool::message::{MessageLimits, Pipeline, ScanEvent, ScanSink};
+use conbool::message::{EditPlan, Footer, MessageLimits, Pipeline, ScanEvent, ScanSink};
 
 fn limits() -> MessageLimits {
     MessageLimits {
@@ -197,12 +200,60 @@ fn benches<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
     g.finish();
 }
 
+/// One message through the pipeline as the relay runs it (held, released, output drained),
+/// with or without a disclaimer armed; returns the output bytes.
+fn relay_through(msg: &Bytes, footer: Option<&Arc<Footer>>, sink: &mut CountSink) -> usize {
+    let mut p = Pipeline::new(limits());
+    if footer.is_some() {
+        p.track_parts();
+    }
+    let _ = p.feed(msg.clone(), sink);
+    let _ = p.finish(sink);
+    let mut plan = EditPlan::default();
+    if let Some(f) = footer {
+        let _ = p.arm_disclaimer(f, "example.com", "=_conbool_disclaimer_1_=", &mut plan);
+    }
+    p.release(&plan);
+    let mut n = 0;
+    while let Some(b) = p.poll_output() {
+        n += b.len();
+    }
+    n
+}
+
+fn disclaimer_benches<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
+    let corpus = load_corpus();
+    if corpus.is_empty() {
+        return;
+    }
+    let total: usize = corpus.iter().map(Bytes::len).sum();
+    let footer = Arc::new(Footer::new(
+        "-- \nExample Ltd, registered in England and Wales, no. 0000000",
+        "<p>Example Ltd, registered in England and Wales, no. 0000000</p>",
+    ));
+    let mut g = c.benchmark_group(format!("{clock}/disclaimer"));
+    g.sample_size(20);
+    g.throughput(Throughput::Bytes(total as u64));
+    for (name, f) in [("off", None), ("on", Some(&footer))] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut sink = CountSink::default();
+                let n: usize = corpus.iter().map(|m| relay_through(m, f, &mut sink)).sum();
+                black_box((n, sink.events))
+            })
+        });
+    }
+    g.finish();
+}
+
 fn wall(c: &mut Criterion) {
     benches(c, "wall");
+    disclaimer_benches(c, "wall");
 }
 
 fn cpu(c: &mut Criterion<CpuTime>) {
     benches(c, "cpu");
+    disclaimer_benches(c, "cpu");
 }
 
 criterion_group!(wall_clock, wall);

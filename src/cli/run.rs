@@ -209,9 +209,6 @@ pub fn main(args: RunArgs) -> ExitCode {
     if let Some(addr) = handle.metrics_addr() {
         eprintln!("conbool: metrics at http://{addr}/metrics");
     }
-    for line in not_yet_in_effect(&snapshot.config) {
-        eprintln!("conbool: warning: {line}");
-    }
     for line in certificate_lines(&snapshot.config, SystemTime::now()) {
         eprintln!("conbool: {line}");
     }
@@ -353,24 +350,8 @@ pub fn reload(
             old.workers, now.workers
         ));
     }
-    for line in not_yet_in_effect(&new.config) {
-        lines.push(format!("warning: {line}"));
-    }
     lines.extend(certificate_lines(&new.config, SystemTime::now()));
     Ok((new, lines))
-}
-
-/// Settings the configuration accepts (they are in the contract) but this version does not act
-/// on yet: said at start so nobody relies on them unknowingly.
-pub fn not_yet_in_effect(config: &crate::config::Config) -> Vec<String> {
-    let mut lines = Vec::new();
-    for t in config.tenants.iter().filter(|t| t.disclaimer.is_some()) {
-        lines.push(format!(
-            "tenant {}: disclaimer is set, but disclaimers are not built yet",
-            t.name
-        ));
-    }
-    lines
 }
 
 #[cfg(test)]

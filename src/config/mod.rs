@@ -318,13 +318,33 @@ impl Tenant {
     }
 }
 
-/// A tenant's footer.
+/// A tenant's footer (`disclaimer`), added on the fly at the end of the first text/plain and
+/// text/html parts (see `message::disclaimer`).
 #[derive(Clone, PartialEq, Debug)]
 pub struct Disclaimer {
-    /// For text/plain parts.
+    /// For text/plain parts (`text`, or the contents of `text_file`), UTF-8.
     pub text: String,
-    /// For text/html parts.
+    /// For text/html parts (`html`, or the contents of `html_file`), UTF-8.
     pub html: String,
+    /// `applies_to`: which mail gets it.
+    pub applies_to: DisclaimerScope,
+    /// `skip_rules`: a message hitting any of these rules is not footed.
+    pub skip_rules: Vec<String>,
+}
+
+/// Most bytes of one disclaimer text (inline or file); the footer is copied into every
+/// message that gets it.
+pub const MAX_DISCLAIMER_BYTES: usize = 16 * 1024;
+
+/// Which mail a tenant's disclaimer goes on (`disclaimer.applies_to`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DisclaimerScope {
+    /// Outbound mail: from the tenant's trusted clients only (DESIGN.md §4).
+    #[default]
+    Outbound,
+    /// Every message routed to the tenant, inbound too.
+    All,
 }
 
 /// `[exchange]`: the values `conbool exchange` puts into the PowerShell it prints.
@@ -1024,6 +1044,11 @@ client_key = "k.pem"
         ("disclaimer_no_html", "name = \"a.example\"\nnext_hop = \"a:25\"\ndisclaimer = { text = \"t\" }", "tenant[0].disclaimer.html"),
         ("disclaimer_unknown", "name = \"a.example\"\nnext_hop = \"a:25\"\ndisclaimer = { text = \"t\", html = \"h\", md = \"m\" }", "tenant[0].disclaimer.md"),
         ("disclaimer_string", "name = \"a.example\"\nnext_hop = \"a:25\"\ndisclaimer = \"t\"", "tenant[0].disclaimer"),
+        ("disclaimer_text_twice", "name = \"a.example\"\nnext_hop = \"a:25\"\ndisclaimer = { text = \"t\", text_file = \"t.txt\", html = \"h\" }", "tenant[0].disclaimer.text_file"),
+        ("disclaimer_file_missing", "name = \"a.example\"\nnext_hop = \"a:25\"\ndisclaimer = { text = \"t\", html_file = \"/nonexistent/conbool-h.html\" }", "tenant[0].disclaimer.html_file"),
+        ("disclaimer_empty_text", "name = \"a.example\"\nnext_hop = \"a:25\"\ndisclaimer = { text = \"\", html = \"h\" }", "tenant[0].disclaimer.text"),
+        ("disclaimer_applies_to_unknown", "name = \"a.example\"\nnext_hop = \"a:25\"\ndisclaimer = { text = \"t\", html = \"h\", applies_to = \"inbound\" }", "tenant[0].disclaimer.applies_to"),
+        ("disclaimer_nul", "name = \"a.example\"\nnext_hop = \"a:25\"\ndisclaimer = { text = \"a\\u0000b\", html = \"h\" }", "tenant[0].disclaimer.text"),
         ("tenant_unknown", "name = \"a.example\"\nnext_hop = \"a:25\"\nnexthop = \"a:25\"", "tenant[0].nexthop"),
     ];
 

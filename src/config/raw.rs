@@ -221,12 +221,17 @@ pub(super) struct RawTenant {
     pub disclaimer: Option<RawDisclaimer>,
 }
 
-/// A tenant's `disclaimer = { text = "...", html = "..." }`; both keys are required.
+/// A tenant's `disclaimer = { text = "...", html = "..." }`: a text and an HTML footer, each
+/// inline or from a file (`text_file`, `html_file`), plus where it applies.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawDisclaimer {
     pub text: Option<String>,
     pub html: Option<String>,
+    pub text_file: Option<PathBuf>,
+    pub html_file: Option<PathBuf>,
+    pub applies_to: super::DisclaimerScope,
+    pub skip_rules: Vec<String>,
 }
 
 /// `[exchange]`: what `conbool exchange` writes into the PowerShell it prints.

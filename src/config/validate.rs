@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::config::raw::{self, Problem, RawConfig, RawTenant};
 use crate::config::{
     Cidr, Config, Disclaimer, Exchange, Limits, NextHopTls, Server, SniCert, Spam, Tenant, Tls,
-    MAX_CONFIG_FILE_BYTES,
+    MAX_CONFIG_FILE_BYTES, MAX_DISCLAIMER_BYTES,
 };
 
 /// `limits.max_message_size` floor: RFC 5321 §4.5.3.1.7 requires at least 64 KiB of content.
@@ -646,20 +646,7 @@ impl Validator<'_> {
             trusted_cert_names.push(n);
         }
         let (client_cert, client_key) = self.cert_pair(path, raw.client_cert, raw.client_key);
-        let disclaimer = raw.disclaimer.and_then(|d| match (d.text, d.html) {
-            (Some(text), Some(html)) => Some(Disclaimer { text, html }),
-            (text, html) => {
-                for (key, value) in [("text", text.is_none()), ("html", html.is_none())] {
-                    if value {
-                        self.problem(
-                            format!("{path}.disclaimer.{key}"),
-                            "required: a disclaimer has both text and html",
-                        );
-                    }
-                }
-                None
-            }
-        });
+        let disclaimer = raw.disclaimer.and_then(|d| self.disclaimer(path, d));
         Tenant {
             name,
             domains,
@@ -673,6 +660,92 @@ impl Validator<'_> {
             client_key,
             disclaimer,
         }
+    }
+
+    /// A tenant's disclaimer: each of text and html inline or from a file (exactly one), not
+    /// empty, at most [`MAX_DISCLAIMER_BYTES`], UTF-8 without control characters but tab and
+    /// line breaks.
+    fn disclaimer(&mut self, path: &str, d: raw::RawDisclaimer) -> Option<Disclaimer> {
+        let text = self.disclaimer_text(path, "text", d.text, d.text_file);
+        let html = self.disclaimer_text(path, "html", d.html, d.html_file);
+        let mut skip_rules = Vec::with_capacity(d.skip_rules.len());
+        for (k, r) in d.skip_rules.into_iter().enumerate() {
+            if r.trim().is_empty() {
+                self.problem(
+                    format!("{path}.disclaimer.skip_rules[{k}]"),
+                    "empty rule name",
+                );
+            }
+            skip_rules.push(r);
+        }
+        Some(Disclaimer {
+            text: text?,
+            html: html?,
+            applies_to: d.applies_to,
+            skip_rules,
+        })
+    }
+
+    fn disclaimer_text(
+        &mut self,
+        path: &str,
+        key: &str,
+        inline: Option<String>,
+        file: Option<PathBuf>,
+    ) -> Option<String> {
+        let (at, value) = match (inline, file) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    format!("{path}.disclaimer.{key}_file"),
+                    format!("give either {key} or {key}_file, not both"),
+                );
+                return None;
+            }
+            (None, None) => {
+                self.problem(
+                    format!("{path}.disclaimer.{key}"),
+                    format!("required: a disclaimer has both text and html ({key} or {key}_file)"),
+                );
+                return None;
+            }
+            (Some(v), None) => (format!("{path}.disclaimer.{key}"), v),
+            (None, Some(f)) => {
+                let at = format!("{path}.disclaimer.{key}_file");
+                let f = self.path(&at, f);
+                match std::fs::read(&f) {
+                    Ok(bytes) => match String::from_utf8(bytes) {
+                        Ok(v) => (at, v),
+                        Err(_) => {
+                            self.problem(at, format!("{} is not UTF-8", f.display()));
+                            return None;
+                        }
+                    },
+                    Err(e) => {
+                        self.problem(at, format!("cannot read {}: {e}", f.display()));
+                        return None;
+                    }
+                }
+            }
+        };
+        if value.trim().is_empty() {
+            self.problem(at, "empty disclaimer");
+            return None;
+        }
+        if value.len() > MAX_DISCLAIMER_BYTES {
+            self.problem(
+                at,
+                format!("{} bytes, at most {MAX_DISCLAIMER_BYTES}", value.len()),
+            );
+            return None;
+        }
+        if value
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
+        {
+            self.problem(at, "control characters other than tab and line breaks");
+            return None;
+        }
+        Some(value)
     }
 
     fn exchange(&mut self, raw: raw::RawExchange) -> Exchange {

@@ -36,6 +36,12 @@ pub(crate) struct PartInfo {
     pub(crate) cte: Cte,
     /// From Content-Disposition `filename`, else Content-Type `name`.
     pub(crate) filename: Option<Vec<u8>>,
+    /// The `charset` parameter names UTF-8 (for the disclaimer inserter).
+    pub(crate) utf8: bool,
+    /// Content-Transfer-Encoding is `8bit` or `binary` (8-bit bytes may be added).
+    pub(crate) eight_bit: bool,
+    /// Content-Disposition is `attachment`.
+    pub(crate) attachment: bool,
     content_type_seen: bool,
     cte_seen: bool,
     disposition_seen: bool,
@@ -48,6 +54,9 @@ impl PartInfo {
         self.charset = Charset::Raw;
         self.cte = Cte::Identity;
         self.filename = None;
+        self.utf8 = false;
+        self.eight_bit = false;
+        self.attachment = false;
         self.content_type_seen = false;
         self.cte_seen = false;
         self.disposition_seen = false;
@@ -77,6 +86,8 @@ impl PartInfo {
                 .filter(|b| !b.is_empty() && b.len() <= MAX_BOUNDARY_LEN);
             if let Some(cs) = params.get(b"charset") {
                 self.charset = Charset::from_label(&cs);
+                let cs = trim_ws(&cs);
+                self.utf8 = cs.eq_ignore_ascii_case(b"utf-8") || cs.eq_ignore_ascii_case(b"utf8");
             }
             if self.filename.is_none() {
                 self.filename = params.get(b"name").map(|n| clean_filename(&n));
@@ -95,12 +106,14 @@ impl PartInfo {
             } else {
                 Cte::Identity
             };
+            self.eight_bit = v.eq_ignore_ascii_case(b"8bit") || v.eq_ignore_ascii_case(b"binary");
         } else if name.eq_ignore_ascii_case(b"content-disposition") {
             if self.disposition_seen {
                 return;
             }
             self.disposition_seen = true;
-            let (_, params) = split_media(value);
+            let (kind, params) = split_media(value);
+            self.attachment = trim_ws(&strip_comments(kind)).eq_ignore_ascii_case(b"attachment");
             if let Some(f) = Params::parse(params).get(b"filename") {
                 self.filename = Some(clean_filename(&f));
             }

@@ -54,10 +54,43 @@ pub(crate) struct FieldSpan {
     pub(crate) colon: usize,
 }
 
+/// What the walk tells the disclaimer inserter (`super::disclaimer`), in message order, once
+/// [`Walker::track_parts`] is on. Offsets are absolute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Mark {
+    /// An entity's header block ended; its content (for a multipart, the preamble) starts at
+    /// `at`.
+    Start {
+        /// Offset of the first content byte.
+        at: usize,
+        /// MIME depth (0: the message itself).
+        depth: usize,
+        /// Lower-cased `type/subtype` (empty when absent).
+        media: Vec<u8>,
+        /// Content-Transfer-Encoding.
+        cte: Cte,
+        /// `8bit` or `binary`.
+        eight_bit: bool,
+        /// `charset=utf-8`.
+        utf8: bool,
+        /// A body text part a footer may go on: the message itself, or a part reached only
+        /// through multipart/mixed, alternative or related, and not an attachment.
+        footable: bool,
+    },
+    /// The content open since the last `Start` ends at `at` (the line break before a
+    /// delimiter, which belongs to it, or the end of the message).
+    End {
+        /// Offset just past the last content byte.
+        at: usize,
+    },
+}
+
 /// One open multipart.
 #[derive(Clone, Debug)]
 struct Level {
     boundary: Vec<u8>,
+    /// Its parts are body parts a footer may go on.
+    footable: bool,
     /// Depth of its parts.
     child_depth: usize,
     /// multipart/digest: parts default to message/rfc822.
@@ -94,6 +127,8 @@ struct HeaderState {
     field: FieldAcc,
     field_start: usize,
     field_end: usize,
+    /// The entity is reached through footable multiparts only (see [`Mark::Start`]).
+    footable: bool,
 }
 
 /// Undelivered content bytes that may be the line break before a boundary line.
@@ -148,6 +183,8 @@ pub(crate) struct Walker {
     pub(crate) fields: Vec<FieldSpan>,
     /// Where the top-level header block ends (the body starts), once known.
     pub(crate) header_end: Option<usize>,
+    /// Part marks for the disclaimer inserter, when tracked (drained by the pipeline).
+    pub(crate) marks: Option<Vec<Mark>>,
     finished: bool,
 }
 
@@ -167,6 +204,7 @@ impl Walker {
                 field: FieldAcc::default(),
                 field_start: 0,
                 field_end: 0,
+                footable: true,
             },
             part: PartInfo::default(),
             stack: Vec::new(),
@@ -180,7 +218,29 @@ impl Walker {
             nl_dashes: memmem::Finder::new(b"\n--"),
             fields: Vec::with_capacity(32),
             header_end: None,
+            marks: None,
             finished: false,
+        }
+    }
+
+    /// Records [`Mark`]s from now on (call before the first byte).
+    pub(crate) fn track_parts(&mut self) {
+        self.marks = Some(Vec::new());
+    }
+
+    /// Bytes before this offset can no longer turn out to be the line break before a
+    /// delimiter: a content end not yet marked is at or after it.
+    pub(crate) fn settled(&self) -> usize {
+        if self.mode == Mode::Content && self.hold_state != Hold::None {
+            self.pos.saturating_sub(self.hold.len())
+        } else {
+            self.pos
+        }
+    }
+
+    fn mark_end(&mut self, at: usize) {
+        if let Some(marks) = self.marks.as_mut() {
+            marks.push(Mark::End { at });
         }
     }
 
@@ -207,6 +267,7 @@ impl Walker {
                 Mode::Content => {
                     self.content_eof(sink);
                     if self.mode == Mode::Content || self.mode == Mode::Raw {
+                        self.mark_end(self.pos);
                         self.text_finish(sink);
                         break;
                     }
@@ -295,7 +356,7 @@ impl Walker {
                 if top {
                     self.header_end = Some(self.pos + end);
                 }
-                self.end_header(sink);
+                self.end_header(sink, self.pos + end);
                 if !top {
                     if !carry.is_empty() {
                         sink.event(ScanEvent::RawBody(&carry));
@@ -309,7 +370,7 @@ impl Walker {
                 if self.h.top {
                     self.header_end = Some(self.h.line_start);
                 }
-                self.end_header(sink);
+                self.end_header(sink, self.h.line_start);
                 if !carry.is_empty() {
                     // The line's first bytes were carried: walk them as the body they are.
                     let pos = self.pos;
@@ -399,7 +460,7 @@ impl Walker {
                         if top {
                             self.header_end = Some(end);
                         }
-                        self.end_header(sink);
+                        self.end_header(sink, end);
                         if !top {
                             sink.event(ScanEvent::RawBody(&carry));
                         }
@@ -411,7 +472,7 @@ impl Walker {
                         if self.h.top {
                             self.header_end = Some(self.h.line_start);
                         }
-                        self.end_header(sink);
+                        self.end_header(sink, self.h.line_start);
                         let pos = self.pos;
                         self.run(&carry, sink);
                         self.pos = pos;
@@ -425,7 +486,7 @@ impl Walker {
         if self.h.top {
             self.header_end = Some(end);
         }
-        self.end_header(sink);
+        self.end_header(sink, end);
     }
 
     /// A field line that is all in `data` (not carried) and whose next line visibly does not
@@ -501,7 +562,7 @@ impl Walker {
     }
 
     /// The header block ended: tells the scanner and decides how to walk the entity's body.
-    fn end_header(&mut self, sink: &mut dyn ScanSink) {
+    fn end_header(&mut self, sink: &mut dyn ScanSink, content_at: usize) {
         let depth = self.h.depth;
         if self.h.top {
             sink.event(ScanEvent::HeaderEnd);
@@ -526,6 +587,17 @@ impl Walker {
             content_type: media,
             filename: self.part.filename.as_deref(),
         });
+        if let Some(marks) = self.marks.as_mut() {
+            marks.push(Mark::Start {
+                at: content_at,
+                depth,
+                media: media.to_vec(),
+                cte: self.part.cte,
+                eight_bit: self.part.eight_bit,
+                utf8: self.part.utf8,
+                footable: self.h.footable && !self.part.attachment,
+            });
+        }
         let deeper_ok = depth < self.limits.max_mime_depth;
         // As `enter_content`, field by field: `media` borrows `self.part`.
         self.mode = Mode::Content;
@@ -534,7 +606,13 @@ impl Walker {
         self.hold_lb = 0;
         if media.starts_with(b"multipart/") {
             if let (Some(boundary), true) = (&self.part.boundary, deeper_ok) {
+                let footable = self.h.footable
+                    && matches!(
+                        media,
+                        b"multipart/mixed" | b"multipart/alternative" | b"multipart/related"
+                    );
                 self.stack.push(Level {
+                    footable,
                     boundary: boundary.clone(),
                     child_depth: depth + 1,
                     digest: media == b"multipart/digest",
@@ -545,6 +623,8 @@ impl Walker {
             && deeper_ok
         {
             self.enter_header(depth + 1, false);
+            // An attached message's text is not the body a footer goes on.
+            self.h.footable = false;
         } else if media.starts_with(b"text/") {
             let html = media == b"text/html";
             let t = &mut self.text;
@@ -570,6 +650,7 @@ impl Walker {
         h.line = HLine::Start;
         h.carry.clear();
         h.field.active = false;
+        h.footable = self.stack.last().is_some_and(|l| l.footable);
     }
 
     fn enter_content(&mut self) {
@@ -647,6 +728,8 @@ impl Walker {
                     };
                     match self.decide(&self.hold[self.hold_lb..], ended) {
                         Some((level, close)) => {
+                            let at = (self.pos + i).saturating_sub(self.hold.len());
+                            self.mark_end(at);
                             self.hold.clear();
                             self.hold_state = Hold::None;
                             if ended {
@@ -705,6 +788,7 @@ impl Walker {
                 }
             };
             if let Some((level, close)) = self.decide(view, ended) {
+                self.mark_end(self.pos + brk);
                 self.deliver(&data[start..brk], sink);
                 if !ended {
                     self.skip_line = true;
@@ -804,6 +888,7 @@ impl Walker {
         if self.hold_state == Hold::Cand {
             let view = &self.hold[self.hold_lb..];
             if let Some((level, close)) = self.decide(view, true) {
+                self.mark_end(self.pos.saturating_sub(self.hold.len()));
                 self.hold.clear();
                 self.hold_state = Hold::None;
                 self.on_delimiter(level, close, sink);

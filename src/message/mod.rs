@@ -23,6 +23,7 @@ use bytes::Bytes;
 
 mod ctype;
 mod decode;
+mod disclaimer;
 mod edit;
 mod header;
 mod html;
@@ -32,8 +33,15 @@ mod naive;
 mod url;
 
 pub use decode::{decode_rfc2047, Base64Decoder, QpDecoder};
+pub use disclaimer::{DisclaimerOutcome, Footer, SkipReason, B64_TAIL_MAX, HTML_TAIL_MAX};
 
-use mime::Walker;
+use std::sync::Arc;
+
+use disclaimer::{Inserter, Shape};
+use mime::{Mark, Walker};
+
+/// The marker header on every message that got a disclaimer; its value is the tenant name.
+pub const DISCLAIMER_HEADER: &str = "X-Conbool-Disclaimer";
 
 /// Bounds on what one message may make the pipeline hold or walk.
 #[derive(Clone, Copy, Debug)]
@@ -138,6 +146,8 @@ pub struct Pipeline {
     /// Content still goes through the walker (false after [`Pipeline::stop_scanning`]).
     scanning: bool,
     failed: Option<MessageError>,
+    /// The disclaimer inserter, once armed ([`Pipeline::arm_disclaimer`]).
+    disclaimer: Option<Box<Inserter>>,
 }
 
 impl Pipeline {
@@ -155,7 +165,152 @@ impl Pipeline {
             released: false,
             scanning: true,
             failed: None,
+            disclaimer: None,
         }
+    }
+
+    /// Records MIME part positions from the first byte on, so that a disclaimer can be armed
+    /// at release. Call before the first [`Pipeline::feed`] (it costs a little per part).
+    pub fn track_parts(&mut self) {
+        if self.seen == 0 {
+            self.walker.track_parts();
+        }
+    }
+
+    /// Decides, before [`Pipeline::release`], whether this message gets `footer`, from the
+    /// held header block and window: not if it already carries `X-Conbool-Disclaimer: tenant`,
+    /// is a calendar invitation (a text/calendar part in the window, or `Content-Class:
+    /// urn:content-classes:calendarmessage`), is signed, encrypted or a report, or shows no
+    /// body text part in the window. When it does, the marker header goes into `plan` (and,
+    /// when the first text/plain part cannot carry a non-ASCII footer, the header edits that
+    /// wrap the body in multipart/mixed with a new part for it, using `boundary`).
+    pub fn arm_disclaimer(
+        &mut self,
+        footer: &Arc<Footer>,
+        tenant: &str,
+        boundary: &str,
+        plan: &mut EditPlan,
+    ) -> Result<(), SkipReason> {
+        let armed = self.arm(footer, tenant, boundary, plan);
+        if armed.is_err() {
+            // Nothing to insert: stop recording marks.
+            self.walker.marks = None;
+        }
+        armed
+    }
+
+    fn arm(
+        &mut self,
+        footer: &Arc<Footer>,
+        tenant: &str,
+        boundary: &str,
+        plan: &mut EditPlan,
+    ) -> Result<(), SkipReason> {
+        let (Some(body_start), Some(marks)) = (self.walker.header_end, &self.walker.marks) else {
+            return Err(SkipReason::NoTextPart);
+        };
+        if self.released || self.disclaimer.is_some() {
+            return Err(SkipReason::NoTextPart);
+        }
+        let fields = self.header_fields();
+        let named = |n: &'static str| {
+            fields
+                .iter()
+                .filter(move |(name, _)| name.eq_ignore_ascii_case(n.as_bytes()))
+                .map(|(_, v)| trim_ascii(v))
+        };
+        if named(DISCLAIMER_HEADER).any(|v| v.eq_ignore_ascii_case(tenant.as_bytes())) {
+            return Err(SkipReason::AlreadyFooted);
+        }
+        if named("Content-Class")
+            .any(|v| v.eq_ignore_ascii_case(b"urn:content-classes:calendarmessage"))
+        {
+            return Err(SkipReason::Calendar);
+        }
+        let mut plain = None;
+        let mut html = false;
+        for (k, m) in marks.iter().enumerate() {
+            let Mark::Start {
+                media,
+                footable,
+                depth,
+                cte,
+                eight_bit,
+                utf8,
+                ..
+            } = m
+            else {
+                continue;
+            };
+            match &media[..] {
+                b"multipart/signed"
+                | b"multipart/encrypted"
+                | b"application/pkcs7-mime"
+                | b"application/x-pkcs7-mime"
+                    if *depth == 0 =>
+                {
+                    return Err(SkipReason::Signed)
+                }
+                b"multipart/report" if *depth == 0 => return Err(SkipReason::Report),
+                b"text/calendar" => return Err(SkipReason::Calendar),
+                b"text/plain" | b"" if *footable && plain.is_none() => {
+                    plain = Some((k, *cte, *eight_bit, *utf8))
+                }
+                b"text/html" if *footable => html = true,
+                _ => {}
+            }
+        }
+        if plain.is_none() && !html {
+            return Err(SkipReason::NoTextPart);
+        }
+        let wrap = plain.is_some_and(|(_, cte, eight_bit, utf8)| {
+            !footer.text_is_ascii() && !(utf8 && (cte != ctype::Cte::Identity || eight_bit))
+        });
+        plan.prepend
+            .extend_from_slice(format!("{DISCLAIMER_HEADER}: {tenant}\r\n").as_bytes());
+        let shape = if wrap {
+            let header = self.header_block();
+            let mut open = format!("--{boundary}\r\n").into_bytes();
+            for f in &self.walker.fields {
+                let Some((name, _)) = edit::field_parts(header, f) else {
+                    continue;
+                };
+                if name.len() >= 8 && name[..8].eq_ignore_ascii_case(b"content-") {
+                    open.extend_from_slice(header.get(f.start..f.end).unwrap_or_default());
+                    let name = String::from_utf8_lossy(name).into_owned();
+                    if !plan.remove.iter().any(|r| r.eq_ignore_ascii_case(&name)) {
+                        plan.remove.push(name);
+                    }
+                }
+            }
+            open.extend_from_slice(b"\r\n");
+            if self.count_fields("MIME-Version") == 0 {
+                plan.prepend.extend_from_slice(b"MIME-Version: 1.0\r\n");
+            }
+            plan.prepend.extend_from_slice(
+                format!("Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n").as_bytes(),
+            );
+            Shape::Wrap {
+                open: Bytes::from(open),
+                boundary: boundary.to_string(),
+            }
+        } else {
+            Shape::Parts
+        };
+        let mut ins = Box::new(Inserter::new(Arc::clone(footer), shape, body_start));
+        if let Some(marks) = self.walker.marks.as_mut() {
+            for m in marks.drain(..) {
+                ins.mark(m);
+            }
+        }
+        self.disclaimer = Some(ins);
+        Ok(())
+    }
+
+    /// What became of an armed disclaimer (final once the message has ended and been
+    /// released); `None` when none was armed.
+    pub fn disclaimer_outcome(&self) -> Option<DisclaimerOutcome> {
+        self.disclaimer.as_ref().map(|d| d.outcome())
     }
 
     /// Feeds the next piece of message content (unstuffed; CRLF line ends, or bare LF under
@@ -203,10 +358,13 @@ impl Pipeline {
             }
             self.seen += rest.len();
         }
-        if self.released {
-            self.out.push_back(piece);
-        } else {
+        if !self.released {
             self.held.push(piece);
+        } else if let Some(ins) = self.disclaimer.as_mut() {
+            ins.push(piece);
+            pump_disclaimer(&mut self.walker, ins, self.finished, &mut self.out);
+        } else {
+            self.out.push_back(piece);
         }
         Ok(())
     }
@@ -223,6 +381,9 @@ impl Pipeline {
             }
             if let Some(end) = self.walker.header_end {
                 self.header.truncate(end);
+            }
+            if let (true, Some(ins)) = (self.released, self.disclaimer.as_mut()) {
+                pump_disclaimer(&mut self.walker, ins, true, &mut self.out);
             }
         }
         Ok(())
@@ -276,9 +437,29 @@ impl Pipeline {
             return;
         }
         self.released = true;
-        let held = std::mem::take(&mut self.held);
+        let mut held = std::mem::take(&mut self.held);
         let header = self.header_shared.as_deref().unwrap_or(&self.header);
+        let Some(ins) = self.disclaimer.as_mut() else {
+            edit::apply(plan, &self.walker.fields, header, held, &mut self.out);
+            return;
+        };
+        // The body goes through the inserter; armed only once the header block ended.
+        let body_start = self.walker.header_end.unwrap_or(0);
+        let mut body = Vec::new();
+        let mut off = 0;
+        for piece in held.iter_mut() {
+            let len = piece.len();
+            if off + len > body_start {
+                body.push(piece.split_off(body_start.saturating_sub(off).min(len)));
+            }
+            off += len;
+        }
+        held.retain(|p| !p.is_empty());
         edit::apply(plan, &self.walker.fields, header, held, &mut self.out);
+        for piece in body {
+            ins.push(piece);
+        }
+        pump_disclaimer(&mut self.walker, ins, self.finished, &mut self.out);
     }
 
     /// Nobody needs scan events any more (after the verdict, when no rule could still refuse
@@ -304,6 +485,33 @@ impl Pipeline {
     fn header_block(&self) -> &[u8] {
         self.header_shared.as_deref().unwrap_or(&self.header)
     }
+}
+
+/// Hands the walker's new marks to the inserter and moves what is decided to `out`.
+fn pump_disclaimer(
+    walker: &mut Walker,
+    ins: &mut Inserter,
+    finished: bool,
+    out: &mut VecDeque<Bytes>,
+) {
+    if let Some(marks) = walker.marks.as_mut() {
+        for m in marks.drain(..) {
+            ins.mark(m);
+        }
+    }
+    ins.pump(walker.settled(), finished, out);
+}
+
+fn trim_ascii(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &v[start..end.max(start)]
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::config::{Config, NextHopTls};
-use crate::message::{EditPlan, MessageLimits, Pipeline};
+use crate::config::{Config, Disclaimer, DisclaimerScope, NextHopTls};
+use crate::message::{DisclaimerOutcome, EditPlan, Footer, MessageLimits, Pipeline, SkipReason};
 use crate::metrics::names::{self as metric_names, Outcome, Stage};
 use crate::relay::route::{self, TenantId, Trust};
 use crate::relay::stamp::{self, ReceivedInfo};
@@ -130,6 +130,8 @@ pub struct MessageLog {
     pub reason: &'static str,
     /// Whether the end of data was seen (`eod_us` is meaningful).
     pub ended: bool,
+    /// The tenant's disclaimer: added or skipped (and why); `None` when the tenant has none.
+    pub disclaimer: Option<DisclaimerOutcome>,
 }
 
 /// Counts of one session since the last [`Session::take_counts`], for the reactor's metrics.
@@ -156,7 +158,7 @@ impl std::fmt::Display for MessageLog {
         write!(
             f,
             "msg id={} client={} helo={} tls={} from=<{}> rcpts={} nrcpt={} size={} tenant={} \
-             flag={} score={:.1} rules=({}) reply=\"{}\" eod_us={} total_us={}",
+             flag={} score={:.1} rules=({}) reply=\"{}\" eod_us={} total_us={} disclaimer={}",
             self.id,
             self.client,
             self.helo,
@@ -171,8 +173,20 @@ impl std::fmt::Display for MessageLog {
             self.rules,
             self.reply.replace('"', "'"),
             self.eod_us,
-            self.total_us
+            self.total_us,
+            self.disclaimer_label()
         )
+    }
+}
+
+impl MessageLog {
+    /// The `disclaimer` log value: `yes`, `-` (the tenant has none), or why it was skipped.
+    pub fn disclaimer_label(&self) -> &'static str {
+        match self.disclaimer {
+            None => "-",
+            Some(DisclaimerOutcome::Added) => "yes",
+            Some(DisclaimerOutcome::Skipped(why)) => why.as_str(),
+        }
     }
 }
 
@@ -241,6 +255,8 @@ struct DataState {
     ended: Option<Instant>,
     end_sent: bool,
     verdict_flag: Option<&'static str>,
+    /// The tenant's disclaimer was decided against before release (`None`: armed or none).
+    disclaimer_skip: Option<SkipReason>,
 }
 
 /// One client connection.
@@ -275,6 +291,8 @@ pub struct Session {
     link_reused: bool,
     /// Counts not yet taken by the reactor.
     counts: SessionCounts,
+    /// Disclaimer footers prepared for this snapshot, by tenant index (built on first use).
+    footers: Vec<Option<Arc<Footer>>>,
 }
 
 impl Session {
@@ -305,6 +323,7 @@ impl Session {
             write_stall: None,
             link_reused: false,
             counts: SessionCounts::default(),
+            footers: Vec::new(),
         };
         // The greeting is queued in the server core: move it out now.
         session.pump(now);
@@ -798,6 +817,7 @@ impl Session {
             ended: None,
             end_sent: false,
             verdict_flag: None,
+            disclaimer_skip: None,
         };
         let Some(txn) = self.txn.as_mut() else {
             let err = SessionError::BadSequence("need MAIL first");
@@ -814,6 +834,9 @@ impl Session {
         if let Some(err) = txn.broken.clone() {
             self.fail_or_answer(now, !bdat, err);
             return;
+        }
+        if let Ok(Some(_)) = disclaimer_applies(&self.snap.config, self.trust, txn) {
+            data.pipeline.track_parts();
         }
         txn.data = Some(data);
         self.msg_seq += 1;
@@ -917,7 +940,7 @@ impl Session {
                 peer: self.info.peer,
                 when: self.info.wall_start + now.saturating_duration_since(self.start),
             };
-            if let Err(err) = decide(&self.snap, &stamp, txn) {
+            if let Err(err) = decide(&self.snap, &stamp, txn, &mut self.footers) {
                 self.fail_message(now, err);
                 return;
             }
@@ -1279,6 +1302,10 @@ impl Session {
             total_us: now.saturating_duration_since(data.started).as_micros() as u64,
             reason,
             ended: data.ended.is_some(),
+            disclaimer: data
+                .disclaimer_skip
+                .map(DisclaimerOutcome::Skipped)
+                .or_else(|| data.pipeline.disclaimer_outcome()),
         };
         self.actions.push_back(Action::Log(Box::new(log)));
     }
@@ -1298,7 +1325,12 @@ struct Stamp<'a> {
 
 /// Takes the verdict for a message whose header block and scan window are complete, builds
 /// the edit plan and releases the held bytes. Errors refuse the message.
-fn decide(snap: &Snapshot, st: &Stamp<'_>, txn: &mut Txn) -> Result<(), SessionError> {
+fn decide(
+    snap: &Snapshot,
+    st: &Stamp<'_>,
+    txn: &mut Txn,
+    footers: &mut Vec<Option<Arc<Footer>>>,
+) -> Result<(), SessionError> {
     let config = &snap.config;
     let Some(data) = txn.data.as_mut() else {
         return Ok(());
@@ -1355,8 +1387,67 @@ fn decide(snap: &Snapshot, st: &Stamp<'_>, txn: &mut Txn) -> Result<(), SessionE
         &data.scan.hit_names(),
     );
     data.verdict_flag = Some(if verdict.spam { "YES" } else { "NO" });
+    let skip = match disclaimer_applies(config, st.trust, txn) {
+        Ok(Some(d)) => {
+            let data = txn.data.as_mut().ok_or(SessionError::Local("no data"))?;
+            let hit = d
+                .skip_rules
+                .iter()
+                .any(|r| data.scan.hit_names().split(',').any(|h| h == r.as_str()));
+            let footer = footer_for(footers, tenant_id.0, d);
+            let boundary = format!("=_conbool_disclaimer_{}_=", st.id);
+            if hit {
+                Some(SkipReason::SkipRule)
+            } else {
+                let name = &tenant.name;
+                data.pipeline
+                    .arm_disclaimer(&footer, name, &boundary, &mut plan)
+                    .err()
+            }
+        }
+        Ok(None) => None,
+        Err(why) => Some(why),
+    };
+    let Some(data) = txn.data.as_mut() else {
+        return Ok(());
+    };
+    data.disclaimer_skip = skip;
     data.pipeline.release(&plan);
     Ok(())
+}
+
+/// The tenant's disclaimer if this message may get it (`Ok(None)`: the tenant has none):
+/// `applies_to` (outbound: from the tenant's trusted clients), never for a null sender.
+fn disclaimer_applies<'c>(
+    config: &'c Config,
+    trust: Trust,
+    txn: &Txn,
+) -> Result<Option<&'c Disclaimer>, SkipReason> {
+    let Some(tenant_id) = txn.route else {
+        return Ok(None);
+    };
+    let Some(d) = route::tenant(config, tenant_id).disclaimer.as_ref() else {
+        return Ok(None);
+    };
+    let covered = match d.applies_to {
+        DisclaimerScope::Outbound => trust == Trust::Trusted(tenant_id),
+        DisclaimerScope::All => true,
+    };
+    if !covered {
+        return Err(SkipReason::NotCovered);
+    }
+    if matches!(txn.from, ReversePath::Null) {
+        return Err(SkipReason::NullSender);
+    }
+    Ok(Some(d))
+}
+
+/// The prepared footer of tenant `index`, built on first use.
+fn footer_for(footers: &mut Vec<Option<Arc<Footer>>>, index: usize, d: &Disclaimer) -> Arc<Footer> {
+    if footers.len() <= index {
+        footers.resize(index + 1, None);
+    }
+    Arc::clone(footers[index].get_or_insert_with(|| Arc::new(Footer::new(&d.text, &d.html))))
 }
 
 /// A queue-less message id: connection id and message sequence, in hex.

@@ -1128,3 +1128,143 @@ fn bytes_read_from_a_connection_already_let_go_never_reach_the_next_one() {
     assert_eq!(h.delivered.len(), 1, "{}", h.replies());
     assert!(h.last_reply().starts_with("250 "), "{}", h.replies());
 }
+// ----- disclaimers (issue 13) -----
+
+fn disclaimer_config(scope: crate::config::DisclaimerScope) -> Config {
+    let mut c = Config::embedded_defaults();
+    c.tenants[0].disclaimer = Some(crate::config::Disclaimer {
+        // A line starting with a dot: it must be dot-stuffed on the way like any other.
+        text: "Example Ltd\n.sig".into(),
+        html: "<p>Example Ltd</p>".into(),
+        applies_to: scope,
+        skip_rules: vec!["GTUBE".into()],
+    });
+    c
+}
+
+const FOOTED: &[u8] = b"Subject: s\r\n\r\nbody\r\n\r\nExample Ltd\r\n.sig\r\n";
+
+#[test]
+fn disclaimer_rows_through_the_relay() {
+    use crate::config::DisclaimerScope::{All, Outbound};
+    use crate::message::{DisclaimerOutcome, SkipReason};
+    let body: &[u8] = b"Subject: s\r\n\r\nbody\r\n";
+    let gtube = [b"Subject: s\r\n\r\n".as_slice(), GTUBE, b"\r\n"].concat();
+    let footed_already = b"X-Conbool-Disclaimer: example.com\r\nSubject: s\r\n\r\nbody\r\n";
+    let footed_mark =
+        |rest: &[u8]| [b"X-Conbool-Disclaimer: example.com\r\n".as_slice(), rest].concat();
+    // (name, scope, client, from, rcpt, body, expected content after our stamp, outcome)
+    type Row<'a> = (
+        &'a str,
+        crate::config::DisclaimerScope,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a [u8],
+        Vec<u8>,
+        DisclaimerOutcome,
+    );
+    let rows: Vec<Row<'_>> = vec![
+        (
+            "trusted_outbound",
+            Outbound,
+            "127.0.0.1",
+            "a@example.com",
+            "x@elsewhere.org",
+            body,
+            footed_mark(FOOTED),
+            DisclaimerOutcome::Added,
+        ),
+        (
+            "untrusted_inbound",
+            Outbound,
+            "192.0.2.10",
+            "a@x.org",
+            "v@example.com",
+            body,
+            body.to_vec(),
+            DisclaimerOutcome::Skipped(SkipReason::NotCovered),
+        ),
+        (
+            "inbound_with_all",
+            All,
+            "192.0.2.10",
+            "a@x.org",
+            "v@example.com",
+            body,
+            footed_mark(FOOTED),
+            DisclaimerOutcome::Added,
+        ),
+        (
+            "null_sender",
+            Outbound,
+            "127.0.0.1",
+            "",
+            "x@elsewhere.org",
+            body,
+            body.to_vec(),
+            DisclaimerOutcome::Skipped(SkipReason::NullSender),
+        ),
+        (
+            "already_footed",
+            Outbound,
+            "127.0.0.1",
+            "a@example.com",
+            "x@elsewhere.org",
+            footed_already,
+            footed_already.to_vec(),
+            DisclaimerOutcome::Skipped(SkipReason::AlreadyFooted),
+        ),
+        (
+            "skip_rule",
+            Outbound,
+            "127.0.0.1",
+            "a@example.com",
+            "x@elsewhere.org",
+            &gtube,
+            gtube.clone(),
+            DisclaimerOutcome::Skipped(SkipReason::SkipRule),
+        ),
+    ];
+    for (name, scope, client, from, rcpt, body, want, outcome) in rows {
+        let mut whole = Harness::with_config(client, Hop::Accept, disclaimer_config(scope));
+        whole.send(&transaction(from, &[rcpt], body));
+        let mut bytewise = Harness::with_config(client, Hop::Accept, disclaimer_config(scope));
+        bytewise.send_bytewise(&transaction(from, &[rcpt], body));
+        for h in [&whole, &bytewise] {
+            assert_eq!(h.delivered.len(), 1, "{name}: {}", h.replies());
+            let (_, rest) = strip_stamp(&h.delivered[0].content);
+            assert_eq!(
+                String::from_utf8_lossy(&rest),
+                String::from_utf8_lossy(&want),
+                "{name}"
+            );
+            assert_eq!(h.logs[0].disclaimer, Some(outcome), "{name}");
+        }
+        let line = whole.logs[0].to_string();
+        assert!(line.contains(" disclaimer="), "{name}: {line}");
+    }
+}
+
+#[test]
+fn disclaimer_over_bdat_is_the_same_as_over_data() {
+    let mut h = Harness::with_config(
+        "127.0.0.1",
+        Hop::Accept,
+        disclaimer_config(crate::config::DisclaimerScope::Outbound),
+    );
+    let msg = b"Subject: s\r\n\r\nbody\r\n";
+    let (a, b) = msg.split_at(16);
+    let mut t = b"EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\n".to_vec();
+    t.extend_from_slice(format!("BDAT {}\r\n", a.len()).as_bytes());
+    t.extend_from_slice(a);
+    t.extend_from_slice(format!("BDAT {} LAST\r\n", b.len()).as_bytes());
+    t.extend_from_slice(b);
+    h.send(&t);
+    assert_eq!(h.delivered.len(), 1, "{}", h.replies());
+    let (_, rest) = strip_stamp(&h.delivered[0].content);
+    assert_eq!(
+        rest,
+        [b"X-Conbool-Disclaimer: example.com\r\n".as_slice(), FOOTED].concat()
+    );
+}

@@ -123,6 +123,7 @@ impl Worker {
             .str("next_hop", &next_hop)
             .u64("eod_us", log.eod_us)
             .u64("total_us", log.total_us)
+            .str("disclaimer", log.disclaimer_label())
             .finish();
     }
 
