@@ -2,6 +2,7 @@
 //! and a real next hop (the project's sink, or a scripted peer for faults).
 
 mod corpus;
+mod disclaimer;
 mod exchange;
 mod floods;
 mod metrics;
