@@ -128,7 +128,8 @@ fn inbound_null_sender_and_signed_messages_pass_untouched() {
     let hop = Hop::start(Faults::NONE);
     let relay = relay(&hop);
     // (row, client, sender, recipient, message)
-    let rows: [(&str, [u8; 4], &str, &str, &[u8]); 3] = [
+    type Row<'a> = (&'a str, [u8; 4], &'a str, &'a str, &'a [u8]);
+    let rows: [Row<'_>; 3] = [
         (
             "inbound",
             UNTRUSTED,
