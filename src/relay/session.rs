@@ -717,6 +717,19 @@ impl Session {
             Event::Data(piece) => self.on_data(now, piece),
             Event::DataEnd => self.on_data_end(now),
             Event::Abort => {
+                if let Some(err) = self.server.take_own_refusal() {
+                    // The server core refused the message itself (size, bare LF): it answers
+                    // at the end; the message is logged and counted here, while it is known.
+                    let live = self
+                        .txn
+                        .as_ref()
+                        .and_then(|t| t.data.as_ref())
+                        .is_some_and(|d| !d.failed);
+                    if live {
+                        let reply = reply_for(&err).0;
+                        self.log_message(now, &reply, metric_names::reason_of(&err));
+                    }
+                }
                 self.abandon_downstream_txn();
                 self.pending = Pending::None;
             }

@@ -1268,3 +1268,50 @@ fn disclaimer_over_bdat_is_the_same_as_over_data() {
         [b"X-Conbool-Disclaimer: example.com\r\n".as_slice(), FOOTED].concat()
     );
 }
+
+#[test]
+fn messages_the_server_core_refuses_itself_are_logged_with_their_reason() {
+    // (row, config change, content, reply prefix, reason)
+    type Row = (
+        &'static str,
+        fn(&mut Config),
+        &'static [u8],
+        &'static str,
+        &'static str,
+    );
+    let rows: [Row; 2] = [
+        (
+            "too_big",
+            |c| c.limits.max_message_size = 64,
+            b"Subject: s\r\n\r\nthis body is longer than sixty-four bytes, which is the limit\r\n",
+            "552 5.3.4",
+            "message_too_big",
+        ),
+        (
+            "bare_lf",
+            |c| c.limits.bare_lf = crate::config::BareLf::Reject,
+            b"Subject: s\r\n\r\nbare\nline feed\r\n",
+            "550 5.6.11",
+            "bare_lf",
+        ),
+    ];
+    for (row, change, content, reply, reason) in rows {
+        let mut config = Config::embedded_defaults();
+        change(&mut config);
+        let mut h = Harness::with_config("127.0.0.1", Hop::Accept, config);
+        h.send(&transaction("a@example.com", &["v@example.com"], content));
+        assert!(h.delivered.is_empty(), "{row}");
+        assert!(h.last_reply().starts_with(reply), "{row}: {}", h.replies());
+        assert_eq!(h.logs.len(), 1, "{row}");
+        assert_eq!(h.logs[0].reason, reason, "{row}");
+        assert!(
+            h.logs[0].reply.starts_with(reply),
+            "{row}: {}",
+            h.logs[0].reply
+        );
+        // The session goes on: the next message is delivered and logged once.
+        h.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\nDATA\r\nSubject: 2\r\n\r\nx\r\n.\r\n");
+        assert_eq!(h.delivered.len(), 1, "{row}: {}", h.replies());
+        assert_eq!(h.logs.len(), 2, "{row}");
+    }
+}

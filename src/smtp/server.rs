@@ -124,6 +124,8 @@ pub struct Server {
     out: Vec<u8>,
     events: VecDeque<Event>,
     pieces: Vec<Piece>,
+    /// A message this core refused on its own (size, bare LF) since the relay last asked.
+    own_refusal: Option<SessionError>,
 }
 
 /// While more reply bytes than this wait for [`Server::poll_output`], no further command is
@@ -159,6 +161,7 @@ impl Server {
             events: VecDeque::new(),
             pieces: Vec::new(),
             params,
+            own_refusal: None,
         };
         server.queue(&Reply::greeting(&server.params.hostname));
         server
@@ -253,6 +256,13 @@ impl Server {
         self.answer(reply_for(err).0);
         self.count_error();
         self.settle();
+    }
+
+    /// Why this core refused the message in progress on its own (`max_message_size`,
+    /// `bare_lf = "reject"`), once: the `Abort` event that came with it is the relay's cue to
+    /// ask. The reply is `reply_for` of it, given at the end of the message.
+    pub fn take_own_refusal(&mut self) -> Option<SessionError> {
+        self.own_refusal.take()
     }
 
     /// Refuses the current message because of `err` (downstream failure, rule reject, header
@@ -640,6 +650,7 @@ impl Server {
                 bdat.declared = bdat.declared.saturating_add(size);
                 if bdat.declared > self.params.max_message_size {
                     bdat.msg.fail(SessionError::MessageTooBig, &mut self.events);
+                    self.own_refusal = Some(SessionError::MessageTooBig);
                 }
                 ChunkDest::Message { txn, bdat }
             }
@@ -766,6 +777,9 @@ impl Server {
         }
         msg.flush(&mut self.events);
         self.pieces = pieces;
+        if std::mem::take(&mut msg.refused_here) {
+            self.own_refusal = msg.failed.clone();
+        }
     }
 
     /// The end of a message: ask for the final reply, or give the failure reply.
@@ -969,6 +983,8 @@ struct Message {
     failed: Option<SessionError>,
     /// Small pieces waiting to go out as one owned `Bytes`.
     small: BytesMut,
+    /// `failed` was set by this core (not by the relay) and not yet reported.
+    refused_here: bool,
 }
 
 impl Message {
@@ -1007,6 +1023,7 @@ impl Message {
     fn fail(&mut self, err: SessionError, events: &mut VecDeque<Event>) {
         if self.failed.is_none() {
             self.fail_quietly(err);
+            self.refused_here = true;
             events.push_back(Event::Abort);
         }
     }
