@@ -45,7 +45,40 @@ const LINE_MAX: usize = 76;
 pub struct Footer {
     text: Vec<u8>,
     html: Vec<u8>,
+    /// Forward (SIMD) searchers for `</body` and `</BODY`, built once.
+    tags: BodyTags,
 }
+
+/// Searchers for the two spellings of the closing body tag the inserter looks for.
+#[derive(Clone, Debug)]
+struct BodyTags([memchr::memmem::Finder<'static>; 2]);
+
+impl BodyTags {
+    fn new() -> BodyTags {
+        BodyTags([
+            memchr::memmem::Finder::new(TAG),
+            memchr::memmem::Finder::new(TAG_UPPER),
+        ])
+    }
+
+    /// Where the last `</body` or `</BODY` in `bytes` starts. Forward searches: memchr's
+    /// reverse search has no SIMD prefilter and was the inserter's main cost on HTML parts.
+    fn last_in(&self, bytes: &[u8]) -> Option<usize> {
+        self.0
+            .iter()
+            .filter_map(|f| f.find_iter(bytes).last())
+            .max()
+    }
+}
+
+impl PartialEq for BodyTags {
+    fn eq(&self, _: &BodyTags) -> bool {
+        // Always the same two needles.
+        true
+    }
+}
+
+impl Eq for BodyTags {}
 
 impl Footer {
     /// The footer for `text` (text/plain parts) and `html` (text/html parts).
@@ -61,6 +94,7 @@ impl Footer {
         Footer {
             text: crlf_lines(text.as_bytes()),
             html: crlf_lines(h.as_bytes()),
+            tags: BodyTags::new(),
         }
     }
 
@@ -378,11 +412,7 @@ impl Inserter {
             if html_tags {
                 // The last whole `</body` or `</BODY` in this slice (SIMD search; other
                 // spellings put the footer at the end of the part)...
-                let last = [TAG, TAG_UPPER]
-                    .iter()
-                    .filter_map(|t| memchr::memmem::rfind(bytes, t))
-                    .max();
-                if let Some(k) = last {
+                if let Some(k) = self.footer.tags.last_in(bytes) {
                     c.body_tag = Some(from + k);
                 }
                 // ...then a `<` near its end that may start one across the cut.
