@@ -230,9 +230,31 @@ fn scrape_counts_exactly_what_happened_and_logs_one_line_per_message() {
     assert_eq!(
         keys,
         [
-            "time", "level", "event", "worker", "session", "id", "client", "helo", "tls", "from",
-            "nrcpt", "to", "size", "tenant", "verdict", "score", "rules", "code", "dsn", "reply",
-            "reason", "next_hop", "eod_us", "total_us"
+            "time",
+            "level",
+            "event",
+            "worker",
+            "session",
+            "id",
+            "client",
+            "helo",
+            "tls",
+            "from",
+            "nrcpt",
+            "to",
+            "size",
+            "tenant",
+            "verdict",
+            "score",
+            "rules",
+            "code",
+            "dsn",
+            "reply",
+            "reason",
+            "next_hop",
+            "eod_us",
+            "total_us",
+            "disclaimer"
         ],
         "{log}"
     );
