@@ -233,7 +233,7 @@ impl Line<'_> {
     pub fn str(&mut self, key: &str, value: &str) -> &mut Self {
         self.key(key);
         if self.w.json {
-            json_string(&mut self.w.line, value);
+            push_json_string(&mut self.w.line, value);
         } else {
             text_value(&mut self.w.line, value);
         }
@@ -286,7 +286,7 @@ impl Line<'_> {
         }
         self.w.fields += 1;
         if self.w.json {
-            json_string(l, key);
+            push_json_string(l, key);
             l.push(':');
         } else {
             l.push_str(key);
@@ -330,8 +330,9 @@ fn text_value(out: &mut String, v: &str) {
     out.push('"');
 }
 
-/// A JSON string (RFC 8259 §7).
-fn json_string(out: &mut String, v: &str) {
+/// Appends `v` as a JSON string literal (RFC 8259 §7; U+2028/U+2029 and DEL escaped too, so
+/// the line is also valid JavaScript and safe in terminals). The one JSON escaper of the crate.
+pub fn push_json_string(out: &mut String, v: &str) {
     out.push('"');
     for c in v.chars() {
         match c {

@@ -215,22 +215,7 @@ impl JsonWriter {
     }
 }
 
-/// Appends `s` as a JSON string literal (RFC 8259 §7).
-pub fn push_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
+pub use crate::logging::push_json_string;
 
 #[cfg(test)]
 mod tests {
