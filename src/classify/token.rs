@@ -15,15 +15,18 @@ use crate::message::{ScanEvent, ScanSink};
 /// length class), longer non-ASCII runs (scripts written without spaces) are cut into pieces.
 pub const MAX_TOKEN_BYTES: usize = 24;
 /// Most distinct features counted per message; later ones are ignored.
-pub const MAX_TOKENS: usize = 4096;
+pub const MAX_TOKENS: usize = 1024;
+/// Bytes of decoded body text tokenized per message; the rest is not looked at (the rules
+/// still see it). Together with [`MAX_TOKENS`] this bounds the classifier's work per message.
+pub const MAX_TEXT_BYTES: usize = 8 * 1024;
 /// Bytes of one header value looked at.
 const MAX_HEADER_VALUE_BYTES: usize = 1024;
 /// Bytes of one URL looked at.
 const MAX_URL_BYTES: usize = 512;
 /// Bytes of a field name, media type or host kept in a token.
 const MAX_NAME_BYTES: usize = 64;
-/// Slots of the first dedup table (grows by doubling up to twice [`MAX_TOKENS`]).
-const FIRST_TABLE_SLOTS: usize = 256;
+/// Slots of the dedup table: a power of two, at least twice [`MAX_TOKENS`] (at most half full).
+const TABLE_SLOTS: usize = 2 * MAX_TOKENS;
 
 /// Header fields whose values are not tokenized: timestamps and signatures.
 const NO_VALUE: &[&[u8]] = &[
@@ -81,7 +84,7 @@ pub fn is_collection_artefact(name: &[u8]) -> bool {
 /// weight sum when a model is attached.
 #[derive(Clone, Debug, Default)]
 pub struct Features {
-    /// Open addressing over the feature hashes (0 = empty); a power of two, at most half full.
+    /// Open addressing over the feature hashes (0 = empty): [`TABLE_SLOTS`], at most half full.
     table: Vec<u32>,
     list: Vec<u32>,
     model: Option<Arc<Model>>,
@@ -93,8 +96,8 @@ impl Features {
     /// An empty set; with a model, each new feature's weight is added as it comes.
     pub fn new(model: Option<Arc<Model>>) -> Features {
         Features {
-            table: Vec::new(),
-            list: Vec::new(),
+            table: vec![0; TABLE_SLOTS],
+            list: Vec::with_capacity(MAX_TOKENS),
             model,
             sum: 0,
         }
@@ -113,47 +116,34 @@ impl Features {
         }
     }
 
+    /// Whether no more features are counted.
+    #[inline]
+    fn full(&self) -> bool {
+        self.list.len() >= MAX_TOKENS
+    }
+
     #[inline]
     fn insert(&mut self, h: u32) {
         let h = h.max(1);
-        if self.list.len() >= MAX_TOKENS {
+        if self.full() {
             return;
         }
-        if self.list.len() * 2 >= self.table.len() {
-            self.grow();
-        }
-        let mask = self.table.len() - 1;
+        let mask = self.table.len().wrapping_sub(1);
         let mut at = h as usize & mask;
         loop {
-            match self.table.get(at).copied() {
-                Some(0) => break,
-                Some(x) if x == h => return,
+            match self.table.get_mut(at) {
+                Some(slot) if *slot == 0 => {
+                    *slot = h;
+                    break;
+                }
+                Some(slot) if *slot == h => return,
                 Some(_) => at = (at + 1) & mask,
                 None => return,
             }
         }
-        if let Some(slot) = self.table.get_mut(at) {
-            *slot = h;
-        }
         self.list.push(h);
         if let Some(m) = &self.model {
             self.sum += i64::from(m.weight(h));
-        }
-    }
-
-    fn grow(&mut self) {
-        let n = (self.table.len() * 2).max(FIRST_TABLE_SLOTS);
-        self.table.clear();
-        self.table.resize(n, 0);
-        let mask = n - 1;
-        for &h in &self.list {
-            let mut at = h as usize & mask;
-            while self.table.get(at).is_some_and(|&x| x != 0) {
-                at = (at + 1) & mask;
-            }
-            if let Some(slot) = self.table.get_mut(at) {
-                *slot = h;
-            }
         }
     }
 }
@@ -167,6 +157,8 @@ pub struct Tokenizer {
     /// The previous word of the current text part, for word pairs (0 = none).
     prev: u64,
     parts: u32,
+    /// Body text bytes still to look at (counts down from [`MAX_TEXT_BYTES`]).
+    text_left: usize,
 }
 
 /// A word being read, carried across `Text` events.
@@ -187,6 +179,7 @@ impl Tokenizer {
             word: WordState::default(),
             prev: 0,
             parts: 0,
+            text_left: MAX_TEXT_BYTES,
         }
     }
 
@@ -338,7 +331,12 @@ impl Tokenizer {
     }
 
     fn text(&mut self, chunk: &[u8]) {
-        for &b in chunk {
+        if self.features.full() {
+            return;
+        }
+        let n = chunk.len().min(self.text_left);
+        self.text_left -= n;
+        for &b in &chunk[..n] {
             let c = WORD[b as usize];
             if c == 0 {
                 if self.word.len != 0 {
