@@ -15,10 +15,10 @@ use crate::message::{ScanEvent, ScanSink};
 /// length class), longer non-ASCII runs (scripts written without spaces) are cut into pieces.
 pub const MAX_TOKEN_BYTES: usize = 24;
 /// Most distinct features counted per message; later ones are ignored.
-pub const MAX_TOKENS: usize = 1024;
+pub const MAX_TOKENS: usize = 512;
 /// Bytes of decoded body text tokenized per message; the rest is not looked at (the rules
 /// still see it). Together with [`MAX_TOKENS`] this bounds the classifier's work per message.
-pub const MAX_TEXT_BYTES: usize = 8 * 1024;
+pub const MAX_TEXT_BYTES: usize = 4 * 1024;
 /// Bytes of one header value looked at.
 const MAX_HEADER_VALUE_BYTES: usize = 1024;
 /// Bytes of one URL looked at.
@@ -309,6 +309,9 @@ impl Tokenizer {
 
     /// Words of a whole value (a header value or a URL path), each hashed from `seed`.
     fn words_of(&mut self, seed: u64, value: &[u8], digits: bool) {
+        if self.features.full() {
+            return;
+        }
         let mut buf = [0u8; MAX_TOKEN_BYTES];
         let mut len = 0usize;
         let mut all_digits = true;
