@@ -309,44 +309,65 @@ impl Tokenizer {
 
     /// Words of a whole value (a header value or a URL path), each hashed from `seed`.
     fn words_of(&mut self, seed: u64, value: &[u8], digits: bool) {
-        if self.features.full() {
-            return;
-        }
-        let mut buf = [0u8; MAX_TOKEN_BYTES];
-        let mut len = 0usize;
-        let mut all_digits = true;
-        for &b in value.iter().chain(std::iter::once(&b' ')) {
-            let c = WORD[b as usize];
-            if c != 0 {
-                if let Some(slot) = buf.get_mut(len) {
-                    *slot = c;
-                }
-                len += 1;
-                all_digits &= c.is_ascii_digit();
-                continue;
+        let mut rest = value;
+        while !self.features.full() {
+            let Some(start) = rest.iter().position(|&b| WORD[b as usize] != 0) else {
+                return;
+            };
+            rest = &rest[start..];
+            let end = word_end(rest);
+            let word = &rest[..end];
+            if (2..=MAX_TOKEN_BYTES).contains(&end)
+                && (digits || !word.iter().all(u8::is_ascii_digit))
+            {
+                self.add(hash_lower(seed, word));
             }
-            if (2..=MAX_TOKEN_BYTES).contains(&len) && (digits || !all_digits) {
-                self.add(hash_bytes(seed, &buf[..len]));
-            }
-            len = 0;
-            all_digits = true;
+            rest = rest.get(end + 1..).unwrap_or_default();
         }
     }
 
+    /// Body text: whole words of the chunk are hashed straight from it; a word cut by the
+    /// end of the chunk, or longer than [`MAX_TOKEN_BYTES`], goes through the carried
+    /// [`WordState`] byte by byte (the same tokens either way).
     fn text(&mut self, chunk: &[u8]) {
         if self.features.full() {
             return;
         }
         let n = chunk.len().min(self.text_left);
         self.text_left -= n;
-        for &b in &chunk[..n] {
-            let c = WORD[b as usize];
-            if c == 0 {
-                if self.word.len != 0 {
-                    self.end_word();
-                }
-                continue;
+        let mut rest = &chunk[..n];
+        if self.word.len != 0 {
+            let end = word_end(rest);
+            self.text_slow(&rest[..end]);
+            if end == rest.len() {
+                return;
             }
+            self.end_word();
+            rest = &rest[end + 1..];
+        }
+        while !self.features.full() {
+            let Some(start) = rest.iter().position(|&b| WORD[b as usize] != 0) else {
+                return;
+            };
+            rest = &rest[start..];
+            let end = word_end(rest);
+            if end == rest.len() || end > MAX_TOKEN_BYTES {
+                self.text_slow(&rest[..end]);
+                if end == rest.len() {
+                    return;
+                }
+                self.end_word();
+            } else if end >= 2 {
+                self.word_hash(hash_lower(SEED_TEXT, &rest[..end]));
+            }
+            rest = &rest[end + 1..];
+        }
+    }
+
+    /// Bytes of one word (no separators), carried in [`WordState`].
+    fn text_slow(&mut self, word: &[u8]) {
+        for &b in word {
+            let c = WORD[b as usize];
             let w = &mut self.word;
             if w.len == 0 {
                 w.high = true;
@@ -375,6 +396,12 @@ impl Tokenizer {
             let class = [w.buf[0], (len / 8).min(32) as u8];
             hash_bytes(SEED_SKIP, &class)
         };
+        self.word_hash(h);
+    }
+
+    /// A text word's hash: the word and the pair with the previous word.
+    #[inline]
+    fn word_hash(&mut self, h: u64) {
         self.add(h);
         if self.prev != 0 {
             self.add(self.prev.rotate_left(23) ^ h.wrapping_mul(K_PAIR));
@@ -440,6 +467,26 @@ fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
         h ^= h >> 29;
     }
     h
+}
+
+/// [`hash_bytes`] of `word` (bytes that are all in words) lower-cased as [`WORD`] does.
+#[inline]
+fn hash_lower(seed: u64, word: &[u8]) -> u64 {
+    let mut buf = [0u8; MAX_TOKEN_BYTES];
+    let n = word.len().min(MAX_TOKEN_BYTES);
+    for (d, &s) in buf.iter_mut().zip(word) {
+        *d = s | (u8::from(s.wrapping_sub(b'A') < 26) << 5);
+    }
+    hash_bytes(seed, &buf[..n])
+}
+
+/// Length of the word at the start of `bytes` (up to the first separator).
+#[inline]
+fn word_end(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .position(|&b| WORD[b as usize] == 0)
+        .unwrap_or(bytes.len())
 }
 
 #[inline]
@@ -595,6 +642,16 @@ mod tests {
         d.sort_unstable();
         d.dedup();
         assert_eq!(d.len(), MAX_TOKENS, "distinct");
+    }
+
+    #[test]
+    fn fast_lowering_matches_the_word_table() {
+        for b in 0..=255u8 {
+            let c = WORD[b as usize];
+            if c != 0 {
+                assert_eq!(hash_lower(1, &[b, b'a', b]), hash_bytes(1, &[c, b'a', c]), "{b}");
+            }
+        }
     }
 
     #[test]
