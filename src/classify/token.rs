@@ -200,7 +200,7 @@ impl Tokenizer {
     }
 
     fn header(&mut self, depth: usize, name: &[u8], value: &[u8]) {
-        if is_collection_artefact(name) {
+        if self.features.full() || is_collection_artefact(name) {
             return;
         }
         let value = &value[..value.len().min(MAX_HEADER_VALUE_BYTES)];
@@ -272,6 +272,9 @@ impl Tokenizer {
     }
 
     fn url(&mut self, url: &[u8]) {
+        if self.features.full() {
+            return;
+        }
         let url = url.trim_ascii();
         let url = &url[..url.len().min(MAX_URL_BYTES)];
         let scheme_end = memchr::memmem::find(&url[..url.len().min(16)], b"://");
@@ -649,7 +652,11 @@ mod tests {
         for b in 0..=255u8 {
             let c = WORD[b as usize];
             if c != 0 {
-                assert_eq!(hash_lower(1, &[b, b'a', b]), hash_bytes(1, &[c, b'a', c]), "{b}");
+                assert_eq!(
+                    hash_lower(1, &[b, b'a', b]),
+                    hash_bytes(1, &[c, b'a', c]),
+                    "{b}"
+                );
             }
         }
     }
