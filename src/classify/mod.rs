@@ -32,5 +32,7 @@ mod token;
 mod train;
 
 pub use model::{Model, ModelError, MODEL_VERSION, TOKENIZER_VERSION};
-pub use token::{is_collection_artefact, Features, Tokenizer, MAX_TOKENS, MAX_TOKEN_BYTES};
+pub use token::{
+    is_collection_artefact, Features, Tokenizer, MAX_TEXT_BYTES, MAX_TOKENS, MAX_TOKEN_BYTES,
+};
 pub use train::{train, TrainParams};

@@ -15,15 +15,18 @@ use crate::message::{ScanEvent, ScanSink};
 /// length class), longer non-ASCII runs (scripts written without spaces) are cut into pieces.
 pub const MAX_TOKEN_BYTES: usize = 24;
 /// Most distinct features counted per message; later ones are ignored.
-pub const MAX_TOKENS: usize = 4096;
+pub const MAX_TOKENS: usize = 512;
+/// Bytes of decoded body text tokenized per message; the rest is not looked at (the rules
+/// still see it). Together with [`MAX_TOKENS`] this bounds the classifier's work per message.
+pub const MAX_TEXT_BYTES: usize = 4 * 1024;
 /// Bytes of one header value looked at.
 const MAX_HEADER_VALUE_BYTES: usize = 1024;
 /// Bytes of one URL looked at.
 const MAX_URL_BYTES: usize = 512;
 /// Bytes of a field name, media type or host kept in a token.
 const MAX_NAME_BYTES: usize = 64;
-/// Slots of the first dedup table (grows by doubling up to twice [`MAX_TOKENS`]).
-const FIRST_TABLE_SLOTS: usize = 256;
+/// Slots of the dedup table: a power of two, at least twice [`MAX_TOKENS`] (at most half full).
+const TABLE_SLOTS: usize = 2 * MAX_TOKENS;
 
 /// Header fields whose values are not tokenized: timestamps and signatures.
 const NO_VALUE: &[&[u8]] = &[
@@ -81,7 +84,7 @@ pub fn is_collection_artefact(name: &[u8]) -> bool {
 /// weight sum when a model is attached.
 #[derive(Clone, Debug, Default)]
 pub struct Features {
-    /// Open addressing over the feature hashes (0 = empty); a power of two, at most half full.
+    /// Open addressing over the feature hashes (0 = empty): [`TABLE_SLOTS`], at most half full.
     table: Vec<u32>,
     list: Vec<u32>,
     model: Option<Arc<Model>>,
@@ -93,8 +96,8 @@ impl Features {
     /// An empty set; with a model, each new feature's weight is added as it comes.
     pub fn new(model: Option<Arc<Model>>) -> Features {
         Features {
-            table: Vec::new(),
-            list: Vec::new(),
+            table: vec![0; TABLE_SLOTS],
+            list: Vec::with_capacity(MAX_TOKENS),
             model,
             sum: 0,
         }
@@ -113,47 +116,34 @@ impl Features {
         }
     }
 
+    /// Whether no more features are counted.
+    #[inline]
+    fn full(&self) -> bool {
+        self.list.len() >= MAX_TOKENS
+    }
+
     #[inline]
     fn insert(&mut self, h: u32) {
         let h = h.max(1);
-        if self.list.len() >= MAX_TOKENS {
+        if self.full() {
             return;
         }
-        if self.list.len() * 2 >= self.table.len() {
-            self.grow();
-        }
-        let mask = self.table.len() - 1;
+        let mask = self.table.len().wrapping_sub(1);
         let mut at = h as usize & mask;
         loop {
-            match self.table.get(at).copied() {
-                Some(0) => break,
-                Some(x) if x == h => return,
+            match self.table.get_mut(at) {
+                Some(slot) if *slot == 0 => {
+                    *slot = h;
+                    break;
+                }
+                Some(slot) if *slot == h => return,
                 Some(_) => at = (at + 1) & mask,
                 None => return,
             }
         }
-        if let Some(slot) = self.table.get_mut(at) {
-            *slot = h;
-        }
         self.list.push(h);
         if let Some(m) = &self.model {
             self.sum += i64::from(m.weight(h));
-        }
-    }
-
-    fn grow(&mut self) {
-        let n = (self.table.len() * 2).max(FIRST_TABLE_SLOTS);
-        self.table.clear();
-        self.table.resize(n, 0);
-        let mask = n - 1;
-        for &h in &self.list {
-            let mut at = h as usize & mask;
-            while self.table.get(at).is_some_and(|&x| x != 0) {
-                at = (at + 1) & mask;
-            }
-            if let Some(slot) = self.table.get_mut(at) {
-                *slot = h;
-            }
         }
     }
 }
@@ -167,6 +157,8 @@ pub struct Tokenizer {
     /// The previous word of the current text part, for word pairs (0 = none).
     prev: u64,
     parts: u32,
+    /// Body text bytes still to look at (counts down from [`MAX_TEXT_BYTES`]).
+    text_left: usize,
 }
 
 /// A word being read, carried across `Text` events.
@@ -187,6 +179,7 @@ impl Tokenizer {
             word: WordState::default(),
             prev: 0,
             parts: 0,
+            text_left: MAX_TEXT_BYTES,
         }
     }
 
@@ -207,7 +200,7 @@ impl Tokenizer {
     }
 
     fn header(&mut self, depth: usize, name: &[u8], value: &[u8]) {
-        if is_collection_artefact(name) {
+        if self.features.full() || is_collection_artefact(name) {
             return;
         }
         let value = &value[..value.len().min(MAX_HEADER_VALUE_BYTES)];
@@ -279,6 +272,9 @@ impl Tokenizer {
     }
 
     fn url(&mut self, url: &[u8]) {
+        if self.features.full() {
+            return;
+        }
         let url = url.trim_ascii();
         let url = &url[..url.len().min(MAX_URL_BYTES)];
         let scheme_end = memchr::memmem::find(&url[..url.len().min(16)], b"://");
@@ -316,36 +312,65 @@ impl Tokenizer {
 
     /// Words of a whole value (a header value or a URL path), each hashed from `seed`.
     fn words_of(&mut self, seed: u64, value: &[u8], digits: bool) {
-        let mut buf = [0u8; MAX_TOKEN_BYTES];
-        let mut len = 0usize;
-        let mut all_digits = true;
-        for &b in value.iter().chain(std::iter::once(&b' ')) {
-            let c = WORD[b as usize];
-            if c != 0 {
-                if let Some(slot) = buf.get_mut(len) {
-                    *slot = c;
-                }
-                len += 1;
-                all_digits &= c.is_ascii_digit();
-                continue;
+        let mut rest = value;
+        while !self.features.full() {
+            let Some(start) = rest.iter().position(|&b| WORD[b as usize] != 0) else {
+                return;
+            };
+            rest = &rest[start..];
+            let end = word_end(rest);
+            let word = &rest[..end];
+            if (2..=MAX_TOKEN_BYTES).contains(&end)
+                && (digits || !word.iter().all(u8::is_ascii_digit))
+            {
+                self.add(hash_lower(seed, word));
             }
-            if (2..=MAX_TOKEN_BYTES).contains(&len) && (digits || !all_digits) {
-                self.add(hash_bytes(seed, &buf[..len]));
-            }
-            len = 0;
-            all_digits = true;
+            rest = rest.get(end + 1..).unwrap_or_default();
         }
     }
 
+    /// Body text: whole words of the chunk are hashed straight from it; a word cut by the
+    /// end of the chunk, or longer than [`MAX_TOKEN_BYTES`], goes through the carried
+    /// [`WordState`] byte by byte (the same tokens either way).
     fn text(&mut self, chunk: &[u8]) {
-        for &b in chunk {
-            let c = WORD[b as usize];
-            if c == 0 {
-                if self.word.len != 0 {
-                    self.end_word();
-                }
-                continue;
+        if self.features.full() {
+            return;
+        }
+        let n = chunk.len().min(self.text_left);
+        self.text_left -= n;
+        let mut rest = &chunk[..n];
+        if self.word.len != 0 {
+            let end = word_end(rest);
+            self.text_slow(&rest[..end]);
+            if end == rest.len() {
+                return;
             }
+            self.end_word();
+            rest = &rest[end + 1..];
+        }
+        while !self.features.full() {
+            let Some(start) = rest.iter().position(|&b| WORD[b as usize] != 0) else {
+                return;
+            };
+            rest = &rest[start..];
+            let end = word_end(rest);
+            if end == rest.len() || end > MAX_TOKEN_BYTES {
+                self.text_slow(&rest[..end]);
+                if end == rest.len() {
+                    return;
+                }
+                self.end_word();
+            } else if end >= 2 {
+                self.word_hash(hash_lower(SEED_TEXT, &rest[..end]));
+            }
+            rest = &rest[end + 1..];
+        }
+    }
+
+    /// Bytes of one word (no separators), carried in [`WordState`].
+    fn text_slow(&mut self, word: &[u8]) {
+        for &b in word {
+            let c = WORD[b as usize];
             let w = &mut self.word;
             if w.len == 0 {
                 w.high = true;
@@ -374,6 +399,12 @@ impl Tokenizer {
             let class = [w.buf[0], (len / 8).min(32) as u8];
             hash_bytes(SEED_SKIP, &class)
         };
+        self.word_hash(h);
+    }
+
+    /// A text word's hash: the word and the pair with the previous word.
+    #[inline]
+    fn word_hash(&mut self, h: u64) {
         self.add(h);
         if self.prev != 0 {
             self.add(self.prev.rotate_left(23) ^ h.wrapping_mul(K_PAIR));
@@ -439,6 +470,26 @@ fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
         h ^= h >> 29;
     }
     h
+}
+
+/// [`hash_bytes`] of `word` (bytes that are all in words) lower-cased as [`WORD`] does.
+#[inline]
+fn hash_lower(seed: u64, word: &[u8]) -> u64 {
+    let mut buf = [0u8; MAX_TOKEN_BYTES];
+    let n = word.len().min(MAX_TOKEN_BYTES);
+    for (d, &s) in buf.iter_mut().zip(word) {
+        *d = s | (u8::from(s.wrapping_sub(b'A') < 26) << 5);
+    }
+    hash_bytes(seed, &buf[..n])
+}
+
+/// Length of the word at the start of `bytes` (up to the first separator).
+#[inline]
+fn word_end(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .position(|&b| WORD[b as usize] == 0)
+        .unwrap_or(bytes.len())
 }
 
 #[inline]
@@ -594,6 +645,20 @@ mod tests {
         d.sort_unstable();
         d.dedup();
         assert_eq!(d.len(), MAX_TOKENS, "distinct");
+    }
+
+    #[test]
+    fn fast_lowering_matches_the_word_table() {
+        for b in 0..=255u8 {
+            let c = WORD[b as usize];
+            if c != 0 {
+                assert_eq!(
+                    hash_lower(1, &[b, b'a', b]),
+                    hash_bytes(1, &[c, b'a', c]),
+                    "{b}"
+                );
+            }
+        }
     }
 
     #[test]

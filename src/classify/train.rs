@@ -20,7 +20,7 @@ pub struct TrainParams {
 impl Default for TrainParams {
     fn default() -> Self {
         TrainParams {
-            bits: 18,
+            bits: 16,
             epochs: 12,
             learning_rate: 20.0,
             l2: 1e-6,
