@@ -17,60 +17,12 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use conbool::classify::{train, TrainParams};
 use conbool::cli::scan::{default_limits, scan_message, strip_from_line};
 use conbool::cli::train::features_of;
-use conbool::message::{EditPlan, Pipeline, ScanEvent, ScanSink};
+use conbool::message::{EditPlan, Pipeline};
 use conbool::rules::{CompiledRules, RuleSource, Scan, DEFAULT_RULES};
 
-/// An owned scan event.
-enum Ev {
-    Header(usize, Vec<u8>, Vec<u8>),
-    HeaderEnd,
-    PartStart(usize, Vec<u8>, Option<Vec<u8>>),
-    Text(Vec<u8>),
-    RawBody(Vec<u8>),
-    Url(Vec<u8>),
-}
-
-struct Recorder(Vec<Ev>);
-
-impl ScanSink for Recorder {
-    fn event(&mut self, ev: ScanEvent<'_>) {
-        self.0.push(match ev {
-            ScanEvent::Header { depth, name, value } => {
-                Ev::Header(depth, name.to_vec(), value.to_vec())
-            }
-            ScanEvent::HeaderEnd => Ev::HeaderEnd,
-            ScanEvent::PartStart {
-                depth,
-                content_type,
-                filename,
-            } => Ev::PartStart(depth, content_type.to_vec(), filename.map(<[u8]>::to_vec)),
-            ScanEvent::Text(t) => Ev::Text(t.to_vec()),
-            ScanEvent::RawBody(r) => Ev::RawBody(r.to_vec()),
-            ScanEvent::Url(u) => Ev::Url(u.to_vec()),
-        });
-    }
-}
-
-fn replay(events: &[Ev], sink: &mut dyn ScanSink) {
-    for ev in events {
-        sink.event(match ev {
-            Ev::Header(depth, n, v) => ScanEvent::Header {
-                depth: *depth,
-                name: n,
-                value: v,
-            },
-            Ev::HeaderEnd => ScanEvent::HeaderEnd,
-            Ev::PartStart(depth, c, f) => ScanEvent::PartStart {
-                depth: *depth,
-                content_type: c,
-                filename: f.as_deref(),
-            },
-            Ev::Text(t) => ScanEvent::Text(t),
-            Ev::RawBody(r) => ScanEvent::RawBody(r),
-            Ev::Url(u) => ScanEvent::Url(u),
-        });
-    }
-}
+#[path = "common/events.rs"]
+mod events;
+use events::{replay, Ev, Recorder};
 
 /// Events of one message, up to the end of the message (as the relay feeds the scan).
 fn events(msg: &[u8]) -> Vec<Ev> {

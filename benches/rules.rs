@@ -15,60 +15,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use conbool::message::{EditPlan, Pipeline, ScanEvent, ScanSink};
 use conbool::rules::{CompiledRules, RuleSource, Scan, DEFAULT_RULES};
 
-/// An owned scan event.
-enum Ev {
-    Header(Vec<u8>, Vec<u8>),
-    HeaderEnd,
-    PartStart(Vec<u8>, Option<Vec<u8>>),
-    Text(Vec<u8>),
-    RawBody(Vec<u8>),
-    Url(Vec<u8>),
-}
-
-struct Recorder(Vec<Ev>);
-
-impl ScanSink for Recorder {
-    fn event(&mut self, ev: ScanEvent<'_>) {
-        self.0.push(match ev {
-            ScanEvent::Header {
-                depth: 0,
-                name,
-                value,
-            } => Ev::Header(name.to_vec(), value.to_vec()),
-            ScanEvent::Header { .. } => return,
-            ScanEvent::HeaderEnd => Ev::HeaderEnd,
-            ScanEvent::PartStart {
-                content_type,
-                filename,
-                ..
-            } => Ev::PartStart(content_type.to_vec(), filename.map(<[u8]>::to_vec)),
-            ScanEvent::Text(t) => Ev::Text(t.to_vec()),
-            ScanEvent::RawBody(r) => Ev::RawBody(r.to_vec()),
-            ScanEvent::Url(u) => Ev::Url(u.to_vec()),
-        });
-    }
-}
-
-fn replay(events: &[Ev], sink: &mut dyn ScanSink) {
-    for ev in events {
-        sink.event(match ev {
-            Ev::Header(n, v) => ScanEvent::Header {
-                depth: 0,
-                name: n,
-                value: v,
-            },
-            Ev::HeaderEnd => ScanEvent::HeaderEnd,
-            Ev::PartStart(c, f) => ScanEvent::PartStart {
-                depth: 0,
-                content_type: c,
-                filename: f.as_deref(),
-            },
-            Ev::Text(t) => ScanEvent::Text(t),
-            Ev::RawBody(r) => ScanEvent::RawBody(r),
-            Ev::Url(u) => ScanEvent::Url(u),
-        });
-    }
-}
+#[path = "common/events.rs"]
+mod events;
+use events::{replay, Ev, Recorder};
 
 /// Messages as bytes: the shared corpus, or generated ones.
 fn messages() -> Vec<Vec<u8>> {
@@ -364,9 +313,9 @@ fn bench(c: &mut Criterion) {
     let mut sizes = [0usize; 6];
     for ev in evs.iter().flatten() {
         let (k, n) = match ev {
-            Ev::Header(n, v) => (0, n.len() + v.len()),
+            Ev::Header(_, n, v) => (0, n.len() + v.len()),
             Ev::HeaderEnd => (1, 0),
-            Ev::PartStart(c, _) => (2, c.len()),
+            Ev::PartStart(_, c, _) => (2, c.len()),
             Ev::Text(t) => (3, t.len()),
             Ev::RawBody(r) => (4, r.len()),
             Ev::Url(u) => (5, u.len()),
