@@ -37,44 +37,11 @@ fi
 cargo build --release --quiet
 BIN="$ROOT/target/release/conbool"
 
-wait_port() {
-    local i
-    for i in $(seq 1 100); do
-        (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
-
-# make_corpus KIB: one directory of 20 messages of about KIB KiB each.
-make_corpus() {
-    local kib=$1 dir="$WORK/corpus-$1" i
-    mkdir -p "$dir"
-    for i in $(seq 1 20); do
-        python3 - "$kib" "$i" >"$dir/$i.eml" <<'PY'
-import sys, random
-kib, n = int(sys.argv[1]), int(sys.argv[2])
-random.seed(n)
-words = "the quick brown fox jumps over lazy dogs invoice meeting report budget review".split()
-head = (f"From: sender{n}@example.com\r\nTo: rcpt@example.com\r\nSubject: message {n}\r\n"
-        f"Date: Sat, 28 Nov 2026 12:00:00 +0000\r\nMessage-ID: <{n}.{kib}@example.com>\r\n"
-        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
-body = []
-size = len(head)
-while size < kib * 1024:
-    line = " ".join(random.choice(words) for _ in range(12)) + "\r\n"
-    body.append(line)
-    size += len(line)
-sys.stdout.write(head + "".join(body))
-PY
-    done
-    echo "$dir"
-}
+# shellcheck source=benches/common.sh
+source "$ROOT/benches/common.sh"
 
 # cpu_total: jiffies of all CPUs (user+nice+system+irq+softirq).
 cpu_total() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
-proc_cpu() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 postfix_setup() {
     postfix stop >/dev/null 2>&1 || true
@@ -133,7 +100,8 @@ postfix_setup
 ROWS="$WORK/rows"
 : >"$ROWS"
 for kib in $SIZES; do
-    corpus=$(make_corpus "$kib")
+    corpus="$WORK/corpus-$kib"
+    make_corpus "$corpus" "$kib"
     for s in $SESSIONS; do
         a=$(run_one direct "$SINK_PORT" "$corpus" "$s" "$SINK_PID" "")
         b=$(run_one conbool "$RELAY_PORT" "$corpus" "$s" "$SINK_PID" "$RELAY_PID")

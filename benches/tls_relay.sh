@@ -25,38 +25,14 @@ trap cleanup EXIT
 [ -n "${NO_BUILD:-}" ] || cargo build --release --quiet
 BIN="$ROOT/target/release/conbool"
 
-wait_port() {
-    local i
-    for i in $(seq 1 100); do
-        (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
-proc_cpu() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# shellcheck source=benches/common.sh
+source "$ROOT/benches/common.sh"
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
     -subj /CN=mail.conbool.com -addext "subjectAltName=DNS:mail.conbool.com,IP:127.0.0.1" \
     -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 
-mkdir -p "$WORK/corpus"
-for i in $(seq 1 20); do
-    python3 - "$KIB" "$i" >"$WORK/corpus/$i.eml" <<'PY'
-import sys, random
-kib, n = int(sys.argv[1]), int(sys.argv[2])
-random.seed(n)
-words = "the quick brown fox jumps over lazy dogs invoice meeting report budget review".split()
-head = (f"From: sender{n}@example.com\r\nTo: rcpt@example.com\r\nSubject: message {n}\r\n"
-        f"Message-ID: <{n}.{kib}@example.com>\r\n\r\n")
-body, size = [], len(head)
-while size < kib * 1024:
-    line = " ".join(random.choice(words) for _ in range(12)) + "\r\n"
-    body.append(line)
-    size += len(line)
-sys.stdout.write(head + "".join(body))
-PY
-done
+make_corpus "$WORK/corpus" "$KIB"
 
 relay_config() { # relay_config LISTEN NEXT_HOP TLS(0|1)
     echo "[server]"
