@@ -312,6 +312,10 @@ fn strip(bytes: &[u8], cut: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A second transaction on the same session, to show the session goes on after a failure.
+const NEXT_MESSAGE: &[u8] =
+    b"MAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\nDATA\r\nSubject: 2\r\n\r\nx\r\n.\r\n";
+
 const MSG: &[u8] = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n\
 Date: Sat, 28 Nov 2026 23:10:20 +0000\r\nMessage-ID: <1@example.com>\r\n\r\nHello\r\n";
 
@@ -547,7 +551,7 @@ fn next_hop_refusing_data_refuses_the_message_at_its_end() {
     assert!(replies.contains("354 "), "{replies}");
     assert!(h.last_reply().starts_with("451 4.3.2"), "{replies}");
     h.hop_mode = Hop::Accept;
-    h.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\nDATA\r\nSubject: 2\r\n\r\nx\r\n.\r\n");
+    h.send(NEXT_MESSAGE);
     assert_eq!(h.delivered.len(), 1, "{}", h.replies());
     assert!(h.last_reply().starts_with("250 "), "{}", h.replies());
 }
@@ -565,7 +569,7 @@ fn next_hop_dropping_mid_message_gives_a_4xx_and_nothing_is_delivered() {
     assert!(last.starts_with("451 4.4.2"), "{last}");
     // The session goes on: a new transaction connects again.
     h.hop_mode = Hop::Accept;
-    h.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\nDATA\r\nSubject: 2\r\n\r\nx\r\n.\r\n");
+    h.send(NEXT_MESSAGE);
     assert_eq!(h.delivered.len(), 1, "{}", h.replies());
 }
 
@@ -942,7 +946,7 @@ fn a_next_hop_that_takes_no_bytes_fails_the_message_after_next_hop_timeout_s() {
     assert!(h.delivered.is_empty());
     assert!(h.hop.is_none(), "the stuck connection is dropped");
     h.hop_reading = true;
-    h.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\nDATA\r\nSubject: 2\r\n\r\nx\r\n.\r\n");
+    h.send(NEXT_MESSAGE);
     assert_eq!(h.delivered.len(), 1, "{}", h.replies());
 }
 
@@ -976,7 +980,7 @@ fn a_next_hop_failing_after_content_was_sent_is_never_retried() {
     h.send(&transaction("a@example.com", &["v@example.com"], MSG)[b"EHLO client.test\r\n".len()..]);
     assert_eq!(h.delivered.len(), 1, "{}", h.replies());
     h.hop_mode = Hop::DropAfter(0);
-    h.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\nDATA\r\nSubject: 2\r\n\r\nx\r\n.\r\n");
+    h.send(NEXT_MESSAGE);
     assert!(h.replies().contains("451 4.4.2"), "{}", h.replies());
     assert_eq!(h.delivered.len(), 1);
 }
@@ -1056,6 +1060,15 @@ fn late_phrase_message() -> Vec<u8> {
     body
 }
 
+/// Sends [`late_phrase_message`] in two reads, cut just before the phrase: the scan window is
+/// complete before the phrase arrives (one read would hold both).
+fn send_late_phrase_in_two_reads(h: &mut Harness) {
+    let t = transaction("a@example.com", &["v@example.com"], &late_phrase_message());
+    let cut = memchr::memmem::find(&t, b"please").expect("phrase");
+    h.send(&t[..cut]);
+    h.send(&t[cut..]);
+}
+
 fn small_window() -> Config {
     let mut config = Config::embedded_defaults();
     config.limits.scan_window = 1024;
@@ -1066,10 +1079,7 @@ fn small_window() -> Config {
 fn a_reject_rule_matching_after_the_scan_window_still_refuses_the_message() {
     let rules = one_phrase_rule("action = \"reject\"\ntext = \"No thanks\"");
     let mut h = Harness::with_rules("127.0.0.1", Hop::Accept, small_window(), rules);
-    let t = transaction("a@example.com", &["v@example.com"], &late_phrase_message());
-    let cut = memchr::memmem::find(&t, b"please").expect("phrase");
-    h.send(&t[..cut]);
-    h.send(&t[cut..]);
+    send_late_phrase_in_two_reads(&mut h);
     assert!(h.delivered.is_empty(), "{}", h.replies());
     assert!(
         h.last_reply().starts_with("550 5.7.1 No thanks"),
@@ -1083,11 +1093,7 @@ fn without_reject_rules_content_past_the_window_is_not_scanned() {
     // The verdict in the headers is final at the window; the log agrees with the headers.
     let rules = one_phrase_rule("score = 6.0");
     let mut h = Harness::with_rules("127.0.0.1", Hop::Accept, small_window(), rules);
-    // The window is complete before the phrase arrives (one read would hold both).
-    let t = transaction("a@example.com", &["v@example.com"], &late_phrase_message());
-    let cut = memchr::memmem::find(&t, b"please").expect("phrase");
-    h.send(&t[..cut]);
-    h.send(&t[cut..]);
+    send_late_phrase_in_two_reads(&mut h);
     assert_eq!(h.delivered.len(), 1, "{}", h.replies());
     let (stamp, rest) = strip_stamp(&h.delivered[0].content);
     assert!(stamp.contains("X-Conbool-Flag: NO"), "{stamp}");
@@ -1124,7 +1130,7 @@ fn bytes_read_from_a_connection_already_let_go_never_reach_the_next_one() {
     h.session.handle_downstream_data(h.now);
     h.hop_reading = true;
     h.run();
-    h.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\nDATA\r\nSubject: 2\r\n\r\nx\r\n.\r\n");
+    h.send(NEXT_MESSAGE);
     assert_eq!(h.delivered.len(), 1, "{}", h.replies());
     assert!(h.last_reply().starts_with("250 "), "{}", h.replies());
 }
@@ -1310,7 +1316,7 @@ fn messages_the_server_core_refuses_itself_are_logged_with_their_reason() {
             h.logs[0].reply
         );
         // The session goes on: the next message is delivered and logged once.
-        h.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\nDATA\r\nSubject: 2\r\n\r\nx\r\n.\r\n");
+        h.send(NEXT_MESSAGE);
         assert_eq!(h.delivered.len(), 1, "{row}: {}", h.replies());
         assert_eq!(h.logs.len(), 2, "{row}");
     }
