@@ -8,7 +8,12 @@
 # root (it writes /etc/postfix/main.cf). Loopback only.
 #
 #   bash benches/compare.sh                 # full: 2, 20, 200 KiB × 1 and 16 sessions
-#   QUICK=1 bash benches/compare.sh         # smoke: 2 KiB × 16 sessions, few messages
+#   QUICK=1 bash benches/compare.sh         # smoke: 2 KiB × 1 and 16 sessions, few messages
+#
+# Each row runs the three paths REPEATS times, alternating (a) (b) (c), and reports medians:
+# the machine may be shared, and alternating short runs spreads its noise over all three
+# paths. "added p99" is conbool's end-of-data→reply p99 minus the next hop's alone, per
+# repeat (the relay's own share of the latency the client sees).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
@@ -24,9 +29,10 @@ trap cleanup EXIT
 
 SINK_PORT=2626 RELAY_PORT=2625 POSTFIX_PORT=2627
 if [ -n "${QUICK:-}" ]; then
-    SIZES="2" SESSIONS="16" MESSAGES=${MESSAGES:-3000}
+    SIZES="2" SESSIONS="1 16" MESSAGES=${MESSAGES:-3000} REPEATS=${REPEATS:-3}
 else
     SIZES=${SIZES:-"2 20 200"} SESSIONS=${SESSIONS:-"1 16"} MESSAGES=${MESSAGES:-20000}
+    REPEATS=${REPEATS:-3}
 fi
 
 if ! command -v postfix >/dev/null; then
@@ -103,22 +109,28 @@ for kib in $SIZES; do
     corpus="$WORK/corpus-$kib"
     make_corpus "$corpus" "$kib"
     for s in $SESSIONS; do
-        a=$(run_one direct "$SINK_PORT" "$corpus" "$s" "$SINK_PID" "")
-        b=$(run_one conbool "$RELAY_PORT" "$corpus" "$s" "$SINK_PID" "$RELAY_PID")
-        c=$(run_one postfix "$POSTFIX_PORT" "$corpus" "$s" "$SINK_PID" "")
-        echo "$kib $s $a $b $c" >>"$ROWS"
+        for _ in $(seq 1 "$REPEATS"); do
+            a=$(run_one direct "$SINK_PORT" "$corpus" "$s" "$SINK_PID" "")
+            b=$(run_one conbool "$RELAY_PORT" "$corpus" "$s" "$SINK_PID" "$RELAY_PID")
+            c=$(run_one postfix "$POSTFIX_PORT" "$corpus" "$s" "$SINK_PID" "")
+            echo "$kib $s $a $b $c" >>"$ROWS"
+        done
         echo "  ${kib} KiB × $s sessions done" >&2
     done
 done
 
-python3 - "$ROWS" "$WORK/header" >"$OUT" <<'PY'
+python3 - "$ROWS" "$WORK/header" "$REPEATS" >"$OUT" <<'PY'
 import json, sys
-rows = [l.split(" ", 2) for l in open(sys.argv[1]).read().splitlines()]
-print(open(sys.argv[2]).read().strip())
+from statistics import median
+lines = open(sys.argv[1]).read().splitlines()
+print(open(sys.argv[2]).read().strip() + f", medians of {sys.argv[3]} alternating runs")
 print()
-print("| size | sessions | direct msg/s | conbool msg/s | postfix proxy msg/s | conbool ÷ direct | conbool ÷ postfix | conbool CPU ms/msg | postfix CPU ms/msg | p99 µs direct / conbool / postfix |")
-print("|---|---|---|---|---|---|---|---|---|---|")
-for kib, s, rest in rows:
+print("| size | sessions | direct msg/s | conbool msg/s | postfix proxy msg/s | conbool ÷ direct | conbool ÷ postfix "
+      "| conbool CPU ms/msg | sink CPU ms/msg | postfix CPU ms/msg | p99 end of data µs direct / conbool / postfix | added p99 µs |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+groups = {}
+for line in lines:
+    kib, s, rest = line.split(" ", 2)
     dec = json.JSONDecoder()
     objs, i = [], 0
     while i < len(rest):
@@ -126,14 +138,20 @@ for kib, s, rest in rows:
             i += 1
         o, i = dec.raw_decode(rest, i)
         objs.append(o)
-    a, b, c = objs
+    groups.setdefault((kib, s), []).append(objs)
+for (kib, s), reps in groups.items():
+    def med(f):
+        return median(f(a, b, c) for a, b, c in reps)
     # Postfix's CPU: all CPU in its run minus the sink's minus the replayer's (taken as the
     # direct run's total minus its sink's).
-    replay_ms = a["total_ms"] - a["sink_ms"]
-    pf_ms = max(c["total_ms"] - c["sink_ms"] - replay_ms, 0)
-    lost = "" if all(o["accepted"] == o["attempted"] for o in objs) else " (some not accepted)"
-    print(f"| {kib} KiB | {s} | {a['msgs']:.0f} | {b['msgs']:.0f} | {c['msgs']:.0f} | "
-          f"{b['msgs']/a['msgs']:.2f} | {b['msgs']/max(c['msgs'],1):.2f} | {b['relay_ms']:.3f} | "
-          f"{pf_ms:.3f} | {a['p99_us']} / {b['p99_us']} / {c['p99_us']}{lost} |")
+    def pf_ms(a, b, c):
+        return max(c["total_ms"] - c["sink_ms"] - (a["total_ms"] - a["sink_ms"]), 0)
+    lost = "" if all(o["accepted"] == o["attempted"] for r in reps for o in r) else " (some not accepted)"
+    print(f"| {kib} KiB | {s} | {med(lambda a, b, c: a['msgs']):.0f} | {med(lambda a, b, c: b['msgs']):.0f} "
+          f"| {med(lambda a, b, c: c['msgs']):.0f} | {med(lambda a, b, c: b['msgs'] / a['msgs']):.2f} "
+          f"| {med(lambda a, b, c: b['msgs'] / max(c['msgs'], 1)):.2f} | {med(lambda a, b, c: b['relay_ms']):.3f} "
+          f"| {med(lambda a, b, c: a['sink_ms']):.3f} | {med(pf_ms):.3f} "
+          f"| {med(lambda a, b, c: a['p99_us']):.0f} / {med(lambda a, b, c: b['p99_us']):.0f} / {med(lambda a, b, c: c['p99_us']):.0f} "
+          f"| {med(lambda a, b, c: b['p99_us'] - a['p99_us']):.0f}{lost} |")
 PY
 cat "$OUT"

@@ -302,7 +302,7 @@ pub fn spawn_logged(
             limiter: limiter.clone(),
             log_messages: true,
             metrics: metrics.shard(id),
-            log: logger.writer(),
+            log: logger.batched_writer(),
         })?;
         threads.push(
             std::thread::Builder::new()

@@ -121,8 +121,11 @@ fn tenant_error(index: usize, name: &str, err: &TlsError) -> String {
 /// What one read from the socket did.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum SocketRead {
-    /// Bytes were read.
+    /// Bytes were read, and maybe more are waiting.
     Data(usize),
+    /// Bytes were read and the socket had no more (a short read): under edge-triggered
+    /// readiness the next event says when more arrive, so no read needs to find `WouldBlock`.
+    Drained(usize),
     /// The buffer is full (or EOF was seen already): process it first.
     NoRoom,
     /// Nothing more until the next readiness event.
@@ -182,6 +185,7 @@ impl TlsSocket {
         if self.in_end == self.cipher_in.len() {
             return SocketRead::NoRoom;
         }
+        let space = self.cipher_in.len() - self.in_end;
         let r = stream.read(&mut self.cipher_in[self.in_end..]);
         if let Ok(n) = r {
             self.in_end += n;
@@ -191,6 +195,7 @@ impl TlsSocket {
                 self.eof = true;
                 SocketRead::Closed
             }
+            Ok(n) if n < space => SocketRead::Drained(n),
             Ok(n) => SocketRead::Data(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => SocketRead::WouldBlock,
             // Retried by the caller's loop: progress is still possible.

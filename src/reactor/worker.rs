@@ -119,6 +119,9 @@ struct Down {
     connecting: bool,
     connect_deadline: Option<Instant>,
     readable: bool,
+    /// The peer closed its side or the socket failed (sticky): reads go on until they say
+    /// so, even after a short read.
+    read_closed: bool,
     writable: bool,
     next_hop: String,
     tls: Option<Box<TlsSocket>>,
@@ -128,6 +131,8 @@ struct Conn {
     client: TcpStream,
     peer: SocketAddr,
     readable: bool,
+    /// As [`Down::read_closed`], for the client's socket.
+    read_closed: bool,
     writable: bool,
     /// The client closed its side (reported to the session once).
     client_eof: bool,
@@ -279,6 +284,8 @@ impl Worker {
         let mut now = Instant::now();
         let mut last_sweep = now;
         loop {
+            // This turn's log lines, in one write, after its replies went out.
+            self.log.flush();
             let timeout = self
                 .timers
                 .next()
@@ -316,10 +323,12 @@ impl Worker {
                     if downstream {
                         if let Some(d) = conn.down.as_mut() {
                             d.readable |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                            d.read_closed |= ev.is_read_closed() || ev.is_error();
                             d.writable |= ev.is_writable() || ev.is_error();
                         }
                     } else {
                         conn.readable |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                        conn.read_closed |= ev.is_read_closed() || ev.is_error();
                         conn.writable |= ev.is_writable() || ev.is_error();
                     }
                     touched.push(key);
@@ -420,6 +429,7 @@ impl Worker {
                 client: stream,
                 peer,
                 readable: true,
+                read_closed: false,
                 writable: true,
                 client_eof: false,
                 tls: None,
@@ -625,6 +635,10 @@ impl Worker {
                     Step::Moved(true)
                 }
                 Ok(n) => {
+                    // A short read drained the socket: the next edge says when more come.
+                    if n < room && !conn.read_closed {
+                        conn.readable = false;
+                    }
                     self.stats.bytes_in += n as u64;
                     self.metrics.client_bytes_in.add(n as u64);
                     conn.session.handle_client_data(now);
@@ -645,8 +659,12 @@ impl Worker {
         };
         let mut moved = false;
         if conn.readable {
-            match t.read_socket(&mut conn.client) {
-                SocketRead::Data(n) => {
+            let read = t.read_socket(&mut conn.client);
+            if matches!(read, SocketRead::Drained(_)) && !conn.read_closed {
+                conn.readable = false;
+            }
+            match read {
+                SocketRead::Data(n) | SocketRead::Drained(n) => {
                     self.stats.bytes_in += n as u64;
                     self.metrics.client_bytes_in.add(n as u64);
                     moved = true;
@@ -759,7 +777,10 @@ impl Worker {
                     let scratch = &mut self.scratch[..room];
                     match read_some(&mut d.stream, conn.session.downstream_buffer(), scratch) {
                         Ok(0) => failed = Some("connection closed by next hop".to_string()),
-                        Ok(_) => {
+                        Ok(n) => {
+                            if n < room && !d.read_closed {
+                                d.readable = false;
+                            }
                             conn.session.handle_downstream_data(now);
                             moved = true;
                         }
@@ -772,7 +793,13 @@ impl Worker {
             Some(t) => {
                 if d.readable {
                     match t.read_socket(&mut d.stream) {
-                        SocketRead::Data(_) | SocketRead::Closed => moved = true,
+                        SocketRead::Drained(_) if !d.read_closed => {
+                            d.readable = false;
+                            moved = true;
+                        }
+                        SocketRead::Data(_) | SocketRead::Drained(_) | SocketRead::Closed => {
+                            moved = true
+                        }
                         SocketRead::NoRoom => {}
                         SocketRead::WouldBlock => d.readable = false,
                     }
@@ -1018,6 +1045,7 @@ impl Worker {
                     connecting: false,
                     connect_deadline: None,
                     readable: true,
+                    read_closed: false,
                     writable: true,
                     next_hop,
                     tls,
@@ -1045,6 +1073,7 @@ impl Worker {
                     connecting: true,
                     connect_deadline: Some(now + CONNECT_TIMEOUT),
                     readable: false,
+                    read_closed: false,
                     writable: false,
                     next_hop,
                     tls: None,
@@ -1258,7 +1287,7 @@ impl Worker {
             None => false,
             Some(t) => loop {
                 match t.read_socket(&mut idle.stream) {
-                    SocketRead::Data(_) => {}
+                    SocketRead::Data(_) | SocketRead::Drained(_) => {}
                     SocketRead::WouldBlock => break true,
                     SocketRead::NoRoom | SocketRead::Closed => break false,
                 }
