@@ -14,6 +14,13 @@
 # the machine may be shared, and alternating short runs spreads its noise over all three
 # paths. "added p99" is conbool's end-of-data→reply p99 minus the next hop's alone, per
 # repeat (the relay's own share of the latency the client sees).
+#
+# PIN=1 (on 2+ cores, with taskset) runs the replayer and the sink on CPU 0 and
+# the relay under test (conbool with one worker per remaining CPU, or Postfix) on the other
+# CPUs, as a load generator and the system under test are kept apart in any benchmark:
+# otherwise the relay's throughput measures how three processes share two cores. The default,
+# PIN=0, lets the scheduler place everything (pinning needs the machine to itself: a build
+# sharing the relay's one CPU halves it).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
@@ -39,6 +46,13 @@ if ! command -v postfix >/dev/null; then
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postfix >/dev/null
+fi
+NCPU=$(nproc)
+if [ "${PIN:-0}" = 1 ] && [ "$NCPU" -ge 2 ]; then
+    LOAD=(taskset -c 0) SUT=(taskset -c "1-$((NCPU - 1))") RELAY_WORKERS=$((NCPU - 1))
+    PLACEMENT="replayer and sink on CPU 0, relay on CPUs 1-$((NCPU - 1))"
+else
+    LOAD=() SUT=() RELAY_WORKERS=0 PLACEMENT="unpinned"
 fi
 cargo build --release --quiet
 BIN="$ROOT/target/release/conbool"
@@ -68,7 +82,7 @@ MAIN
     postconf -F '*/*/chroot = n'
     postconf -M "$POSTFIX_PORT/inet=$POSTFIX_PORT inet n - n - - smtpd"
     postconf -P "$POSTFIX_PORT/inet/smtpd_proxy_filter=127.0.0.1:$SINK_PORT"
-    postfix start >/dev/null
+    "${SUT[@]}" postfix start >/dev/null
     wait_port "$POSTFIX_PORT"
 }
 
@@ -77,7 +91,7 @@ run_one() {
     local name=$1 port=$2 corpus=$3 sessions=$4 sink_pid=$5 relay_pid=$6
     local c0 s0 r0 c1 s1 r1 json replay_cpu
     c0=$(cpu_total); s0=$(proc_cpu "$sink_pid"); r0=$( [ -n "$relay_pid" ] && proc_cpu "$relay_pid" || echo 0)
-    json=$("$BIN" replay --to "127.0.0.1:$port" --corpus "$corpus" --sessions "$sessions" \
+    json=$("${LOAD[@]}" "$BIN" replay --to "127.0.0.1:$port" --corpus "$corpus" --sessions "$sessions" \
         --messages "$MESSAGES" --json --quiet)
     c1=$(cpu_total); s1=$(proc_cpu "$sink_pid"); r1=$( [ -n "$relay_pid" ] && proc_cpu "$relay_pid" || echo 0)
     python3 - "$name" "$json" "$((c1 - c0))" "$((s1 - s0))" "$((r1 - r0))" <<'PY'
@@ -95,10 +109,10 @@ print(json.dumps({"name": name, "msgs": rep["msgs_per_sec"], "p99_us": rep["late
 PY
 }
 
-echo "compare: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')" | tee "$WORK/header"
-"$BIN" sink --listen "127.0.0.1:$SINK_PORT" >"$WORK/sink.log" 2>&1 &
+echo "compare: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $PLACEMENT" | tee "$WORK/header"
+"${LOAD[@]}" "$BIN" sink --listen "127.0.0.1:$SINK_PORT" >"$WORK/sink.log" 2>&1 &
 SINK_PID=$!; PIDS+=("$SINK_PID")
-"$BIN" run --listen "127.0.0.1:$RELAY_PORT" --next-hop "127.0.0.1:$SINK_PORT" >/dev/null 2>"$WORK/relay.log" &
+"${SUT[@]}" "$BIN" run --workers "$RELAY_WORKERS" --listen "127.0.0.1:$RELAY_PORT" --next-hop "127.0.0.1:$SINK_PORT" >/dev/null 2>"$WORK/relay.log" &
 RELAY_PID=$!; PIDS+=("$RELAY_PID")
 wait_port "$SINK_PORT"; wait_port "$RELAY_PORT"
 postfix_setup
