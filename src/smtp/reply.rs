@@ -26,6 +26,22 @@ impl EnhancedCode {
     }
 }
 
+/// Appends `n` in decimal (the reply writer's allocation-free `to_string`).
+fn push_decimal(out: &mut Vec<u8>, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
 impl fmt::Display for EnhancedCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}.{}", self.class, self.subject, self.detail)
@@ -110,15 +126,18 @@ impl Reply {
             &self.lines
         };
         for (i, line) in lines.iter().enumerate() {
-            let sep = if i == last { ' ' } else { '-' };
-            let mut head = format!("{}{}", self.code, sep);
+            push_decimal(out, self.code);
+            out.push(if i == last { b' ' } else { b'-' });
             if let Some(e) = self.enhanced {
-                head.push_str(&e.to_string());
+                push_decimal(out, u16::from(e.class));
+                out.push(b'.');
+                push_decimal(out, e.subject);
+                out.push(b'.');
+                push_decimal(out, e.detail);
                 if !line.is_empty() {
-                    head.push(' ');
+                    out.push(b' ');
                 }
             }
-            out.extend_from_slice(head.as_bytes());
             // A reply line never carries CR or LF of its own: a mirrored downstream text
             // must not be able to inject a second reply.
             out.extend(
