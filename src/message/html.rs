@@ -97,7 +97,7 @@ impl HtmlText {
         let mut i = 0;
         while i < input.len() {
             match self.state {
-                State::Text => match memchr2(b'<', b'&', &input[i..]) {
+                State::Text => match find_markup(&input[i..]) {
                     Some(k) => {
                         self.push_text(out, &input[i..i + k]);
                         i += k + 1;
@@ -636,6 +636,34 @@ impl HtmlText {
 }
 
 /// HTML whitespace.
+/// Where the first `<` or `&` in `s` is. Text between tags is mostly short, so look a word at a
+/// time before paying for a `memchr2` call (whose set-up costs more than a short run).
+fn find_markup(s: &[u8]) -> Option<usize> {
+    const INLINE: usize = 64;
+    let mut i = 0;
+    while let Some(word) = s.get(i..i + 8) {
+        if i >= INLINE {
+            return memchr2(b'<', b'&', &s[i..]).map(|k| i + k);
+        }
+        let mut a = [0u8; 8];
+        a.copy_from_slice(word);
+        let v = u64::from_le_bytes(a);
+        let (lt, amp) = (v ^ 0x3C3C_3C3C_3C3C_3C3C, v ^ 0x2626_2626_2626_2626);
+        let hit = (lt.wrapping_sub(0x0101_0101_0101_0101) & !lt)
+            | (amp.wrapping_sub(0x0101_0101_0101_0101) & !amp);
+        let hit = hit & 0x8080_8080_8080_8080;
+        if hit != 0 {
+            // The lowest flagged byte is a true one (false positives only sit above one).
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s[i..]
+        .iter()
+        .position(|&b| b == b'<' || b == b'&')
+        .map(|k| i + k)
+}
+
 /// Where the first byte below 0x21 (all whitespace is) is in `s[from..]`, as an index into `s`;
 /// a word at a time.
 fn find_low(s: &[u8], from: usize) -> Option<usize> {
