@@ -281,8 +281,9 @@ impl Pipeline {
         let wrap = plain.is_some_and(|(_, cte, eight_bit, utf8)| {
             !footer.text_is_ascii() && !(utf8 && (cte != ctype::Cte::Identity || eight_bit))
         });
-        plan.prepend
-            .extend_from_slice(format!("{DISCLAIMER_HEADER}: {tenant}\r\n").as_bytes());
+        for part in [DISCLAIMER_HEADER, ": ", tenant, "\r\n"] {
+            plan.prepend.extend_from_slice(part.as_bytes());
+        }
         let shape = if wrap {
             let header = self.header_block();
             let mut open = format!("--{boundary}\r\n").into_bytes();
