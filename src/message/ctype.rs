@@ -3,6 +3,10 @@
 //! RFC 2045 parameter syntax, comments, quoted strings and RFC 2231 extended and continued
 //! parameters. Parsing is lenient and bounded: odd syntax gives the RFC 2045 defaults.
 
+use std::borrow::Cow;
+
+use memchr::memchr;
+
 use super::decode::{decode_rfc2047, decode_rfc2231, trim_ws, Charset};
 
 /// Longest `type/subtype` kept.
@@ -174,8 +178,11 @@ fn is_token(b: u8) -> bool {
     b > b' ' && b < 0x7F && !b"()<>@,;:\\\"/[]?=".contains(&b)
 }
 
-/// `s` with `(comments)` (nested, outside quoted strings) removed.
-fn strip_comments(s: &[u8]) -> Vec<u8> {
+/// `s` with `(comments)` (nested, outside quoted strings) removed; borrowed when it has none.
+fn strip_comments(s: &[u8]) -> Cow<'_, [u8]> {
+    if memchr(b'(', s).is_none() {
+        return Cow::Borrowed(s);
+    }
     let mut out = Vec::with_capacity(s.len());
     let mut depth = 0u32;
     let mut quoted = false;
@@ -211,7 +218,7 @@ fn strip_comments(s: &[u8]) -> Vec<u8> {
         }
         i += 1;
     }
-    out
+    Cow::Owned(out)
 }
 
 /// A file name for the scanner: RFC 2047 words decoded, control bytes dropped, capped.

@@ -61,13 +61,18 @@ impl BodyTags {
         ])
     }
 
-    /// Where the last `</body` or `</BODY` in `bytes` starts. Forward searches: memchr's
-    /// reverse search has no SIMD prefilter and was the inserter's main cost on HTML parts.
+    /// Where the last `</body` or `</BODY` in `bytes` starts, if it starts in the last
+    /// [`HTML_TAIL_MAX`] bytes: one further back could only be used if the part ended within
+    /// `HTML_TAIL_MAX` bytes of it, and it does not (it ends at or after the end of `bytes`).
+    /// Forward searches: memchr's reverse search has no SIMD prefilter.
     fn last_in(&self, bytes: &[u8]) -> Option<usize> {
+        let from = bytes.len().saturating_sub(HTML_TAIL_MAX);
+        let tail = &bytes[from..];
         self.0
             .iter()
-            .filter_map(|f| f.find_iter(bytes).last())
+            .filter_map(|f| f.find_iter(tail).last())
             .max()
+            .map(|k| from + k)
     }
 }
 

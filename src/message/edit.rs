@@ -40,17 +40,25 @@ pub(crate) fn apply(
     if !plan.prepend.is_empty() {
         out.push_back(Bytes::copy_from_slice(&plan.prepend));
     }
-    let cuts: Vec<(usize, usize)> = fields
-        .iter()
-        .filter(|f| {
-            field_parts(header, f).is_some_and(|(name, _)| {
-                plan.remove
-                    .iter()
-                    .any(|r| r.as_bytes().eq_ignore_ascii_case(name))
+    // Empty (no allocation) unless a field is removed.
+    let cuts: Vec<(usize, usize)> = if plan.remove.is_empty() {
+        Vec::new()
+    } else {
+        fields
+            .iter()
+            .filter(|f| {
+                header
+                    .get(f.start..f.end)
+                    .and_then(|field| field.get(..f.name_len))
+                    .is_some_and(|name| {
+                        plan.remove
+                            .iter()
+                            .any(|r| r.as_bytes().eq_ignore_ascii_case(name))
+                    })
             })
-        })
-        .map(|f| (f.start, f.end))
-        .collect();
+            .map(|f| (f.start, f.end))
+            .collect()
+    };
     let mut offset = 0;
     let mut next_cut = 0;
     for piece in held {

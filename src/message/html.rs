@@ -97,7 +97,7 @@ impl HtmlText {
         let mut i = 0;
         while i < input.len() {
             match self.state {
-                State::Text => match memchr2(b'<', b'&', &input[i..]) {
+                State::Text => match find_markup(&input[i..]) {
                     Some(k) => {
                         self.push_text(out, &input[i..i + k]);
                         i += k + 1;
@@ -592,53 +592,96 @@ impl HtmlText {
         }
     }
 
-    /// Appends text, collapsing each run of whitespace to one space.
+    /// Appends text, collapsing each run of whitespace to one space. Runs of words with single
+    /// spaces between them (most text) are copied whole.
     fn push_text(&mut self, out: &mut Vec<u8>, text: &[u8]) {
-        let base = out.len();
-        out.resize(base + text.len(), 0);
-        let dst = &mut out[base..];
-        let mut w = 0;
+        let n = text.len();
         let mut last_space = self.last_space;
         let mut r = 0;
-        while r < text.len() {
-            if let Some(word) = text.get(r..r + 8) {
-                // Copy everything before the first byte below 0x21 (all whitespace is).
-                let mut a = [0u8; 8];
-                a.copy_from_slice(word);
-                let v = u64::from_le_bytes(a);
-                let low = v.wrapping_sub(0x2121_2121_2121_2121) & !v & 0x8080_8080_8080_8080;
-                let k = if low == 0 {
-                    8
-                } else {
-                    (low.trailing_zeros() / 8) as usize
+        while let Some(&b) = text.get(r) {
+            if is_space(b) {
+                r += 1;
+                while text.get(r).is_some_and(|&c| is_space(c)) {
+                    r += 1;
+                }
+                if !last_space {
+                    out.push(b' ');
+                    last_space = true;
+                }
+                continue;
+            }
+            // A run that starts and ends with a byte that is not whitespace, with at most single
+            // spaces inside (control bytes are kept as they are).
+            let start = r;
+            loop {
+                let Some(k) = find_low(text, r) else {
+                    r = n;
+                    break;
                 };
-                if k > 0 {
-                    // Store all eight (output never runs ahead of input, so they fit).
-                    if let Some(d) = dst.get_mut(w..w + 8) {
-                        d.copy_from_slice(word);
-                    }
-                    r += k;
-                    w += k;
-                    last_space = false;
-                    continue;
+                let c = text[k];
+                if !is_space(c) {
+                    r = k + 1;
+                } else if c == b' ' && text.get(k + 1).is_some_and(|&d| !is_space(d)) {
+                    r = k + 2;
+                } else {
+                    r = k;
+                    break;
                 }
             }
-            // One byte: whitespace (or a control byte), or the tail.
-            let b = text[r];
-            let space = is_space(b);
-            if let Some(d) = dst.get_mut(w) {
-                *d = if space { b' ' } else { b };
-            }
-            w += usize::from(!(space && last_space));
-            last_space = space;
-            r += 1;
+            out.extend_from_slice(&text[start..r]);
+            last_space = false;
         }
-        out.truncate(base + w);
         self.last_space = last_space;
     }
 }
 
 /// HTML whitespace.
+/// Where the first `<` or `&` in `s` is. Text between tags is mostly short, so look a word at a
+/// time before paying for a `memchr2` call (whose set-up costs more than a short run).
+fn find_markup(s: &[u8]) -> Option<usize> {
+    const INLINE: usize = 64;
+    let mut i = 0;
+    while let Some(word) = s.get(i..i + 8) {
+        if i >= INLINE {
+            return memchr2(b'<', b'&', &s[i..]).map(|k| i + k);
+        }
+        let mut a = [0u8; 8];
+        a.copy_from_slice(word);
+        let v = u64::from_le_bytes(a);
+        let (lt, amp) = (v ^ 0x3C3C_3C3C_3C3C_3C3C, v ^ 0x2626_2626_2626_2626);
+        let hit = (lt.wrapping_sub(0x0101_0101_0101_0101) & !lt)
+            | (amp.wrapping_sub(0x0101_0101_0101_0101) & !amp);
+        let hit = hit & 0x8080_8080_8080_8080;
+        if hit != 0 {
+            // The lowest flagged byte is a true one (false positives only sit above one).
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s[i..]
+        .iter()
+        .position(|&b| b == b'<' || b == b'&')
+        .map(|k| i + k)
+}
+
+/// Where the first byte below 0x21 (all whitespace is) is in `s[from..]`, as an index into `s`;
+/// a word at a time.
+fn find_low(s: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(word) = s.get(i..i + 8) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(word);
+        let v = u64::from_le_bytes(a);
+        let low = v.wrapping_sub(0x2121_2121_2121_2121) & !v & 0x8080_8080_8080_8080;
+        if low != 0 {
+            // The lowest flagged byte is a true one (false positives only sit above one).
+            return Some(i + (low.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s.get(i..)?.iter().position(|&b| b < 0x21).map(|k| i + k)
+}
+
 fn is_space(c: u8) -> bool {
     CLASS[usize::from(c)] & SPACE != 0
 }
@@ -761,6 +804,53 @@ mod tests {
         }
         h.finish(&mut out, &mut on_url);
         (String::from_utf8_lossy(&out).into_owned(), urls)
+    }
+
+    /// Whitespace collapsing against the byte-at-a-time rule, for runs of every shape.
+    #[test]
+    fn push_text_matches_byte_rule() {
+        fn by_byte(last_space: bool, text: &[u8]) -> (Vec<u8>, bool) {
+            let mut out = Vec::new();
+            let mut last = last_space;
+            for &b in text {
+                let space = is_space(b);
+                if !(space && last) {
+                    out.push(if space { b' ' } else { b });
+                }
+                last = space;
+            }
+            (out, last)
+        }
+        let rows: &[(&str, &[u8])] = &[
+            ("empty", b""),
+            ("word", b"word"),
+            ("words", b"one two three four five six seven"),
+            ("leading_space", b" lead"),
+            ("trailing_space", b"trail "),
+            ("double_space", b"a  b"),
+            ("tab_between", b"a\tb"),
+            ("crlf_indent", b"\r\n\t\t  x\r\n"),
+            ("only_space", b"     \r\n     "),
+            ("control_bytes", b"a\x01b \x00 c\x1f"),
+            ("form_feed", b"a\x0cb"),
+            ("space_then_control", b"a \x01b"),
+            (
+                "long",
+                b"Lorem ipsum dolor sit amet,  consectetur\tadipiscing elit sed do eiusmod x",
+            ),
+            ("eight_bit", b"caf\xc3\xa9 na\xc3\xafve  \xe2\x80\x94 end"),
+        ];
+        for (name, text) in rows {
+            for last_space in [false, true] {
+                let mut h = HtmlText::new();
+                h.last_space = last_space;
+                let mut out = b"x".to_vec();
+                h.push_text(&mut out, text);
+                let (want, want_last) = by_byte(last_space, text);
+                assert_eq!(&out[1..], &want[..], "{name} after space {last_space}");
+                assert_eq!(h.last_space, want_last, "{name} after space {last_space}");
+            }
+        }
     }
 
     const ROWS: &[(&str, &str, &str, &[&str])] = &[

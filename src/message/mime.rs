@@ -23,6 +23,8 @@
 //! one field ([`MAX_FIELD_BYTES`]), a partial boundary line ([`DELIM_SCAN`] + 2), the decoders'
 //! carries, and scratch buffers sized by [`TEXT_CHUNK`].
 
+use std::sync::LazyLock;
+
 use memchr::{memchr, memmem};
 
 use super::ctype::{Cte, PartInfo};
@@ -40,6 +42,11 @@ pub(crate) const DELIM_SCAN: usize = 512;
 
 /// Most raw bytes decoded in one go; bounds the decoders' scratch buffers.
 pub(crate) const TEXT_CHUNK: usize = 16 * 1024;
+
+/// The searcher for `"\n--"` (where a boundary line may start), built once: building one costs
+/// more than walking a short message.
+static NL_DASHES: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\n--"));
 
 /// A top-level header field's place in the message (absolute byte offsets).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,7 +185,6 @@ pub(crate) struct Walker {
     skip_line: bool,
     text: TextPipe,
     decoded: Vec<u8>,
-    nl_dashes: memmem::Finder<'static>,
     /// Top-level fields, in order.
     pub(crate) fields: Vec<FieldSpan>,
     /// Where the top-level header block ends (the body starts), once known.
@@ -215,7 +221,6 @@ impl Walker {
             skip_line: false,
             text: TextPipe::default(),
             decoded: Vec::new(),
-            nl_dashes: memmem::Finder::new(b"\n--"),
             fields: Vec::with_capacity(32),
             header_end: None,
             marks: None,
@@ -761,7 +766,7 @@ impl Walker {
         let start = i;
         let mut search = i;
         loop {
-            let Some(j) = self.nl_dashes.find(&data[search..]).map(|k| search + k) else {
+            let Some(j) = NL_DASHES.find(&data[search..]).map(|k| search + k) else {
                 let tail = self.hold_tail(data, start);
                 self.deliver(&data[start..tail], sink);
                 sink.event(ScanEvent::RawBody(data));

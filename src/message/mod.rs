@@ -212,19 +212,34 @@ impl Pipeline {
         if self.released || self.disclaimer.is_some() {
             return Err(SkipReason::NoTextPart);
         }
-        let fields = self.header_fields();
-        let named = |n: &'static str| {
-            fields
-                .iter()
-                .filter(move |(name, _)| name.eq_ignore_ascii_case(n.as_bytes()))
-                .map(|(_, v)| trim_ascii(v))
-        };
-        if named(DISCLAIMER_HEADER).any(|v| v.eq_ignore_ascii_case(tenant.as_bytes())) {
+        // One pass over the fields, looking at values only under the two names that matter.
+        let header = self.header_block();
+        let (mut footed, mut calendar) = (false, false);
+        for f in &self.walker.fields {
+            let Some(name) = header
+                .get(f.start..f.end)
+                .and_then(|field| field.get(..f.name_len))
+            else {
+                continue;
+            };
+            let is_marker = name.eq_ignore_ascii_case(DISCLAIMER_HEADER.as_bytes());
+            if !is_marker && !name.eq_ignore_ascii_case(b"Content-Class") {
+                continue;
+            }
+            let Some((_, v)) = edit::field_parts(header, f) else {
+                continue;
+            };
+            let v = trim_ascii(v);
+            if is_marker {
+                footed |= v.eq_ignore_ascii_case(tenant.as_bytes());
+            } else {
+                calendar |= v.eq_ignore_ascii_case(b"urn:content-classes:calendarmessage");
+            }
+        }
+        if footed {
             return Err(SkipReason::AlreadyFooted);
         }
-        if named("Content-Class")
-            .any(|v| v.eq_ignore_ascii_case(b"urn:content-classes:calendarmessage"))
-        {
+        if calendar {
             return Err(SkipReason::Calendar);
         }
         let mut plain = None;
@@ -266,8 +281,9 @@ impl Pipeline {
         let wrap = plain.is_some_and(|(_, cte, eight_bit, utf8)| {
             !footer.text_is_ascii() && !(utf8 && (cte != ctype::Cte::Identity || eight_bit))
         });
-        plan.prepend
-            .extend_from_slice(format!("{DISCLAIMER_HEADER}: {tenant}\r\n").as_bytes());
+        for part in [DISCLAIMER_HEADER, ": ", tenant, "\r\n"] {
+            plan.prepend.extend_from_slice(part.as_bytes());
+        }
         let shape = if wrap {
             let header = self.header_block();
             let mut open = format!("--{boundary}\r\n").into_bytes();

@@ -5,10 +5,16 @@
 //! glued to a letter or digit before it) starts a URL that runs to the end of that view, minus
 //! trailing punctuation. Only the partial token at the end of a chunk is carried, capped.
 
+use std::sync::LazyLock;
+
 use memchr::memmem;
 
 /// Longest token (and so URL) looked at; the rest of a longer token is passed over.
 pub(crate) const MAX_URL_LEN: usize = 2048;
+
+/// The searcher for `"://"`, built once (building one per part costs more than a short part).
+static SCHEME_SEP: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"://"));
 
 /// Streaming URL finder.
 #[derive(Clone, Debug)]
@@ -16,7 +22,6 @@ pub(crate) struct UrlFinder {
     /// The first bytes (up to [`MAX_URL_LEN`]) of a token not yet ended.
     carry: Vec<u8>,
     in_token: bool,
-    scheme_sep: memmem::Finder<'static>,
 }
 
 impl Default for UrlFinder {
@@ -30,7 +35,6 @@ impl UrlFinder {
         UrlFinder {
             carry: Vec::new(),
             in_token: false,
-            scheme_sep: memmem::Finder::new(b"://"),
         }
     }
 
@@ -55,7 +59,7 @@ impl UrlFinder {
             }
         }
         while i < text.len() {
-            let Some(k) = self.scheme_sep.find(&text[i..]).map(|k| i + k) else {
+            let Some(k) = SCHEME_SEP.find(&text[i..]).map(|k| i + k) else {
                 // The last token may go on in the next piece.
                 if let Some(&last) = text.last() {
                     if !is_delim(last) {
