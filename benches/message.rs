@@ -1,5 +1,6 @@
 //! Message pipeline throughput over the labelled corpus (`../shared/corpus/labels.tsv`), next to
-//! a plain `memchr` newline count over the same bytes in the same run.
+//! a plain `memchr` newline count over the same bytes in the same run (and, for the walk, a
+//! line-by-line `memchr` pass: one call per line, the floor of any line-oriented parser).
 //!
 //! `cargo bench --bench message -- --warm-up-time 1 --measurement-time 3`
 //!
@@ -150,6 +151,20 @@ fn newline_count(msgs: &[Bytes]) -> usize {
         .sum()
 }
 
+/// Line by line, as any line-oriented parser must go: one `memchr` call per line (the
+/// count above is a single vectorised pass that never stops at a line).
+fn line_walk(msgs: &[Bytes]) -> usize {
+    let mut lines = 0;
+    for m in msgs {
+        let mut rest: &[u8] = m;
+        while let Some(i) = memchr::memchr(b'\n', rest) {
+            rest = &rest[i + 1..];
+            lines += 1;
+        }
+    }
+    lines
+}
+
 fn benches<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
     let corpus = load_corpus();
     if corpus.is_empty() {
@@ -188,6 +203,7 @@ fn benches<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
     g.bench_function("memchr_newlines", |b| {
         b.iter(|| black_box(newline_count(&corpus)))
     });
+    g.bench_function("memchr_lines", |b| b.iter(|| black_box(line_walk(&corpus))));
     g.bench_function("walk_decode", |b| {
         b.iter(|| {
             let mut sink = CountSink::default();
