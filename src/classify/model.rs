@@ -213,7 +213,18 @@ impl Model {
 
     /// Probability of spam for a set of distinct features.
     pub fn probability(&self, features: &[u32]) -> f64 {
-        let sum = features.iter().map(|&f| i64::from(self.weight(f))).sum();
+        let shift = 32 - self.bits;
+        let sum: i64 = features
+            .iter()
+            .map(|&f| {
+                let w = self
+                    .weights
+                    .get((f >> shift) as usize)
+                    .copied()
+                    .unwrap_or(0);
+                i64::from(w)
+            })
+            .sum();
         self.probability_of_sum(sum, features.len())
     }
 }

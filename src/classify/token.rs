@@ -19,8 +19,33 @@ pub const MAX_TOKENS: usize = 512;
 /// Bytes of decoded body text tokenized per message; the rest is not looked at (the rules
 /// still see it). Together with [`MAX_TOKENS`] this bounds the classifier's work per message.
 pub const MAX_TEXT_BYTES: usize = 4 * 1024;
-/// Bytes of one header value looked at.
+/// Bytes of one header value looked at, for the fields in [`FULL_VALUE`].
 const MAX_HEADER_VALUE_BYTES: usize = 1024;
+/// Bytes of the value of any other field looked at (many are long ids, tracking data or
+/// base64 that only cost time).
+const OTHER_VALUE_BYTES: usize = 256;
+
+/// Top-level fields whose values are looked at up to [`MAX_HEADER_VALUE_BYTES`].
+const FULL_VALUE: &[&[u8]] = &[
+    b"subject",
+    b"from",
+    b"to",
+    b"cc",
+    b"reply-to",
+    b"sender",
+    b"return-path",
+    b"received",
+    b"content-type",
+    b"x-mailer",
+    b"user-agent",
+    b"list-id",
+    b"list-unsubscribe",
+    b"organization",
+    b"authentication-results",
+    b"message-id",
+    b"errors-to",
+    b"thread-topic",
+];
 /// Bytes of one URL looked at.
 const MAX_URL_BYTES: usize = 512;
 /// Bytes of a field name, media type or host kept in a token.
@@ -94,6 +119,12 @@ const PART_FIELDS: &[&[u8]] = &[
 /// Whether a header field was added by a collector's filter or mail client rather than by the
 /// mail as a gateway receives it (see `../shared/corpus/README.md`): never a feature.
 pub fn is_collection_artefact(name: &[u8]) -> bool {
+    let mut low = [0u8; MAX_NAME_BYTES];
+    name.len() <= MAX_NAME_BYTES && is_artefact_lower(lower_into(&mut low, name))
+}
+
+/// [`is_collection_artefact`] of a lower-cased name.
+fn is_artefact_lower(name: &[u8]) -> bool {
     const EXACT: &[&[u8]] = &[
         b"x-bogosity",
         b"x-virus-scanned",
@@ -104,25 +135,22 @@ pub fn is_collection_artefact(name: &[u8]) -> bool {
         b"x-status",
     ];
     const PREFIX: &[&[u8]] = &[b"x-spam-", b"x-mozilla-"];
-    EXACT.iter().any(|e| name.eq_ignore_ascii_case(e))
-        || PREFIX.iter().any(|p| {
-            name.len() >= p.len()
-                && name
-                    .get(..p.len())
-                    .is_some_and(|h| h.eq_ignore_ascii_case(p))
-        })
+    match name.first() {
+        Some(b'x') => EXACT.contains(&name) || PREFIX.iter().any(|p| name.starts_with(p)),
+        Some(b's') => name == b"status",
+        _ => false,
+    }
 }
 
-/// The distinct features of one message (at most [`MAX_TOKENS`]), with the model's running
-/// weight sum when a model is attached.
+/// The distinct features of one message (at most [`MAX_TOKENS`]), and the model that scores
+/// them when one is attached. The weights are looked up only when the probability is asked
+/// for, in one tight pass (the loads overlap there, rather than stalling each insert).
 #[derive(Clone, Debug, Default)]
 pub struct Features {
     /// Open addressing over the feature hashes (0 = empty): [`TABLE_SLOTS`], at most half full.
     table: Vec<u32>,
     list: Vec<u32>,
     model: Option<Arc<Model>>,
-    /// Sum of the quantised weights of `list`.
-    sum: i64,
 }
 
 impl Features {
@@ -132,7 +160,6 @@ impl Features {
             table: vec![0; TABLE_SLOTS],
             list: Vec::with_capacity(MAX_TOKENS),
             model,
-            sum: 0,
         }
     }
 
@@ -144,7 +171,7 @@ impl Features {
     /// The model's probability that the message is spam (0.5 without a model).
     pub fn probability(&self) -> f64 {
         match &self.model {
-            Some(m) => m.probability_of_sum(self.sum, self.list.len()),
+            Some(m) => m.probability(&self.list),
             None => 0.5,
         }
     }
@@ -175,9 +202,6 @@ impl Features {
             }
         }
         self.list.push(h);
-        if let Some(m) = &self.model {
-            self.sum += i64::from(m.weight(h));
-        }
     }
 }
 
@@ -277,16 +301,27 @@ impl Tokenizer {
     }
 
     fn header(&mut self, depth: usize, name: &[u8], value: &[u8]) {
-        if self.features.full() || is_collection_artefact(name) {
+        if self.features.full() {
             return;
         }
-        let value = &value[..value.len().min(MAX_HEADER_VALUE_BYTES)];
         let mut lname = [0u8; MAX_NAME_BYTES];
         let n = name.len().min(MAX_NAME_BYTES);
         for (d, s) in lname.iter_mut().zip(name) {
             *d = s.to_ascii_lowercase();
         }
         let lname = &lname[..n];
+        if is_artefact_lower(lname) {
+            return;
+        }
+        let budget = if depth > 0 || FULL_VALUE.contains(&lname) {
+            MAX_HEADER_VALUE_BYTES
+        } else if lname == b"dkim-signature" {
+            // Only its `d=` is read (below).
+            MAX_HEADER_VALUE_BYTES
+        } else {
+            OTHER_VALUE_BYTES
+        };
+        let value = &value[..value.len().min(budget)];
         if depth == 0 {
             if let Some(i) = PRESENCE.iter().position(|p| *p == lname) {
                 self.facts.present |= 1 << i;
@@ -451,14 +486,13 @@ impl Tokenizer {
         let mut rest = value;
         let mut prev = 0u64;
         while !self.features.full() {
-            let Some(start) = rest.iter().position(|&b| WORD[b as usize] != 0) else {
+            let Some(start) = word_start(rest) else {
                 return;
             };
             rest = &rest[start..];
             let end = word_end(rest);
-            let word = &rest[..end];
             if (2..=MAX_TOKEN_BYTES).contains(&end) {
-                let (h, shape) = hash_lower(seed, word);
+                let (h, shape) = hash_lower_at(seed, rest, end);
                 // Outside Subject and URL paths, words with digits are ids, timestamps and
                 // addresses, and mixed-case runs are base64: one-off tokens that only crowd
                 // out the rest.
@@ -498,7 +532,7 @@ impl Tokenizer {
             rest = &rest[end + 1..];
         }
         while !self.features.full() {
-            let Some(start) = rest.iter().position(|&b| WORD[b as usize] != 0) else {
+            let Some(start) = word_start(rest) else {
                 return;
             };
             rest = &rest[start..];
@@ -510,7 +544,7 @@ impl Tokenizer {
                 }
                 self.end_word();
             } else if end >= 2 {
-                let (h, shape) = hash_lower(SEED_TEXT, &rest[..end]);
+                let (h, shape) = hash_lower_at(SEED_TEXT, rest, end);
                 self.word_hash(h);
                 self.shape(shape);
             }
@@ -699,53 +733,127 @@ fn registrable(host: &[u8]) -> &[u8] {
     &host[second + 1..]
 }
 
-/// A hash of `bytes` continuing from `seed`, eight bytes at a time. Part of the model format:
-/// changing it changes [`crate::classify::TOKENIZER_VERSION`].
+/// A hash of `bytes` continuing from `seed`, eight bytes at a time (the last ones padded with
+/// zeros). Part of the model format: changing it changes
+/// [`crate::classify::TOKENIZER_VERSION`].
 #[inline]
 fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
     let mut h = (seed ^ bytes.len() as u64).wrapping_mul(K_MUL);
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K_MUL);
+    let mut at = 0;
+    while at < bytes.len() {
+        h = (h ^ load(bytes, at, bytes.len() - at)).wrapping_mul(K_MUL);
         h ^= h >> 29;
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K_MUL);
-        h ^= h >> 29;
+        at += 8;
     }
     h
 }
 
-/// [`hash_bytes`] of `word` (bytes that are all in words) lower-cased as [`WORD`] does, and
-/// the word's [`Shape`].
-#[inline]
-fn hash_lower(seed: u64, word: &[u8]) -> (u64, Shape) {
-    let mut buf = [0u8; MAX_TOKEN_BYTES];
-    let n = word.len().min(MAX_TOKEN_BYTES);
-    let mut shape = Shape::default();
-    for (d, &s) in buf.iter_mut().zip(word) {
-        let upper = s.wrapping_sub(b'A') < 26;
-        shape.upper += u32::from(upper);
-        shape.lower += u32::from(s.wrapping_sub(b'a') < 26);
-        shape.digit += u32::from(s.wrapping_sub(b'0') < 10);
-        shape.money += u32::from(s == b'$');
-        *d = s | (u8::from(upper) << 5);
+/// The bytes `src[at..at + len.min(8)]` as a little-endian word, zero-padded: one load when
+/// eight bytes are there to read (the surplus masked off), else byte by byte.
+#[inline(always)]
+fn load(src: &[u8], at: usize, len: usize) -> u64 {
+    let len = len.min(8);
+    if let Some(Ok(w)) = src.get(at..at + 8).map(<[u8; 8]>::try_from) {
+        let v = u64::from_le_bytes(w);
+        return if len == 8 {
+            v
+        } else {
+            v & ((1u64 << (8 * len)) - 1)
+        };
     }
-    (hash_bytes(seed, &buf[..n]), shape)
+    let mut v = 0u64;
+    for (i, &b) in src.iter().skip(at).take(len).enumerate() {
+        v |= u64::from(b) << (8 * i);
+    }
+    v
 }
 
-/// Length of the word at the start of `bytes` (up to the first separator).
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Per byte of `v`, the high bit set when the byte is ASCII and within `lo..=hi`.
+#[inline(always)]
+fn in_range(v: u64, lo: u8, hi: u8) -> u64 {
+    let x = v & !HIGH;
+    let ge_lo = x + ONES * u64::from(0x80 - lo);
+    let gt_hi = x + ONES * u64::from(0x7f - hi);
+    ge_lo & !gt_hi & !v & HIGH
+}
+
+/// [`hash_bytes`] of `word` (bytes that are all in words, at most [`MAX_TOKEN_BYTES`])
+/// lower-cased as [`WORD`] does, and the word's [`Shape`].
+#[cfg(test)]
+fn hash_lower(seed: u64, word: &[u8]) -> (u64, Shape) {
+    hash_lower_at(seed, word, word.len())
+}
+
+/// [`hash_bytes`] of the word `src[..len]` lower-cased as [`WORD`] does, and its [`Shape`]:
+/// eight bytes at a time (case and classes by bit tricks on the word), reading past `len`
+/// in `src` when there is more to read (masked off).
+#[inline]
+fn hash_lower_at(seed: u64, src: &[u8], len: usize) -> (u64, Shape) {
+    let len = len.min(MAX_TOKEN_BYTES).min(src.len());
+    let mut h = (seed ^ len as u64).wrapping_mul(K_MUL);
+    let mut shape = Shape::default();
+    let mut at = 0;
+    while at < len {
+        let v = load(src, at, len - at);
+        let upper = in_range(v, b'A', b'Z');
+        shape.upper += count(upper);
+        shape.lower += count(in_range(v, b'a', b'z'));
+        shape.digit += count(in_range(v, b'0', b'9'));
+        shape.money += count(in_range(v, b'$', b'$'));
+        h = (h ^ (v | (upper >> 2))).wrapping_mul(K_MUL);
+        h ^= h >> 29;
+        at += 8;
+    }
+    (h, shape)
+}
+
+/// How many high bits an [`in_range`] mask has.
+#[inline(always)]
+fn count(mask: u64) -> u32 {
+    ((mask >> 7).wrapping_mul(ONES) >> 56) as u32
+}
+
+/// Per byte of `v`, the high bit set when [`WORD`] keeps the byte: ASCII letters and digits,
+/// `$`, `'` and every non-ASCII byte.
+#[inline(always)]
+fn word_mask(v: u64) -> u64 {
+    in_range(v | (ONES * 0x20), b'a', b'z')
+        | in_range(v, b'0', b'9')
+        | in_range(v, b'$', b'$')
+        | in_range(v, b'\'', b'\'')
+        | (v & HIGH)
+}
+
+/// Where the first word byte of `bytes` is, eight bytes at a time.
+#[inline]
+fn word_start(bytes: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    while at < bytes.len() {
+        let m = word_mask(load(bytes, at, bytes.len() - at));
+        if m != 0 {
+            return Some(at + (m.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    None
+}
+
+/// Length of the word at the start of `bytes` (up to the first separator), eight bytes at a
+/// time (the zero padding of a short last load is a separator).
 #[inline]
 fn word_end(bytes: &[u8]) -> usize {
-    bytes
-        .iter()
-        .position(|&b| WORD[b as usize] == 0)
-        .unwrap_or(bytes.len())
+    let mut at = 0;
+    while at < bytes.len() {
+        let m = !word_mask(load(bytes, at, bytes.len() - at)) & HIGH;
+        if m != 0 {
+            return (at + (m.trailing_zeros() / 8) as usize).min(bytes.len());
+        }
+        at += 8;
+    }
+    bytes.len()
 }
 
 #[inline]
@@ -1055,6 +1163,33 @@ mod tests {
             want,
             "a plain word counts"
         );
+    }
+
+    #[test]
+    fn word_scan_matches_the_word_table() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        for b in 0..=255u8 {
+            for at in 0..12 {
+                let mut v = vec![b'a'; 12];
+                v[at] = b;
+                let want = if WORD[b as usize] == 0 { at } else { 12 };
+                assert_eq!(word_end(&v), want, "byte {b} at {at}");
+                let mut v = vec![b' '; 12];
+                v[at] = b;
+                let want = (WORD[b as usize] != 0).then_some(at);
+                assert_eq!(word_start(&v), want, "byte {b} at {at}");
+            }
+        }
+        for n in 0..all.len() {
+            let s = &all[n..];
+            let want = s
+                .iter()
+                .position(|&b| WORD[b as usize] == 0)
+                .unwrap_or(s.len());
+            assert_eq!(word_end(s), want, "from {n}");
+            let want = s.iter().position(|&b| WORD[b as usize] != 0);
+            assert_eq!(word_start(s), want, "from {n}");
+        }
     }
 
     #[test]
