@@ -22,7 +22,7 @@ use std::fmt;
 pub const MODEL_VERSION: u32 = 1;
 /// Version of the tokens and their hashing ([`crate::classify::Tokenizer`]); a model trained
 /// with another is refused.
-pub const TOKENIZER_VERSION: u32 = 2;
+pub const TOKENIZER_VERSION: u32 = 3;
 const MAGIC: &[u8; 8] = b"CBMODEL\n";
 const HEADER_BYTES: usize = 32;
 /// Fewest hash bits a model may have.
@@ -213,7 +213,18 @@ impl Model {
 
     /// Probability of spam for a set of distinct features.
     pub fn probability(&self, features: &[u32]) -> f64 {
-        let sum = features.iter().map(|&f| i64::from(self.weight(f))).sum();
+        let shift = 32 - self.bits;
+        let sum: i64 = features
+            .iter()
+            .map(|&f| {
+                let w = self
+                    .weights
+                    .get((f >> shift) as usize)
+                    .copied()
+                    .unwrap_or(0);
+                i64::from(w)
+            })
+            .sum();
         self.probability_of_sum(sum, features.len())
     }
 }

@@ -19,8 +19,33 @@ pub const MAX_TOKENS: usize = 512;
 /// Bytes of decoded body text tokenized per message; the rest is not looked at (the rules
 /// still see it). Together with [`MAX_TOKENS`] this bounds the classifier's work per message.
 pub const MAX_TEXT_BYTES: usize = 4 * 1024;
-/// Bytes of one header value looked at.
+/// Bytes of one header value looked at, for the fields in [`FULL_VALUE`].
 const MAX_HEADER_VALUE_BYTES: usize = 1024;
+/// Bytes of the value of any other field looked at (many are long ids, tracking data or
+/// base64 that only cost time).
+const OTHER_VALUE_BYTES: usize = 256;
+
+/// Top-level fields whose values are looked at up to [`MAX_HEADER_VALUE_BYTES`].
+const FULL_VALUE: &[&[u8]] = &[
+    b"subject",
+    b"from",
+    b"to",
+    b"cc",
+    b"reply-to",
+    b"sender",
+    b"return-path",
+    b"received",
+    b"content-type",
+    b"x-mailer",
+    b"user-agent",
+    b"list-id",
+    b"list-unsubscribe",
+    b"organization",
+    b"authentication-results",
+    b"message-id",
+    b"errors-to",
+    b"thread-topic",
+];
 /// Bytes of one URL looked at.
 const MAX_URL_BYTES: usize = 512;
 /// Bytes of a field name, media type or host kept in a token.
@@ -51,6 +76,39 @@ const ADDRESS: &[&[u8]] = &[
     b"errors-to",
 ];
 
+/// Top-level header fields whose absence is a token too (at most 16).
+const PRESENCE: &[&[u8]] = &[
+    b"date",
+    b"message-id",
+    b"to",
+    b"mime-version",
+    b"list-unsubscribe",
+    b"received",
+    b"dkim-signature",
+    b"reply-to",
+    b"return-path",
+    b"subject",
+    b"list-id",
+    b"precedence",
+    b"x-mailer",
+    b"user-agent",
+    b"cc",
+    b"in-reply-to",
+];
+
+/// Fields whose registrable domain is compared with `From`'s (`dkim-signature` by its `d=`).
+const DOMAIN_FIELDS: &[&[u8]] = &[
+    b"from",
+    b"reply-to",
+    b"return-path",
+    b"dkim-signature",
+    b"message-id",
+    b"sender",
+];
+
+/// Cumulative count buckets: a count's token is set when it reaches each of these.
+const COUNT_BUCKETS: &[u32] = &[1, 2, 3, 5, 10, 20, 30, 50];
+
 /// Part header fields tokenized (prefixed `p:`).
 const PART_FIELDS: &[&[u8]] = &[
     b"content-type",
@@ -61,6 +119,12 @@ const PART_FIELDS: &[&[u8]] = &[
 /// Whether a header field was added by a collector's filter or mail client rather than by the
 /// mail as a gateway receives it (see `../shared/corpus/README.md`): never a feature.
 pub fn is_collection_artefact(name: &[u8]) -> bool {
+    let mut low = [0u8; MAX_NAME_BYTES];
+    name.len() <= MAX_NAME_BYTES && is_artefact_lower(lower_into(&mut low, name))
+}
+
+/// [`is_collection_artefact`] of a lower-cased name.
+fn is_artefact_lower(name: &[u8]) -> bool {
     const EXACT: &[&[u8]] = &[
         b"x-bogosity",
         b"x-virus-scanned",
@@ -71,25 +135,22 @@ pub fn is_collection_artefact(name: &[u8]) -> bool {
         b"x-status",
     ];
     const PREFIX: &[&[u8]] = &[b"x-spam-", b"x-mozilla-"];
-    EXACT.iter().any(|e| name.eq_ignore_ascii_case(e))
-        || PREFIX.iter().any(|p| {
-            name.len() >= p.len()
-                && name
-                    .get(..p.len())
-                    .is_some_and(|h| h.eq_ignore_ascii_case(p))
-        })
+    match name.first() {
+        Some(b'x') => EXACT.contains(&name) || PREFIX.iter().any(|p| name.starts_with(p)),
+        Some(b's') => name == b"status",
+        _ => false,
+    }
 }
 
-/// The distinct features of one message (at most [`MAX_TOKENS`]), with the model's running
-/// weight sum when a model is attached.
+/// The distinct features of one message (at most [`MAX_TOKENS`]), and the model that scores
+/// them when one is attached. The weights are looked up only when the probability is asked
+/// for, in one tight pass (the loads overlap there, rather than stalling each insert).
 #[derive(Clone, Debug, Default)]
 pub struct Features {
     /// Open addressing over the feature hashes (0 = empty): [`TABLE_SLOTS`], at most half full.
     table: Vec<u32>,
     list: Vec<u32>,
     model: Option<Arc<Model>>,
-    /// Sum of the quantised weights of `list`.
-    sum: i64,
 }
 
 impl Features {
@@ -99,7 +160,6 @@ impl Features {
             table: vec![0; TABLE_SLOTS],
             list: Vec::with_capacity(MAX_TOKENS),
             model,
-            sum: 0,
         }
     }
 
@@ -111,7 +171,7 @@ impl Features {
     /// The model's probability that the message is spam (0.5 without a model).
     pub fn probability(&self) -> f64 {
         match &self.model {
-            Some(m) => m.probability_of_sum(self.sum, self.list.len()),
+            Some(m) => m.probability(&self.list),
             None => 0.5,
         }
     }
@@ -142,9 +202,6 @@ impl Features {
             }
         }
         self.list.push(h);
-        if let Some(m) = &self.model {
-            self.sum += i64::from(m.weight(h));
-        }
     }
 }
 
@@ -159,6 +216,27 @@ pub struct Tokenizer {
     parts: u32,
     /// Body text bytes still to look at (counts down from [`MAX_TEXT_BYTES`]).
     text_left: usize,
+    facts: Facts,
+}
+
+/// What the tokenizer counts and remembers across events for its structural tokens.
+#[derive(Clone, Debug, Default)]
+struct Facts {
+    /// Bit per [`PRESENCE`] field seen in the top-level header.
+    present: u16,
+    /// Per [`DOMAIN_FIELDS`]: a hash of its registrable domain (0 = not seen).
+    domains: [u64; 6],
+    /// The top-level header block has ended (its tokens are out).
+    header_done: bool,
+    urls: u32,
+    /// URLs whose registrable domain is not `From`'s.
+    foreign_urls: u32,
+    /// Text words written in capitals (at least two, no lower-case letter).
+    caps_words: u32,
+    /// Text words mixing digits and letters.
+    mixed_words: u32,
+    /// Text words with a `$`.
+    money_words: u32,
 }
 
 /// A word being read, carried across `Text` events.
@@ -169,6 +247,27 @@ struct WordState {
     len: usize,
     /// Every byte so far is non-ASCII.
     high: bool,
+    /// Its shape so far.
+    shape: Shape,
+}
+
+/// Letter case and digit counts of a word.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Shape {
+    upper: u32,
+    lower: u32,
+    digit: u32,
+    money: u32,
+}
+
+impl Shape {
+    #[inline]
+    fn add(&mut self, b: u8) {
+        self.upper += u32::from(b.is_ascii_uppercase());
+        self.lower += u32::from(b.is_ascii_lowercase());
+        self.digit += u32::from(b.is_ascii_digit());
+        self.money += u32::from(b == b'$');
+    }
 }
 
 impl Tokenizer {
@@ -180,12 +279,14 @@ impl Tokenizer {
             prev: 0,
             parts: 0,
             text_left: MAX_TEXT_BYTES,
+            facts: Facts::default(),
         }
     }
 
     /// The text ended: an open word counts.
     pub fn finish(&mut self) {
         self.end_word();
+        self.header_end();
     }
 
     /// The features so far.
@@ -200,20 +301,54 @@ impl Tokenizer {
     }
 
     fn header(&mut self, depth: usize, name: &[u8], value: &[u8]) {
-        if self.features.full() || is_collection_artefact(name) {
+        if self.features.full() {
             return;
         }
-        let value = &value[..value.len().min(MAX_HEADER_VALUE_BYTES)];
         let mut lname = [0u8; MAX_NAME_BYTES];
         let n = name.len().min(MAX_NAME_BYTES);
         for (d, s) in lname.iter_mut().zip(name) {
             *d = s.to_ascii_lowercase();
         }
         let lname = &lname[..n];
+        if is_artefact_lower(lname) {
+            return;
+        }
+        let budget = if depth > 0 || FULL_VALUE.contains(&lname) {
+            MAX_HEADER_VALUE_BYTES
+        } else if lname == b"dkim-signature" {
+            // Only its `d=` is read (below).
+            MAX_HEADER_VALUE_BYTES
+        } else {
+            OTHER_VALUE_BYTES
+        };
+        let value = &value[..value.len().min(budget)];
+        if depth == 0 {
+            if let Some(i) = PRESENCE.iter().position(|p| *p == lname) {
+                self.facts.present |= 1 << i;
+            }
+            if let Some(i) = DOMAIN_FIELDS.iter().position(|p| *p == lname) {
+                let dom = if i == 3 {
+                    dkim_domain(value)
+                } else {
+                    address_domain(value)
+                };
+                let mut low = [0u8; MAX_NAME_BYTES];
+                let dom = lower_into(&mut low, dom);
+                let base = registrable(dom);
+                if let Some(slot) = self.facts.domains.get_mut(i) {
+                    if *slot == 0 && !base.is_empty() {
+                        *slot = hash_bytes(SEED_RELATION, base).max(1);
+                    }
+                }
+                if i == 3 && !base.is_empty() {
+                    self.add(hash_bytes(SEED_DKIM, base));
+                }
+            }
+        }
         if depth > 0 {
             if PART_FIELDS.contains(&lname) {
                 let seed = hash_bytes(hash_bytes(SEED_PART, lname), b":");
-                self.words_of(seed, value, false);
+                self.words_of(seed, value, false, false);
             }
             return;
         }
@@ -222,25 +357,52 @@ impl Tokenizer {
             return;
         }
         let seed = hash_bytes(hash_bytes(SEED_HEADER, lname), b":");
-        self.words_of(seed, value, lname == b"subject");
+        let subject = lname == b"subject";
+        self.words_of(seed, value, subject, subject);
         if ADDRESS.contains(&lname) {
-            if let Some(at) = memchr::memrchr(b'@', value) {
-                let dom = &value[at + 1..];
-                let end = dom
-                    .iter()
-                    .position(|&b| matches!(b, b'>' | b' ' | b';' | b',' | b')' | b'"' | b'\t'))
-                    .unwrap_or(dom.len());
-                let dom = &dom[..end.min(MAX_NAME_BYTES)];
+            let dom = address_domain(value);
+            if !dom.is_empty() {
                 let mut low = [0u8; MAX_NAME_BYTES];
-                for (d, s) in low.iter_mut().zip(dom) {
-                    *d = s.to_ascii_lowercase();
-                }
-                self.add(hash_bytes(hash_bytes(seed, b"@"), &low[..dom.len()]));
+                let dom = lower_into(&mut low, dom);
+                self.add(hash_bytes(hash_bytes(seed, b"@"), dom));
             }
         }
     }
 
+    /// The top-level header block ended: absent fields, and how the domains of `Reply-To`,
+    /// `Return-Path`, the DKIM signature, `Message-ID` and `Sender` relate to `From`'s.
+    fn header_end(&mut self) {
+        if std::mem::replace(&mut self.facts.header_done, true) {
+            return;
+        }
+        for (i, name) in PRESENCE.iter().enumerate() {
+            if self.facts.present & (1 << i) == 0 {
+                self.add(hash_bytes(SEED_ABSENT, name));
+            }
+        }
+        let domains = self.facts.domains;
+        let from = domains[0];
+        for (i, other) in domains.iter().enumerate().skip(1) {
+            let relation: &[u8] = match (from, *other) {
+                (0, 0) => b"none",
+                (0, _) => b"no-from",
+                (_, 0) => b"missing",
+                (f, o) if f == o => b"same",
+                _ => b"differ",
+            };
+            self.add(hash_bytes(hash_bytes(SEED_RELATION, &[i as u8]), relation));
+        }
+    }
+
+    /// Adds `seed`'s bucket token when `count` has just reached one of [`COUNT_BUCKETS`].
+    fn count_token(&mut self, seed: u64, count: u32) {
+        if let Some(bucket) = COUNT_BUCKETS.iter().position(|&b| b == count) {
+            self.add(hash_bytes(seed, &[bucket as u8]));
+        }
+    }
+
     fn part_start(&mut self, depth: usize, content_type: &[u8], filename: Option<&[u8]>) {
+        self.header_end();
         self.end_word();
         self.prev = 0;
         let ct = &content_type[..content_type.len().min(MAX_NAME_BYTES)];
@@ -292,38 +454,59 @@ impl Tokenizer {
             *d = c.to_ascii_lowercase();
         }
         let host = &low[..host.len()];
+        self.facts.urls += 1;
+        self.count_token(SEED_URLS, self.facts.urls);
+        let from = self.facts.domains[0];
         if !host.is_empty() && host.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
             self.add(hash_bytes(SEED_HOST, b"<ip>"));
+            self.facts.foreign_urls += 1;
+            self.count_token(SEED_FOREIGN, self.facts.foreign_urls);
         } else {
             self.add(hash_bytes(SEED_HOST, host));
-            // The last two labels: a cheap stand-in for the registrable domain.
-            let mut dots = host.iter().rposition(|&b| b == b'.');
-            if let Some(d) = dots {
-                dots = host[..d].iter().rposition(|&b| b == b'.');
-            }
-            let base = dots.map_or(host, |d| &host[d + 1..]);
+            let base = registrable(host);
             self.add(hash_bytes(SEED_DOMAIN, base));
+            let tld = memchr::memrchr(b'.', host).map_or(&host[..0], |d| &host[d + 1..]);
+            self.add(hash_bytes(SEED_TLD, tld));
+            if from != 0 && hash_bytes(SEED_RELATION, base).max(1) == from {
+                self.add(hash_bytes(SEED_FOREIGN, b"from"));
+            } else {
+                self.facts.foreign_urls += 1;
+                self.count_token(SEED_FOREIGN, self.facts.foreign_urls);
+            }
         }
         let after = scheme_end.map_or(0, |s| s + 3);
         if let Some(slash) = url.get(after..).and_then(|r| memchr::memchr(b'/', r)) {
-            self.words_of(SEED_PATH, &url[after + slash..], true);
+            self.words_of(SEED_PATH, &url[after + slash..], true, false);
         }
     }
 
-    /// Words of a whole value (a header value or a URL path), each hashed from `seed`.
-    fn words_of(&mut self, seed: u64, value: &[u8], digits: bool) {
+    /// Words of a whole value (a header value or a URL path), each hashed from `seed`, and
+    /// with `pairs` each pair of neighbouring words too.
+    fn words_of(&mut self, seed: u64, value: &[u8], digits: bool, pairs: bool) {
         let mut rest = value;
+        let mut prev = 0u64;
         while !self.features.full() {
-            let Some(start) = rest.iter().position(|&b| WORD[b as usize] != 0) else {
+            let Some(start) = word_start(rest) else {
                 return;
             };
             rest = &rest[start..];
             let end = word_end(rest);
-            let word = &rest[..end];
-            if (2..=MAX_TOKEN_BYTES).contains(&end)
-                && (digits || !word.iter().all(u8::is_ascii_digit))
-            {
-                self.add(hash_lower(seed, word));
+            if (2..=MAX_TOKEN_BYTES).contains(&end) {
+                let (h, shape) = hash_lower_at(seed, rest, end);
+                // Outside Subject and URL paths, words with digits are ids, timestamps and
+                // addresses, and mixed-case runs are base64: one-off tokens that only crowd
+                // out the rest.
+                let one_off = shape.digit > 0 && (shape.digit as usize == end || end > 4)
+                    || shape.upper >= 3 && shape.lower >= 3;
+                if digits || !one_off {
+                    self.add(h);
+                }
+                if pairs && (digits || !one_off) {
+                    if prev != 0 {
+                        self.add(prev.rotate_left(23) ^ h.wrapping_mul(K_PAIR));
+                    }
+                    prev = h;
+                }
             }
             rest = rest.get(end + 1..).unwrap_or_default();
         }
@@ -349,7 +532,7 @@ impl Tokenizer {
             rest = &rest[end + 1..];
         }
         while !self.features.full() {
-            let Some(start) = rest.iter().position(|&b| WORD[b as usize] != 0) else {
+            let Some(start) = word_start(rest) else {
                 return;
             };
             rest = &rest[start..];
@@ -361,7 +544,9 @@ impl Tokenizer {
                 }
                 self.end_word();
             } else if end >= 2 {
-                self.word_hash(hash_lower(SEED_TEXT, &rest[..end]));
+                let (h, shape) = hash_lower_at(SEED_TEXT, rest, end);
+                self.word_hash(h);
+                self.shape(shape);
             }
             rest = &rest[end + 1..];
         }
@@ -374,7 +559,9 @@ impl Tokenizer {
             let w = &mut self.word;
             if w.len == 0 {
                 w.high = true;
+                w.shape = Shape::default();
             }
+            w.shape.add(b);
             if let Some(slot) = w.buf.get_mut(w.len) {
                 *slot = c;
             }
@@ -393,6 +580,7 @@ impl Tokenizer {
         if len < 2 {
             return;
         }
+        let shape = w.shape;
         let h = if len <= MAX_TOKEN_BYTES {
             hash_bytes(SEED_TEXT, &w.buf[..len])
         } else {
@@ -400,6 +588,24 @@ impl Tokenizer {
             hash_bytes(SEED_SKIP, &class)
         };
         self.word_hash(h);
+        self.shape(shape);
+    }
+
+    /// Counts a text word's shape: capitals, digits among letters, money.
+    #[inline]
+    fn shape(&mut self, s: Shape) {
+        if s.upper >= 2 && s.lower == 0 {
+            self.facts.caps_words += 1;
+            self.count_token(SEED_CAPS, self.facts.caps_words);
+        }
+        if s.digit > 0 && s.upper + s.lower > 0 {
+            self.facts.mixed_words += 1;
+            self.count_token(SEED_MIXED, self.facts.mixed_words);
+        }
+        if s.money > 0 {
+            self.facts.money_words += 1;
+            self.count_token(SEED_MONEY, self.facts.money_words);
+        }
     }
 
     /// A text word's hash: the word and the pair with the previous word.
@@ -422,7 +628,8 @@ impl ScanSink for Tokenizer {
     fn event(&mut self, ev: ScanEvent<'_>) {
         match ev {
             ScanEvent::Header { depth, name, value } => self.header(depth, name, value),
-            ScanEvent::HeaderEnd | ScanEvent::RawBody(_) => {}
+            ScanEvent::HeaderEnd => self.header_end(),
+            ScanEvent::RawBody(_) => {}
             ScanEvent::PartStart {
                 depth,
                 content_type,
@@ -449,47 +656,204 @@ const SEED_SCHEME: u64 = 0xA000;
 const SEED_HOST: u64 = 0xB000;
 const SEED_DOMAIN: u64 = 0xC000;
 const SEED_PATH: u64 = 0xD000;
+const SEED_ABSENT: u64 = 0xE000;
+const SEED_RELATION: u64 = 0xF000;
+const SEED_DKIM: u64 = 0x1_0000;
+const SEED_URLS: u64 = 0x1_1000;
+const SEED_FOREIGN: u64 = 0x1_2000;
+const SEED_TLD: u64 = 0x1_3000;
+const SEED_CAPS: u64 = 0x1_4000;
+const SEED_MIXED: u64 = 0x1_5000;
+const SEED_MONEY: u64 = 0x1_6000;
 
-/// A hash of `bytes` continuing from `seed`, eight bytes at a time. Part of the model format:
-/// changing it changes [`crate::classify::TOKENIZER_VERSION`].
+/// The domain of the last address in a header value (`user@Host.example>` → `Host.example`).
+fn address_domain(value: &[u8]) -> &[u8] {
+    let Some(at) = memchr::memrchr(b'@', value) else {
+        return b"";
+    };
+    let dom = &value[at + 1..];
+    let end = dom
+        .iter()
+        .position(|&b| {
+            matches!(
+                b,
+                b'>' | b' ' | b';' | b',' | b')' | b'"' | b'\t' | b'\r' | b'\n'
+            )
+        })
+        .unwrap_or(dom.len());
+    &dom[..end]
+}
+
+/// The `d=` tag of a DKIM signature.
+fn dkim_domain(value: &[u8]) -> &[u8] {
+    let mut rest = value;
+    while let Some(eq) = memchr::memchr(b'=', rest) {
+        let tag = rest[..eq].trim_ascii();
+        let tag = tag
+            .rsplit(|&b| b == b';')
+            .next()
+            .unwrap_or(tag)
+            .trim_ascii();
+        let after = &rest[eq + 1..];
+        let end = memchr::memchr(b';', after).unwrap_or(after.len());
+        if tag.eq_ignore_ascii_case(b"d") {
+            return after[..end].trim_ascii();
+        }
+        rest = after.get(end..).unwrap_or_default();
+    }
+    b""
+}
+
+/// `src` (cut to `buf`'s length) lower-cased into `buf`.
+fn lower_into<'a>(buf: &'a mut [u8; MAX_NAME_BYTES], src: &[u8]) -> &'a [u8] {
+    let n = src.len().min(MAX_NAME_BYTES);
+    for (d, s) in buf.iter_mut().zip(src) {
+        *d = s.to_ascii_lowercase();
+    }
+    &buf[..n]
+}
+
+/// A cheap stand-in for the registrable domain of a lower-case host: its last two labels, or
+/// three when the second-level label is short (`example.co.uk`, `example.com.br`).
+fn registrable(host: &[u8]) -> &[u8] {
+    let host = host.strip_suffix(b".").unwrap_or(host);
+    let Some(last) = memchr::memrchr(b'.', host) else {
+        return host;
+    };
+    let Some(second) = memchr::memrchr(b'.', &host[..last]) else {
+        return host;
+    };
+    let sld_len = last - second - 1;
+    if sld_len <= 3 && host.len() - last - 1 == 2 {
+        if let Some(third) = memchr::memrchr(b'.', &host[..second]) {
+            return &host[third + 1..];
+        }
+        return host;
+    }
+    &host[second + 1..]
+}
+
+/// A hash of `bytes` continuing from `seed`, eight bytes at a time (the last ones padded with
+/// zeros). Part of the model format: changing it changes
+/// [`crate::classify::TOKENIZER_VERSION`].
 #[inline]
 fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
     let mut h = (seed ^ bytes.len() as u64).wrapping_mul(K_MUL);
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K_MUL);
+    let mut at = 0;
+    while at < bytes.len() {
+        h = (h ^ load(bytes, at, bytes.len() - at)).wrapping_mul(K_MUL);
         h ^= h >> 29;
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K_MUL);
-        h ^= h >> 29;
+        at += 8;
     }
     h
 }
 
-/// [`hash_bytes`] of `word` (bytes that are all in words) lower-cased as [`WORD`] does.
-#[inline]
-fn hash_lower(seed: u64, word: &[u8]) -> u64 {
-    let mut buf = [0u8; MAX_TOKEN_BYTES];
-    let n = word.len().min(MAX_TOKEN_BYTES);
-    for (d, &s) in buf.iter_mut().zip(word) {
-        *d = s | (u8::from(s.wrapping_sub(b'A') < 26) << 5);
+/// The bytes `src[at..at + len.min(8)]` as a little-endian word, zero-padded: one load when
+/// eight bytes are there to read (the surplus masked off), else byte by byte.
+#[inline(always)]
+fn load(src: &[u8], at: usize, len: usize) -> u64 {
+    let len = len.min(8);
+    if let Some(Ok(w)) = src.get(at..at + 8).map(<[u8; 8]>::try_from) {
+        let v = u64::from_le_bytes(w);
+        return if len == 8 {
+            v
+        } else {
+            v & ((1u64 << (8 * len)) - 1)
+        };
     }
-    hash_bytes(seed, &buf[..n])
+    let mut v = 0u64;
+    for (i, &b) in src.iter().skip(at).take(len).enumerate() {
+        v |= u64::from(b) << (8 * i);
+    }
+    v
 }
 
-/// Length of the word at the start of `bytes` (up to the first separator).
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Per byte of `v`, the high bit set when the byte is ASCII and within `lo..=hi`.
+#[inline(always)]
+fn in_range(v: u64, lo: u8, hi: u8) -> u64 {
+    let x = v & !HIGH;
+    let ge_lo = x + ONES * u64::from(0x80 - lo);
+    let gt_hi = x + ONES * u64::from(0x7f - hi);
+    ge_lo & !gt_hi & !v & HIGH
+}
+
+/// [`hash_bytes`] of `word` (bytes that are all in words, at most [`MAX_TOKEN_BYTES`])
+/// lower-cased as [`WORD`] does, and the word's [`Shape`].
+#[cfg(test)]
+fn hash_lower(seed: u64, word: &[u8]) -> (u64, Shape) {
+    hash_lower_at(seed, word, word.len())
+}
+
+/// [`hash_bytes`] of the word `src[..len]` lower-cased as [`WORD`] does, and its [`Shape`]:
+/// eight bytes at a time (case and classes by bit tricks on the word), reading past `len`
+/// in `src` when there is more to read (masked off).
+#[inline]
+fn hash_lower_at(seed: u64, src: &[u8], len: usize) -> (u64, Shape) {
+    let len = len.min(MAX_TOKEN_BYTES).min(src.len());
+    let mut h = (seed ^ len as u64).wrapping_mul(K_MUL);
+    let mut shape = Shape::default();
+    let mut at = 0;
+    while at < len {
+        let v = load(src, at, len - at);
+        let upper = in_range(v, b'A', b'Z');
+        shape.upper += count(upper);
+        shape.lower += count(in_range(v, b'a', b'z'));
+        shape.digit += count(in_range(v, b'0', b'9'));
+        shape.money += count(in_range(v, b'$', b'$'));
+        h = (h ^ (v | (upper >> 2))).wrapping_mul(K_MUL);
+        h ^= h >> 29;
+        at += 8;
+    }
+    (h, shape)
+}
+
+/// How many high bits an [`in_range`] mask has.
+#[inline(always)]
+fn count(mask: u64) -> u32 {
+    ((mask >> 7).wrapping_mul(ONES) >> 56) as u32
+}
+
+/// Per byte of `v`, the high bit set when [`WORD`] keeps the byte: ASCII letters and digits,
+/// `$`, `'` and every non-ASCII byte.
+#[inline(always)]
+fn word_mask(v: u64) -> u64 {
+    in_range(v | (ONES * 0x20), b'a', b'z')
+        | in_range(v, b'0', b'9')
+        | in_range(v, b'$', b'$')
+        | in_range(v, b'\'', b'\'')
+        | (v & HIGH)
+}
+
+/// Where the first word byte of `bytes` is, eight bytes at a time.
+#[inline]
+fn word_start(bytes: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    while at < bytes.len() {
+        let m = word_mask(load(bytes, at, bytes.len() - at));
+        if m != 0 {
+            return Some(at + (m.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    None
+}
+
+/// Length of the word at the start of `bytes` (up to the first separator), eight bytes at a
+/// time (the zero padding of a short last load is a separator).
 #[inline]
 fn word_end(bytes: &[u8]) -> usize {
-    bytes
-        .iter()
-        .position(|&b| WORD[b as usize] == 0)
-        .unwrap_or(bytes.len())
+    let mut at = 0;
+    while at < bytes.len() {
+        let m = !word_mask(load(bytes, at, bytes.len() - at)) & HIGH;
+        if m != 0 {
+            return (at + (m.trailing_zeros() / 8) as usize).min(bytes.len());
+        }
+        at += 8;
+    }
+    bytes.len()
 }
 
 #[inline]
@@ -653,11 +1017,178 @@ mod tests {
             let c = WORD[b as usize];
             if c != 0 {
                 assert_eq!(
-                    hash_lower(1, &[b, b'a', b]),
+                    hash_lower(1, &[b, b'a', b]).0,
                     hash_bytes(1, &[c, b'a', c]),
                     "{b}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn domains_of_header_values() {
+        let rows: &[(&str, &[u8], &[u8])] = &[
+            ("angle", b"\"Desk\" <desk@Lucky.example>", b"Lucky.example"),
+            ("bare", b"desk@lucky.example", b"lucky.example"),
+            ("none", b"undisclosed-recipients:;", b""),
+            ("last_at", b"a@b.example, c@d.example", b"d.example"),
+        ];
+        for (row, value, want) in rows {
+            assert_eq!(address_domain(value), *want, "{row}");
+        }
+        let rows: &[(&str, &[u8], &[u8])] = &[
+            (
+                "plain",
+                b"v=1; a=rsa-sha256; d=mail.example.com; s=k1",
+                b"mail.example.com",
+            ),
+            ("first", b"d=example.org; s=x", b"example.org"),
+            (
+                "folded",
+                b"v=1;\r\n\td=example.net;\r\n s=k",
+                b"example.net",
+            ),
+            ("not_bh", b"bh=abc=; b=zz", b""),
+            ("missing", b"v=1; s=k", b""),
+        ];
+        for (row, value, want) in rows {
+            assert_eq!(dkim_domain(value), *want, "{row}");
+        }
+        let rows: &[(&str, &[u8], &[u8])] = &[
+            ("two", b"example.com", b"example.com"),
+            ("sub", b"click.mail.example.com", b"example.com"),
+            ("cc_sld", b"shop.example.co.uk", b"example.co.uk"),
+            ("com_br", b"a.example.com.br", b"example.com.br"),
+            ("short_sld_long_tld", b"x.abc.delivery", b"abc.delivery"),
+            ("one_label", b"localhost", b"localhost"),
+            ("trailing_dot", b"www.example.org.", b"example.org"),
+        ];
+        for (row, host, want) in rows {
+            assert_eq!(registrable(host), *want, "{row}");
+        }
+    }
+
+    /// The structural tokens: absent fields, `From` against the other domains, URLs against
+    /// `From`, text shapes. Each row changes one thing and must change the feature set.
+    #[test]
+    fn structural_tokens() {
+        let base: &[(&[u8], &[u8])] = &[
+            (b"From", b"Shop <news@shop.example>"),
+            (b"Reply-To", b"news@shop.example"),
+            (b"DKIM-Signature", b"v=1; d=shop.example; s=k"),
+            (b"Subject", b"Sale"),
+        ];
+        let features = |headers: &[(&[u8], &[u8])], url: &[u8], text: &[u8]| {
+            let mut t = Tokenizer::new(None);
+            for &(name, value) in headers {
+                t.event(ScanEvent::Header {
+                    depth: 0,
+                    name,
+                    value,
+                });
+            }
+            t.event(ScanEvent::HeaderEnd);
+            t.event(ScanEvent::PartStart {
+                depth: 0,
+                content_type: b"text/plain",
+                filename: None,
+            });
+            t.event(ScanEvent::Text(text));
+            t.event(ScanEvent::Url(url));
+            sorted(&t.into_features())
+        };
+        let url: &[u8] = b"https://www.shop.example/x";
+        let text: &[u8] = b"sale today";
+        let want = features(base, url, text);
+        assert_eq!(features(base, url, text), want, "deterministic");
+        let other_reply: Vec<(&[u8], &[u8])> = base
+            .iter()
+            .map(|&(n, v)| match n {
+                b"Reply-To" => (n, &b"x@elsewhere.example"[..]),
+                _ => (n, v),
+            })
+            .collect();
+        let with_date: Vec<(&[u8], &[u8])> = base
+            .iter()
+            .copied()
+            .chain([(&b"Date"[..], &b"Mon, 1 Jan 2024 00:00:00 +0000"[..])])
+            .collect();
+        let no_dkim: Vec<(&[u8], &[u8])> = base
+            .iter()
+            .copied()
+            .filter(|&(n, _)| n != b"DKIM-Signature")
+            .collect();
+        let rows: Vec<(&str, Vec<u32>)> = vec![
+            ("reply_to_elsewhere", features(&other_reply, url, text)),
+            ("date_present", features(&with_date, url, text)),
+            ("no_dkim", features(&no_dkim, url, text)),
+            (
+                "foreign_url",
+                features(base, b"https://www.other.example/x", text),
+            ),
+            ("caps_word", features(base, url, b"SALE today")),
+            ("mixed_word", features(base, url, b"sale today4u")),
+        ];
+        for (row, got) in rows {
+            assert_ne!(got, want, "{row}");
+        }
+        // Shapes, not words: the word set is the same, the caps bucket differs.
+        let lower = features(base, url, b"sale now");
+        let caps = features(base, url, b"SALE now");
+        assert_eq!(lower.len() + 1, caps.len(), "one caps-count token");
+    }
+
+    #[test]
+    fn one_off_header_words_are_left_out() {
+        let run = |value: &[u8]| {
+            let mut t = Tokenizer::new(None);
+            t.event(ScanEvent::Header {
+                depth: 0,
+                name: b"Received",
+                value,
+            });
+            t.event(ScanEvent::HeaderEnd);
+            sorted(&t.into_features())
+        };
+        let want = run(b"from mx by relay");
+        for (row, value) in [
+            ("queue_id", &b"from mx by relay 62QLjvuK041776"[..]),
+            ("digits", b"from mx 2026 by relay"),
+            ("base64", b"from mx by relay AbCdEfGhIjKl"),
+        ] {
+            assert_eq!(run(value), want, "{row}");
+        }
+        assert_ne!(
+            run(b"from mx by relay colocrossing"),
+            want,
+            "a plain word counts"
+        );
+    }
+
+    #[test]
+    fn word_scan_matches_the_word_table() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        for b in 0..=255u8 {
+            for at in 0..12 {
+                let mut v = vec![b'a'; 12];
+                v[at] = b;
+                let want = if WORD[b as usize] == 0 { at } else { 12 };
+                assert_eq!(word_end(&v), want, "byte {b} at {at}");
+                let mut v = vec![b' '; 12];
+                v[at] = b;
+                let want = (WORD[b as usize] != 0).then_some(at);
+                assert_eq!(word_start(&v), want, "byte {b} at {at}");
+            }
+        }
+        for n in 0..all.len() {
+            let s = &all[n..];
+            let want = s
+                .iter()
+                .position(|&b| WORD[b as usize] == 0)
+                .unwrap_or(s.len());
+            assert_eq!(word_end(s), want, "from {n}");
+            let want = s.iter().position(|&b| WORD[b as usize] != 0);
+            assert_eq!(word_start(s), want, "from {n}");
         }
     }
 

@@ -15,6 +15,12 @@ pub struct TrainParams {
     pub learning_rate: f32,
     /// L2 decay per step.
     pub l2: f32,
+    /// Weight of a ham example relative to a spam one (after both classes are balanced):
+    /// above 1 a false positive costs more than a missed spam.
+    pub ham_weight: f32,
+    /// Average the weights at the end of each pass over the second half of the passes
+    /// (Polyak averaging): steadier than the last pass's weights.
+    pub average: bool,
 }
 
 impl Default for TrainParams {
@@ -24,6 +30,8 @@ impl Default for TrainParams {
             epochs: 12,
             learning_rate: 20.0,
             l2: 1e-6,
+            ham_weight: 1.0,
+            average: true,
         }
     }
 }
@@ -40,7 +48,12 @@ pub fn train(examples: &[(&[u32], bool)], params: &TrainParams) -> Result<Model,
     let spam = examples.iter().filter(|e| e.1).count().max(1) as f32;
     let ham = examples.iter().filter(|e| !e.1).count().max(1) as f32;
     let total = spam + ham;
-    let (w_spam, w_ham) = (total / (2.0 * spam), total / (2.0 * ham));
+    let (w_spam, w_ham) = (
+        total / (2.0 * spam),
+        total / (2.0 * ham) * params.ham_weight.max(0.0),
+    );
+    let mut avg = vec![0f32; if params.average { n } else { 0 }];
+    let (mut avg_bias, mut averaged) = (0f32, 0u32);
     let mut buckets: Vec<usize> = Vec::new();
     for epoch in 0..params.epochs {
         for i in (1..order.len()).rev() {
@@ -66,6 +79,20 @@ pub fn train(examples: &[(&[u32], bool)], params: &TrainParams) -> Result<Model,
                 w[b] += g * norm - params.l2 * w[b];
             }
         }
+        if params.average && 2 * (epoch + 1) > params.epochs {
+            for (a, x) in avg.iter_mut().zip(&w) {
+                *a += x;
+            }
+            avg_bias += bias;
+            averaged += 1;
+        }
+    }
+    if averaged > 0 {
+        let k = averaged as f32;
+        for (x, a) in w.iter_mut().zip(&avg) {
+            *x = a / k;
+        }
+        bias = avg_bias / k;
     }
     Model::from_weights(&w, bias, examples.len().min(u32::MAX as usize) as u32)
 }

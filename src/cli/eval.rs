@@ -22,7 +22,7 @@ use crate::classify::TrainParams;
 use crate::cli::scan::{
     compile_spam_rules, default_limits, load_model, scan_message, MAX_MIME_DEPTH, MAX_MIME_PARTS,
 };
-use crate::cli::train::{features_of, read_labels, read_messages, train_on, Labelled};
+use crate::cli::train::{features_of, pick_params, read_labels, read_messages, train_on, Labelled};
 use crate::config::{Config, Spam};
 use crate::message::MessageLimits;
 use crate::rules::CompiledRules;
@@ -45,6 +45,10 @@ pub struct EvalArgs {
     /// Write `path label source fold` lines here (for other filters to use the same folds).
     #[arg(long, value_name = "FILE.tsv")]
     pub folds_out: Option<PathBuf>,
+    /// Write `path label source fold probability score flagged` lines here (cross-validation:
+    /// the held-out classifier probability and the product's score).
+    #[arg(long, value_name = "FILE.tsv")]
+    pub scores_out: Option<PathBuf>,
     /// Also print every misjudged message with its score and rules.
     #[arg(long)]
     pub verbose: bool,
@@ -63,6 +67,14 @@ pub struct EvalArgs {
     /// L2 decay of the models trained for cross-validation.
     #[arg(long, default_value_t = TrainParams::default().l2)]
     pub l2: f32,
+    /// Weight of ham examples relative to spam for the models trained for cross-validation;
+    /// without it each model's is picked by an inner cross-validation on its training folds
+    /// (as `conbool train` does).
+    #[arg(long)]
+    pub ham_weight: Option<f32>,
+    /// Average the weights of the later passes (models trained for cross-validation).
+    #[arg(long, default_value_t = TrainParams::default().average, action = clap::ArgAction::Set)]
+    pub average: bool,
 }
 
 /// Counts for one source (or all).
@@ -196,6 +208,35 @@ pub fn table(title: &str, labels: &[Labelled], flagged: &[bool], threshold: f64)
     out
 }
 
+/// Per source: mean distinct features per message and the share of messages at the bound.
+fn feature_counts(labels: &[Labelled], features: &[Vec<u32>]) -> String {
+    let mut sources: Vec<(&str, usize, usize, usize)> = Vec::new();
+    for (l, f) in labels.iter().zip(features) {
+        let at = match sources.iter().position(|s| s.0 == l.source) {
+            Some(at) => at,
+            None => {
+                sources.push((&l.source, 0, 0, 0));
+                sources.len() - 1
+            }
+        };
+        if let Some(s) = sources.get_mut(at) {
+            s.1 += 1;
+            s.2 += f.len();
+            s.3 += usize::from(f.len() >= crate::classify::MAX_TOKENS);
+        }
+    }
+    let mut out = String::from("features per message (mean, share at the bound)\n");
+    for (name, n, sum, full) in sources {
+        let _ = writeln!(
+            out,
+            "{name:<14} {:>7.1} {:>6.1} %",
+            sum as f64 / n.max(1) as f64,
+            pct(full, n)
+        );
+    }
+    out
+}
+
 /// Runs `conbool eval`.
 pub fn main(args: EvalArgs) -> ExitCode {
     match run(&args) {
@@ -262,17 +303,33 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
             std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
         }
         let features: Vec<Vec<u32>> = messages.iter().map(|m| features_of(limits, m)).collect();
+        if args.sweep {
+            out.push_str(&feature_counts(&labels, &features));
+            out.push('\n');
+        }
         let mut train_s = 0.0;
         let params = TrainParams {
             bits: args.bits.clamp(8, 24),
             epochs: args.epochs,
             learning_rate: args.learning_rate,
             l2: args.l2,
+            ham_weight: args.ham_weight.unwrap_or(TrainParams::default().ham_weight),
+            average: args.average,
         };
+        let mut picked = Vec::new();
         let mut probability = vec![0.0; labels.len()];
         for fold in 0..k {
             let t = Instant::now();
-            let model = train_on(&features, &labels, &params, |i| folds.get(i) != Some(&fold))?;
+            let train_here = |i: usize| folds.get(i) != Some(&fold);
+            let params = match args.ham_weight {
+                Some(_) => params,
+                None => {
+                    let p = pick_params(&features, &labels, &params, train_here);
+                    picked.push(p.ham_weight);
+                    p
+                }
+            };
+            let model = train_on(&features, &labels, &params, train_here)?;
             train_s += t.elapsed().as_secs_f64();
             for (i, f) in features.iter().enumerate() {
                 if folds.get(i) == Some(&fold) {
@@ -285,6 +342,21 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
                     judged[i] = Some(scan_message(&rules, limits, m));
                 }
             }
+        }
+        if let Some(path) = &args.scores_out {
+            let mut text = String::from("path\tlabel\tsource\tfold\tprobability\tscore\tflagged\n");
+            for (i, l) in labels.iter().enumerate() {
+                let label = if l.spam { "spam" } else { "ham" };
+                let (score, flag) = judged[i]
+                    .as_ref()
+                    .map_or((0.0, false), |o| (o.score, o.spam));
+                let _ = writeln!(
+                    text,
+                    "{}\t{label}\t{}\t{}\t{}\t{score}\t{flag}",
+                    l.name, l.source, folds[i], probability[i]
+                );
+            }
+            std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
         }
         if args.sweep {
             // The cut-off that keeps pooled false positives at or below 0.3 % of ham.
@@ -308,8 +380,20 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
                 out.push('\n');
             }
         }
+        let picked = if picked.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", ham weight {} by inner cross-validation",
+                picked
+                    .iter()
+                    .map(|w| w.to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            )
+        };
         title = format!(
-            "rules + classifier, {k}-fold cross-validation (training {:.2} s per fold)",
+            "rules + classifier, {k}-fold cross-validation (training {:.2} s per fold{picked})",
             train_s / k as f64
         );
     }
