@@ -64,9 +64,17 @@ pub(crate) struct RegexGroup {
     /// Regexes with literals, each alone.
     gated: Vec<Gated>,
     finder: Option<Finder>,
-    /// Per literal: the `gated` regexes that may match where it occurs (its own and those of
-    /// the literals it starts with, which occur there too).
-    by_literal: Vec<Vec<u32>>,
+    /// Per needle: the `gated` regexes that may match where it occurs (those of its literals
+    /// and of the needles it starts with, which occur there too), each with the head of its
+    /// literal (the bytes before the needle) that must end where the needle starts.
+    by_literal: Vec<Vec<Candidate>>,
+}
+
+/// A gated regex that a needle lets through when `head` is right before it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Candidate {
+    gated: u32,
+    head: Box<[u8]>,
 }
 
 /// Regexes in one set.
@@ -289,7 +297,7 @@ impl RegexGroup {
         let mut rest = Vec::new();
         let mut gated = Vec::new();
         let mut literals: Vec<Vec<u8>> = Vec::new();
-        let mut own: Vec<Vec<u32>> = Vec::new();
+        let mut own: Vec<Vec<Candidate>> = Vec::new();
         let mut index = std::collections::HashMap::new();
         let required: Vec<Vec<Vec<Vec<u8>>>> =
             patterns.iter().map(|(p, _)| required_sets(p)).collect();
@@ -337,20 +345,22 @@ impl RegexGroup {
                 also: sets.iter().map(|set| finders(set)).collect(),
             });
             for l in lits {
-                let l = needle(&l).to_vec();
-                let at = *index.entry(l.clone()).or_insert_with(|| {
-                    literals.push(l);
+                let n = needle(&l);
+                let head: Box<[u8]> = l.get(..l.len() - n.len()).unwrap_or(&[]).into();
+                let at = *index.entry(n.to_vec()).or_insert_with(|| {
+                    literals.push(n.to_vec());
                     own.push(Vec::new());
                     literals.len() - 1
                 });
-                own[at].push(g);
+                own[at].push(Candidate { gated: g, head });
             }
         }
         let mut by_literal = own.clone();
         for (i, long) in literals.iter().enumerate() {
             for (j, short) in literals.iter().enumerate() {
                 if i != j && long.starts_with(short) {
-                    by_literal[i].extend_from_slice(&own[j]);
+                    let theirs = own[j].clone();
+                    by_literal[i].extend(theirs);
                 }
             }
             by_literal[i].sort_unstable();
@@ -416,7 +426,7 @@ impl RegexGroup {
         scratch.tried.clear();
         let mut from = 0;
         while let Some((start, _, lit)) = finder.find_at(&scratch.lower, from) {
-            self.try_line(lit, value, &scratch.lower, &mut scratch.tried, hits);
+            self.try_line(lit, start, value, &scratch.lower, &mut scratch.tried, hits);
             from = start + 1;
         }
     }
@@ -472,7 +482,7 @@ impl RegexGroup {
                 continue;
             }
             let (raw, low) = (&batch.raw[ls..line_end], &lower[ls..line_end]);
-            self.try_line(lit, raw, low, tried, hits);
+            self.try_line(lit, start - ls, raw, low, tried, hits);
         }
         tried.clear();
     }
@@ -539,30 +549,41 @@ impl RegexGroup {
                 let line = &block[line_start..line_end];
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
                 let lower = &scratch.lower[line_start..line_start + line.len()];
-                self.try_line(lit, line, lower, &mut scratch.tried, hits);
+                self.try_line(
+                    lit,
+                    start - line_start,
+                    line,
+                    lower,
+                    &mut scratch.tried,
+                    hits,
+                );
             }
         }
     }
 
-    /// Runs the regexes that literal `lit` lets through on `line` (`lower` is its lower-cased
-    /// copy), each once per line, when their further required sets are there too.
+    /// Runs the regexes that needle `lit`, found at `at` in `line`, lets through (`lower` is the
+    /// line lower-cased): each once per line, when its literal's head ends at `at` and its further
+    /// required sets are in the line too.
     fn try_line(
         &self,
         lit: usize,
+        at: usize,
         line: &[u8],
         lower: &[u8],
         tried: &mut Vec<u32>,
         hits: &mut HitSet,
     ) {
-        let Some(regexes) = self.by_literal.get(lit) else {
+        let Some(cands) = self.by_literal.get(lit) else {
             return;
         };
+        let before = lower.get(..at).unwrap_or(&[]);
         let multi = has_break(line);
-        for &g in regexes {
+        for c in cands {
+            let g = c.gated;
             let Some(re) = self.gated.get(g as usize) else {
                 continue;
             };
-            if hits.get(re.rule) || tried.contains(&g) {
+            if hits.get(re.rule) || tried.contains(&g) || !before.ends_with(&c.head) {
                 continue;
             }
             tried.push(g);
@@ -1020,6 +1041,10 @@ mod tests {
                     &[1, 4],
                     "\n",
                 ),
+            ),
+            (
+                "needle_without_head",
+                b"honey=beef Money=beef fhere=cafe HERE=CAFE xfree=0000\n".to_vec(),
             ),
             (
                 "overlapping",
