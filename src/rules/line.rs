@@ -577,7 +577,8 @@ impl RegexGroup {
             return;
         };
         let before = lower.get(..at).unwrap_or(&[]);
-        let multi = has_break(line);
+        // Whether the line holds a line break, looked at once a regex is about to run.
+        let mut multi = None;
         for c in cands {
             let g = c.gated;
             let Some(re) = self.gated.get(g as usize) else {
@@ -590,7 +591,11 @@ impl RegexGroup {
             if !all_present(&re.also, lower) {
                 continue;
             }
-            let r = if multi { &re.multi } else { &re.single };
+            let r = if *multi.get_or_insert_with(|| has_break(line)) {
+                &re.multi
+            } else {
+                &re.single
+            };
             if r.is_match(line) {
                 hits.set(re.rule);
             }
