@@ -10,10 +10,12 @@
 //! values) where a literal search found one of its literals, and only while its rule has not hit
 //! yet. The search runs over the lower-cased text: Teddy (SIMD) when the target has at most 64
 //! literals, an Aho-Corasick automaton otherwise. Each literal is searched as its suffix from its
-//! rarest four-byte gram ([`needle`]): Teddy tells literals apart by their first bytes, and
-//! `here=` searched as `ere=` no longer stops the search at every `here`. It reports the leftmost-longest literal and is
-//! restarted one byte after each start, so every start of every literal is seen (literals that
-//! start the same way at the same place are prefixes of the longest one, which stands for them).
+//! rarest four-byte gram ([`needle`]; Teddy tells literals apart by their first bytes, so `here=`
+//! searched as `ere=` no longer stops the search at every `here`), and the rest of the literal
+//! (its head) is compared in place before the regex runs. The search reports the leftmost-longest
+//! needle and is restarted one byte after each start, so every start of every needle is seen
+//! (needles that start the same way at the same place are prefixes of the longest one, which
+//! stands for them).
 //!
 //! Rules without a usable literal share one `RegexSet`. Complete lines inside a chunk are first
 //! tested together with one `is_match` over the run of lines (the set is compiled in multi-line
