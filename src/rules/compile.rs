@@ -208,7 +208,7 @@ impl ValueMatcher {
             return;
         }
         let parts: [&[u8]; 3] = [name, b": ", value];
-        let (raw, lower) = match batch.push(&parts) {
+        let raw = match batch.push(&parts) {
             Some(line) => line,
             None => {
                 self.match_lines(batch, scratch, hits);
@@ -218,13 +218,18 @@ impl ValueMatcher {
                 }
             }
         };
+        let regexes = self.regexes.as_ref();
+        if self.phrases.is_some() || regexes.is_some_and(RegexGroup::ungated_need_lower) {
+            scratch.lower.clear();
+            push_lower(&mut scratch.lower, raw);
+        }
         if let Some(p) = &self.phrases {
-            p.match_value(lower, hits);
+            p.match_value(&scratch.lower, hits);
         }
-        if let Some(r) = &self.regexes {
-            r.match_ungated(raw, lower, hits);
+        if let Some(r) = regexes {
+            r.match_ungated(raw, &scratch.lower, hits);
         }
-        if !self.regexes.as_ref().is_some_and(RegexGroup::is_gated) {
+        if !regexes.is_some_and(RegexGroup::is_gated) {
             batch.clear();
         }
     }
@@ -239,7 +244,7 @@ impl ValueMatcher {
     /// What [`ValueMatcher::match_lines`] would add, keeping the lines.
     pub fn peek_lines(&self, batch: &LineBatch, scratch: &mut Scratch, hits: &mut HitSet) {
         if let Some(r) = &self.regexes {
-            r.match_batch(batch, scratch.tried_mut(), hits);
+            r.match_batch(batch, scratch, hits);
         }
     }
 

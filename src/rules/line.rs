@@ -9,9 +9,13 @@
 //! holds `wire` or `transfer` (in any case). Such a rule runs alone, and only on the lines (or
 //! values) where a literal search found one of its literals, and only while its rule has not hit
 //! yet. The search runs over the lower-cased text: Teddy (SIMD) when the target has at most 64
-//! literals, an Aho-Corasick automaton otherwise. It reports the leftmost-longest literal and is
-//! restarted one byte after each start, so every start of every literal is seen (literals that
-//! start the same way at the same place are prefixes of the longest one, which stands for them).
+//! literals, an Aho-Corasick automaton otherwise. Each literal is searched as its suffix from its
+//! rarest four-byte gram ([`needle`]; Teddy tells literals apart by their first bytes, so `here=`
+//! searched as `ere=` no longer stops the search at every `here`), and the rest of the literal
+//! (its head) is compared in place before the regex runs. The search reports the leftmost-longest
+//! needle and is restarted one byte after each start, so every start of every needle is seen
+//! (needles that start the same way at the same place are prefixes of the longest one, which
+//! stands for them).
 //!
 //! Rules without a usable literal share one `RegexSet`. Complete lines inside a chunk are first
 //! tested together with one `is_match` over the run of lines (the set is compiled in multi-line
@@ -28,6 +32,7 @@ use memchr::memchr;
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use crate::rules::literal::{required_sets, required_sets_of};
+use crate::rules::phrase::gram_cost;
 use crate::rules::verdict::HitSet;
 use crate::rules::RuleId;
 
@@ -44,6 +49,8 @@ const MAX_BATCH_BYTES: usize = 64 * 1024;
 /// What a [`LineBatch`] reserves at its first line.
 const BATCH_START_BYTES: usize = 4 * 1024;
 const BATCH_START_LINES: usize = 64;
+/// Bytes of a literal that the literal search tells literals apart by (Teddy's fingerprint).
+const FINGERPRINT: usize = 4;
 /// Complete lines are lower-cased for the literal search this many bytes at a time (at most;
 /// blocks end at a line end).
 const LOWER_BLOCK: usize = 16 * 1024;
@@ -59,9 +66,17 @@ pub(crate) struct RegexGroup {
     /// Regexes with literals, each alone.
     gated: Vec<Gated>,
     finder: Option<Finder>,
-    /// Per literal: the `gated` regexes that may match where it occurs (its own and those of
-    /// the literals it starts with, which occur there too).
-    by_literal: Vec<Vec<u32>>,
+    /// Per needle: the `gated` regexes that may match where it occurs (those of its literals
+    /// and of the needles it starts with, which occur there too), each with the head of its
+    /// literal (the bytes before the needle) that must end where the needle starts.
+    by_literal: Vec<Vec<Candidate>>,
+}
+
+/// A gated regex that a needle lets through when `head` is right before it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Candidate {
+    gated: u32,
+    head: Box<[u8]>,
 }
 
 /// Regexes in one set.
@@ -105,18 +120,12 @@ enum Finder {
 }
 
 /// Buffers reused between calls: lower-cased text for the literal search (at most
-/// [`LOWER_BLOCK`] bytes) and the regexes already tried on the current line (at most one entry
+/// [`MAX_BATCH_BYTES`]) and the regexes already tried on the current line (at most one entry
 /// per regex).
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
     pub lower: Vec<u8>,
     tried: Vec<u32>,
-}
-
-impl Scratch {
-    pub fn tried_mut(&mut self) -> &mut Vec<u32> {
-        &mut self.tried
-    }
 }
 
 /// Builds a one-regex set with the engine's options, to check one rule's pattern.
@@ -212,31 +221,24 @@ impl Finder {
     }
 }
 
-/// Appends `bytes` to `out` lower-cased (ASCII): a copy, then an in-place pass eight bytes at
-/// a time.
+/// Appends `bytes` to `out` lower-cased (ASCII), in one pass that the compiler vectorizes (a
+/// copy and then a pass over 64-bit words ran at about a twentieth of its speed).
 #[inline]
 pub(crate) fn push_lower(out: &mut Vec<u8>, bytes: &[u8]) {
-    let start = out.len();
-    out.extend_from_slice(bytes);
-    if let Some(new) = out.get_mut(start..) {
-        lower_in_place(new);
-    }
+    out.extend(bytes.iter().map(u8::to_ascii_lowercase));
 }
 
-/// ASCII lower-casing, a word at a time: a byte gets 0x20 when it lies in `A..=Z`.
-fn lower_in_place(bytes: &mut [u8]) {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut words = bytes.chunks_exact_mut(8);
-    for w in &mut words {
-        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-        let low = x & LOW7;
-        // Per byte, the high bit of `low + (0x80 - 'A')` says `>= 'A'`, that of
-        // `low + (0x80 - 'Z' - 1)` says `> 'Z'`; bytes with the high bit set are not ASCII.
-        let upper = (low + 0x3f3f_3f3f_3f3f_3f3f) & !(low + 0x2525_2525_2525_2525) & !x & HIGH;
-        w.copy_from_slice(&(x | (upper >> 2)).to_le_bytes());
-    }
-    words.into_remainder().make_ascii_lowercase();
+/// What the literal search looks for in place of required literal `lit`: its suffix from the
+/// gram of [`FINGERPRINT`] bytes that looks rarest in mail text. Teddy tells literals apart by
+/// their first bytes, so `here=` is searched as `ere=` and the common `here` does not stop it
+/// at every occurrence; a suffix of a required string is required too, so the gate still lets
+/// through every line the regex can match.
+fn needle(lit: &[u8]) -> &[u8] {
+    let last = lit.len().saturating_sub(FINGERPRINT);
+    let start = (0..=last)
+        .min_by_key(|&k| gram_cost(lit.get(k..(k + FINGERPRINT).min(lit.len())).unwrap_or(&[])))
+        .unwrap_or(0);
+    lit.get(start..).unwrap_or(lit)
 }
 
 /// Substring finders for the strings of a set.
@@ -297,7 +299,7 @@ impl RegexGroup {
         let mut rest = Vec::new();
         let mut gated = Vec::new();
         let mut literals: Vec<Vec<u8>> = Vec::new();
-        let mut own: Vec<Vec<u32>> = Vec::new();
+        let mut own: Vec<Vec<Candidate>> = Vec::new();
         let mut index = std::collections::HashMap::new();
         let required: Vec<Vec<Vec<Vec<u8>>>> =
             patterns.iter().map(|(p, _)| required_sets(p)).collect();
@@ -345,19 +347,22 @@ impl RegexGroup {
                 also: sets.iter().map(|set| finders(set)).collect(),
             });
             for l in lits {
-                let at = *index.entry(l.clone()).or_insert_with(|| {
-                    literals.push(l);
+                let n = needle(&l);
+                let head: Box<[u8]> = l.get(..l.len() - n.len()).unwrap_or(&[]).into();
+                let at = *index.entry(n.to_vec()).or_insert_with(|| {
+                    literals.push(n.to_vec());
                     own.push(Vec::new());
                     literals.len() - 1
                 });
-                own[at].push(g);
+                own[at].push(Candidate { gated: g, head });
             }
         }
         let mut by_literal = own.clone();
         for (i, long) in literals.iter().enumerate() {
             for (j, short) in literals.iter().enumerate() {
                 if i != j && long.starts_with(short) {
-                    by_literal[i].extend_from_slice(&own[j]);
+                    let theirs = own[j].clone();
+                    by_literal[i].extend(theirs);
                 }
             }
             by_literal[i].sort_unstable();
@@ -377,6 +382,11 @@ impl RegexGroup {
     /// Whether values must be lower-cased for this group (for the literal search or checks).
     pub fn needs_lower(&self) -> bool {
         self.finder.is_some() || !self.solo.is_empty()
+    }
+
+    /// Whether [`RegexGroup::match_ungated`] reads the lower-cased value (for checks).
+    pub fn ungated_need_lower(&self) -> bool {
+        !self.solo.is_empty()
     }
 
     /// Whether some regexes wait for a literal search ([`RegexGroup::match_batch`]).
@@ -418,7 +428,7 @@ impl RegexGroup {
         scratch.tried.clear();
         let mut from = 0;
         while let Some((start, _, lit)) = finder.find_at(&scratch.lower, from) {
-            self.try_line(lit, value, &scratch.lower, &mut scratch.tried, hits);
+            self.try_line(lit, start, value, &scratch.lower, &mut scratch.tried, hits);
             from = start + 1;
         }
     }
@@ -443,17 +453,22 @@ impl RegexGroup {
         }
     }
 
-    /// The gated regexes against every line of `batch`: one literal search over all of them.
-    pub fn match_batch(&self, batch: &LineBatch, tried: &mut Vec<u32>, hits: &mut HitSet) {
+    /// The gated regexes against every line of `batch`: one literal search over all of them
+    /// (lower-cased into `scratch` first).
+    pub fn match_batch(&self, batch: &LineBatch, scratch: &mut Scratch, hits: &mut HitSet) {
         let Some(finder) = &self.finder else {
             return;
         };
         if batch.is_empty() || self.all_gated_hit(hits) {
             return;
         }
+        let Scratch { lower, tried } = scratch;
+        lower.clear();
+        push_lower(lower, &batch.raw);
+        tried.clear();
         let mut line = 0;
         let mut from = 0;
-        while let Some((start, end, lit)) = finder.find_at(&batch.lower, from) {
+        while let Some((start, end, lit)) = finder.find_at(lower, from) {
             from = start + 1;
             let line_start = |i: usize| if i == 0 { 0 } else { batch.ends[i - 1] };
             if batch.ends.get(line).is_some_and(|&e| start >= e) {
@@ -468,8 +483,8 @@ impl RegexGroup {
             if end > line_end {
                 continue;
             }
-            let (raw, lower) = (&batch.raw[ls..line_end], &batch.lower[ls..line_end]);
-            self.try_line(lit, raw, lower, tried, hits);
+            let (raw, low) = (&batch.raw[ls..line_end], &lower[ls..line_end]);
+            self.try_line(lit, start - ls, raw, low, tried, hits);
         }
         tried.clear();
     }
@@ -517,9 +532,7 @@ impl RegexGroup {
             };
             rest = &rest[block.len()..];
             scratch.lower.clear();
-            scratch
-                .lower
-                .extend(block.iter().map(u8::to_ascii_lowercase));
+            push_lower(&mut scratch.lower, block);
             // The line of the last literal found: [line_start, line_end).
             let mut line_start = 0;
             let mut line_end = 0;
@@ -538,37 +551,53 @@ impl RegexGroup {
                 let line = &block[line_start..line_end];
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
                 let lower = &scratch.lower[line_start..line_start + line.len()];
-                self.try_line(lit, line, lower, &mut scratch.tried, hits);
+                self.try_line(
+                    lit,
+                    start - line_start,
+                    line,
+                    lower,
+                    &mut scratch.tried,
+                    hits,
+                );
             }
         }
     }
 
-    /// Runs the regexes that literal `lit` lets through on `line` (`lower` is its lower-cased
-    /// copy), each once per line, when their further required sets are there too.
+    /// Runs the regexes that needle `lit`, found at `at` in `line`, lets through (`lower` is the
+    /// line lower-cased): each once per line, when its literal's head ends at `at` and its further
+    /// required sets are in the line too.
     fn try_line(
         &self,
         lit: usize,
+        at: usize,
         line: &[u8],
         lower: &[u8],
         tried: &mut Vec<u32>,
         hits: &mut HitSet,
     ) {
-        let Some(regexes) = self.by_literal.get(lit) else {
+        let Some(cands) = self.by_literal.get(lit) else {
             return;
         };
-        let multi = has_break(line);
-        for &g in regexes {
+        let before = lower.get(..at).unwrap_or(&[]);
+        // Whether the line holds a line break, looked at once a regex is about to run.
+        let mut multi = None;
+        for c in cands {
+            let g = c.gated;
             let Some(re) = self.gated.get(g as usize) else {
                 continue;
             };
-            if hits.get(re.rule) || tried.contains(&g) {
+            if hits.get(re.rule) || tried.contains(&g) || !before.ends_with(&c.head) {
                 continue;
             }
             tried.push(g);
             if !all_present(&re.also, lower) {
                 continue;
             }
-            let r = if multi { &re.multi } else { &re.single };
+            let r = if *multi.get_or_insert_with(|| has_break(line)) {
+                &re.multi
+            } else {
+                &re.single
+            };
             if r.is_match(line) {
                 hits.set(re.rule);
             }
@@ -581,21 +610,20 @@ impl RegexGroup {
 }
 
 /// Separate lines (header lines for `any_header`) collected so that one literal search covers
-/// them all: each line's bytes as they are and lower-cased, back to back, with where each ends.
-/// Bounded by [`MAX_BATCH_BYTES`] per copy: [`LineBatch::push`] refuses a line that does not
-/// fit, and the owner matches and clears the batch first.
+/// them all: each line's bytes back to back, with where each ends (the search lower-cases them
+/// all at once). Bounded by [`MAX_BATCH_BYTES`]: [`LineBatch::push`] refuses a line that does
+/// not fit, and the owner matches and clears the batch first.
 #[derive(Debug, Default)]
 pub(crate) struct LineBatch {
     raw: Vec<u8>,
-    lower: Vec<u8>,
-    /// End of each line in both copies.
+    /// End of each line.
     ends: Vec<usize>,
 }
 
 impl LineBatch {
-    /// Appends the line made of `parts` (its first [`MAX_LINE_BYTES`]); returns it, as it is and
-    /// lower-cased, or `None` when the batch has no room for it.
-    pub fn push(&mut self, parts: &[&[u8]]) -> Option<(&[u8], &[u8])> {
+    /// Appends the line made of `parts` (its first [`MAX_LINE_BYTES`]) and returns it, or
+    /// `None` when the batch has no room for it.
+    pub fn push(&mut self, parts: &[&[u8]]) -> Option<&[u8]> {
         let len = parts
             .iter()
             .map(|p| p.len())
@@ -607,7 +635,6 @@ impl LineBatch {
         if self.ends.is_empty() {
             // A header block is a few KiB: one allocation each instead of a dozen doublings.
             self.raw.reserve(BATCH_START_BYTES);
-            self.lower.reserve(BATCH_START_BYTES);
             self.ends.reserve(BATCH_START_LINES);
         }
         let start = self.raw.len();
@@ -615,9 +642,8 @@ impl LineBatch {
             let take = p.len().min(start + len - self.raw.len());
             self.raw.extend_from_slice(&p[..take]);
         }
-        push_lower(&mut self.lower, &self.raw[start..]);
         self.ends.push(self.raw.len());
-        Some((&self.raw[start..], &self.lower[start..]))
+        Some(&self.raw[start..])
     }
 
     pub fn is_empty(&self) -> bool {
@@ -626,7 +652,6 @@ impl LineBatch {
 
     pub fn clear(&mut self) {
         self.raw.clear();
-        self.lower.clear();
         self.ends.clear();
     }
 }
@@ -947,7 +972,7 @@ mod tests {
     }
 
     #[test]
-    fn lower_casing_by_words_matches_bytes() {
+    fn lower_casing_matches_bytes() {
         let all: Vec<u8> = (0..=255u8)
             .chain(b"Hello, WORLD! @[`{".iter().copied())
             .collect();
@@ -955,6 +980,95 @@ mod tests {
             let mut got = Vec::new();
             push_lower(&mut got, &all[start..]);
             assert_eq!(got, all[start..].to_ascii_lowercase(), "from {start}");
+        }
+    }
+
+    #[test]
+    fn needles_are_rare_suffixes() {
+        let rows: &[(&str, &str, &str)] = &[
+            ("short_kept", "now", "now"),
+            ("four_kept", "here", "here"),
+            ("rare_byte_wins", "here=", "ere="),
+            ("rare_start_kept", "x-free-money:", "x-free-money:"),
+            ("common_word_avoided", "tion42", "on42"),
+        ];
+        for (row, lit, want) in rows {
+            let got = needle(lit.as_bytes());
+            assert_eq!(got, want.as_bytes(), "{row}");
+            assert!(lit.as_bytes().ends_with(got), "{row}: a suffix");
+        }
+    }
+
+    /// Many gated regexes whose literals crowd the same lines (more than the packed searcher
+    /// takes, so the automaton runs too), against the oracle whole and at every split.
+    #[test]
+    fn many_candidates_per_line_match_the_oracle() {
+        let words = [
+            "free", "money", "here", "now", "click", "offer", "winner", "prize", "cash", "bonus",
+            "credit", "loan", "deal", "save", "today", "urgent", "reply", "dear", "friend",
+            "profit", "risk", "secure", "verify", "update", "login",
+        ];
+        let mut owned: Vec<String> = Vec::new();
+        for (i, a) in words.iter().enumerate() {
+            let b = words[(i * 7 + 3) % words.len()];
+            owned.push(format!(r"(?i)\b{a}\s+\d+\s+{b}\b"));
+            owned.push(format!(r"(?i){a}=[0-9a-f]{{4}}"));
+            owned.push(format!(r"(?i)^{a}.*{b}$"));
+            owned.push(format!(r"(?i)x-{a}-{b}:"));
+            owned.push(format!(r"{a}{b}\d*\."));
+        }
+        let patterns: Vec<&str> = owned.iter().map(String::as_str).collect();
+        let g = group(&patterns);
+        assert!(
+            matches!(g.finder, Some(Finder::Automaton(_))),
+            "over 64 literals"
+        );
+        let n = patterns.len();
+        let pair = |i: usize| (words[i], words[(i * 7 + 3) % words.len()]);
+        let line = |f: &dyn Fn(&str, &str) -> String, at: &[usize], sep: &str| -> Vec<u8> {
+            at.iter()
+                .map(|&i| f(pair(i).0, pair(i).1))
+                .collect::<Vec<_>>()
+                .join(sep)
+                .into_bytes()
+        };
+        let hays: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "crowded",
+                line(
+                    &|a, b| format!("{} 12 {b} {a}=BEEF x {a} 3", a.to_uppercase()),
+                    &[0, 3, 6],
+                    " ",
+                ),
+            ),
+            (
+                "anchored",
+                line(
+                    &|a, b| format!("{a} and {b}\nX-{a}-{b}: 1\r\n{a}{b}7.com"),
+                    &[1, 4],
+                    "\n",
+                ),
+            ),
+            (
+                "needle_without_head",
+                b"honey=beef Money=beef fhere=cafe HERE=CAFE xfree=0000\n".to_vec(),
+            ),
+            (
+                "overlapping",
+                line(&|a, b| format!("{a}{b}{a}{a}=cafe{b}"), &[2, 5, 8], ""),
+            ),
+        ];
+        for (row, hay) in &hays {
+            let want = naive(&patterns, hay);
+            assert!(want.iter().filter(|&&w| w).count() >= 2, "{row}: some hit");
+            assert_eq!(run(&g, &[hay], n), want, "{row}: whole");
+            for i in 0..=hay.len() {
+                assert_eq!(
+                    run(&g, &[&hay[..i], &hay[i..]], n),
+                    want,
+                    "{row}: split at {i}"
+                );
+            }
         }
     }
 

@@ -736,7 +736,7 @@ well way even new want because any these give day most us is it in be to of on a
 http www com net html font size width height style color table nbsp align center border ";
 
 /// How common a gram looks in mail text (lower is rarer).
-fn gram_cost(g: &[u8]) -> u32 {
+pub(crate) fn gram_cost(g: &[u8]) -> u32 {
     let unigram: u32 = g
         .iter()
         .map(|&b| {
