@@ -2,9 +2,11 @@
 //! module docs of [`crate::classify`] for what becomes a token).
 //!
 //! Streaming: a word cut between two `Text` events is carried in a fixed buffer, so the
-//! feature set is the same however the text is cut. Features are a set; only the order in
-//! which distinct features first appear (which decides what the [`MAX_TOKENS`] bound drops)
-//! follows the events, and that order does not depend on the cuts.
+//! feature set is the same however the text is cut. Features are a set; the order in which
+//! distinct features first appear decides what the bounds drop. Header, part and text events
+//! come in an order the cuts do not change, but where a `Url` event falls among the `Text`
+//! events does depend on them, so URL features have a budget of their own
+//! ([`MAX_URL_TOKENS`]) and their own dedup table: neither class can crowd out the other.
 
 use std::sync::Arc;
 
@@ -14,8 +16,12 @@ use crate::message::{ScanEvent, ScanSink};
 /// Longest token, in bytes. Longer ASCII words become one `skip` token (their first byte and
 /// length class), longer non-ASCII runs (scripts written without spaces) are cut into pieces.
 pub const MAX_TOKEN_BYTES: usize = 24;
-/// Most distinct features counted per message; later ones are ignored.
-pub const MAX_TOKENS: usize = 512;
+/// Most distinct features counted per message from header fields, parts and text; later ones
+/// are ignored.
+pub const MAX_TOKENS: usize = 448;
+/// Most distinct features counted per message from URLs (on top of [`MAX_TOKENS`]: 512 in
+/// all).
+pub const MAX_URL_TOKENS: usize = 64;
 /// Bytes of decoded body text tokenized per message; the rest is not looked at (the rules
 /// still see it). Together with [`MAX_TOKENS`] this bounds the classifier's work per message.
 pub const MAX_TEXT_BYTES: usize = 4 * 1024;
@@ -51,7 +57,9 @@ const MAX_URL_BYTES: usize = 512;
 /// Bytes of a field name, media type or host kept in a token.
 const MAX_NAME_BYTES: usize = 64;
 /// Slots of the dedup table: a power of two, at least twice [`MAX_TOKENS`] (at most half full).
-const TABLE_SLOTS: usize = 2 * MAX_TOKENS;
+const TABLE_SLOTS: usize = (2 * MAX_TOKENS).next_power_of_two();
+/// Slots of the URL features' dedup table, likewise.
+const URL_TABLE_SLOTS: usize = (2 * MAX_URL_TOKENS).next_power_of_two();
 
 /// Header fields whose values are not tokenized: timestamps and signatures.
 const NO_VALUE: &[&[u8]] = &[
@@ -142,14 +150,19 @@ fn is_artefact_lower(name: &[u8]) -> bool {
     }
 }
 
-/// The distinct features of one message (at most [`MAX_TOKENS`]), and the model that scores
+/// The distinct features of one message (at most [`MAX_TOKENS`] plus [`MAX_URL_TOKENS`] from
+/// URLs; a hash may be in both classes and then counts twice), and the model that scores
 /// them when one is attached. The weights are looked up only when the probability is asked
 /// for, in one tight pass (the loads overlap there, rather than stalling each insert).
 #[derive(Clone, Debug, Default)]
 pub struct Features {
     /// Open addressing over the feature hashes (0 = empty): [`TABLE_SLOTS`], at most half full.
     table: Vec<u32>,
+    /// The same for URL features ([`URL_TABLE_SLOTS`]).
+    url_table: Vec<u32>,
     list: Vec<u32>,
+    /// How many of `list` came from URLs.
+    urls: usize,
     model: Option<Arc<Model>>,
 }
 
@@ -158,7 +171,9 @@ impl Features {
     pub fn new(model: Option<Arc<Model>>) -> Features {
         Features {
             table: vec![0; TABLE_SLOTS],
-            list: Vec::with_capacity(MAX_TOKENS),
+            url_table: vec![0; URL_TABLE_SLOTS],
+            list: Vec::with_capacity(MAX_TOKENS + MAX_URL_TOKENS),
+            urls: 0,
             model,
         }
     }
@@ -176,32 +191,52 @@ impl Features {
         }
     }
 
-    /// Whether no more features are counted.
+    /// Whether no more header, part or text features are counted.
     #[inline]
     fn full(&self) -> bool {
-        self.list.len() >= MAX_TOKENS
+        self.list.len() - self.urls >= MAX_TOKENS
+    }
+
+    /// Whether no more URL features are counted.
+    #[inline]
+    fn urls_full(&self) -> bool {
+        self.urls >= MAX_URL_TOKENS
     }
 
     #[inline]
     fn insert(&mut self, h: u32) {
         let h = h.max(1);
-        if self.full() {
-            return;
+        if !self.full() && probe(&mut self.table, h) {
+            self.list.push(h);
         }
-        let mask = self.table.len().wrapping_sub(1);
-        let mut at = h as usize & mask;
-        loop {
-            match self.table.get_mut(at) {
-                Some(slot) if *slot == 0 => {
-                    *slot = h;
-                    break;
-                }
-                Some(slot) if *slot == h => return,
-                Some(_) => at = (at + 1) & mask,
-                None => return,
+    }
+
+    #[inline]
+    fn insert_url(&mut self, h: u32) {
+        let h = h.max(1);
+        if !self.urls_full() && probe(&mut self.url_table, h) {
+            self.list.push(h);
+            self.urls += 1;
+        }
+    }
+}
+
+/// Puts `h` (non-zero) into an open-addressing table no more than half full; whether it was
+/// new.
+#[inline]
+fn probe(table: &mut [u32], h: u32) -> bool {
+    let mask = table.len().wrapping_sub(1);
+    let mut at = h as usize & mask;
+    loop {
+        match table.get_mut(at) {
+            Some(slot) if *slot == 0 => {
+                *slot = h;
+                return true;
             }
+            Some(slot) if *slot == h => return false,
+            Some(_) => at = (at + 1) & mask,
+            None => return false,
         }
-        self.list.push(h);
     }
 }
 
@@ -216,6 +251,8 @@ pub struct Tokenizer {
     parts: u32,
     /// Body text bytes still to look at (counts down from [`MAX_TEXT_BYTES`]).
     text_left: usize,
+    /// A `Url` event is being read: features go to the URL budget.
+    in_url: bool,
     facts: Facts,
 }
 
@@ -279,6 +316,7 @@ impl Tokenizer {
             prev: 0,
             parts: 0,
             text_left: MAX_TEXT_BYTES,
+            in_url: false,
             facts: Facts::default(),
         }
     }
@@ -434,9 +472,15 @@ impl Tokenizer {
     }
 
     fn url(&mut self, url: &[u8]) {
-        if self.features.full() {
+        if self.features.urls_full() {
             return;
         }
+        self.in_url = true;
+        self.url_features(url);
+        self.in_url = false;
+    }
+
+    fn url_features(&mut self, url: &[u8]) {
         let url = url.trim_ascii();
         let url = &url[..url.len().min(MAX_URL_BYTES)];
         let scheme_end = memchr::memmem::find(&url[..url.len().min(16)], b"://");
@@ -485,7 +529,7 @@ impl Tokenizer {
     fn words_of(&mut self, seed: u64, value: &[u8], digits: bool, pairs: bool) {
         let mut rest = value;
         let mut prev = 0u64;
-        while !self.features.full() {
+        while !self.budget_spent() {
             let Some(start) = word_start(rest) else {
                 return;
             };
@@ -620,7 +664,20 @@ impl Tokenizer {
 
     #[inline]
     fn add(&mut self, h: u64) {
-        self.features.insert(fold(h));
+        if self.in_url {
+            self.features.insert_url(fold(h));
+        } else {
+            self.features.insert(fold(h));
+        }
+    }
+
+    /// Whether the budget the current event counts against is spent.
+    fn budget_spent(&self) -> bool {
+        if self.in_url {
+            self.features.urls_full()
+        } else {
+            self.features.full()
+        }
     }
 }
 
@@ -946,6 +1003,35 @@ mod tests {
         assert_eq!(run(&bytes), whole, "byte by byte");
         for i in 0..=TEXT.len() {
             assert_eq!(run(&[&TEXT[..i], &TEXT[i..]]), whole, "split at {i}");
+        }
+    }
+
+    #[test]
+    fn urls_anywhere_among_the_text_give_the_same_features() {
+        // More text words than the budget, so what comes first decides what is dropped; the
+        // walker reports a URL when it has seen all of it, which depends on the cuts.
+        let mut text = Vec::new();
+        for i in 0..(MAX_TOKENS * 2) {
+            text.extend_from_slice(format!("word{i} ").as_bytes());
+        }
+        let urls: Vec<String> = (0..40)
+            .map(|i| format!("https://host{i}.example/path/p{i}/q{i}"))
+            .collect();
+        let run = |url_at: usize| {
+            let mut t = Tokenizer::new(None);
+            header_events(&mut t);
+            t.event(ScanEvent::Text(&text[..url_at]));
+            for u in &urls {
+                t.event(ScanEvent::Url(u.as_bytes()));
+            }
+            t.event(ScanEvent::Text(&text[url_at..]));
+            t.into_features()
+        };
+        let last = run(text.len());
+        assert!(last.urls_full() && last.full(), "both budgets are spent");
+        let want = sorted(&last);
+        for at in (0..text.len()).step_by(97).chain([0, 1, 100]) {
+            assert_eq!(sorted(&run(at)), want, "URLs after {at} text bytes");
         }
     }
 
