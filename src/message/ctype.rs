@@ -175,8 +175,26 @@ fn parse_media(s: &[u8]) -> (Option<Vec<u8>>, &[u8]) {
 
 /// RFC 2045 token characters.
 fn is_token(b: u8) -> bool {
-    b > b' ' && b < 0x7F && !b"()<>@,;:\\\"/[]?=".contains(&b)
+    TOKEN[usize::from(b)]
 }
+
+/// [`is_token`] by byte: printable ASCII but `tspecials` (a table, not a search of the
+/// `tspecials` per byte).
+const TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = b'!';
+    while b < 0x7F {
+        t[b as usize] = true;
+        b += 1;
+    }
+    let specials = b"()<>@,;:\\\"/[]?=";
+    let mut k = 0;
+    while k < specials.len() {
+        t[specials[k] as usize] = false;
+        k += 1;
+    }
+    t
+};
 
 /// `s` with `(comments)` (nested, outside quoted strings) removed; borrowed when it has none.
 fn strip_comments(s: &[u8]) -> Cow<'_, [u8]> {

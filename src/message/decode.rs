@@ -267,27 +267,30 @@ fn qp_text(src: &[u8], out: &mut Vec<u8>) -> (usize, bool) {
     let dst = &mut out[base..];
     let (mut r, mut w) = (0, 0);
     let at_eq = loop {
-        // A word at a time: copy everything before the first `=`.
-        while let Some(word) = src.get(r..r + 8) {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(word);
-            let x = u64::from_le_bytes(a) ^ 0x3D3D_3D3D_3D3D_3D3D;
-            let eq = x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080;
-            // The lowest flagged byte is a true `=` (false positives only sit above one).
-            let k = if eq == 0 {
-                8
-            } else {
-                (eq.trailing_zeros() / 8) as usize
-            };
-            // Store all eight (output never runs ahead of input, so they fit); keep `k`.
-            if let Some(d) = dst.get_mut(w..w + 8) {
-                d.copy_from_slice(word);
-            }
-            r += k;
-            w += k;
-            if k < 8 {
+        // Two words at a time, then one: copy everything before the first `=`. All the bytes
+        // are stored (output never runs ahead of input, so they fit); only those before the
+        // `=` are kept.
+        while let (Some(word), Some(d)) = (src.get(r..r + 16), dst.get_mut(w..w + 16)) {
+            d.copy_from_slice(word);
+            let (lo, hi) = (eq_bytes(&word[..8]), eq_bytes(&word[8..]));
+            if lo | hi != 0 {
                 break;
             }
+            r += 16;
+            w += 16;
+        }
+        while let (Some(word), Some(d)) = (src.get(r..r + 8), dst.get_mut(w..w + 8)) {
+            d.copy_from_slice(word);
+            let eq = eq_bytes(word);
+            if eq != 0 {
+                // The lowest flagged byte is a true `=` (false positives only sit above one).
+                let k = (eq.trailing_zeros() / 8) as usize;
+                r += k;
+                w += k;
+                break;
+            }
+            r += 8;
+            w += 8;
         }
         match src.get(r) {
             None => break false,
@@ -320,15 +323,40 @@ fn qp_text(src: &[u8], out: &mut Vec<u8>) -> (usize, bool) {
     (r, at_eq)
 }
 
+/// The high bit of each byte of `word` (eight bytes) that may be `=`: the lowest flagged byte
+/// is a true one, false positives only sit above one; zero when there is none.
+fn eq_bytes(word: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(word);
+    let x = u64::from_le_bytes(a) ^ 0x3D3D_3D3D_3D3D_3D3D;
+    x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080
+}
+
 /// The value of one hex digit, either case.
 pub(crate) fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
+    let v = HEX[usize::from(c)];
+    (v != NOT_HEX).then_some(v)
 }
+
+/// Marks a byte that is not a hex digit in [`HEX`].
+const NOT_HEX: u8 = 0xFF;
+
+/// Hex digit values by byte, [`NOT_HEX`] for the rest.
+const HEX: [u8; 256] = {
+    let mut t = [NOT_HEX; 256];
+    let mut k = 0;
+    while k < 10 {
+        t[b'0' as usize + k] = k as u8;
+        k += 1;
+    }
+    let mut k = 0;
+    while k < 6 {
+        t[b'a' as usize + k] = 10 + k as u8;
+        t[b'A' as usize + k] = 10 + k as u8;
+        k += 1;
+    }
+    t
+};
 
 /// The charsets converted to UTF-8; everything else passes as raw bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -99,7 +99,10 @@ impl HtmlText {
             match self.state {
                 State::Text => match find_markup(&input[i..]) {
                     Some(k) => {
-                        self.push_text(out, &input[i..i + k]);
+                        if k > 0 {
+                            // Tags next to each other are common: skip the call.
+                            self.push_text(out, &input[i..i + k]);
+                        }
                         i += k + 1;
                         if input[i - 1] == b'<' {
                             match self.whole_tag(input, i, out, url) {
@@ -316,10 +319,11 @@ impl HtmlText {
         }
         // The whole tag is here: now do what the byte machine would have done.
         self.closing = closing;
-        self.name_len = 0;
-        for &c in &s[name_start..name_end] {
-            self.push_name(c);
+        let name = &s[name_start..name_end];
+        for (d, &c) in self.name.iter_mut().zip(name) {
+            *d = c.to_ascii_lowercase();
         }
+        self.name_len = name.len().min(MAX_NAME);
         for &(a, b) in &hrefs[..n_hrefs] {
             self.capture = true;
             self.href.clear();
@@ -535,10 +539,10 @@ impl HtmlText {
         if v.is_empty() {
             return;
         }
-        if memchr::memmem::find(v, b"&amp;").is_some() {
+        if find_amp(v).is_some() {
             let mut clean = Vec::with_capacity(v.len());
             let mut rest = v;
-            while let Some(k) = memchr::memmem::find(rest, b"&amp;") {
+            while let Some(k) = find_amp(rest) {
                 clean.extend_from_slice(&rest[..k + 1]);
                 rest = &rest[k + 5..];
             }
@@ -595,7 +599,6 @@ impl HtmlText {
     /// Appends text, collapsing each run of whitespace to one space. Runs of words with single
     /// spaces between them (most text) are copied whole.
     fn push_text(&mut self, out: &mut Vec<u8>, text: &[u8]) {
-        let n = text.len();
         let mut last_space = self.last_space;
         let mut r = 0;
         while let Some(&b) = text.get(r) {
@@ -611,23 +614,9 @@ impl HtmlText {
                 continue;
             }
             // A run that starts and ends with a byte that is not whitespace, with at most single
-            // spaces inside (control bytes are kept as they are).
+            // spaces inside (control bytes are kept as they are): copied whole.
             let start = r;
-            loop {
-                let Some(k) = find_low(text, r) else {
-                    r = n;
-                    break;
-                };
-                let c = text[k];
-                if !is_space(c) {
-                    r = k + 1;
-                } else if c == b' ' && text.get(k + 1).is_some_and(|&d| !is_space(d)) {
-                    r = k + 2;
-                } else {
-                    r = k;
-                    break;
-                }
-            }
+            r = run_end(text, r);
             out.extend_from_slice(&text[start..r]);
             last_space = false;
         }
@@ -635,7 +624,20 @@ impl HtmlText {
     }
 }
 
-/// HTML whitespace.
+/// Where the first `&amp;` in `s` is (a `memchr` for `&`, cheaper than a substring searcher
+/// built per call for the short `href` values this sees).
+fn find_amp(s: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(k) = memchr(b'&', &s[from..]) {
+        let at = from + k;
+        if s[at..].starts_with(b"&amp;") {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
 /// Where the first `<` or `&` in `s` is. Text between tags is mostly short, so look a word at a
 /// time before paying for a `memchr2` call (whose set-up costs more than a short run).
 fn find_markup(s: &[u8]) -> Option<usize> {
@@ -662,6 +664,57 @@ fn find_markup(s: &[u8]) -> Option<usize> {
         .iter()
         .position(|&b| b == b'<' || b == b'&')
         .map(|k| i + k)
+}
+
+/// Where the run of text that starts at `text[r]` (not whitespace) ends: at the first
+/// whitespace byte that is not a single `' '` followed by a byte that is not whitespace. Eight
+/// bytes at a time: a word with no byte below 0x21 other than spaces followed by bytes of 0x21
+/// or more is all in the run.
+fn run_end(text: &[u8], mut r: usize) -> usize {
+    let load = |w: &[u8]| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        u64::from_le_bytes(a)
+    };
+    loop {
+        let k = match (text.get(r..r + 8), text.get(r + 1..r + 9)) {
+            (Some(w), Some(next)) => {
+                let (x, x1) = (load(w), load(next));
+                let sp = zero_bytes(x ^ 0x2020_2020_2020_2020);
+                let bad = (low_bytes(x) & !sp) | (sp & low_bytes(x1));
+                if bad == 0 {
+                    r += 8;
+                    continue;
+                }
+                r + (bad.trailing_zeros() / 8) as usize
+            }
+            _ => match find_low(text, r) {
+                Some(k) => k,
+                None => return text.len(),
+            },
+        };
+        // A byte below 0x21 (or a space before one): look at it exactly.
+        let c = text[k];
+        if !is_space(c) {
+            r = k + 1;
+        } else if c == b' ' && text.get(k + 1).is_some_and(|&d| !is_space(d)) {
+            r = k + 2;
+        } else {
+            return k;
+        }
+    }
+}
+
+/// The high bit of each byte of `x` below 0x21, exactly (no borrow between bytes).
+fn low_bytes(x: u64) -> u64 {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    !(((x & LOW7).wrapping_add(0x5F5F_5F5F_5F5F_5F5F)) | x) & 0x8080_8080_8080_8080
+}
+
+/// The high bit of each zero byte of `x`, exactly (no borrow between bytes).
+fn zero_bytes(x: u64) -> u64 {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
 }
 
 /// Where the first byte below 0x21 (all whitespace is) is in `s[from..]`, as an index into `s`;
@@ -793,6 +846,61 @@ fn named_entity(name: &[u8]) -> Option<char> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_text_collapses_like_naive() {
+        let alphabet = [b'a', b' ', b' ', b'\t', b'\n', 0x01, 0xA0, b'z'];
+        let naive = |text: &[u8], mut last_space: bool| {
+            let mut out = Vec::new();
+            for &b in text {
+                if is_space(b) {
+                    if !last_space {
+                        out.push(b' ');
+                    }
+                    last_space = true;
+                } else {
+                    out.push(b);
+                    last_space = false;
+                }
+            }
+            out
+        };
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        for len in 0..60 {
+            for _ in 0..40 {
+                let text: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        alphabet[(seed % alphabet.len() as u64) as usize]
+                    })
+                    .collect();
+                for start_space in [false, true] {
+                    let mut h = HtmlText::new();
+                    h.last_space = start_space;
+                    let mut out = Vec::new();
+                    h.push_text(&mut out, &text);
+                    assert_eq!(out, naive(&text, start_space), "{text:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn find_amp_agrees_with_memmem() {
+        for s in [
+            &b""[..],
+            b"&",
+            b"&amp",
+            b"&amp;",
+            b"a&b&amp;c",
+            b"&&amp;&amp;",
+            b"x&am;p;&amp",
+        ] {
+            assert_eq!(find_amp(s), memchr::memmem::find(s, b"&amp;"), "{s:?}");
+        }
+    }
 
     fn reduce_chunks(chunks: &[&[u8]]) -> (String, Vec<String>) {
         let mut h = HtmlText::new();

@@ -1010,6 +1010,8 @@ fn emit_text(
     let text: &[u8] = match html {
         Some(h) => {
             out.clear();
+            // Reduced text is mostly shorter than its HTML: one allocation up front.
+            out.reserve(utf8.len());
             let mut on_url = |u: &[u8]| sink.event(ScanEvent::Url(u));
             h.feed(utf8, out, &mut on_url);
             out
@@ -1045,14 +1047,40 @@ fn emit_field(
     sink.event(ScanEvent::Header { depth, name, value });
 }
 
-/// Whether `s` has `=?` (where an RFC 2047 encoded-word could start).
+/// Whether `s` has `=?` (where an RFC 2047 encoded-word could start). Looks for the `?`: header
+/// values are often full of `=` (DKIM tags, base64 padding) but seldom hold a `?`.
 fn has_encoded_word(s: &[u8]) -> bool {
     let mut from = 0;
-    while let Some(k) = memchr(b'=', &s[from..]) {
-        if s.get(from + k + 1) == Some(&b'?') {
+    while let Some(k) = memchr(b'?', &s[from..]) {
+        let at = from + k;
+        if at > 0 && s[at - 1] == b'=' {
             return true;
         }
-        from += k + 1;
+        from = at + 1;
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn has_encoded_word_agrees_with_naive() {
+        let naive = |s: &[u8]| s.windows(2).any(|w| w == b"=?");
+        for len in 0..40usize {
+            let base: Vec<u8> = (0..len)
+                .map(|k| if k % 3 == 0 { b'=' } else { b'?' + 1 })
+                .collect();
+            assert_eq!(has_encoded_word(&base), naive(&base), "len {len}");
+            for at in 0..len.saturating_sub(1) {
+                for (a, b) in [(b'=', b'?'), (b'?', b'='), (0xBD, b'?'), (b'=', 0xBF)] {
+                    let mut s = base.clone();
+                    s[at] = a;
+                    s[at + 1] = b;
+                    assert_eq!(has_encoded_word(&s), naive(&s), "len {len}, at {at}");
+                }
+            }
+        }
+    }
 }

@@ -113,7 +113,7 @@ impl UrlFinder {
 /// Reports the URL in one token view, if any.
 fn find_in_token(tok: &[u8], url: &mut dyn FnMut(&[u8])) {
     let mut from = 0;
-    while let Some(k) = memmem::find(&tok[from..], b"://").map(|k| from + k) {
+    while let Some(k) = SCHEME_SEP.find(&tok[from..]).map(|k| from + k) {
         let scheme_start = if k >= 5 && tok[k - 5..k].eq_ignore_ascii_case(b"https") {
             Some(k - 5)
         } else if k >= 4 && tok[k - 4..k].eq_ignore_ascii_case(b"http") {
@@ -143,8 +143,24 @@ const TRAILING: &[u8] = b".,;:!?)]}'*";
 
 /// Bytes that end a token.
 fn is_delim(b: u8) -> bool {
-    b <= b' ' || matches!(b, b'<' | b'>' | b'"' | b'`' | 0x7F)
+    DELIM[usize::from(b)]
 }
+
+/// [`is_delim`] by byte: whitespace and controls up to SP, `<`, `>`, `"`, `` ` `` and DEL.
+const DELIM: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b <= b' ' {
+        t[b as usize] = true;
+        b += 1;
+    }
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[b'"' as usize] = true;
+    t[b'`' as usize] = true;
+    t[0x7F] = true;
+    t
+};
 
 #[cfg(test)]
 mod tests {
