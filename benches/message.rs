@@ -14,13 +14,15 @@
 //! CPU time, which is what one core delivers even when other work shares the machine (on a busy
 //! box the wall-clock figures mostly measure the scheduler).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+
+#[path = "common/corpus.rs"]
+mod corpus;
 
 use conbool::message::{EditPlan, Footer, MessageLimits, Pipeline, ScanEvent, ScanSink};
 
@@ -95,28 +97,6 @@ impl ScanSink for CountSink {
     }
 }
 
-fn load_corpus() -> Vec<Bytes> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    let Ok(labels) = std::fs::read_to_string(dir.join("labels.tsv")) else {
-        eprintln!("skipping: no corpus at {}", dir.display());
-        return Vec::new();
-    };
-    labels
-        .lines()
-        .skip(1)
-        .filter_map(|line| line.split('\t').next())
-        .filter_map(|p| std::fs::read(dir.join(p)).ok())
-        .map(|m| {
-            let start = if m.starts_with(b"From ") {
-                memchr::memchr(b'\n', &m).map_or(m.len(), |k| k + 1)
-            } else {
-                0
-            };
-            Bytes::from(m).slice(start..)
-        })
-        .collect()
-}
-
 /// Runs one message through the pipeline; returns what the sink counted.
 fn walk(msg: &Bytes, sink: &mut CountSink) {
     let mut p = Pipeline::new(limits());
@@ -166,7 +146,7 @@ fn line_walk(msgs: &[Bytes]) -> usize {
 }
 
 fn benches<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
-    let corpus = load_corpus();
+    let corpus = corpus::load_labelled();
     if corpus.is_empty() {
         return;
     }
@@ -238,7 +218,7 @@ fn relay_through(msg: &Bytes, footer: Option<&Arc<Footer>>, sink: &mut CountSink
 }
 
 fn disclaimer_benches<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
-    let corpus = load_corpus();
+    let corpus = corpus::load_labelled();
     if corpus.is_empty() {
         return;
     }

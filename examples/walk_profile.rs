@@ -13,9 +13,10 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::path::Path;
 
-use bytes::Bytes;
+#[path = "../benches/common/corpus.rs"]
+mod corpus;
+
 use conbool::message::{MessageLimits, Pipeline, ScanEvent, ScanSink};
 
 /// Counts text bytes, or hashes every event when `digest` is on.
@@ -38,26 +39,10 @@ impl ScanSink for Sink {
 }
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    let Ok(labels) = std::fs::read_to_string(dir.join("labels.tsv")) else {
-        eprintln!("skipping: no corpus at {}", dir.display());
+    let corpus = corpus::load_labelled();
+    if corpus.is_empty() {
         return;
-    };
-    let corpus: Vec<Bytes> = labels
-        .lines()
-        .skip(1)
-        .filter_map(|line| line.split('\t').next())
-        .filter_map(|p| std::fs::read(dir.join(p)).ok())
-        .map(|m| {
-            // The mbox `From ` line is not part of the message.
-            let start = if m.starts_with(b"From ") {
-                memchr::memchr(b'\n', &m).map_or(m.len(), |k| k + 1)
-            } else {
-                0
-            };
-            Bytes::from(m).slice(start..)
-        })
-        .collect();
+    }
     let limits = MessageLimits {
         max_header_bytes: 262_144,
         scan_window: 65_536,

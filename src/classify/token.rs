@@ -953,13 +953,9 @@ mod tests {
         v
     }
 
-    fn header_events(t: &mut Tokenizer) {
-        for (name, value) in [
-            (&b"Subject"[..], &b"Win a FREE prize 100"[..]),
-            (b"From", b"\"Prize Desk\" <desk@Lucky.example>"),
-            (b"X-Spam-Status", b"Yes, score=99"),
-            (b"Date", b"Mon, 1 Jan 2024 00:00:00 +0000"),
-        ] {
+    /// A top-level header block of `headers`, then a text/plain part starts.
+    fn feed_header(t: &mut Tokenizer, headers: &[(&[u8], &[u8])]) {
+        for &(name, value) in headers {
             t.event(ScanEvent::Header {
                 depth: 0,
                 name,
@@ -972,6 +968,18 @@ mod tests {
             content_type: b"text/plain",
             filename: None,
         });
+    }
+
+    fn header_events(t: &mut Tokenizer) {
+        feed_header(
+            t,
+            &[
+                (b"Subject", b"Win a FREE prize 100"),
+                (b"From", b"\"Prize Desk\" <desk@Lucky.example>"),
+                (b"X-Spam-Status", b"Yes, score=99"),
+                (b"Date", b"Mon, 1 Jan 2024 00:00:00 +0000"),
+            ],
+        );
     }
 
     fn run(text: &[&[u8]]) -> Vec<u32> {
@@ -1166,19 +1174,7 @@ mod tests {
         ];
         let features = |headers: &[(&[u8], &[u8])], url: &[u8], text: &[u8]| {
             let mut t = Tokenizer::new(None);
-            for &(name, value) in headers {
-                t.event(ScanEvent::Header {
-                    depth: 0,
-                    name,
-                    value,
-                });
-            }
-            t.event(ScanEvent::HeaderEnd);
-            t.event(ScanEvent::PartStart {
-                depth: 0,
-                content_type: b"text/plain",
-                filename: None,
-            });
+            feed_header(&mut t, headers);
             t.event(ScanEvent::Text(text));
             t.event(ScanEvent::Url(url));
             sorted(&t.into_features())
