@@ -19,6 +19,7 @@ use crate::classify::Model;
 use crate::config::{Config, Spam};
 use crate::message::{EditPlan, MessageLimits, Pipeline};
 use crate::rules::{CompiledRules, RuleSource, Scan};
+use crate::smtp::encode::canonical_crlf;
 
 /// Deepest MIME nesting walked (as the relay).
 pub const MAX_MIME_DEPTH: usize = 32;
@@ -140,7 +141,7 @@ pub fn compile_spam_rules(
 /// Scans one message (file bytes: an mbox `From ` line is dropped, bare CR and LF become CRLF
 /// as under `bare_lf = "normalize"`).
 pub fn scan_message(rules: &Arc<CompiledRules>, limits: MessageLimits, msg: &[u8]) -> Outcome {
-    let msg = normalize(strip_from_line(msg));
+    let msg = canonical_crlf(strip_from_line(msg)).into_owned();
     let mut pipeline = Pipeline::new(limits);
     let mut scan = Scan::new(Arc::clone(rules));
     let mut window: Option<(crate::rules::Verdict, String)> = None;
@@ -311,36 +312,7 @@ fn json_string(s: &str) -> String {
     out
 }
 
-/// Drops a leading mbox `From ` line.
-pub fn strip_from_line(msg: &[u8]) -> &[u8] {
-    if msg.starts_with(b"From ") {
-        match memchr::memchr(b'\n', msg) {
-            Some(nl) => &msg[nl + 1..],
-            None => &[],
-        }
-    } else {
-        msg
-    }
-}
-
-/// Bare CR and bare LF become CRLF.
-pub(crate) fn normalize(msg: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(msg.len() + msg.len() / 32);
-    let mut i = 0;
-    while i < msg.len() {
-        match msg[i] {
-            b'\r' if msg.get(i + 1) == Some(&b'\n') => {
-                out.extend_from_slice(b"\r\n");
-                i += 2;
-                continue;
-            }
-            b'\r' | b'\n' => out.extend_from_slice(b"\r\n"),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    out
-}
+pub use crate::cli::replay::corpus::strip_from_line;
 
 #[cfg(test)]
 mod tests {
@@ -380,7 +352,7 @@ mod tests {
 
     #[test]
     fn normalizes_line_ends_and_strips_from_line() {
-        assert_eq!(normalize(b"a\nb\rc\r\nd"), b"a\r\nb\r\nc\r\nd");
+        assert_eq!(&*canonical_crlf(b"a\nb\rc\r\nd"), b"a\r\nb\r\nc\r\nd");
         assert_eq!(strip_from_line(b"From a b\nX: y\n"), b"X: y\n");
         assert_eq!(strip_from_line(b"X: y\n"), b"X: y\n");
     }

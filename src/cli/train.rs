@@ -18,8 +18,9 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::classify::{train, Model, Tokenizer, TrainParams};
-use crate::cli::scan::{default_limits, normalize, strip_from_line, MAX_SCAN_FILE_BYTES};
+use crate::cli::scan::{default_limits, strip_from_line, MAX_SCAN_FILE_BYTES};
 use crate::message::{EditPlan, MessageLimits, Pipeline};
+use crate::smtp::encode::canonical_crlf;
 
 /// Pieces handed to the pipeline (as `conbool scan` does).
 const PIECE_BYTES: usize = 64 * 1024;
@@ -120,7 +121,7 @@ pub fn read_messages(labels: &[Labelled]) -> Result<Vec<Vec<u8>>, String> {
 /// The classifier's features of a message file (mbox `From ` line dropped, line ends made
 /// CRLF), as the relay would see them when it takes the verdict.
 pub fn features_of(limits: MessageLimits, msg: &[u8]) -> Vec<u32> {
-    let msg = Bytes::from(normalize(strip_from_line(msg)));
+    let msg = Bytes::from(canonical_crlf(strip_from_line(msg)).into_owned());
     let mut pipeline = Pipeline::new(limits);
     let mut tokens = Tokenizer::new(None);
     let mut at = 0;

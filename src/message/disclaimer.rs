@@ -665,21 +665,7 @@ pub(crate) fn wrap_close(footer: &Footer, boundary: &str) -> Vec<u8> {
 
 /// Line ends as CRLF, trailing line breaks and whitespace removed.
 fn crlf_lines(s: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(s.len() + 16);
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'\r' => {
-                v.extend_from_slice(b"\r\n");
-                if s.get(i + 1) == Some(&b'\n') {
-                    i += 1;
-                }
-            }
-            b'\n' => v.extend_from_slice(b"\r\n"),
-            b => v.push(b),
-        }
-        i += 1;
-    }
+    let mut v = crate::smtp::encode::canonical_crlf(s).into_owned();
     while v.last().is_some_and(|b| b.is_ascii_whitespace()) {
         v.pop();
     }

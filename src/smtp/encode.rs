@@ -14,6 +14,8 @@
 //! State (line start, a CR at the end of a piece) carries across pieces, so the output does
 //! not depend on how the content was cut.
 
+use std::borrow::Cow;
+
 use bytes::{Bytes, BytesMut};
 
 use crate::smtp::outbound::Outbound;
@@ -26,6 +28,35 @@ pub const SMALL_RUN_BYTES: usize = 64;
 /// then sent as one `BDAT <n>` chunk. Large enough that chunk replies are rare, small enough
 /// that the held bytes stay modest per connection.
 pub const BDAT_CHUNK_BYTES: usize = 256 * 1024;
+
+/// A whole message (or text) with every bare LF and bare CR as CRLF, as [`DataEncoder`] sends
+/// it: what a message looks like after a DATA hop. Borrowed when nothing changes.
+pub fn canonical_crlf(raw: &[u8]) -> Cow<'_, [u8]> {
+    let clean = raw.iter().enumerate().all(|(i, &b)| match b {
+        b'\r' => raw.get(i + 1) == Some(&b'\n'),
+        b'\n' => i > 0 && raw[i - 1] == b'\r',
+        _ => true,
+    });
+    if clean {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'\r' => {
+                out.extend_from_slice(b"\r\n");
+                if raw.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                }
+            }
+            b'\n' => out.extend_from_slice(b"\r\n"),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Cow::Owned(out)
+}
 
 /// Dot-stuffs and canonicalises message content for DATA, piece by piece.
 ///
@@ -264,6 +295,21 @@ mod tests {
         }
         enc.finish(&mut out);
         out.to_vec()
+    }
+
+    #[test]
+    fn canonical_crlf_fixes_bare_line_ends() {
+        const ROWS: &[(&str, &[u8], &[u8])] = &[
+            ("already_crlf", b"a\r\nb\r\n", b"a\r\nb\r\n"),
+            ("bare_lf", b"a\nb\n", b"a\r\nb\r\n"),
+            ("bare_cr", b"a\rb", b"a\r\nb"),
+            ("mixed", b"a\r\n\nb\r", b"a\r\n\r\nb\r\n"),
+            ("leading_lf", b"\nx", b"\r\nx"),
+            ("empty", b"", b""),
+        ];
+        for (name, input, want) in ROWS {
+            assert_eq!(&*canonical_crlf(input), *want, "{name}");
+        }
     }
 
     /// The reference: canonicalise line ends, then stuff, then terminate, byte by byte.

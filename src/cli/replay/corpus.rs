@@ -4,7 +4,6 @@
 //!
 //! Content is sent as-is: the SMTP client core dot-stuffs and frames it.
 
-use std::borrow::Cow;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -142,33 +141,7 @@ pub fn strip_from_line(raw: &[u8]) -> &[u8] {
     }
 }
 
-/// Every bare LF or bare CR becomes CRLF: what a message looks like after a DATA hop.
-pub fn canonical_crlf(raw: &[u8]) -> Cow<'_, [u8]> {
-    let clean = raw.iter().enumerate().all(|(i, &b)| match b {
-        b'\r' => raw.get(i + 1) == Some(&b'\n'),
-        b'\n' => i > 0 && raw[i - 1] == b'\r',
-        _ => true,
-    });
-    if clean {
-        return Cow::Borrowed(raw);
-    }
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'\r' => {
-                out.extend_from_slice(b"\r\n");
-                if raw.get(i + 1) == Some(&b'\n') {
-                    i += 1;
-                }
-            }
-            b'\n' => out.extend_from_slice(b"\r\n"),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    Cow::Owned(out)
-}
+pub use crate::smtp::encode::canonical_crlf;
 
 /// The envelope a message's header implies: the reverse-path from `Return-Path` (so `<>`
 /// bounces stay null-sender) or else the first `From` address, and the forward-paths of `To`
@@ -389,21 +362,6 @@ mod tests {
         ];
         for (name, input, want) in ROWS {
             assert_eq!(strip_from_line(input), *want, "{name}");
-        }
-    }
-
-    #[test]
-    fn canonical_crlf_fixes_bare_line_ends() {
-        const ROWS: &[(&str, &[u8], &[u8])] = &[
-            ("already_crlf", b"a\r\nb\r\n", b"a\r\nb\r\n"),
-            ("bare_lf", b"a\nb\n", b"a\r\nb\r\n"),
-            ("bare_cr", b"a\rb", b"a\r\nb"),
-            ("mixed", b"a\r\n\nb\r", b"a\r\n\r\nb\r\n"),
-            ("leading_lf", b"\nx", b"\r\nx"),
-            ("empty", b"", b""),
-        ];
-        for (name, input, want) in ROWS {
-            assert_eq!(&*canonical_crlf(input), *want, "{name}");
         }
     }
 
