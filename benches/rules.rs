@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
+use conbool::cli::replay::corpus::strip_from_line;
 use conbool::message::{EditPlan, Pipeline, ScanEvent, ScanSink};
 use conbool::rules::{CompiledRules, RuleSource, Scan, DEFAULT_RULES};
 
@@ -29,7 +30,7 @@ fn messages() -> Vec<Vec<u8>> {
         .step_by(8)
         .filter_map(|l| l.split('\t').next())
         .filter_map(|p| std::fs::read(dir.join(p)).ok())
-        .map(strip_from_line)
+        .map(|m| strip_from_line(&m).to_vec())
         .collect();
     if out.is_empty() {
         eprintln!("no corpus at {}: using generated messages", dir.display());
@@ -49,17 +50,6 @@ fn messages() -> Vec<Vec<u8>> {
         }
     }
     out
-}
-
-fn strip_from_line(m: Vec<u8>) -> Vec<u8> {
-    if m.starts_with(b"From ") {
-        match memchr::memchr(b'\n', &m) {
-            Some(nl) => m[nl + 1..].to_vec(),
-            None => m,
-        }
-    } else {
-        m
-    }
 }
 
 /// Events for one message, from the message pipeline (as the relay makes them).

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use bytes::Bytes;
+use conbool::cli::replay::corpus::strip_from_line;
 
 /// Every labelled message; empty (with a note on stderr) when the corpus is not there.
 pub fn load_labelled() -> Vec<Bytes> {
@@ -20,11 +21,7 @@ pub fn load_labelled() -> Vec<Bytes> {
         .filter_map(|p| std::fs::read(dir.join(p)).ok())
         .map(|m| {
             // The mbox `From ` line is not part of the message.
-            let start = if m.starts_with(b"From ") {
-                memchr::memchr(b'\n', &m).map_or(m.len(), |k| k + 1)
-            } else {
-                0
-            };
+            let start = m.len() - strip_from_line(&m).len();
             Bytes::from(m).slice(start..)
         })
         .collect()

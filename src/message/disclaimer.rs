@@ -1120,13 +1120,7 @@ mod tests {
             let Ok(raw) = std::fs::read(path) else {
                 continue;
             };
-            let msg: &[u8] = if raw.starts_with(b"From ") {
-                raw.iter()
-                    .position(|&b| b == b'\n')
-                    .map_or(&raw[..0], |k| &raw[k + 1..])
-            } else {
-                &raw
-            };
+            let msg = crate::cli::replay::corpus::strip_from_line(&raw);
             if msg.is_empty() || msg.len() > 2_000_000 {
                 continue;
             }

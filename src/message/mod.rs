@@ -820,15 +820,6 @@ mod tests {
         }
     }
 
-    fn strip_mbox_from(msg: Vec<u8>) -> Vec<u8> {
-        if msg.starts_with(b"From ") {
-            let nl = memchr::memchr(b'\n', &msg).map_or(msg.len(), |k| k + 1);
-            msg[nl..].to_vec()
-        } else {
-            msg
-        }
-    }
-
     fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
         let Ok(rd) = std::fs::read_dir(dir) else {
             return;
@@ -862,7 +853,8 @@ mod tests {
             .filter_map(|p| {
                 let bytes = std::fs::read(&p).ok()?;
                 let name = p.strip_prefix(dir).unwrap_or(&p).display().to_string();
-                Some((name, strip_mbox_from(bytes)))
+                let msg = crate::cli::replay::corpus::strip_from_line(&bytes).to_vec();
+                Some((name, msg))
             })
             .collect()
     }
