@@ -330,6 +330,17 @@ fn transaction(from: &str, rcpts: &[&str], body: &[u8]) -> Vec<u8> {
     t
 }
 
+/// A BDAT transaction from a@example.com to v@example.com: `msg` in two chunks, cut at `at`.
+fn bdat_transaction(msg: &[u8], at: usize) -> Vec<u8> {
+    let (a, b) = msg.split_at(at);
+    let mut t = b"EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\n".to_vec();
+    t.extend_from_slice(format!("BDAT {}\r\n", a.len()).as_bytes());
+    t.extend_from_slice(a);
+    t.extend_from_slice(format!("BDAT {} LAST\r\n", b.len()).as_bytes());
+    t.extend_from_slice(b);
+    t
+}
+
 /// The delivered content with our four prepended fields checked and cut off.
 fn strip_stamp(content: &[u8]) -> (String, Vec<u8>) {
     let text = String::from_utf8_lossy(content).into_owned();
@@ -588,14 +599,7 @@ fn many_transactions_reuse_one_next_hop_connection() {
 #[test]
 fn bdat_from_the_client_is_relayed() {
     let mut h = Harness::new("127.0.0.1", Hop::Accept);
-    let msg = MSG;
-    let (a, b) = msg.split_at(20);
-    let mut t = b"EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\n".to_vec();
-    t.extend_from_slice(format!("BDAT {}\r\n", a.len()).as_bytes());
-    t.extend_from_slice(a);
-    t.extend_from_slice(format!("BDAT {} LAST\r\n", b.len()).as_bytes());
-    t.extend_from_slice(b);
-    h.send(&t);
+    h.send(&bdat_transaction(MSG, 20));
     assert_eq!(h.delivered.len(), 1, "{}", h.replies());
     assert_eq!(strip_stamp(&h.delivered[0].content).1, MSG);
     assert!(h.last_reply().starts_with("250 "), "{}", h.replies());
@@ -1259,14 +1263,7 @@ fn disclaimer_over_bdat_is_the_same_as_over_data() {
         Hop::Accept,
         disclaimer_config(crate::config::DisclaimerScope::Outbound),
     );
-    let msg = b"Subject: s\r\n\r\nbody\r\n";
-    let (a, b) = msg.split_at(16);
-    let mut t = b"EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<v@example.com>\r\n".to_vec();
-    t.extend_from_slice(format!("BDAT {}\r\n", a.len()).as_bytes());
-    t.extend_from_slice(a);
-    t.extend_from_slice(format!("BDAT {} LAST\r\n", b.len()).as_bytes());
-    t.extend_from_slice(b);
-    h.send(&t);
+    h.send(&bdat_transaction(b"Subject: s\r\n\r\nbody\r\n", 16));
     assert_eq!(h.delivered.len(), 1, "{}", h.replies());
     let (_, rest) = strip_stamp(&h.delivered[0].content);
     assert_eq!(
