@@ -113,15 +113,45 @@ pub struct WorkerInit {
     pub log: LogWriter,
 }
 
+/// Whether a socket may have bytes to read, under edge-triggered readiness.
+#[derive(Clone, Copy, Debug, Default)]
+struct Reads {
+    /// A read may find bytes (or EOF): set by events, cleared when the socket is drained.
+    ready: bool,
+    /// The peer closed its side or the socket failed (sticky): reads go on until they say
+    /// so, even after a short read.
+    closed: bool,
+}
+
+impl Reads {
+    /// A new socket: read it once to find out.
+    const FRESH: Reads = Reads {
+        ready: true,
+        closed: false,
+    };
+
+    fn on_event(&mut self, ev: &mio::event::Event) {
+        let closed = ev.is_read_closed() || ev.is_error();
+        self.ready |= ev.is_readable() || closed;
+        self.closed |= closed;
+    }
+
+    /// A read returned fewer bytes than it asked for: the receive queue was empty, and the
+    /// next arrival is a new edge, so no read needs to find `WouldBlock` (unless the peer
+    /// closed: then reading goes on to the EOF, for which no edge will come).
+    fn short_read(&mut self) {
+        if !self.closed {
+            self.ready = false;
+        }
+    }
+}
+
 struct Down {
     stream: TcpStream,
     tenant: TenantId,
     connecting: bool,
     connect_deadline: Option<Instant>,
-    readable: bool,
-    /// The peer closed its side or the socket failed (sticky): reads go on until they say
-    /// so, even after a short read.
-    read_closed: bool,
+    reads: Reads,
     writable: bool,
     next_hop: String,
     tls: Option<Box<TlsSocket>>,
@@ -130,9 +160,7 @@ struct Down {
 struct Conn {
     client: TcpStream,
     peer: SocketAddr,
-    readable: bool,
-    /// As [`Down::read_closed`], for the client's socket.
-    read_closed: bool,
+    reads: Reads,
     writable: bool,
     /// The client closed its side (reported to the session once).
     client_eof: bool,
@@ -322,13 +350,11 @@ impl Worker {
                     };
                     if downstream {
                         if let Some(d) = conn.down.as_mut() {
-                            d.readable |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                            d.read_closed |= ev.is_read_closed() || ev.is_error();
+                            d.reads.on_event(ev);
                             d.writable |= ev.is_writable() || ev.is_error();
                         }
                     } else {
-                        conn.readable |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                        conn.read_closed |= ev.is_read_closed() || ev.is_error();
+                        conn.reads.on_event(ev);
                         conn.writable |= ev.is_writable() || ev.is_error();
                     }
                     touched.push(key);
@@ -428,8 +454,7 @@ impl Worker {
             let mut conn = Conn {
                 client: stream,
                 peer,
-                readable: true,
-                read_closed: false,
+                reads: Reads::FRESH,
                 writable: true,
                 client_eof: false,
                 tls: None,
@@ -619,7 +644,7 @@ impl Worker {
     fn client_to_session(&mut self, key: usize, now: Instant) -> Step {
         let conn = &mut self.conns[key];
         let Some(t) = conn.tls.as_mut() else {
-            if !conn.readable || conn.client_eof {
+            if !conn.reads.ready || conn.client_eof {
                 return Step::Moved(false);
             }
             let room = conn.session.client_read_room().min(READ_CHUNK);
@@ -629,15 +654,14 @@ impl Worker {
             let scratch = &mut self.scratch[..room];
             return match read_some(&mut conn.client, conn.session.client_buffer(), scratch) {
                 Ok(0) => {
-                    conn.readable = false;
+                    conn.reads.ready = false;
                     conn.client_eof = true;
                     conn.session.handle_client_eof(now);
                     Step::Moved(true)
                 }
                 Ok(n) => {
-                    // A short read drained the socket: the next edge says when more come.
-                    if n < room && !conn.read_closed {
-                        conn.readable = false;
+                    if n < room {
+                        conn.reads.short_read();
                     }
                     self.stats.bytes_in += n as u64;
                     self.metrics.client_bytes_in.add(n as u64);
@@ -645,12 +669,12 @@ impl Worker {
                     Step::Moved(true)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    conn.readable = false;
+                    conn.reads.ready = false;
                     Step::Moved(false)
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => Step::Moved(true),
                 Err(_) => {
-                    conn.readable = false;
+                    conn.reads.ready = false;
                     conn.client_eof = true;
                     conn.session.handle_client_eof(now);
                     Step::Moved(true)
@@ -658,10 +682,10 @@ impl Worker {
             };
         };
         let mut moved = false;
-        if conn.readable {
+        if conn.reads.ready {
             let read = t.read_socket(&mut conn.client);
-            if matches!(read, SocketRead::Drained(_)) && !conn.read_closed {
-                conn.readable = false;
+            if matches!(read, SocketRead::Drained(_)) {
+                conn.reads.short_read();
             }
             match read {
                 SocketRead::Data(n) | SocketRead::Drained(n) => {
@@ -670,9 +694,9 @@ impl Worker {
                     moved = true;
                 }
                 SocketRead::NoRoom => {}
-                SocketRead::WouldBlock => conn.readable = false,
+                SocketRead::WouldBlock => conn.reads.ready = false,
                 SocketRead::Closed => {
-                    conn.readable = false;
+                    conn.reads.ready = false;
                     moved = true;
                 }
             }
@@ -773,35 +797,35 @@ impl Worker {
         match d.tls.as_mut() {
             None => {
                 let room = conn.session.downstream_read_room().min(READ_CHUNK);
-                if d.readable && room > 0 {
+                if d.reads.ready && room > 0 {
                     let scratch = &mut self.scratch[..room];
                     match read_some(&mut d.stream, conn.session.downstream_buffer(), scratch) {
                         Ok(0) => failed = Some("connection closed by next hop".to_string()),
                         Ok(n) => {
-                            if n < room && !d.read_closed {
-                                d.readable = false;
+                            if n < room {
+                                d.reads.short_read();
                             }
                             conn.session.handle_downstream_data(now);
                             moved = true;
                         }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => d.readable = false,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => d.reads.ready = false,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => moved = true,
                         Err(e) => failed = Some(e.to_string()),
                     }
                 }
             }
             Some(t) => {
-                if d.readable {
-                    match t.read_socket(&mut d.stream) {
-                        SocketRead::Drained(_) if !d.read_closed => {
-                            d.readable = false;
-                            moved = true;
-                        }
+                if d.reads.ready {
+                    let read = t.read_socket(&mut d.stream);
+                    if matches!(read, SocketRead::Drained(_)) {
+                        d.reads.short_read();
+                    }
+                    match read {
                         SocketRead::Data(_) | SocketRead::Drained(_) | SocketRead::Closed => {
                             moved = true
                         }
                         SocketRead::NoRoom => {}
-                        SocketRead::WouldBlock => d.readable = false,
+                        SocketRead::WouldBlock => d.reads.ready = false,
                     }
                 }
                 match t.process() {
@@ -1044,8 +1068,7 @@ impl Worker {
                     tenant,
                     connecting: false,
                     connect_deadline: None,
-                    readable: true,
-                    read_closed: false,
+                    reads: Reads::FRESH,
                     writable: true,
                     next_hop,
                     tls,
@@ -1072,8 +1095,7 @@ impl Worker {
                     tenant,
                     connecting: true,
                     connect_deadline: Some(now + CONNECT_TIMEOUT),
-                    readable: false,
-                    read_closed: false,
+                    reads: Reads::default(),
                     writable: false,
                     next_hop,
                     tls: None,
