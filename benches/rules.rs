@@ -7,297 +7,31 @@
 //! when the corpus is absent), turned into scan events by the message pipeline once, outside
 //! the timed loop. Throughput counts message bytes (what the relay receives), not event bytes.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-use conbool::cli::replay::corpus::strip_from_line;
-use conbool::message::{EditPlan, Pipeline, ScanEvent, ScanSink};
-use conbool::rules::{CompiledRules, RuleSource, Scan, DEFAULT_RULES};
+use conbool::rules::Scan;
 
 #[path = "common/events.rs"]
 mod events;
-use events::{replay, Ev, Recorder};
+use events::{replay, Ev};
 
-/// Messages as bytes: the shared corpus, or generated ones.
-fn messages() -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    let labels = std::fs::read_to_string(dir.join("labels.tsv")).unwrap_or_default();
-    let mut out: Vec<Vec<u8>> = labels
-        .lines()
-        .skip(1)
-        .step_by(8)
-        .filter_map(|l| l.split('\t').next())
-        .filter_map(|p| std::fs::read(dir.join(p)).ok())
-        .map(|m| strip_from_line(&m).to_vec())
-        .collect();
-    if out.is_empty() {
-        eprintln!("no corpus at {}: using generated messages", dir.display());
-        let mut rng = Rng(7);
-        for i in 0..400 {
-            let mut m = format!("From: a{i}@example.com\r\nTo: b@example.org\r\nSubject: note {i}\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <{i}@example.com>\r\n\r\n").into_bytes();
-            for _ in 0..(20 + rng.next() % 200) {
-                for _ in 0..12 {
-                    m.extend_from_slice(
-                        WORDS[(rng.next() % WORDS.len() as u64) as usize].as_bytes(),
-                    );
-                    m.push(b' ');
-                }
-                m.extend_from_slice(b"\r\n");
-            }
-            out.push(m);
-        }
-    }
-    out
-}
-
-/// Events for one message, from the message pipeline (as the relay makes them).
-fn events(msg: &[u8]) -> Vec<Ev> {
-    let mut rec = Recorder(Vec::new());
-    let mut p = Pipeline::new(conbool::cli::scan::default_limits());
-    let msg = bytes::Bytes::from(normalize(msg));
-    let mut at = 0;
-    while at < msg.len() {
-        let end = (at + 64 * 1024).min(msg.len());
-        if p.feed(msg.slice(at..end), &mut rec).is_err() {
-            rec.0.clear();
-            naive_events(&msg, &mut rec);
-            return rec.0;
-        }
-        if p.window_complete() {
-            p.release(&EditPlan::default());
-        }
-        while p.poll_output().is_some() {}
-        at = end;
-    }
-    let _ = p.finish(&mut rec);
-    rec.0
-}
-
-fn normalize(msg: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(msg.len() + msg.len() / 32);
-    for (i, &b) in msg.iter().enumerate() {
-        match b {
-            b'\n' if i == 0 || msg[i - 1] != b'\r' => out.extend_from_slice(b"\r\n"),
-            b'\r' if msg.get(i + 1) != Some(&b'\n') => out.extend_from_slice(b"\r\n"),
-            b => out.push(b),
-        }
-    }
-    out
-}
-
-#[allow(dead_code)]
-fn naive_events(msg: &[u8], sink: &mut dyn ScanSink) {
-    let split = memchr::memmem::find(msg, b"\r\n\r\n")
-        .map(|i| (i, 4))
-        .into_iter()
-        .chain(memchr::memmem::find(msg, b"\n\n").map(|i| (i, 2)))
-        .min();
-    let (head, body) = match split {
-        Some((i, n)) => (&msg[..i], &msg[i + n..]),
-        None => (msg, &msg[msg.len()..]),
-    };
-    let mut fields: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    for line in head.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
-            if let Some((_, v)) = fields.last_mut() {
-                v.extend_from_slice(line);
-            }
-        } else if let Some(c) = memchr::memchr(b':', line) {
-            fields.push((line[..c].to_vec(), line[c + 1..].trim_ascii().to_vec()));
-        }
-    }
-    for (n, v) in &fields {
-        sink.event(ScanEvent::Header {
-            depth: 0,
-            name: n,
-            value: v,
-        });
-    }
-    sink.event(ScanEvent::HeaderEnd);
-    sink.event(ScanEvent::PartStart {
-        depth: 0,
-        content_type: b"text/plain",
-        filename: None,
-    });
-    for chunk in body.chunks(16 * 1024) {
-        sink.event(ScanEvent::Text(chunk));
-        sink.event(ScanEvent::RawBody(chunk));
-    }
-    for word in body.split(|b| b.is_ascii_whitespace() || b"\"'<>".contains(b)) {
-        if word.starts_with(b"http://") || word.starts_with(b"https://") {
-            sink.event(ScanEvent::Url(word));
-        }
-    }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-const WORDS: &[&str] = &[
-    "account",
-    "action",
-    "offer",
-    "free",
-    "money",
-    "click",
-    "here",
-    "now",
-    "limited",
-    "time",
-    "bank",
-    "transfer",
-    "credit",
-    "card",
-    "order",
-    "price",
-    "special",
-    "deal",
-    "save",
-    "today",
-    "winner",
-    "prize",
-    "claim",
-    "urgent",
-    "reply",
-    "dear",
-    "friend",
-    "business",
-    "proposal",
-    "investment",
-    "profit",
-    "guaranteed",
-    "risk",
-    "cash",
-    "bonus",
-    "secure",
-    "verify",
-    "update",
-    "password",
-    "login",
-    "customer",
-    "service",
-    "delivery",
-    "package",
-    "invoice",
-    "payment",
-    "subscription",
-    "newsletter",
-    "meeting",
-    "project",
-    "report",
-    "review",
-    "schedule",
-    "team",
-    "office",
-    "please",
-    "thanks",
-    "regards",
-    "information",
-    "details",
-    "contact",
-    "phone",
-    "address",
-    "website",
-    "online",
-    "internet",
-    "email",
-    "message",
-    "list",
-    "remove",
-    "unsubscribe",
-    "weight",
-    "loss",
-    "health",
-    "doctor",
-    "pharmacy",
-    "pills",
-    "medication",
-    "discount",
-    "lowest",
-    "mortgage",
-    "rate",
-    "loan",
-    "approved",
-    "debt",
-    "income",
-    "home",
-    "work",
-    "opportunity",
-];
-
-/// The default rules plus `phrases` phrase rules and `regexes` regex rules over the usual
-/// targets, generated from a word list.
-///
-/// Phrases and regexes draw their words from separate generators, so the combined set holds
-/// exactly the rules of the phrase-only and the regex-only sets.
-fn big_rules(phrases: usize, regexes: usize) -> String {
-    let mut rng = Rng(42);
-    let mut w = || WORDS[(rng.next() % WORDS.len() as u64) as usize];
-    let mut s = String::from(DEFAULT_RULES);
-    for i in 0..phrases {
-        let (target, header) = match i % 10 {
-            0..=6 => ("body", ""),
-            7 | 8 => ("header", "header = \"Subject\"\n"),
-            _ => ("raw", ""),
-        };
-        let phrase = format!("{} {} {}", w(), w(), w());
-        s.push_str(&format!(
-            "\n[[rule]]\nname = \"GEN_P{i}\"\ndescription = \"generated\"\nscore = 0.1\ntarget = \"{target}\"\n{header}phrases = [\"{phrase}\"]\nword_bounded = {}\n",
-            i % 2 == 0
-        ));
-    }
-    let mut rng = Rng(4242);
-    let mut w = || WORDS[(rng.next() % WORDS.len() as u64) as usize];
-    for i in 0..regexes {
-        let (target, header, re) = match i % 10 {
-            0..=3 => ("body", "", format!(r"(?i)\b{}\s+\d+\s+{}\b", w(), w())),
-            4 | 5 => (
-                "header",
-                "header = \"Subject\"\n",
-                format!(r"(?i)^{}.*{}$", w(), w()),
-            ),
-            6 => ("any_header", "", format!(r"(?i)^x-{}-{}:", w(), w())),
-            7 | 8 => ("raw", "", format!(r"(?i){}=[0-9a-f]{{8}}", w())),
-            _ => ("url_host", "", format!(r"(?i)^(www\.)?{}{}\d*\.", w(), w())),
-        };
-        s.push_str(&format!(
-            "\n[[rule]]\nname = \"GEN_R{i}\"\ndescription = \"generated\"\nscore = 0.1\ntarget = \"{target}\"\n{header}regex = '{re}'\n"
-        ));
-    }
-    s
-}
+#[path = "common/rule_sets.rs"]
+mod rule_sets;
+use rule_sets::{events, messages, sets};
 
 fn bench(c: &mut Criterion) {
     let msgs = messages();
     let bytes: u64 = msgs.iter().map(|m| m.len() as u64).sum();
     let evs: Vec<Vec<Ev>> = msgs.iter().map(|m| events(m)).collect();
-    let default = CompiledRules::builtin(5.0);
-    let big = Arc::new(
-        CompiledRules::compile(
-            &[RuleSource {
-                origin: "generated".into(),
-                text: big_rules(1000, 100),
-            }],
-            5.0,
-        )
-        .expect("generated rules compile"),
-    );
+    let sets = sets();
     eprintln!(
         "{} messages, {} bytes; default {} rules, big {} rules",
         msgs.len(),
         bytes,
-        default.len(),
-        big.len()
+        sets[0].1.len(),
+        sets[3].1.len()
     );
     let mut counts = [0usize; 6];
     let mut sizes = [0usize; 6];
@@ -325,35 +59,10 @@ fn bench(c: &mut Criterion) {
         counts[5],
         sizes[5]
     );
-    let phrases_only = Arc::new(
-        CompiledRules::compile(
-            &[RuleSource {
-                origin: "generated".into(),
-                text: big_rules(1000, 0),
-            }],
-            5.0,
-        )
-        .expect("generated rules compile"),
-    );
-    let regexes_only = Arc::new(
-        CompiledRules::compile(
-            &[RuleSource {
-                origin: "generated".into(),
-                text: big_rules(0, 100),
-            }],
-            5.0,
-        )
-        .expect("generated rules compile"),
-    );
     let mut g = c.benchmark_group("rules");
     g.throughput(Throughput::Bytes(bytes));
-    for (name, rules) in [
-        ("default", &default),
-        ("default+1000phrases", &phrases_only),
-        ("default+100regexes", &regexes_only),
-        ("default+1000phrases+100regexes", &big),
-    ] {
-        g.bench_function(name, |b| {
+    for (name, rules) in &sets {
+        g.bench_function(*name, |b| {
             b.iter(|| {
                 let mut spam = 0;
                 for (ev, m) in evs.iter().zip(&msgs) {
