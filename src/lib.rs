@@ -18,6 +18,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod logging;
+pub mod mbox;
 pub mod message;
 pub mod metrics;
 pub mod reactor;

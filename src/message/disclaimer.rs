@@ -1120,7 +1120,7 @@ mod tests {
             let Ok(raw) = std::fs::read(path) else {
                 continue;
             };
-            let msg = crate::cli::replay::corpus::strip_from_line(&raw);
+            let msg = crate::mbox::strip_from_line(&raw);
             if msg.is_empty() || msg.len() > 2_000_000 {
                 continue;
             }

@@ -853,7 +853,7 @@ mod tests {
             .filter_map(|p| {
                 let bytes = std::fs::read(&p).ok()?;
                 let name = p.strip_prefix(dir).unwrap_or(&p).display().to_string();
-                let msg = crate::cli::replay::corpus::strip_from_line(&bytes).to_vec();
+                let msg = crate::mbox::strip_from_line(&bytes).to_vec();
                 Some((name, msg))
             })
             .collect()

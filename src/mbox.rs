@@ -1,0 +1,47 @@
+//! Mbox framing of stored messages: the corpus, `conbool scan` and `conbool train` read files
+//! that may start with an mbox `From ` line, which is not part of the message. The message
+//! pipeline never sees one (mbox lines are the caller's concern, not the parser's), so the helper
+//! lives here, outside
+//! the protocol and message cores.
+
+/// Drops a leading mbox `From ` line (through its LF), if any.
+pub fn strip_from_line(raw: &[u8]) -> &[u8] {
+    if !raw.starts_with(b"From ") {
+        return raw;
+    }
+    match memchr::memchr(b'\n', raw) {
+        Some(i) => &raw[i + 1..],
+        None => &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_line_is_stripped() {
+        const ROWS: &[(&str, &[u8], &[u8])] = &[
+            (
+                "mbox_line",
+                b"From a@b Mon Jan  1 00:00:00 2024\nSubject: x\n\nbody\n",
+                b"Subject: x\n\nbody\n",
+            ),
+            (
+                "mbox_line_crlf",
+                b"From a@b Mon\r\nSubject: x\r\n",
+                b"Subject: x\r\n",
+            ),
+            (
+                "no_mbox_line",
+                b"From: a@b\r\n\r\nx\r\n",
+                b"From: a@b\r\n\r\nx\r\n",
+            ),
+            ("only_the_line", b"From a@b", b""),
+            ("empty", b"", b""),
+        ];
+        for (name, input, want) in ROWS {
+            assert_eq!(strip_from_line(input), *want, "{name}");
+        }
+    }
+}
