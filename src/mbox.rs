@@ -1,8 +1,7 @@
 //! Mbox framing of stored messages: the corpus, `conbool scan` and `conbool train` read files
 //! that may start with an mbox `From ` line, which is not part of the message. The message
 //! pipeline never sees one (mbox lines are the caller's concern, not the parser's), so the helper
-//! lives here, outside
-//! the protocol and message cores.
+//! lives here, outside the protocol and message cores.
 
 /// Drops a leading mbox `From ` line (through its LF), if any.
 pub fn strip_from_line(raw: &[u8]) -> &[u8] {
