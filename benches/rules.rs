@@ -13,6 +13,11 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use conbool::rules::Scan;
 
+/// The relay's allocator (`src/main.rs`), so that per-message allocations cost what they cost
+/// there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "common/events.rs"]
 mod events;
 use events::{replay, Ev};

@@ -19,6 +19,10 @@ use std::sync::Arc;
 
 use conbool::rules::{CompiledRules, Scan};
 
+/// The relay's allocator, so that per-message allocations cost what they cost there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../benches/common/events.rs"]
 #[allow(dead_code)]
 mod events;
