@@ -100,8 +100,14 @@ impl HtmlText {
                 State::Text => match find_markup(&input[i..]) {
                     Some(k) => {
                         if k > 0 {
-                            // Tags next to each other are common: skip the call.
-                            self.push_text(out, &input[i..i + k]);
+                            // Tags next to each other are common, and so is only whitespace
+                            // between them (line ends, indentation): skip the call for both.
+                            let seg = &input[i..i + k];
+                            if seg.iter().all(|&c| is_space(c)) {
+                                self.space(out);
+                            } else {
+                                self.push_text(out, seg);
+                            }
                         }
                         i += k + 1;
                         if input[i - 1] == b'<' {
@@ -110,8 +116,13 @@ impl HtmlText {
                                 None => self.state = State::TagOpen,
                             }
                         } else {
-                            self.entity_len = 0;
-                            self.state = State::Entity;
+                            match self.whole_entity(input, i, out) {
+                                Some(next) => i = next,
+                                None => {
+                                    self.entity_len = 0;
+                                    self.state = State::Entity;
+                                }
+                            }
                         }
                     }
                     None => {
@@ -325,6 +336,32 @@ impl HtmlText {
         }
         self.end_tag(out);
         Some(start + j + 1)
+    }
+
+    /// An entity that is decided within `input` (from `start`, just after its `&`): the same
+    /// steps as [`State::Entity`] in [`HtmlText::byte`], in one go. `None`, with nothing done,
+    /// when `input` ends first.
+    fn whole_entity(&mut self, input: &[u8], start: usize, out: &mut Vec<u8>) -> Option<usize> {
+        let s = input.get(start..)?;
+        let mut n = 0;
+        loop {
+            let c = *s.get(n)?;
+            if c == b';' {
+                self.entity[..n].copy_from_slice(&s[..n]);
+                self.entity_len = n;
+                self.end_entity(out);
+                return Some(start + n + 1);
+            }
+            if (c.is_ascii_alphanumeric() || (c == b'#' && n == 0)) && n < MAX_ENTITY {
+                n += 1;
+                continue;
+            }
+            // Not an entity: written as it was, `c` is looked at again as text.
+            self.entity[..n].copy_from_slice(&s[..n]);
+            self.entity_len = n;
+            self.literal_entity(out);
+            return Some(start + n);
+        }
     }
 
     /// Ends the document: a dangling entity is written as it was.
