@@ -278,16 +278,26 @@ fn qp_text(src: &[u8], dst: &mut [u8]) -> (usize, usize, bool) {
         // Two words at a time, then one: copy everything before the first `=`. All the bytes
         // are stored (output never runs ahead of input, so they fit); only those before the
         // `=` are kept.
+        let mut found = false;
         while let (Some(word), Some(d)) = (src.get(r..r + 16), dst.get_mut(w..w + 16)) {
             d.copy_from_slice(word);
             let (lo, hi) = (eq_bytes(&word[..8]), eq_bytes(&word[8..]));
             if lo | hi != 0 {
+                // The lowest flagged byte is a true `=` (false positives only sit above one).
+                let k = if lo != 0 {
+                    lo.trailing_zeros() / 8
+                } else {
+                    8 + hi.trailing_zeros() / 8
+                } as usize;
+                r += k;
+                w += k;
+                found = true;
                 break;
             }
             r += 16;
             w += 16;
         }
-        while let (Some(word), Some(d)) = (src.get(r..r + 8), dst.get_mut(w..w + 8)) {
+        while let (false, Some(word), Some(d)) = (found, src.get(r..r + 8), dst.get_mut(w..w + 8)) {
             d.copy_from_slice(word);
             let eq = eq_bytes(word);
             if eq != 0 {
