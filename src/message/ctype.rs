@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use memchr::memchr;
+use memchr::{memchr, memchr2};
 
 use super::decode::{decode_rfc2047, decode_rfc2231, trim_ws, Charset};
 
@@ -291,14 +291,33 @@ impl Params {
             let mut value = Vec::new();
             if s.get(i) == Some(&b'"') {
                 i += 1;
-                while i < s.len() && s[i] != b'"' {
-                    if s[i] == b'\\' && i + 1 < s.len() {
-                        i += 1;
+                // Up to the closing quote, a quoted pair at a time.
+                let mut keep = |b: &[u8]| {
+                    let room = MAX_PARAM_VALUE.saturating_sub(value.len());
+                    value.extend_from_slice(&b[..b.len().min(room)]);
+                };
+                while let Some(rest) = s.get(i..).filter(|r| !r.is_empty()) {
+                    let Some(k) = memchr2(b'"', b'\\', rest) else {
+                        keep(rest);
+                        i = s.len();
+                        break;
+                    };
+                    keep(&rest[..k]);
+                    i += k;
+                    if s[i] == b'"' {
+                        break;
                     }
-                    if value.len() < MAX_PARAM_VALUE {
-                        value.push(s[i]);
+                    // A backslash: the next byte is taken as it is (a last one stands for itself).
+                    match s.get(i + 1) {
+                        Some(&b) => {
+                            keep(&[b]);
+                            i += 2;
+                        }
+                        None => {
+                            keep(b"\\");
+                            i += 1;
+                        }
                     }
-                    i += 1;
                 }
                 i += 1;
                 while i < s.len() && s[i] != b';' {
@@ -479,6 +498,48 @@ mod tests {
                 "row {name}"
             );
             assert_eq!(p.charset, *charset, "row {name}");
+        }
+    }
+
+    /// Quoted values against the byte-at-a-time rule (a backslash takes the next byte as it
+    /// is, a last one stands for itself), with escapes, unclosed quotes and the length cap.
+    #[test]
+    fn quoted_values_match_byte_rule() {
+        fn by_byte(s: &[u8]) -> Vec<u8> {
+            let mut value = Vec::new();
+            let mut i = 0;
+            while i < s.len() && s[i] != b'"' {
+                if s[i] == b'\\' && i + 1 < s.len() {
+                    i += 1;
+                }
+                if value.len() < MAX_PARAM_VALUE {
+                    value.push(s[i]);
+                }
+                i += 1;
+            }
+            value
+        }
+        let long = "x".repeat(MAX_PARAM_VALUE + 10);
+        let rows: &[&str] = &[
+            "",
+            "plain",
+            "a\\\"b",
+            "a\\\\b",
+            "a\\",
+            "a\\xb\\",
+            "ends\"; q=1",
+            "\\\"\\\"",
+            &long,
+        ];
+        for row in rows {
+            let field = format!("x=\"{row}");
+            let got = Params::parse(field.as_bytes());
+            let want = by_byte(row.as_bytes());
+            assert_eq!(
+                got.list.first().map(|p| p.value.clone()),
+                Some(want),
+                "{row:?}"
+            );
         }
     }
 

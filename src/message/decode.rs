@@ -158,11 +158,21 @@ impl QpDecoder {
 
     /// Decodes `input`, appending to `out`; a `=` sequence split across calls is carried.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        // One zero-fill per call: the output is at most the input plus what a pending `=`
+        // sequence holds back (`=`, its whitespace, a hex digit or CR). Growing `out` again at
+        // each `=` the fast path leaves to the state machine would fill the rest of the piece
+        // over and over.
+        let base = out.len();
+        out.resize(base + input.len() + 2 + self.ws.len(), 0);
+        let buf = &mut out[base..];
+        let mut w = 0;
         let mut i = 0;
         while i < input.len() {
             if self.state == QpState::Text {
-                let (used, at_eq) = qp_text(&input[i..], out);
+                let (used, wrote, at_eq) =
+                    qp_text(&input[i..], buf.get_mut(w..).unwrap_or(&mut []));
                 i += used;
+                w += wrote;
                 if at_eq {
                     // An `=` that is not followed here by two hex digits: the state machine.
                     i += 1;
@@ -190,17 +200,17 @@ impl QpDecoder {
                         i += 1;
                     } else {
                         // Not an escape: the `=` stands for itself, `c` is looked at again.
-                        out.push(b'=');
+                        put(buf, &mut w, b"=");
                         self.state = QpState::Text;
                     }
                 }
                 QpState::EqHex(h) => {
                     match (hex_value(h), hex_value(c)) {
                         (Some(hi), Some(lo)) => {
-                            out.push(hi << 4 | lo);
+                            put(buf, &mut w, &[hi << 4 | lo]);
                             i += 1;
                         }
-                        _ => out.extend_from_slice(&[b'=', h]),
+                        _ => put(buf, &mut w, &[b'=', h]),
                     }
                     self.state = QpState::Text;
                 }
@@ -215,8 +225,8 @@ impl QpDecoder {
                         self.state = QpState::EqCr;
                         i += 1;
                     } else {
-                        out.push(b'=');
-                        out.extend_from_slice(&self.ws);
+                        put(buf, &mut w, b"=");
+                        put(buf, &mut w, &self.ws);
                         self.state = QpState::Text;
                     }
                 }
@@ -225,9 +235,9 @@ impl QpDecoder {
                         i += 1;
                     } else {
                         // `=` then a bare CR: keep what was written.
-                        out.push(b'=');
-                        out.extend_from_slice(&self.ws);
-                        out.push(b'\r');
+                        put(buf, &mut w, b"=");
+                        put(buf, &mut w, &self.ws);
+                        put(buf, &mut w, b"\r");
                     }
                     self.state = QpState::Text;
                 }
@@ -236,6 +246,7 @@ impl QpDecoder {
                 self.ws.clear();
             }
         }
+        out.truncate(base + w);
     }
 
     /// Ends the stream: a dangling `=` sequence is written as it was.
@@ -257,29 +268,36 @@ impl QpDecoder {
     }
 }
 
-/// Copies QP text to `out`, decoding `=XX` escapes on the way, up to the end or to an `=` that
-/// is not followed by two hex digits here. Returns the bytes used and whether it stopped at such
-/// an `=` (not consumed).
-fn qp_text(src: &[u8], out: &mut Vec<u8>) -> (usize, bool) {
-    // Decoding only shrinks: the output fits in `src.len()` bytes.
-    let base = out.len();
-    out.resize(base + src.len(), 0);
-    let dst = &mut out[base..];
+/// Copies QP text to `dst` (at least `src.len()` bytes: decoding only shrinks), decoding `=XX`
+/// escapes on the way, up to the end or to an `=` that is not followed by two hex digits here.
+/// Returns the bytes used, the bytes written and whether it stopped at such an `=` (not
+/// consumed).
+fn qp_text(src: &[u8], dst: &mut [u8]) -> (usize, usize, bool) {
     let (mut r, mut w) = (0, 0);
     let at_eq = loop {
         // Two words at a time, then one: copy everything before the first `=`. All the bytes
         // are stored (output never runs ahead of input, so they fit); only those before the
         // `=` are kept.
+        let mut found = false;
         while let (Some(word), Some(d)) = (src.get(r..r + 16), dst.get_mut(w..w + 16)) {
             d.copy_from_slice(word);
             let (lo, hi) = (eq_bytes(&word[..8]), eq_bytes(&word[8..]));
             if lo | hi != 0 {
+                // The lowest flagged byte is a true `=` (false positives only sit above one).
+                let k = if lo != 0 {
+                    lo.trailing_zeros() / 8
+                } else {
+                    8 + hi.trailing_zeros() / 8
+                } as usize;
+                r += k;
+                w += k;
+                found = true;
                 break;
             }
             r += 16;
             w += 16;
         }
-        while let (Some(word), Some(d)) = (src.get(r..r + 8), dst.get_mut(w..w + 8)) {
+        while let (false, Some(word), Some(d)) = (found, src.get(r..r + 8), dst.get_mut(w..w + 8)) {
             d.copy_from_slice(word);
             let eq = eq_bytes(word);
             if eq != 0 {
@@ -319,8 +337,15 @@ fn qp_text(src: &[u8], out: &mut Vec<u8>) -> (usize, bool) {
             }
         }
     };
-    out.truncate(base + w);
-    (r, at_eq)
+    (r, w, at_eq)
+}
+
+/// Writes `bytes` at `buf[*w..]` and moves `w` past them (sized by the caller; never panics).
+fn put(buf: &mut [u8], w: &mut usize, bytes: &[u8]) {
+    if let Some(d) = buf.get_mut(*w..*w + bytes.len()) {
+        d.copy_from_slice(bytes);
+    }
+    *w += bytes.len();
 }
 
 /// The high bit of each byte of `word` (eight bytes) that may be `=`: the lowest flagged byte
@@ -751,6 +776,50 @@ mod tests {
             }
             d.finish(&mut out);
             assert_eq!(out, *want, "row {name} byte by byte");
+        }
+    }
+
+    /// Feeds `input` in pieces cut at `cuts` (ascending), onto an `out` that already holds
+    /// bytes (the decoder appends).
+    fn qp_split(input: &[u8], cuts: &[usize]) -> Vec<u8> {
+        let mut d = QpDecoder::new();
+        let mut out = b"prefix".to_vec();
+        let mut from = 0;
+        for &c in cuts.iter().chain(std::iter::once(&input.len())) {
+            d.feed(&input[from..c], &mut out);
+            from = c;
+        }
+        d.finish(&mut out);
+        out.split_off(6)
+    }
+
+    #[test]
+    fn qp_matches_naive_on_pseudo_random_input() {
+        // Dense in `=`, whitespace and line ends, so that the state machine runs often and
+        // pending sequences (long whitespace runs too) straddle the cuts.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for round in 0..400 {
+            let mut input = Vec::new();
+            let len = 1 + round % 90;
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let pick = b"=== \t\t\r\n4aFzZ0x";
+                let b = pick[(x % pick.len() as u64) as usize];
+                if b == b'\t' && x & 0x100 != 0 {
+                    input.extend(std::iter::repeat_n(b' ', 70));
+                }
+                input.push(b);
+            }
+            let want = super::super::naive::naive_qp(&input);
+            assert_eq!(qp(&input), want, "round {round}");
+            assert_eq!(qp_split(&input, &[]), want, "round {round} whole");
+            let every: Vec<usize> = (1..input.len()).collect();
+            assert_eq!(qp_split(&input, &every), want, "round {round} byte by byte");
+            for cut in 0..=input.len() {
+                assert_eq!(qp_split(&input, &[cut]), want, "round {round} cut {cut}");
+            }
         }
     }
 

@@ -115,17 +115,33 @@ const NAME_CHAR: [bool; 256] = {
 /// paying for a `memchr` call (whose set-up costs more than a short line).
 pub(crate) fn find_lf(s: &[u8]) -> Option<usize> {
     const INLINE: usize = 128;
-    let mut i = 0;
-    while let Some(word) = s.get(i..i + 8) {
-        if i >= INLINE {
-            return memchr::memchr(b'\n', &s[i..]).map(|k| i + k);
-        }
+    let lf = |word: &[u8]| {
         let mut a = [0u8; 8];
         a.copy_from_slice(word);
         let x = u64::from_le_bytes(a) ^ 0x0A0A_0A0A_0A0A_0A0A;
-        let zero = x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080;
-        if zero != 0 {
+        x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080
+    };
+    let mut i = 0;
+    // Two words per round, one test for both.
+    while let Some(pair) = s.get(i..i + 16) {
+        if i >= INLINE {
+            return memchr::memchr(b'\n', &s[i..]).map(|k| i + k);
+        }
+        let (lo, hi) = (lf(&pair[..8]), lf(&pair[8..]));
+        if lo | hi != 0 {
             // The lowest flagged byte is a true LF (false positives only sit above one).
+            let k = if lo != 0 {
+                lo.trailing_zeros() / 8
+            } else {
+                8 + hi.trailing_zeros() / 8
+            };
+            return Some(i + k as usize);
+        }
+        i += 16;
+    }
+    if let Some(word) = s.get(i..i + 8) {
+        let zero = lf(word);
+        if zero != 0 {
             return Some(i + (zero.trailing_zeros() / 8) as usize);
         }
         i += 8;
@@ -373,6 +389,15 @@ mod tests {
                     memchr::memchr(b'\n', s),
                     "LF at {at}, from {start}"
                 );
+                // Every length around the LF: the pair, word and byte steps at the end.
+                for end in at.saturating_sub(17)..(at + 18).min(buf.len()) {
+                    let s = &buf[start.min(end)..end];
+                    assert_eq!(
+                        find_lf(s),
+                        memchr::memchr(b'\n', s),
+                        "LF at {at}, from {start} to {end}"
+                    );
+                }
             }
             buf[at] = 0x8A; // LF with the high bit set is not an LF
             assert_eq!(find_lf(&buf), None, "0x8A at {at}");

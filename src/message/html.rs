@@ -100,8 +100,14 @@ impl HtmlText {
                 State::Text => match find_markup(&input[i..]) {
                     Some(k) => {
                         if k > 0 {
-                            // Tags next to each other are common: skip the call.
-                            self.push_text(out, &input[i..i + k]);
+                            // Tags next to each other are common, and so is only whitespace
+                            // between them (line ends, indentation): skip the call for both.
+                            let seg = &input[i..i + k];
+                            if seg.iter().all(|&c| is_space(c)) {
+                                self.space(out);
+                            } else {
+                                self.push_text(out, seg);
+                            }
                         }
                         i += k + 1;
                         if input[i - 1] == b'<' {
@@ -110,8 +116,13 @@ impl HtmlText {
                                 None => self.state = State::TagOpen,
                             }
                         } else {
-                            self.entity_len = 0;
-                            self.state = State::Entity;
+                            match self.whole_entity(input, i, out) {
+                                Some(next) => i = next,
+                                None => {
+                                    self.entity_len = 0;
+                                    self.state = State::Entity;
+                                }
+                            }
                         }
                     }
                     None => {
@@ -264,30 +275,16 @@ impl HtmlText {
         let name_end = j;
         let mut hrefs: [(usize, usize); MAX_HREFS] = [(0, 0); MAX_HREFS];
         let mut n_hrefs = 0;
-        // After the name: between attributes.
+        // After the name: attributes. Outside values only `=` (a value follows) and `>` (the
+        // end) matter; the attribute a value belongs to is the last name before its `=`, which
+        // is all the byte machine keeps of the valueless names and separators before it.
         loop {
-            let c = *s.get(j)?;
-            if c == b'>' {
+            let seg = j;
+            j = find_eq_gt(s, j)?;
+            if s[j] == b'>' {
                 break;
             }
-            if is_space(c) || c == b'/' {
-                j += 1;
-                continue;
-            }
-            // An attribute name.
-            let attr_start = j;
-            while CLASS[usize::from(*s.get(j)?)] & ENDS_ATTR == 0 {
-                j += 1;
-            }
-            let attr = &s[attr_start..j];
-            let is_href = attr.len() == 4 && attr.eq_ignore_ascii_case(b"href");
-            while is_space(*s.get(j)?) {
-                j += 1;
-            }
-            if s[j] != b'=' {
-                // No value: '>' ends the tag, '/' or another name goes on.
-                continue;
-            }
+            let is_href = last_attr_is_href(&s[seg..j]);
             j += 1;
             while is_space(*s.get(j)?) {
                 j += 1;
@@ -295,9 +292,9 @@ impl HtmlText {
             let (v_start, v_end) = match s[j] {
                 b'>' => break,
                 q @ (b'"' | b'\'') => {
-                    let k = memchr(q, s.get(j + 1..)?)?;
-                    let v = (j + 1, j + 1 + k);
-                    j += k + 2;
+                    let k = find_byte(s, j + 1, q)?;
+                    let v = (j + 1, k);
+                    j = k + 1;
                     v
                 }
                 _ => {
@@ -320,9 +317,16 @@ impl HtmlText {
         // The whole tag is here: now do what the byte machine would have done.
         self.closing = closing;
         let name = &s[name_start..name_end];
-        for (d, &c) in self.name.iter_mut().zip(name) {
-            *d = c.to_ascii_lowercase();
+        // Sixteen bytes at once when there are (only the first `name_len` count).
+        match s.get(name_start..name_start + MAX_NAME) {
+            Some(sixteen) => self.name.copy_from_slice(sixteen),
+            None => {
+                for (d, &c) in self.name.iter_mut().zip(name) {
+                    *d = c;
+                }
+            }
         }
+        self.name.make_ascii_lowercase();
         self.name_len = name.len().min(MAX_NAME);
         for &(a, b) in &hrefs[..n_hrefs] {
             self.capture = true;
@@ -332,6 +336,32 @@ impl HtmlText {
         }
         self.end_tag(out);
         Some(start + j + 1)
+    }
+
+    /// An entity that is decided within `input` (from `start`, just after its `&`): the same
+    /// steps as [`State::Entity`] in [`HtmlText::byte`], in one go. `None`, with nothing done,
+    /// when `input` ends first.
+    fn whole_entity(&mut self, input: &[u8], start: usize, out: &mut Vec<u8>) -> Option<usize> {
+        let s = input.get(start..)?;
+        let mut n = 0;
+        loop {
+            let c = *s.get(n)?;
+            if c == b';' {
+                self.entity[..n].copy_from_slice(&s[..n]);
+                self.entity_len = n;
+                self.end_entity(out);
+                return Some(start + n + 1);
+            }
+            if (c.is_ascii_alphanumeric() || (c == b'#' && n == 0)) && n < MAX_ENTITY {
+                n += 1;
+                continue;
+            }
+            // Not an entity: written as it was, `c` is looked at again as text.
+            self.entity[..n].copy_from_slice(&s[..n]);
+            self.entity_len = n;
+            self.literal_entity(out);
+            return Some(start + n);
+        }
     }
 
     /// Ends the document: a dangling entity is written as it was.
@@ -636,6 +666,75 @@ fn find_amp(s: &[u8]) -> Option<usize> {
         from = at + 1;
     }
     None
+}
+
+/// Whether the last attribute name in `seg` (the bytes between a tag's name or last value
+/// and an `=`, so without `=` or `>`) is `href`, as the byte machine would have collected it:
+/// trailing whitespace skipped, then the run back to whitespace, `/` or the start.
+fn last_attr_is_href(seg: &[u8]) -> bool {
+    let mut end = seg.len();
+    while end > 0 && is_space(seg[end - 1]) {
+        end -= 1;
+    }
+    let Some(start) = end.checked_sub(4) else {
+        return false;
+    };
+    seg[start..end].eq_ignore_ascii_case(b"href")
+        && (start == 0 || CLASS[usize::from(seg[start - 1])] & ENDS_ATTR != 0)
+}
+
+/// The high bit of each byte of `x` that may equal `b`: the lowest flagged byte is a true one
+/// (false positives only sit above one); zero when there is none.
+fn eq_bytes(x: u64, b: u8) -> u64 {
+    let v = x ^ (u64::from(b) * 0x0101_0101_0101_0101);
+    v.wrapping_sub(0x0101_0101_0101_0101) & !v & 0x8080_8080_8080_8080
+}
+
+/// Loads eight bytes little-endian.
+fn load8(w: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(w);
+    u64::from_le_bytes(a)
+}
+
+/// Where the first `=` or `>` in `s[from..]` is, as an index into `s`. The stretches between
+/// attributes are short: a word at a time, then `memchr2` for long ones.
+fn find_eq_gt(s: &[u8], from: usize) -> Option<usize> {
+    const INLINE: usize = 32;
+    let mut i = from;
+    while let Some(word) = s.get(i..i + 8) {
+        if i - from >= INLINE {
+            return memchr2(b'=', b'>', &s[i..]).map(|k| i + k);
+        }
+        let x = load8(word);
+        let hit = eq_bytes(x, b'=') | eq_bytes(x, b'>');
+        if hit != 0 {
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s.get(i..)?
+        .iter()
+        .position(|&b| b == b'=' || b == b'>')
+        .map(|k| i + k)
+}
+
+/// Where the first `b` in `s[from..]` is, as an index into `s`: a word at a time for short
+/// attribute values, then `memchr` for long ones.
+fn find_byte(s: &[u8], from: usize, b: u8) -> Option<usize> {
+    const INLINE: usize = 32;
+    let mut i = from;
+    while let Some(word) = s.get(i..i + 8) {
+        if i - from >= INLINE {
+            return memchr(b, &s[i..]).map(|k| i + k);
+        }
+        let hit = eq_bytes(load8(word), b);
+        if hit != 0 {
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s.get(i..)?.iter().position(|&c| c == b).map(|k| i + k)
 }
 
 /// Where the first `<` or `&` in `s` is. Text between tags is mostly short, so look a word at a
@@ -1030,6 +1129,69 @@ mod tests {
         ),
         ("closing_tag_spaces", "a</ p >b</>c", "a b c", &[]),
     ];
+
+    /// Tags with every attribute shape (valueless names, `/`, spaces around `=`, quoted and
+    /// unquoted values holding `>`, `=` and quotes, `href` in any case or cut into longer
+    /// names), read whole by the tag fast path and byte by byte by the byte machine.
+    #[test]
+    fn whole_tags_match_byte_machine() {
+        let pieces: &[&[u8]] = &[
+            b"<a",
+            b"<td",
+            b"</p",
+            b"<IMG",
+            b" ",
+            b"  ",
+            b"\t",
+            b"\r\n",
+            b"/",
+            b"=",
+            b" = ",
+            b">",
+            b"href",
+            b"HREF",
+            b"xhref",
+            b"href2",
+            b"style",
+            b"a",
+            b"\"",
+            b"'",
+            b"\"u>v\"",
+            b"'x=y'",
+            b"http://h.example/?a=1&amp;b",
+            b"text ",
+            b"&amp;",
+            b"<br>",
+            b"</a>",
+            b"<!-- c -->",
+            b"<b>",
+            b"x",
+        ];
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for round in 0..600 {
+            let mut input = Vec::new();
+            for _ in 0..(1 + round % 40) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                input.extend_from_slice(pieces[(x % pieces.len() as u64) as usize]);
+            }
+            let whole = reduce_chunks(&[&input]);
+            let bytes: Vec<&[u8]> = input.chunks(1).collect();
+            assert_eq!(
+                reduce_chunks(&bytes),
+                whole,
+                "round {round} byte by byte: {:?}",
+                String::from_utf8_lossy(&input)
+            );
+            let cut = (x >> 32) as usize % (input.len() + 1);
+            assert_eq!(
+                reduce_chunks(&[&input[..cut], &input[cut..]]),
+                whole,
+                "round {round} cut {cut}"
+            );
+        }
+    }
 
     #[test]
     fn rows_at_every_split() {

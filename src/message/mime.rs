@@ -1000,7 +1000,8 @@ fn emit_text(
     if decoded.is_empty() {
         return;
     }
-    let utf8: &[u8] = if charset.converts() {
+    // All-ASCII text reads the same in every charset we convert: no copy.
+    let utf8: &[u8] = if charset.converts() && !decoded.is_ascii() {
         conv.clear();
         charset.to_utf8(decoded, conv);
         conv
