@@ -24,6 +24,11 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 #[path = "common/corpus.rs"]
 mod corpus;
 
+/// The relay's allocator (`src/main.rs`), so that per-message allocations cost what they cost
+/// there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use conbool::message::{EditPlan, Footer, MessageLimits, Pipeline, ScanEvent, ScanSink};
 
 fn limits() -> MessageLimits {

@@ -20,6 +20,11 @@ use conbool::smtp::data::DataDecoder;
 use conbool::smtp::encode::DataEncoder;
 use conbool::smtp::outbound::Outbound;
 
+/// The relay's allocator (`src/main.rs`), so that per-message allocations cost what they cost
+/// there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The labelled corpus as a client would send it after `354`: CRLF, dot-stuffed, terminated.
 fn stuffed_corpus() -> Vec<Vec<u8>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");

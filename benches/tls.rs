@@ -30,6 +30,11 @@ use rustls::{
     SupportedProtocolVersion,
 };
 
+/// The relay's allocator (`src/main.rs`), so that per-message allocations cost what they cost
+/// there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const NAME: &str = "mail.conbool.com";
 const RECORD_WRITE: usize = 64 * 1024;
 const RSA_PKCS1_KEY: &str = include_str!("../src/tls/testdata/rsa-pkcs1-key.pem");

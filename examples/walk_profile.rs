@@ -19,6 +19,11 @@ use std::hash::{Hash, Hasher};
 #[path = "../benches/common/corpus.rs"]
 mod corpus;
 
+/// The relay's allocator (`src/main.rs`), so that per-message allocations cost what they cost
+/// there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use conbool::message::{MessageLimits, Pipeline, ScanEvent, ScanSink};
 
 /// Counts text bytes, or hashes every event when `digest` is on.
