@@ -12,7 +12,7 @@
 //!
 //! The ratio of the two totals is what the classifier adds. With `digest` as its argument it
 //! prints a hash of every message's classifier features instead (as `conbool train` takes
-//! them): a speed-up that must not change the features must not change it.
+//! them, rule hits included): a speed-up that must not change the features must not change it.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use conbool::cli::scan::{default_limits, load_model, scan_message};
-use conbool::cli::train::{features_of, read_labels, read_messages};
+use conbool::cli::train::{features_with_rules, read_labels, read_messages, training_rules};
 use conbool::rules::{CompiledRules, RuleSource, DEFAULT_RULES};
 
 /// Scans every message; how many were flagged.
@@ -44,8 +44,9 @@ fn main() {
     if arg == "digest" {
         let mut all = DefaultHasher::new();
         let mut n = 0usize;
+        let rules = training_rules().expect("rules");
         for m in &messages {
-            let f = features_of(default_limits(), m);
+            let f = features_with_rules(&rules, default_limits(), m);
             n += f.len();
             f.hash(&mut all);
         }

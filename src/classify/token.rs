@@ -226,9 +226,10 @@ pub struct Features {
     /// How many of `list` came from URLs.
     urls: usize,
     model: Option<Arc<Model>>,
-    /// The last probability worked out and the length of `list` then: features are only
-    /// added, so the same length is the same set (the verdict is asked for more than once).
-    memo: Cell<Option<(usize, f64)>>,
+    /// The last probability worked out, with the length of `list` then and a fingerprint of
+    /// the extra features: features are only added, so the same length is the same set (the
+    /// verdict is asked for more than once).
+    memo: Cell<Option<((usize, u64), f64)>>,
 }
 
 impl Features {
@@ -251,16 +252,31 @@ impl Features {
 
     /// The model's probability that the message is spam (0.5 without a model).
     pub fn probability(&self) -> f64 {
+        self.probability_with(&[])
+    }
+
+    /// The model's probability with `extra` features besides these (the rules' hits, see
+    /// [`rule_feature`]; 0.5 without a model).
+    pub fn probability_with(&self, extra: &[u32]) -> f64 {
         let Some(m) = &self.model else {
             return 0.5;
         };
-        if let Some((n, p)) = self.memo.get() {
-            if n == self.list.len() {
+        let key = (
+            self.list.len(),
+            extra.iter().fold(extra.len() as u64, |h, &f| {
+                (h ^ u64::from(f)).wrapping_mul(K_MUL)
+            }),
+        );
+        if let Some((k, p)) = self.memo.get() {
+            if k == key {
                 return p;
             }
         }
-        let p = m.probability(&self.list);
-        self.memo.set(Some((self.list.len(), p)));
+        let p = m.probability_of_sum(
+            m.sum(&self.list) + m.sum(extra),
+            self.list.len() + extra.len(),
+        );
+        self.memo.set(Some((key, p)));
         p
     }
 
@@ -292,6 +308,13 @@ impl Features {
             self.urls += 1;
         }
     }
+}
+
+/// The feature of a rule hit: the rule engine hands the names of the rules a message hits to
+/// the classifier with its own features ([`Features::probability_with`]), so the model learns
+/// a weight per rule (as SpamAssassin's perceptron learns rule scores).
+pub fn rule_feature(name: &str) -> u32 {
+    fold(hash_bytes(SEED_RULE, name.as_bytes())).max(1)
 }
 
 /// Puts `h` (non-zero) into an open-addressing table no more than half full; whether it was
@@ -791,6 +814,7 @@ const SEED_TLD: u64 = 0x1_3000;
 const SEED_CAPS: u64 = 0x1_4000;
 const SEED_MIXED: u64 = 0x1_5000;
 const SEED_MONEY: u64 = 0x1_6000;
+const SEED_RULE: u64 = 0x1_7000;
 
 /// The domain of the last address in a header value (`user@Host.example>` → `Host.example`).
 fn address_domain(value: &[u8]) -> &[u8] {
