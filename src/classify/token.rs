@@ -292,7 +292,7 @@ impl Features {
         self.urls >= MAX_URL_TOKENS
     }
 
-    #[inline]
+    #[inline(always)]
     fn insert(&mut self, h: u32) {
         let h = h.max(1);
         if !self.full() && probe(&mut self.table, h) {
@@ -300,7 +300,7 @@ impl Features {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn insert_url(&mut self, h: u32) {
         let h = h.max(1);
         if !self.urls_full() && probe(&mut self.url_table, h) {
@@ -319,7 +319,7 @@ pub fn rule_feature(name: &str) -> u32 {
 
 /// Puts `h` (non-zero) into an open-addressing table no more than half full; whether it was
 /// new.
-#[inline]
+#[inline(always)]
 fn probe(table: &mut [u32], h: u32) -> bool {
     let mask = table.len().wrapping_sub(1);
     let mut at = h as usize & mask;
@@ -745,7 +745,7 @@ impl Tokenizer {
     }
 
     /// A text word's hash: the word and the pair with the previous word.
-    #[inline]
+    #[inline(always)]
     fn word_hash(&mut self, h: u64) {
         self.add(h);
         if self.prev != 0 {
@@ -754,7 +754,7 @@ impl Tokenizer {
         self.prev = h;
     }
 
-    #[inline]
+    #[inline(always)]
     fn add(&mut self, h: u64) {
         if self.in_url {
             self.features.insert_url(fold(h));
@@ -973,7 +973,7 @@ struct Found {
 /// shaped in one pass over the eight-byte loads when it fits in the load it starts in (most
 /// words); longer ones go through [`word_end`] and [`hash_lower_at`]. The same words, hashes
 /// and shapes as [`word_start`], [`word_end`] and [`hash_lower_at`].
-#[inline]
+#[inline(always)]
 fn next_word(seed: u64, bytes: &[u8], mut at: usize) -> Option<Found> {
     while at < bytes.len() {
         let v = load(bytes, at, bytes.len() - at);
