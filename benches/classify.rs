@@ -16,7 +16,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use conbool::classify::{train, TrainParams};
 use conbool::cli::scan::{default_limits, scan_message, strip_from_line};
-use conbool::cli::train::features_of;
+use conbool::cli::train::features_with_rules;
 use conbool::message::{EditPlan, Pipeline};
 use conbool::rules::{CompiledRules, RuleSource, Scan, DEFAULT_RULES};
 
@@ -94,18 +94,18 @@ fn bench(c: &mut Criterion) {
     let msgs = messages();
     let bytes: u64 = msgs.iter().map(|(m, _)| m.len() as u64).sum();
     let limits = default_limits();
-    let features: Vec<(Vec<u32>, bool)> = msgs
-        .iter()
-        .map(|(m, s)| (features_of(limits, m), *s))
-        .collect();
-    let examples: Vec<(&[u32], bool)> = features.iter().map(|(f, s)| (f.as_slice(), *s)).collect();
-    let model = Arc::new(train(&examples, &TrainParams::default()).expect("trains"));
     let source = RuleSource {
         origin: "built-in".into(),
         text: DEFAULT_RULES.into(),
     };
     let rules =
         Arc::new(CompiledRules::compile(std::slice::from_ref(&source), 5.0).expect("compiles"));
+    let features: Vec<(Vec<u32>, bool)> = msgs
+        .iter()
+        .map(|(m, s)| (features_with_rules(&rules, limits, m), *s))
+        .collect();
+    let examples: Vec<(&[u32], bool)> = features.iter().map(|(f, s)| (f.as_slice(), *s)).collect();
+    let model = Arc::new(train(&examples, &TrainParams::default()).expect("trains"));
     let with_model = Arc::new(
         CompiledRules::compile(&[source], 5.0)
             .expect("compiles")

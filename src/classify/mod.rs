@@ -20,7 +20,8 @@
 //! - media type, transfer encoding and disposition of MIME parts; file-name extensions; the
 //!   number of parts (cumulative buckets); the top-level media type (HTML-only mail);
 //! - words and word pairs of the decoded text (HTML already reduced to text);
-//! - URL scheme, host, registrable-domain approximation and path words.
+//! - URL scheme, host, registrable-domain approximation and path words;
+//! - at the verdict, the name of each rule the message hits ([`rule_feature`]).
 //!
 //! Header fields that collectors' own filters and clients add (`X-Spam-*`, `X-Bogosity`,
 //! `Status`, ... see [`is_collection_artefact`]) are never tokenized: a model that learns them
@@ -33,6 +34,7 @@ mod train;
 
 pub use model::{Model, ModelError, MODEL_VERSION, TOKENIZER_VERSION};
 pub use token::{
-    is_collection_artefact, Features, Tokenizer, MAX_TEXT_BYTES, MAX_TOKENS, MAX_TOKEN_BYTES,
+    is_collection_artefact, rule_feature, Features, Tokenizer, MAX_TEXT_BYTES, MAX_TOKENS,
+    MAX_TOKEN_BYTES,
 };
 pub use train::{train, TrainParams};

@@ -22,7 +22,7 @@ use std::fmt;
 pub const MODEL_VERSION: u32 = 1;
 /// Version of the tokens and their hashing ([`crate::classify::Tokenizer`]); a model trained
 /// with another is refused.
-pub const TOKENIZER_VERSION: u32 = 4;
+pub const TOKENIZER_VERSION: u32 = 5;
 const MAGIC: &[u8; 8] = b"CBMODEL\n";
 const HEADER_BYTES: usize = 32;
 /// Fewest hash bits a model may have.
@@ -213,8 +213,13 @@ impl Model {
 
     /// Probability of spam for a set of distinct features.
     pub fn probability(&self, features: &[u32]) -> f64 {
+        self.probability_of_sum(self.sum(features), features.len())
+    }
+
+    /// The sum of the quantised weights of `features`.
+    pub fn sum(&self, features: &[u32]) -> i64 {
         let shift = 32 - self.bits;
-        let sum: i64 = features
+        features
             .iter()
             .map(|&f| {
                 let w = self
@@ -224,8 +229,7 @@ impl Model {
                     .unwrap_or(0);
                 i64::from(w)
             })
-            .sum();
-        self.probability_of_sum(sum, features.len())
+            .sum()
     }
 }
 

@@ -8,6 +8,7 @@
 //! events does depend on them, so URL features have a budget of their own
 //! ([`MAX_URL_TOKENS`]) and their own dedup table: neither class can crowd out the other.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use crate::classify::model::Model;
@@ -32,6 +33,7 @@ const MAX_HEADER_VALUE_BYTES: usize = 1024;
 const OTHER_VALUE_BYTES: usize = 256;
 
 /// Top-level fields whose values are looked at up to [`MAX_HEADER_VALUE_BYTES`].
+#[cfg_attr(not(test), allow(dead_code))] // encoded in field_flags
 const FULL_VALUE: &[&[u8]] = &[
     b"subject",
     b"from",
@@ -62,6 +64,7 @@ const TABLE_SLOTS: usize = (2 * MAX_TOKENS).next_power_of_two();
 const URL_TABLE_SLOTS: usize = (2 * MAX_URL_TOKENS).next_power_of_two();
 
 /// Header fields whose values are not tokenized: timestamps and signatures.
+#[cfg_attr(not(test), allow(dead_code))] // encoded in field_flags
 const NO_VALUE: &[&[u8]] = &[
     b"date",
     b"dkim-signature",
@@ -73,6 +76,7 @@ const NO_VALUE: &[&[u8]] = &[
 ];
 
 /// Header fields holding addresses: their domain is a token too.
+#[cfg_attr(not(test), allow(dead_code))] // encoded in field_flags
 const ADDRESS: &[&[u8]] = &[
     b"from",
     b"reply-to",
@@ -105,6 +109,7 @@ const PRESENCE: &[&[u8]] = &[
 ];
 
 /// Fields whose registrable domain is compared with `From`'s (`dkim-signature` by its `d=`).
+#[cfg_attr(not(test), allow(dead_code))] // encoded in field_flags
 const DOMAIN_FIELDS: &[&[u8]] = &[
     b"from",
     b"reply-to",
@@ -118,11 +123,68 @@ const DOMAIN_FIELDS: &[&[u8]] = &[
 const COUNT_BUCKETS: &[u32] = &[1, 2, 3, 5, 10, 20, 30, 50];
 
 /// Part header fields tokenized (prefixed `p:`).
+#[cfg_attr(not(test), allow(dead_code))] // encoded in field_flags
 const PART_FIELDS: &[&[u8]] = &[
     b"content-type",
     b"content-transfer-encoding",
     b"content-disposition",
 ];
+
+const F_FULL: u32 = 1;
+const F_NO_VALUE: u32 = 2;
+const F_ADDRESS: u32 = 4;
+const F_PART: u32 = 8;
+const F_PRESENCE: u32 = 16;
+const F_DOMAIN: u32 = 32;
+
+/// Flags for the [`PRESENCE`] field at `i`.
+const fn presence(i: u32) -> u32 {
+    F_PRESENCE | i << 8
+}
+
+/// Flags for the [`DOMAIN_FIELDS`] field at `i`.
+const fn domain(i: u32) -> u32 {
+    F_DOMAIN | i << 16
+}
+
+/// What the lists above say about a lower-cased field name, in one look-up: `F_*` bits, the
+/// [`PRESENCE`] index in bits 8 to 15 and the [`DOMAIN_FIELDS`] index in bits 16 to 23
+/// (a test checks it against the lists).
+fn field_flags(lname: &[u8]) -> u32 {
+    match lname {
+        b"subject" => F_FULL | presence(9),
+        b"from" => F_FULL | F_ADDRESS | domain(0),
+        b"to" => F_FULL | F_ADDRESS | presence(2),
+        b"cc" => F_FULL | F_ADDRESS | presence(14),
+        b"reply-to" => F_FULL | F_ADDRESS | presence(7) | domain(1),
+        b"sender" => F_FULL | F_ADDRESS | domain(5),
+        b"return-path" => F_FULL | F_ADDRESS | presence(8) | domain(2),
+        b"received" => F_FULL | presence(5),
+        b"content-type" => F_FULL | F_PART,
+        b"x-mailer" => F_FULL | presence(12),
+        b"user-agent" => F_FULL | presence(13),
+        b"list-id" => F_FULL | presence(10),
+        b"list-unsubscribe" => F_FULL | presence(4),
+        b"organization" => F_FULL,
+        b"authentication-results" => F_FULL,
+        b"message-id" => F_FULL | F_ADDRESS | presence(1) | domain(4),
+        b"errors-to" => F_FULL | F_ADDRESS,
+        b"thread-topic" => F_FULL,
+        b"date" => F_NO_VALUE | presence(0),
+        b"dkim-signature" => F_NO_VALUE | presence(6) | domain(3),
+        b"domainkey-signature" => F_NO_VALUE,
+        b"x-google-dkim-signature" => F_NO_VALUE,
+        b"arc-seal" => F_NO_VALUE,
+        b"arc-message-signature" => F_NO_VALUE,
+        b"delivery-date" => F_NO_VALUE,
+        b"mime-version" => presence(3),
+        b"precedence" => presence(11),
+        b"in-reply-to" => presence(15),
+        b"content-transfer-encoding" => F_PART,
+        b"content-disposition" => F_PART,
+        _ => 0,
+    }
+}
 
 /// Whether a header field was added by a collector's filter or mail client rather than by the
 /// mail as a gateway receives it (see `../shared/corpus/README.md`): never a feature.
@@ -164,6 +226,10 @@ pub struct Features {
     /// How many of `list` came from URLs.
     urls: usize,
     model: Option<Arc<Model>>,
+    /// The last probability worked out, with the length of `list` then and a fingerprint of
+    /// the extra features: features are only added, so the same length is the same set (the
+    /// verdict is asked for more than once).
+    memo: Cell<Option<((usize, u64), f64)>>,
 }
 
 impl Features {
@@ -175,6 +241,7 @@ impl Features {
             list: Vec::with_capacity(MAX_TOKENS + MAX_URL_TOKENS),
             urls: 0,
             model,
+            memo: Cell::new(None),
         }
     }
 
@@ -185,10 +252,32 @@ impl Features {
 
     /// The model's probability that the message is spam (0.5 without a model).
     pub fn probability(&self) -> f64 {
-        match &self.model {
-            Some(m) => m.probability(&self.list),
-            None => 0.5,
+        self.probability_with(&[])
+    }
+
+    /// The model's probability with `extra` features besides these (the rules' hits, see
+    /// [`rule_feature`]; 0.5 without a model).
+    pub fn probability_with(&self, extra: &[u32]) -> f64 {
+        let Some(m) = &self.model else {
+            return 0.5;
+        };
+        let key = (
+            self.list.len(),
+            extra.iter().fold(extra.len() as u64, |h, &f| {
+                (h ^ u64::from(f)).wrapping_mul(K_MUL)
+            }),
+        );
+        if let Some((k, p)) = self.memo.get() {
+            if k == key {
+                return p;
+            }
         }
+        let p = m.probability_of_sum(
+            m.sum(&self.list) + m.sum(extra),
+            self.list.len() + extra.len(),
+        );
+        self.memo.set(Some((key, p)));
+        p
     }
 
     /// Whether no more header, part or text features are counted.
@@ -203,7 +292,7 @@ impl Features {
         self.urls >= MAX_URL_TOKENS
     }
 
-    #[inline]
+    #[inline(always)]
     fn insert(&mut self, h: u32) {
         let h = h.max(1);
         if !self.full() && probe(&mut self.table, h) {
@@ -211,7 +300,7 @@ impl Features {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn insert_url(&mut self, h: u32) {
         let h = h.max(1);
         if !self.urls_full() && probe(&mut self.url_table, h) {
@@ -221,9 +310,16 @@ impl Features {
     }
 }
 
+/// The feature of a rule hit: the rule engine hands the names of the rules a message hits to
+/// the classifier with its own features ([`Features::probability_with`]), so the model learns
+/// a weight per rule (as SpamAssassin's perceptron learns rule scores).
+pub fn rule_feature(name: &str) -> u32 {
+    fold(hash_bytes(SEED_RULE, name.as_bytes())).max(1)
+}
+
 /// Puts `h` (non-zero) into an open-addressing table no more than half full; whether it was
 /// new.
-#[inline]
+#[inline(always)]
 fn probe(table: &mut [u32], h: u32) -> bool {
     let mask = table.len().wrapping_sub(1);
     let mut at = h as usize & mask;
@@ -351,53 +447,51 @@ impl Tokenizer {
         if is_artefact_lower(lname) {
             return;
         }
-        let budget = if depth > 0 || FULL_VALUE.contains(&lname) {
-            MAX_HEADER_VALUE_BYTES
-        } else if lname == b"dkim-signature" {
-            // Only its `d=` is read (below).
+        let flags = field_flags(lname);
+        let budget = if depth > 0 || flags & F_FULL != 0 || flags & F_DOMAIN != 0 {
+            // `dkim-signature`: only its `d=` is read (below).
             MAX_HEADER_VALUE_BYTES
         } else {
             OTHER_VALUE_BYTES
         };
         let value = &value[..value.len().min(budget)];
-        if depth == 0 {
-            if let Some(i) = PRESENCE.iter().position(|p| *p == lname) {
-                self.facts.present |= 1 << i;
-            }
-            if let Some(i) = DOMAIN_FIELDS.iter().position(|p| *p == lname) {
-                let dom = if i == 3 {
-                    dkim_domain(value)
-                } else {
-                    address_domain(value)
-                };
-                let mut low = [0u8; MAX_NAME_BYTES];
-                let dom = lower_into(&mut low, dom);
-                let base = registrable(dom);
-                if let Some(slot) = self.facts.domains.get_mut(i) {
-                    if *slot == 0 && !base.is_empty() {
-                        *slot = hash_bytes(SEED_RELATION, base).max(1);
-                    }
-                }
-                if i == 3 && !base.is_empty() {
-                    self.add(hash_bytes(SEED_DKIM, base));
-                }
-            }
-        }
         if depth > 0 {
-            if PART_FIELDS.contains(&lname) {
+            if flags & F_PART != 0 {
                 let seed = hash_bytes(hash_bytes(SEED_PART, lname), b":");
                 self.words_of(seed, value, false, false);
             }
             return;
         }
+        if flags & F_PRESENCE != 0 {
+            self.facts.present |= 1 << ((flags >> 8) & 15);
+        }
+        if flags & F_DOMAIN != 0 {
+            let i = ((flags >> 16) & 7) as usize;
+            let dom = if i == 3 {
+                dkim_domain(value)
+            } else {
+                address_domain(value)
+            };
+            let mut low = [0u8; MAX_NAME_BYTES];
+            let dom = lower_into(&mut low, dom);
+            let base = registrable(dom);
+            if let Some(slot) = self.facts.domains.get_mut(i) {
+                if *slot == 0 && !base.is_empty() {
+                    *slot = hash_bytes(SEED_RELATION, base).max(1);
+                }
+            }
+            if i == 3 && !base.is_empty() {
+                self.add(hash_bytes(SEED_DKIM, base));
+            }
+        }
         self.add(hash_bytes(SEED_NAME, &name[..n]));
-        if NO_VALUE.contains(&lname) {
+        if flags & F_NO_VALUE != 0 {
             return;
         }
         let seed = hash_bytes(hash_bytes(SEED_HEADER, lname), b":");
         let subject = lname == b"subject";
         self.words_of(seed, value, subject, subject);
-        if ADDRESS.contains(&lname) {
+        if flags & F_ADDRESS != 0 {
             let dom = address_domain(value);
             if !dom.is_empty() {
                 let mut low = [0u8; MAX_NAME_BYTES];
@@ -527,32 +621,31 @@ impl Tokenizer {
     /// Words of a whole value (a header value or a URL path), each hashed from `seed`, and
     /// with `pairs` each pair of neighbouring words too.
     fn words_of(&mut self, seed: u64, value: &[u8], digits: bool, pairs: bool) {
-        let mut rest = value;
+        let mut at = 0;
         let mut prev = 0u64;
         while !self.budget_spent() {
-            let Some(start) = word_start(rest) else {
+            let Some(w) = next_word(seed, value, at) else {
                 return;
             };
-            rest = &rest[start..];
-            let end = word_end(rest);
-            if (2..=MAX_TOKEN_BYTES).contains(&end) {
-                let (h, shape) = hash_lower_at(seed, rest, end);
+            let len = w.end - w.start;
+            if (2..=MAX_TOKEN_BYTES).contains(&len) {
+                let (h, shape) = (w.hash, w.shape);
                 // Outside Subject and URL paths, words with digits are ids, timestamps and
                 // addresses, and mixed-case runs are base64: one-off tokens that only crowd
                 // out the rest.
-                let one_off = shape.digit > 0 && (shape.digit as usize == end || end > 4)
+                let one_off = shape.digit > 0 && (shape.digit as usize == len || len > 4)
                     || shape.upper >= 3 && shape.lower >= 3;
                 if digits || !one_off {
                     self.add(h);
-                }
-                if pairs && (digits || !one_off) {
-                    if prev != 0 {
-                        self.add(prev.rotate_left(23) ^ h.wrapping_mul(K_PAIR));
+                    if pairs {
+                        if prev != 0 {
+                            self.add(prev.rotate_left(23) ^ h.wrapping_mul(K_PAIR));
+                        }
+                        prev = h;
                     }
-                    prev = h;
                 }
             }
-            rest = rest.get(end + 1..).unwrap_or_default();
+            at = w.end + 1;
         }
     }
 
@@ -575,24 +668,23 @@ impl Tokenizer {
             self.end_word();
             rest = &rest[end + 1..];
         }
+        let mut at = 0;
         while !self.features.full() {
-            let Some(start) = word_start(rest) else {
+            let Some(w) = next_word(SEED_TEXT, rest, at) else {
                 return;
             };
-            rest = &rest[start..];
-            let end = word_end(rest);
-            if end == rest.len() || end > MAX_TOKEN_BYTES {
-                self.text_slow(&rest[..end]);
-                if end == rest.len() {
+            let len = w.end - w.start;
+            if w.end == rest.len() || len > MAX_TOKEN_BYTES {
+                self.text_slow(&rest[w.start..w.end]);
+                if w.end == rest.len() {
                     return;
                 }
                 self.end_word();
-            } else if end >= 2 {
-                let (h, shape) = hash_lower_at(SEED_TEXT, rest, end);
-                self.word_hash(h);
-                self.shape(shape);
+            } else if len >= 2 {
+                self.word_hash(w.hash);
+                self.shape(w.shape);
             }
-            rest = &rest[end + 1..];
+            at = w.end + 1;
         }
     }
 
@@ -653,7 +745,7 @@ impl Tokenizer {
     }
 
     /// A text word's hash: the word and the pair with the previous word.
-    #[inline]
+    #[inline(always)]
     fn word_hash(&mut self, h: u64) {
         self.add(h);
         if self.prev != 0 {
@@ -662,7 +754,7 @@ impl Tokenizer {
         self.prev = h;
     }
 
-    #[inline]
+    #[inline(always)]
     fn add(&mut self, h: u64) {
         if self.in_url {
             self.features.insert_url(fold(h));
@@ -722,6 +814,7 @@ const SEED_TLD: u64 = 0x1_3000;
 const SEED_CAPS: u64 = 0x1_4000;
 const SEED_MIXED: u64 = 0x1_5000;
 const SEED_MONEY: u64 = 0x1_6000;
+const SEED_RULE: u64 = 0x1_7000;
 
 /// The domain of the last address in a header value (`user@Host.example>` → `Host.example`).
 fn address_domain(value: &[u8]) -> &[u8] {
@@ -867,6 +960,80 @@ fn hash_lower_at(seed: u64, src: &[u8], len: usize) -> (u64, Shape) {
     (h, shape)
 }
 
+/// A word found by [`next_word`]: `bytes[start..end]`, and when it is 2 to
+/// [`MAX_TOKEN_BYTES`] long its [`hash_lower_at`] hash and [`Shape`].
+struct Found {
+    start: usize,
+    end: usize,
+    hash: u64,
+    shape: Shape,
+}
+
+/// The first word of `bytes` at or after `at`, found, lower-cased, hashed from `seed` and
+/// shaped in one pass over the eight-byte loads when it fits in the load it starts in (most
+/// words); longer ones go through [`word_end`] and [`hash_lower_at`]. The same words, hashes
+/// and shapes as [`word_start`], [`word_end`] and [`hash_lower_at`].
+#[inline(always)]
+fn next_word(seed: u64, bytes: &[u8], mut at: usize) -> Option<Found> {
+    while at < bytes.len() {
+        let v = load(bytes, at, bytes.len() - at);
+        let upper = in_range(v, b'A', b'Z');
+        let lower = in_range(v, b'a', b'z');
+        let digit = in_range(v, b'0', b'9');
+        let money = in_range(v, b'$', b'$');
+        let word = upper | lower | digit | money | in_range(v, b'\'', b'\'') | (v & HIGH);
+        if word == 0 {
+            at += 8;
+            continue;
+        }
+        let skip = word.trailing_zeros() & !7;
+        let start = at + (skip / 8) as usize;
+        // Shifted down to the word's start, the bytes shifted in are zero: separators. A load
+        // reads no further than `bytes` (zero-padded), so the end is never past it.
+        let sep = !(word >> skip) & HIGH;
+        let len = (sep.trailing_zeros() / 8) as usize;
+        if len < 8 - (skip / 8) as usize {
+            let keep = (1u64 << (8 * len)) - 1;
+            let upper = (upper >> skip) & keep;
+            let lowered = ((v >> skip) | (upper >> 2)) & keep;
+            let mut h = (seed ^ len as u64).wrapping_mul(K_MUL);
+            h = (h ^ lowered).wrapping_mul(K_MUL);
+            h ^= h >> 29;
+            let shape = Shape {
+                upper: count(upper),
+                lower: count((lower >> skip) & keep),
+                digit: count((digit >> skip) & keep),
+                money: count((money >> skip) & keep),
+            };
+            return Some(Found {
+                start,
+                end: start + len,
+                hash: h,
+                shape,
+            });
+        }
+        if skip != 0 {
+            // It may fit in a load that starts where it does.
+            at = start;
+            continue;
+        }
+        let rest = bytes.get(start..).unwrap_or_default();
+        let len = word_end(rest);
+        let (hash, shape) = if (2..=MAX_TOKEN_BYTES).contains(&len) {
+            hash_lower_at(seed, rest, len)
+        } else {
+            (0, Shape::default())
+        };
+        return Some(Found {
+            start,
+            end: start + len,
+            hash,
+            shape,
+        });
+    }
+    None
+}
+
 /// How many high bits an [`in_range`] mask has.
 #[inline(always)]
 fn count(mask: u64) -> u32 {
@@ -884,7 +1051,9 @@ fn word_mask(v: u64) -> u64 {
         | (v & HIGH)
 }
 
-/// Where the first word byte of `bytes` is, eight bytes at a time.
+/// Where the first word byte of `bytes` is, eight bytes at a time (the reference for
+/// [`next_word`]).
+#[cfg(test)]
 #[inline]
 fn word_start(bytes: &[u8]) -> Option<usize> {
     let mut at = 0;
@@ -1103,6 +1272,83 @@ mod tests {
         d.sort_unstable();
         d.dedup();
         assert_eq!(d.len(), MAX_TOKENS, "distinct");
+    }
+
+    #[test]
+    fn field_flags_match_the_lists() {
+        let lists = [
+            FULL_VALUE,
+            NO_VALUE,
+            ADDRESS,
+            PRESENCE,
+            DOMAIN_FIELDS,
+            PART_FIELDS,
+        ];
+        let mut names: Vec<&[u8]> = lists.concat();
+        names.extend([&b"x-other"[..], b"", b"subjec", b"subjects"]);
+        for name in names {
+            let mut want = 0;
+            for (list, bit) in [
+                (FULL_VALUE, F_FULL),
+                (NO_VALUE, F_NO_VALUE),
+                (ADDRESS, F_ADDRESS),
+                (PART_FIELDS, F_PART),
+            ] {
+                if list.contains(&name) {
+                    want |= bit;
+                }
+            }
+            if let Some(i) = PRESENCE.iter().position(|p| *p == name) {
+                want |= presence(i as u32);
+            }
+            if let Some(i) = DOMAIN_FIELDS.iter().position(|p| *p == name) {
+                want |= domain(i as u32);
+            }
+            assert_eq!(field_flags(name), want, "{}", String::from_utf8_lossy(name));
+        }
+    }
+
+    #[test]
+    fn next_word_matches_the_reference_scan() {
+        let mut text = Vec::new();
+        for i in 0..3000u32 {
+            let b = (i.wrapping_mul(2_654_435_761) >> 13) as u8;
+            // Mostly letters, some separators and odd bytes.
+            text.push(match b % 9 {
+                0 | 1 => b' ',
+                2 => b,
+                3 => b'A' + b % 26,
+                _ => b'a' + b % 26,
+            });
+        }
+        for from in [0, 1, 5, 7, 100, 1001] {
+            let bytes = &text[from..];
+            let mut at = 0;
+            let mut rest = bytes;
+            loop {
+                let want = word_start(rest).map(|s| {
+                    let end = s + word_end(&rest[s..]);
+                    (s, end)
+                });
+                let got = next_word(SEED_TEXT, bytes, at);
+                let (Some((s, e)), Some(w)) = (want, &got) else {
+                    assert!(want.is_none() && got.is_none(), "from {from} at {at}");
+                    break;
+                };
+                let base = bytes.len() - rest.len();
+                assert_eq!(
+                    (w.start, w.end),
+                    (base + s, base + e),
+                    "from {from} at {at}"
+                );
+                if (2..=MAX_TOKEN_BYTES).contains(&(e - s)) {
+                    let (h, shape) = hash_lower_at(SEED_TEXT, &rest[s..], e - s);
+                    assert_eq!((w.hash, w.shape), (h, shape), "from {from} at {at}");
+                }
+                at = w.end + 1;
+                rest = bytes.get(at..).unwrap_or_default();
+            }
+        }
     }
 
     #[test]

@@ -22,7 +22,9 @@ use crate::classify::TrainParams;
 use crate::cli::scan::{
     compile_spam_rules, default_limits, load_model, scan_message, MAX_MIME_DEPTH, MAX_MIME_PARTS,
 };
-use crate::cli::train::{features_of, pick_params, read_labels, read_messages, train_on, Labelled};
+use crate::cli::train::{
+    features_with_rules, pick_params, read_labels, read_messages, train_on, Labelled,
+};
 use crate::config::{Config, Spam};
 use crate::message::MessageLimits;
 use crate::rules::CompiledRules;
@@ -302,7 +304,10 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
             }
             std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
         }
-        let features: Vec<Vec<u32>> = messages.iter().map(|m| features_of(limits, m)).collect();
+        let features: Vec<Vec<u32>> = messages
+            .iter()
+            .map(|m| features_with_rules(&rules_only, limits, m))
+            .collect();
         if args.sweep {
             out.push_str(&feature_counts(&labels, &features));
             out.push('\n');
@@ -451,7 +456,11 @@ mod tests {
         let labels: Vec<Labelled> = all.into_iter().step_by(12).collect();
         let messages = read_messages(&labels).expect("messages");
         let limits = default_limits();
-        let features: Vec<Vec<u32>> = messages.iter().map(|m| features_of(limits, m)).collect();
+        let rules_only = crate::cli::train::training_rules().expect("rules");
+        let features: Vec<Vec<u32>> = messages
+            .iter()
+            .map(|m| features_with_rules(&rules_only, limits, m))
+            .collect();
         let folds = assign_folds(&labels, 3);
         let model = train_on(&features, &labels, &TrainParams::default(), |i| {
             folds[i] != 0

@@ -8,18 +8,20 @@
 //! `limits.scan_window` body bytes), so the model learns from what it will see.
 //!
 //! Also the shared pieces of `conbool eval`: [`read_labels`], [`read_messages`],
-//! [`features_of`].
+//! [`features_of`], [`features_with_rules`].
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 
 use crate::classify::{train, Model, Tokenizer, TrainParams};
-use crate::cli::scan::{default_limits, strip_from_line, MAX_SCAN_FILE_BYTES};
-use crate::message::{EditPlan, MessageLimits, Pipeline};
+use crate::cli::scan::{compile_spam_rules, default_limits, strip_from_line, MAX_SCAN_FILE_BYTES};
+use crate::message::{EditPlan, MessageLimits, Pipeline, ScanEvent, ScanSink};
+use crate::rules::{CompiledRules, Scan};
 use crate::smtp::encode::canonical_crlf;
 
 /// Pieces handed to the pipeline (as `conbool scan` does).
@@ -118,8 +120,9 @@ pub fn read_messages(labels: &[Labelled]) -> Result<Vec<Vec<u8>>, String> {
         .collect()
 }
 
-/// The classifier's features of a message file (mbox `From ` line dropped, line ends made
-/// CRLF), as the relay would see them when it takes the verdict.
+/// The classifier's tokens of a message file (mbox `From ` line dropped, line ends made
+/// CRLF) as the relay would see them when it takes the verdict, without the rules' hits
+/// ([`features_with_rules`] adds them).
 pub fn features_of(limits: MessageLimits, msg: &[u8]) -> Vec<u32> {
     let msg = Bytes::from(canonical_crlf(strip_from_line(msg)).into_owned());
     let mut pipeline = Pipeline::new(limits);
@@ -138,6 +141,73 @@ pub fn features_of(limits: MessageLimits, msg: &[u8]) -> Vec<u32> {
     }
     let _ = pipeline.finish(&mut tokens);
     tokens.into_features().as_slice().to_vec()
+}
+
+/// The classifier's features of a message file (mbox `From ` line dropped, line ends made
+/// CRLF), as the relay gives them to the model when it takes the verdict: its tokens and
+/// the hits of `rules` (rules without a model), as [`crate::classify::rule_feature`]s.
+pub fn features_with_rules(
+    rules: &Arc<CompiledRules>,
+    limits: MessageLimits,
+    msg: &[u8],
+) -> Vec<u32> {
+    let msg = Bytes::from(canonical_crlf(strip_from_line(msg)).into_owned());
+    let mut pipeline = Pipeline::new(limits);
+    let mut scan = Scan::new(Arc::clone(rules));
+    let mut tokens = Tokenizer::new(None);
+    let with_rules = |scan: &Scan, tokens: &Tokenizer| {
+        let mut f = tokens.features().as_slice().to_vec();
+        f.extend(rules.rule_features_of(&scan.rule_hits()));
+        f
+    };
+    let mut at = 0;
+    while at < msg.len() {
+        let end = (at + PIECE_BYTES).min(msg.len());
+        let mut both = Both {
+            scan: &mut scan,
+            tokens: &mut tokens,
+        };
+        if pipeline.feed(msg.slice(at..end), &mut both).is_err() {
+            break;
+        }
+        if pipeline.window_complete() {
+            pipeline.release(&EditPlan::default());
+            return with_rules(&scan, &tokens);
+        }
+        at = end;
+    }
+    let _ = pipeline.finish(&mut Both {
+        scan: &mut scan,
+        tokens: &mut tokens,
+    });
+    scan.finish(msg.len() as u64);
+    tokens.finish();
+    with_rules(&scan, &tokens)
+}
+
+/// Scan events to the rules and the tokenizer both.
+struct Both<'a> {
+    scan: &'a mut Scan,
+    tokens: &'a mut Tokenizer,
+}
+
+impl ScanSink for Both<'_> {
+    fn event(&mut self, ev: ScanEvent<'_>) {
+        self.scan.event(ev);
+        self.tokens.event(ev);
+    }
+}
+
+/// The built-in rules without a model, whose hits `conbool train` gives the classifier.
+pub fn training_rules() -> Result<Arc<CompiledRules>, String> {
+    let spam = crate::config::Config::embedded_defaults().spam;
+    compile_spam_rules(
+        &crate::config::Spam {
+            model: None,
+            ..spam
+        },
+        None,
+    )
 }
 
 /// Trains a model on the messages whose index `keep` accepts.
@@ -228,7 +298,11 @@ pub fn main(args: TrainArgs) -> ExitCode {
         let labels = read_labels(&args.labels)?;
         let messages = read_messages(&labels)?;
         let limits = default_limits();
-        let features: Vec<Vec<u32>> = messages.iter().map(|m| features_of(limits, m)).collect();
+        let rules = training_rules()?;
+        let features: Vec<Vec<u32>> = messages
+            .iter()
+            .map(|m| features_with_rules(&rules, limits, m))
+            .collect();
         let params = TrainParams {
             bits: args.bits,
             ..TrainParams::default()

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::classify::{Model, Tokenizer};
+use crate::classify::{rule_feature, Model, Tokenizer};
 use crate::rules::compile::CompiledRules;
 use crate::rules::file::{Action, Matcher, RuleError, RuleSpec, Target};
 use crate::rules::verdict::HitSet;
@@ -15,12 +15,13 @@ use crate::rules::RuleId;
 
 /// The band rules a model adds: name, lowest probability (inclusive), highest (exclusive),
 /// score. With the default threshold 5.0, `CLASSIFIER_99` flags a message on its own,
-/// `CLASSIFIER_95` with one or two more rules, and the low bands take points away from rules that
-/// hit on mail the classifier is sure is ham.
+/// `CLASSIFIER_95` with more rules, `CLASSIFIER_80` only shows (the model has weighed the
+/// rules' hits already: a band score on top counts them twice), and the low bands take points
+/// away from rules that hit on mail the classifier is sure is ham.
 pub const CLASSIFIER_BANDS: &[(&str, f64, f64, f64)] = &[
     ("CLASSIFIER_99", 0.99, 2.0, 5.0),
-    ("CLASSIFIER_95", 0.95, 0.99, 3.0),
-    ("CLASSIFIER_80", 0.80, 0.95, 1.0),
+    ("CLASSIFIER_95", 0.95, 0.99, 2.0),
+    ("CLASSIFIER_80", 0.80, 0.95, 0.0),
     ("CLASSIFIER_20", 0.01, 0.20, -2.0),
     ("CLASSIFIER_01", -1.0, 0.01, -4.0),
 ];
@@ -31,12 +32,20 @@ pub(crate) struct ClassifierRules {
     pub model: Arc<Model>,
     /// Per band: its rule, lowest and highest probability.
     pub bands: Vec<(RuleId, f64, f64)>,
+    /// Per rule id: the feature its hit adds ([`rule_feature`]; 0 for the bands).
+    pub rule_features: Vec<u32>,
 }
 
 impl ClassifierRules {
-    /// Sets the band rule that `tokens`' probability falls in.
+    /// Sets the band rule that the probability of `tokens` and the rules hit so far falls in
+    /// (every other rule's hits are final by now: no rule reads the bands).
     pub fn set_hit(&self, tokens: &Tokenizer, hits: &mut HitSet) {
-        let p = tokens.features().probability();
+        let extra: Vec<u32> = hits
+            .iter()
+            .filter_map(|id| self.rule_features.get(id.0 as usize).copied())
+            .filter(|&f| f != 0)
+            .collect();
+        let p = tokens.features().probability_with(&extra);
         if let Some(&(id, _, _)) = self.bands.iter().find(|&&(_, lo, hi)| p >= lo && p < hi) {
             hits.set(id);
         }
@@ -47,6 +56,7 @@ impl CompiledRules {
     /// These rules plus the classifier `model` and its band rules ([`CLASSIFIER_BANDS`]).
     /// Fails when a rule file already uses one of the band names.
     pub fn with_model(mut self, model: Arc<Model>) -> Result<CompiledRules, RuleError> {
+        let rule_features: Vec<u32> = self.specs.iter().map(|s| rule_feature(&s.name)).collect();
         let mut bands = Vec::with_capacity(CLASSIFIER_BANDS.len());
         for &(name, lo, hi, score) in CLASSIFIER_BANDS {
             let spec = RuleSpec {
@@ -73,8 +83,24 @@ impl CompiledRules {
             self.specs.push(spec);
             bands.push((id, lo, hi));
         }
-        self.classifier = Some(ClassifierRules { model, bands });
+        let mut rule_features = rule_features;
+        rule_features.resize(self.specs.len(), 0);
+        self.classifier = Some(ClassifierRules {
+            model,
+            bands,
+            rule_features,
+        });
         Ok(self)
+    }
+
+    /// The classifier features of the rules `hits` names (as [`ClassifierRules::set_hit`]
+    /// gives them to the model), for training.
+    pub(crate) fn rule_features_of(&self, hits: &HitSet) -> Vec<u32> {
+        hits.iter()
+            .filter_map(|id| self.specs.get(id.0 as usize))
+            .filter(|s| s.target != Target::Classifier)
+            .map(|s| rule_feature(&s.name))
+            .collect()
     }
 
     /// The attached classifier model, if any.
@@ -88,5 +114,69 @@ fn band_text(lo: f64, hi: f64) -> String {
         (true, _) => format!("below {hi}"),
         (_, true) => format!("at least {lo}"),
         _ => format!("{lo} to {hi}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{ScanEvent, ScanSink};
+    use crate::rules::{RuleSource, Scan};
+
+    /// A model that weighs nothing but the hit of rule `MARKER`: the band follows that hit
+    /// alone, and exactly one band is hit, before and after the message ends.
+    #[test]
+    fn rule_hits_are_features_of_the_classifier() {
+        let text = r#"
+[[rule]]
+name = "MARKER"
+description = "a marker phrase"
+score = 0.1
+target = "body"
+phrases = ["unusual marker"]
+"#;
+        let rules = CompiledRules::compile(
+            &[RuleSource {
+                origin: "test".into(),
+                text: text.into(),
+            }],
+            5.0,
+        )
+        .expect("compiles");
+        let mut w = vec![0f32; 256];
+        w[(rule_feature("MARKER") >> 24) as usize] = 100.0;
+        let model = Model::from_weights(&w, -3.0, 1).expect("model");
+        let rules = Arc::new(rules.with_model(Arc::new(model)).expect("attaches"));
+        for (row, body, band) in [
+            (
+                "marker",
+                &b"an unusual marker here\r\n"[..],
+                "CLASSIFIER_99",
+            ),
+            ("plain", b"nothing to see here\r\n", "CLASSIFIER_20"),
+        ] {
+            let mut scan = Scan::new(Arc::clone(&rules));
+            scan.event(ScanEvent::Header {
+                depth: 0,
+                name: b"Subject",
+                value: b"hello",
+            });
+            scan.event(ScanEvent::HeaderEnd);
+            scan.event(ScanEvent::PartStart {
+                depth: 0,
+                content_type: b"text/plain",
+                filename: None,
+            });
+            scan.event(ScanEvent::Text(body));
+            for stage in ["open", "finished"] {
+                let names = scan.hit_names();
+                let bands: Vec<&str> = names
+                    .split(',')
+                    .filter(|n| n.starts_with("CLASSIFIER_"))
+                    .collect();
+                assert_eq!(bands, [band], "{row} {stage}: {names}");
+                scan.finish(100);
+            }
+        }
     }
 }

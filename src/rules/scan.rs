@@ -160,7 +160,7 @@ impl Scan {
         }
         self.size_seen = total_size;
         let rules = Arc::clone(&self.rules);
-        let mut hits = self.final_hits();
+        let mut hits = self.rule_hits();
         for &(id, min, max) in &rules.size {
             if min.map_or(true, |m| total_size >= m) && max.map_or(true, |m| total_size <= m) {
                 hits.set(id);
@@ -222,11 +222,19 @@ impl Scan {
         self.final_hits()
     }
 
+    /// Every rule hit so far with the classifier's band, which reads the others.
     fn final_hits(&self) -> HitSet {
-        let mut hits = self.hits.clone();
+        let mut hits = self.rule_hits();
         if let (Some(c), Some(t)) = (&self.rules.classifier, &self.tokens) {
             c.set_hit(t, &mut hits);
         }
+        hits
+    }
+
+    /// Every rule hit so far but the classifier's band (for training: the rule hits the
+    /// classifier gets as features).
+    pub(crate) fn rule_hits(&self) -> HitSet {
+        let mut hits = self.hits.clone();
         if self.finished {
             return hits;
         }

@@ -1,0 +1,69 @@
+//! The whole per-message scan path (`conbool scan`'s `scan_message`: pipeline, rules, verdict)
+//! over the labelled corpus (`../shared/corpus/labels.tsv`), with the default rules alone or
+//! with a classifier model too, for instruction counts that do not drift with the machine's
+//! load:
+//!
+//! ```text
+//! cargo build --release --example classify_profile
+//! conbool train --labels ../shared/corpus/labels.tsv --out spam.model
+//! valgrind --tool=callgrind --toggle-collect='*scan_all*' ./target/release/examples/classify_profile rules
+//! valgrind --tool=callgrind --toggle-collect='*scan_all*' ./target/release/examples/classify_profile spam.model
+//! ```
+//!
+//! The ratio of the two totals is what the classifier adds. With `digest` as its argument it
+//! prints a hash of every message's classifier features instead (as `conbool train` takes
+//! them, rule hits included): a speed-up that must not change the features must not change it.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::sync::Arc;
+
+use conbool::cli::scan::{default_limits, load_model, scan_message};
+use conbool::cli::train::{features_with_rules, read_labels, read_messages, training_rules};
+use conbool::rules::{CompiledRules, RuleSource, DEFAULT_RULES};
+
+/// Scans every message; how many were flagged.
+#[inline(never)]
+fn scan_all(rules: &Arc<CompiledRules>, messages: &[Vec<u8>]) -> usize {
+    let limits = default_limits();
+    messages
+        .iter()
+        .filter(|m| scan_message(rules, limits, m).spam)
+        .count()
+}
+
+fn main() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    let Ok(labels) = read_labels(&dir.join("labels.tsv")) else {
+        eprintln!("skipping: no corpus at {}", dir.display());
+        return;
+    };
+    let messages = read_messages(&labels).expect("corpus files");
+    let arg = std::env::args().nth(1).unwrap_or_else(|| "rules".into());
+    if arg == "digest" {
+        let mut all = DefaultHasher::new();
+        let mut n = 0usize;
+        let rules = training_rules().expect("rules");
+        for m in &messages {
+            let f = features_with_rules(&rules, default_limits(), m);
+            n += f.len();
+            f.hash(&mut all);
+        }
+        println!("features {n} digest {:016x}", all.finish());
+        return;
+    }
+    let source = RuleSource {
+        origin: "built-in".into(),
+        text: DEFAULT_RULES.into(),
+    };
+    let rules = CompiledRules::compile(&[source], 5.0).expect("compiles");
+    let rules = Arc::new(if arg == "rules" {
+        rules
+    } else {
+        let model = load_model(Path::new(&arg)).expect("model file");
+        rules.with_model(model).expect("attaches")
+    });
+    let spam = scan_all(&rules, &messages);
+    println!("{} messages, {spam} flagged ({arg})", messages.len());
+}
