@@ -352,7 +352,11 @@ mod tests {
                 .map(|k| b"a\r\n.x"[((seed >> (k % 60)) % 5) as usize])
                 .collect();
             let got = canonical_crlf(&input);
-            assert_eq!(&*got, naive_crlf(&input).as_slice(), "round {round}: {input:?}");
+            assert_eq!(
+                &*got,
+                naive_crlf(&input).as_slice(),
+                "round {round}: {input:?}"
+            );
             assert_eq!(
                 matches!(got, Cow::Borrowed(_)),
                 naive_crlf(&input) == input,
