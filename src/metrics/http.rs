@@ -20,6 +20,9 @@ use crate::metrics::Registry;
 
 /// Most bytes of a request head (request line and headers).
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
+/// Longest request method (letters only); a longer one is `400` whether the line is complete
+/// or not, so a prefix of a request the parser accepts is never refused.
+pub const MAX_METHOD_BYTES: usize = 16;
 /// Most connections open at once; more are closed at accept.
 pub const MAX_CONNECTIONS: usize = 64;
 /// How long a client has to send its whole request head.
@@ -70,8 +73,10 @@ pub fn parse_request(buf: &[u8]) -> Result<Request, RequestError> {
     else {
         return Err(RequestError::BadRequest);
     };
-    let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphabetic());
-    if !token(method) || !target.starts_with('/') || !matches!(version, "HTTP/1.0" | "HTTP/1.1") {
+    if !is_method(method.as_bytes())
+        || !target.starts_with('/')
+        || !matches!(version, "HTTP/1.0" | "HTTP/1.1")
+    {
         return Err(RequestError::BadRequest);
     }
     if target.bytes().any(|b| !b.is_ascii_graphic()) {
@@ -138,17 +143,23 @@ fn head_end(buf: &[u8]) -> Option<usize> {
     }
 }
 
+/// A request method: 1 to [`MAX_METHOD_BYTES`] ASCII letters.
+fn is_method(m: &[u8]) -> bool {
+    (1..=MAX_METHOD_BYTES).contains(&m.len()) && m.iter().all(u8::is_ascii_alphabetic)
+}
+
 /// An incomplete head must still be able to become a request: a method of letters, a space,
 /// a `/`. Lets the server answer `400` to garbage without waiting for its end.
 fn check_prefix(buf: &[u8]) -> Result<(), RequestError> {
     let Some(space) = buf.iter().position(|&b| b == b' ') else {
-        return if buf.iter().all(u8::is_ascii_alphabetic) && buf.len() <= 16 {
+        // The method so far: letters, not yet too many.
+        return if buf.iter().all(u8::is_ascii_alphabetic) && buf.len() <= MAX_METHOD_BYTES {
             Ok(())
         } else {
             Err(RequestError::BadRequest)
         };
     };
-    let method_ok = space > 0 && buf[..space].iter().all(u8::is_ascii_alphabetic);
+    let method_ok = is_method(&buf[..space]);
     let target_ok = buf.get(space + 1).map_or(true, |&b| b == b'/');
     if method_ok && target_ok {
         Ok(())
@@ -424,6 +435,22 @@ mod tests {
                 Err(RequestError::BadRequest),
             ),
             ("too_large", big.as_bytes(), Err(RequestError::TooLarge)),
+            (
+                "method_at_the_limit",
+                b"ABCDEFGHIJKLMNOP /metrics HTTP/1.1\r\n\r\n",
+                complete("ABCDEFGHIJKLMNOP", "/metrics"),
+            ),
+            (
+                // Found by the fuzzer: its 17-byte prefix was refused while the whole was accepted.
+                "method_over_the_limit",
+                b"ABCDEFGHIJKLMNOPQ /metrics HTTP/1.1\r\n\r\n",
+                Err(RequestError::BadRequest),
+            ),
+            (
+                "method_over_the_limit_incomplete",
+                b"ABCDEFGHIJKLMNOPQ",
+                Err(RequestError::BadRequest),
+            ),
         ];
         for (row, input, want) in rows {
             assert_eq!(&parse_request(input), want, "{row}");
