@@ -127,6 +127,28 @@ impl GramTable {
     }
 }
 
+/// Whether `here` is `phrase` (lower-cased, as long as `here`) in any ASCII case. Eight bytes at
+/// a time folded first: a byte equal to a lower-cased one in any case is equal to it once both
+/// have 0x20 or-ed in, so a folded word that differs rules the phrase out (phrases listed
+/// together share their first bytes and mostly differ further on); the exact comparison runs
+/// only when every folded word agrees.
+#[inline]
+fn eq_lower(here: &[u8], phrase: &[u8]) -> bool {
+    if here.len() != phrase.len() {
+        return false;
+    }
+    let (mut h, mut p) = (here, phrase);
+    while let (Some((hw, hr)), Some((pw, pr))) =
+        (h.split_first_chunk::<8>(), p.split_first_chunk::<8>())
+    {
+        if u64::from_le_bytes(*hw) | FOLD64 != u64::from_le_bytes(*pw) | FOLD64 {
+            return false;
+        }
+        (h, p) = (hr, pr);
+    }
+    here.eq_ignore_ascii_case(phrase)
+}
+
 /// The first (up to) 8 bytes of `b` as a little-endian key.
 #[inline(always)]
 fn key_of(b: &[u8]) -> u64 {
@@ -160,9 +182,19 @@ pub(crate) struct PhraseSet {
     pre_rank: Box<[u32]>,
     /// Per set second-filter slot, by rank: the range of `pre_ids` listing its phrases.
     pre_lists: Box<[(u32, u32)]>,
-    pre_ids: Box<[u32]>,
-    /// The phrases, lower-cased, by pattern id.
-    lower: Vec<Box<[u8]>>,
+    pre_ids: Box<[Listed]>,
+    /// The phrases, lower-cased, back to back in `pre_ids` order (the phrases of one list are
+    /// next to each other).
+    text: Box<[u8]>,
+}
+
+/// A phrase in a second-filter list: its pattern id and where its lower-cased bytes are in
+/// [`PhraseSet::text`].
+#[derive(Clone, Copy, Debug)]
+struct Listed {
+    pid: u32,
+    at: u32,
+    len: u32,
 }
 
 /// Builds [`PhraseSet`]s.
@@ -249,15 +281,22 @@ impl PhraseSetBuilder {
         }
         let mut pre_lists = Vec::with_capacity(by_rank.len());
         let mut pre_ids = Vec::with_capacity(pre_slots.len());
+        let mut text = Vec::new();
         for list in by_rank {
             pre_lists.push((pre_ids.len() as u32, list.len() as u32));
-            pre_ids.extend(list);
+            for pid in list {
+                let p = self
+                    .patterns
+                    .get(pid as usize)
+                    .map_or(&[][..], Vec::as_slice);
+                pre_ids.push(Listed {
+                    pid,
+                    at: text.len() as u32,
+                    len: p.len() as u32,
+                });
+                text.extend_from_slice(p);
+            }
         }
-        let lower = self
-            .patterns
-            .iter()
-            .map(|p| p.clone().into_boxed_slice())
-            .collect();
         let patterns = self
             .patterns
             .iter()
@@ -279,7 +318,7 @@ impl PhraseSetBuilder {
             pre_rank,
             pre_lists: pre_lists.into_boxed_slice(),
             pre_ids: pre_ids.into_boxed_slice(),
-            lower,
+            text: text.into_boxed_slice(),
         })
     }
 }
@@ -492,13 +531,14 @@ impl PhraseStream {
                     };
                     let before_ok = !chunk.get(s - 1).copied().is_some_and(is_word);
                     let mut cut = false;
-                    for &pid in ids {
-                        let pid = pid as usize;
-                        let Some(phrase) = set.lower.get(pid) else {
+                    for l in ids {
+                        let pid = l.pid as usize;
+                        let Some(phrase) = set.text.get(l.at as usize..(l.at + l.len) as usize)
+                        else {
                             continue;
                         };
                         match chunk.get(s..s + phrase.len()) {
-                            Some(here) if here.eq_ignore_ascii_case(phrase) => {
+                            Some(here) if eq_lower(here, phrase) => {
                                 let next = chunk.get(s + phrase.len()).copied();
                                 found(set, pid, before_ok, next, hits, pending);
                             }
@@ -568,7 +608,7 @@ impl PhraseStream {
 impl PhraseSet {
     /// The phrases whose first bytes hash like those of `key` (None when there are none).
     #[inline(always)]
-    fn pre_list(&self, key: u64) -> Option<&[u32]> {
+    fn pre_list(&self, key: u64) -> Option<&[Listed]> {
         let slot = hash64((key | FOLD64) & self.pre_mask, self.pre_shift);
         if self.pre_bits.get(slot / 64)? & (1 << (slot % 64)) == 0 {
             return None;
@@ -806,6 +846,52 @@ mod tests {
                     || ((s == 0 || !is_word(hay[s - 1]))
                         && !matches!(hay.get(s + phrase.len()), Some(&b) if is_word(b))))
         })
+    }
+
+    /// The folded eight-byte pre-test never rules out a real match, against the byte-wise
+    /// comparison.
+    #[test]
+    fn eq_lower_matches_eq_ignore_ascii_case() {
+        let rows: &[(&str, &[u8], &[u8])] = &[
+            ("short_same", b"Viagra", b"viagra"),
+            ("short_differs", b"viagrb", b"viagra"),
+            ("eight_upper", b"PAYMENT ", b"payment "),
+            (
+                "long_mixed",
+                b"Payment NOW free Money",
+                b"payment now free money",
+            ),
+            (
+                "differs_in_tail",
+                b"payment now free monex",
+                b"payment now free money",
+            ),
+            (
+                "differs_in_second_word",
+                b"payment nix free money",
+                b"payment now free money",
+            ),
+            ("punct_folds_alike", b"pay@ent now", b"pay`ent now"),
+            (
+                "punct_folds_alike_long",
+                b"payment now fre\x0b money",
+                b"payment now fre+ money",
+            ),
+            ("length_differs", b"payment now", b"payment no"),
+            (
+                "high_bytes",
+                b"caf\xc3\xa9 au lait!",
+                b"caf\xc3\xa9 au lait!",
+            ),
+        ];
+        for (row, here, phrase) in rows {
+            let phrase = phrase.to_ascii_lowercase();
+            assert_eq!(
+                eq_lower(here, &phrase),
+                here.eq_ignore_ascii_case(&phrase),
+                "{row}"
+            );
+        }
     }
 
     fn build(phrases: &[(&str, bool)]) -> PhraseSet {
