@@ -75,6 +75,10 @@ struct GramTable {
     long_shift: u32,
 }
 
+/// A sampled gram of a phrase: its bytes, its in-phrase offset, and the 8 phrase bytes from its
+/// start when the gram is shorter and they are there.
+type Gram<'a> = (&'a [u8], usize, Option<&'a [u8]>);
+
 /// In-phrase offsets of the grams hashing to one slot (bit `o` for offset `o`).
 #[derive(Clone, Copy, Debug, Default)]
 struct Offsets {
@@ -85,7 +89,7 @@ struct Offsets {
 impl GramTable {
     /// `grams`: (gram bytes, in-phrase offset, the 8 phrase bytes from the gram's start when
     /// the gram is shorter and they are there), each gram `len` bytes.
-    fn build(len: usize, grams: &[(&[u8], usize, Option<&[u8]>)]) -> GramTable {
+    fn build(len: usize, grams: &[Gram<'_>]) -> GramTable {
         let filter_bits = (grams.len() * SLOTS_PER_GRAM)
             .next_power_of_two()
             .trailing_zeros()
