@@ -241,6 +241,28 @@ fn needle(lit: &[u8]) -> &[u8] {
     lit.get(start..).unwrap_or(lit)
 }
 
+/// Which of a regex's required sets (at least one) the literal search looks for: the one whose
+/// needles look rarest in mail text (the sum of their fingerprints' [`gram_cost`], a needle
+/// shorter than the fingerprint counted as if padded with the commonest byte), the first of equal
+/// ones. The others are checked in the line ([`Gated::also`]). In `(?i)\bclick\s+\d+\s+money\b`
+/// the search looks for `oney`, not for `lick` (a gram of the common word `click`).
+fn searched_set(sets: &[Vec<Vec<u8>>]) -> usize {
+    let cost = |set: &Vec<Vec<u8>>| -> u32 {
+        set.iter()
+            .map(|l| {
+                let n = needle(l);
+                let fp = n.get(..FINGERPRINT).unwrap_or(n);
+                gram_cost(fp) + SHORT_NEEDLE_COST * (FINGERPRINT - fp.len()) as u32
+            })
+            .sum()
+    };
+    (0..sets.len()).min_by_key(|&i| cost(&sets[i])).unwrap_or(0)
+}
+
+/// What a needle byte short of [`FINGERPRINT`] adds to its cost in [`searched_set`] (the cost
+/// of the commonest byte).
+const SHORT_NEEDLE_COST: u32 = 50;
+
 /// Substring finders for the strings of a set.
 fn finders(set: &[Vec<u8>]) -> Vec<memchr::memmem::Finder<'static>> {
     set.iter()
@@ -338,7 +360,7 @@ impl RegexGroup {
                 }
                 continue;
             }
-            let lits = sets.remove(0);
+            let lits = sets.remove(searched_set(&sets));
             let g = gated.len() as u32;
             gated.push(Gated {
                 multi: one(true)?,
@@ -996,6 +1018,24 @@ mod tests {
             let got = needle(lit.as_bytes());
             assert_eq!(got, want.as_bytes(), "{row}");
             assert!(lit.as_bytes().ends_with(got), "{row}: a suffix");
+        }
+    }
+
+    #[test]
+    fn searched_set_is_the_rarest() {
+        let rows: &[(&str, &[&[&str]], usize)] = &[
+            ("one_set", &[&["delivery"]], 0),
+            ("rarer_second", &[&["click"], &["money"]], 1),
+            ("first_of_equal", &[&["bonus"], &["bonus"]], 0),
+            ("short_needle_avoided", &[&["now"], &["invoice"]], 1),
+            ("two_strings_cost_more", &[&["zap", "quiz"], &["jazz"]], 1),
+        ];
+        for (row, sets, want) in rows {
+            let sets: Vec<Vec<Vec<u8>>> = sets
+                .iter()
+                .map(|s| s.iter().map(|l| l.as_bytes().to_vec()).collect())
+                .collect();
+            assert_eq!(searched_set(&sets), *want, "{row}");
         }
     }
 
