@@ -17,41 +17,11 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use conbool::classify::{train, TrainParams};
 use conbool::cli::scan::{default_limits, scan_message, strip_from_line};
 use conbool::cli::train::features_with_rules;
-use conbool::message::{EditPlan, Pipeline};
 use conbool::rules::{CompiledRules, RuleSource, Scan, DEFAULT_RULES};
 
 #[path = "common/events.rs"]
 mod events;
-use events::{replay, Ev, Recorder};
-
-/// Events of one message, up to the end of the message (as the relay feeds the scan).
-fn events(msg: &[u8]) -> Vec<Ev> {
-    let mut rec = Recorder(Vec::new());
-    let mut p = Pipeline::new(default_limits());
-    let mut crlf = Vec::with_capacity(msg.len() + msg.len() / 32);
-    for (i, &b) in msg.iter().enumerate() {
-        match b {
-            b'\n' if i == 0 || msg[i - 1] != b'\r' => crlf.extend_from_slice(b"\r\n"),
-            b'\r' if msg.get(i + 1) != Some(&b'\n') => crlf.extend_from_slice(b"\r\n"),
-            b => crlf.push(b),
-        }
-    }
-    let msg = bytes::Bytes::from(crlf);
-    let mut at = 0;
-    while at < msg.len() {
-        let end = (at + 64 * 1024).min(msg.len());
-        if p.feed(msg.slice(at..end), &mut rec).is_err() {
-            return Vec::new();
-        }
-        if p.window_complete() {
-            p.release(&EditPlan::default());
-        }
-        while p.poll_output().is_some() {}
-        at = end;
-    }
-    let _ = p.finish(&mut rec);
-    rec.0
-}
+use events::{pipeline_events, replay, Ev};
 
 /// Labelled messages (bytes, spam): the shared corpus, or generated ones.
 fn messages() -> Vec<(Vec<u8>, bool)> {
@@ -112,7 +82,10 @@ fn bench(c: &mut Criterion) {
             .with_model(model)
             .expect("attaches"),
     );
-    let evs: Vec<Vec<Ev>> = msgs.iter().map(|(m, _)| events(m)).collect();
+    let evs: Vec<Vec<Ev>> = msgs
+        .iter()
+        .map(|(m, _)| pipeline_events(m).unwrap_or_default())
+        .collect();
     eprintln!("{} messages, {} bytes", msgs.len(), bytes);
 
     let mut g = c.benchmark_group("classify/events");

@@ -1,7 +1,9 @@
 //! Scan events recorded once and replayed into a sink inside the timed loop (shared by the
-//! `rules` and `classify` benches).
+//! `rules` and `classify` benches and `examples/rules_profile.rs`).
 
-use conbool::message::{ScanEvent, ScanSink};
+use conbool::cli::scan::default_limits;
+use conbool::message::{EditPlan, Pipeline, ScanEvent, ScanSink};
+use conbool::smtp::encode::canonical_crlf;
 
 /// An owned scan event.
 pub enum Ev {
@@ -32,6 +34,27 @@ impl ScanSink for Recorder {
             ScanEvent::Url(u) => Ev::Url(u.to_vec()),
         });
     }
+}
+
+/// The events the message pipeline makes of one message (line ends made CRLF, fed in 64 KiB
+/// pieces, the scan window released as the relay does), up to its end; `None` when the pipeline
+/// refuses it (a header block over its limit).
+pub fn pipeline_events(msg: &[u8]) -> Option<Vec<Ev>> {
+    let mut rec = Recorder(Vec::new());
+    let mut p = Pipeline::new(default_limits());
+    let msg = bytes::Bytes::from(canonical_crlf(msg).into_owned());
+    let mut at = 0;
+    while at < msg.len() {
+        let end = (at + 64 * 1024).min(msg.len());
+        p.feed(msg.slice(at..end), &mut rec).ok()?;
+        if p.window_complete() {
+            p.release(&EditPlan::default());
+        }
+        while p.poll_output().is_some() {}
+        at = end;
+    }
+    let _ = p.finish(&mut rec);
+    Some(rec.0)
 }
 
 pub fn replay(events: &[Ev], sink: &mut dyn ScanSink) {

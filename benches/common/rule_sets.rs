@@ -7,11 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use conbool::cli::replay::corpus::strip_from_line;
-use conbool::message::{EditPlan, Pipeline, ScanEvent, ScanSink};
+use conbool::message::{ScanEvent, ScanSink};
 use conbool::rules::{CompiledRules, RuleSource, DEFAULT_RULES};
 use conbool::smtp::encode::canonical_crlf;
 
-use crate::events::{Ev, Recorder};
+use crate::events::{pipeline_events, Ev, Recorder};
 
 /// Messages as bytes: the shared corpus, or generated ones.
 pub fn messages() -> Vec<Vec<u8>> {
@@ -45,27 +45,14 @@ pub fn messages() -> Vec<Vec<u8>> {
     out
 }
 
-/// Events for one message, from the message pipeline (as the relay makes them).
+/// Events for one message, from the message pipeline (as the relay makes them), or made
+/// without it when it refuses the message.
 pub fn events(msg: &[u8]) -> Vec<Ev> {
-    let mut rec = Recorder(Vec::new());
-    let mut p = Pipeline::new(conbool::cli::scan::default_limits());
-    let msg = bytes::Bytes::from(canonical_crlf(msg).into_owned());
-    let mut at = 0;
-    while at < msg.len() {
-        let end = (at + 64 * 1024).min(msg.len());
-        if p.feed(msg.slice(at..end), &mut rec).is_err() {
-            rec.0.clear();
-            naive_events(&msg, &mut rec);
-            return rec.0;
-        }
-        if p.window_complete() {
-            p.release(&EditPlan::default());
-        }
-        while p.poll_output().is_some() {}
-        at = end;
-    }
-    let _ = p.finish(&mut rec);
-    rec.0
+    pipeline_events(msg).unwrap_or_else(|| {
+        let mut rec = Recorder(Vec::new());
+        naive_events(&canonical_crlf(msg), &mut rec);
+        rec.0
+    })
 }
 
 /// Events made without the pipeline, for a message it refuses (a header block over its limit).
