@@ -75,6 +75,15 @@ struct GramTable {
     long_shift: u32,
 }
 
+/// Bits of slot index for a filter of about `slots` slots: the next power of two, between
+/// 2^[`MIN_FILTER_BITS`] and 2^[`MAX_FILTER_BITS`].
+fn filter_bits(slots: usize) -> u32 {
+    slots
+        .next_power_of_two()
+        .trailing_zeros()
+        .clamp(MIN_FILTER_BITS, MAX_FILTER_BITS)
+}
+
 /// A sampled gram of a phrase: its bytes, its in-phrase offset, and the 8 phrase bytes from its
 /// start when the gram is shorter and they are there.
 type Gram<'a> = (&'a [u8], usize, Option<&'a [u8]>);
@@ -90,17 +99,14 @@ impl GramTable {
     /// `grams`: (gram bytes, in-phrase offset, the 8 phrase bytes from the gram's start when
     /// the gram is shorter and they are there), each gram `len` bytes.
     fn build(len: usize, grams: &[Gram<'_>]) -> GramTable {
-        let filter_bits = (grams.len() * SLOTS_PER_GRAM)
-            .next_power_of_two()
-            .trailing_zeros()
-            .clamp(MIN_FILTER_BITS, MAX_FILTER_BITS);
+        let n = filter_bits(grams.len() * SLOTS_PER_GRAM);
         let mask = if len >= 8 {
             u64::MAX
         } else {
             (1u64 << (8 * len)) - 1
         };
-        let shift = 64 - filter_bits;
-        let mut bits = vec![0u64; (1usize << filter_bits) / 64].into_boxed_slice();
+        let shift = 64 - n;
+        let mut bits = vec![0u64; (1usize << n) / 64].into_boxed_slice();
         let slots: Vec<(usize, u32, bool)> = grams
             .iter()
             .map(|&(g, o, long)| {
@@ -112,10 +118,7 @@ impl GramTable {
             })
             .collect();
         let longs: Vec<&[u8]> = grams.iter().filter_map(|&(_, _, l)| l).collect();
-        let long_n = (longs.len() * PRE_SLOTS_PER_PHRASE)
-            .next_power_of_two()
-            .trailing_zeros()
-            .clamp(MIN_FILTER_BITS, MAX_FILTER_BITS);
+        let long_n = filter_bits(longs.len() * PRE_SLOTS_PER_PHRASE);
         let long_shift = 64 - long_n;
         let mut long_bits = vec![
             0u64;
@@ -353,10 +356,7 @@ impl PhraseSetBuilder {
         } else {
             (1u64 << (8 * pre_len)) - 1
         };
-        let pre_n = (self.patterns.len() * PRE_SLOTS_PER_PHRASE)
-            .next_power_of_two()
-            .trailing_zeros()
-            .clamp(MIN_FILTER_BITS, MAX_FILTER_BITS);
+        let pre_n = filter_bits(self.patterns.len() * PRE_SLOTS_PER_PHRASE);
         let pre_shift = 64 - pre_n;
         let mut pre_bits = vec![0u64; (1usize << pre_n) / 64].into_boxed_slice();
         let pre_slots: Vec<usize> = self
