@@ -8,7 +8,7 @@
 //! `limits.scan_window` body bytes), so the model learns from what it will see.
 //!
 //! Also the shared pieces of `conbool eval`: [`read_labels`], [`read_messages`],
-//! [`features_of`], [`features_with_rules`].
+//! [`features_with_rules`].
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -118,29 +118,6 @@ pub fn read_messages(labels: &[Labelled]) -> Result<Vec<Vec<u8>>, String> {
                 .map_err(|e| format!("{}: {e}", l.path.display()))
         })
         .collect()
-}
-
-/// The classifier's tokens of a message file (mbox `From ` line dropped, line ends made
-/// CRLF) as the relay would see them when it takes the verdict, without the rules' hits
-/// ([`features_with_rules`] adds them).
-pub fn features_of(limits: MessageLimits, msg: &[u8]) -> Vec<u32> {
-    let msg = Bytes::from(canonical_crlf(strip_from_line(msg)).into_owned());
-    let mut pipeline = Pipeline::new(limits);
-    let mut tokens = Tokenizer::new(None);
-    let mut at = 0;
-    while at < msg.len() {
-        let end = (at + PIECE_BYTES).min(msg.len());
-        if pipeline.feed(msg.slice(at..end), &mut tokens).is_err() {
-            break;
-        }
-        if pipeline.window_complete() {
-            pipeline.release(&EditPlan::default());
-            return tokens.features().as_slice().to_vec();
-        }
-        at = end;
-    }
-    let _ = pipeline.finish(&mut tokens);
-    tokens.into_features().as_slice().to_vec()
 }
 
 /// The classifier's features of a message file (mbox `From ` line dropped, line ends made

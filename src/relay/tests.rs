@@ -427,20 +427,16 @@ fn gtube_is_flagged_yes() {
 /// Rules with a classifier trained on toy mail: spam talks about pills, ham about meetings.
 fn rules_with_toy_model() -> Arc<CompiledRules> {
     let limits = crate::cli::scan::default_limits();
+    let training = crate::cli::train::training_rules().expect("built-in rules compile");
+    let features_of = |m: &[u8]| crate::cli::train::features_with_rules(&training, limits, m);
     let msg = |i: usize, words: &str| {
         format!("Subject: note {i}\r\nFrom: a{i}@x.org\r\n\r\n{words} {i}\r\n").into_bytes()
     };
     let mut features = Vec::new();
     for i in 0..40 {
+        features.push((features_of(&msg(i, "cheap pills offer buy now")), true));
         features.push((
-            crate::cli::train::features_of(limits, &msg(i, "cheap pills offer buy now")),
-            true,
-        ));
-        features.push((
-            crate::cli::train::features_of(
-                limits,
-                &msg(i, "meeting agenda for the project review"),
-            ),
+            features_of(&msg(i, "meeting agenda for the project review")),
             false,
         ));
     }
