@@ -9,40 +9,34 @@
 //! every 8th labelled message of `../shared/corpus` (generated messages when it is absent);
 //! the model is trained on all of them. Throughput counts message bytes.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use conbool::classify::{train, TrainParams};
-use conbool::cli::scan::{default_limits, scan_message, strip_from_line};
+use conbool::cli::scan::{default_limits, scan_message};
 use conbool::cli::train::features_with_rules;
 use conbool::rules::{CompiledRules, RuleSource, Scan, DEFAULT_RULES};
+
+#[path = "common/corpus.rs"]
+#[allow(dead_code)]
+mod corpus;
+use corpus::{corpus_dir, labelled_sample};
 
 #[path = "common/events.rs"]
 mod events;
 use events::{pipeline_events, replay, Ev};
 
-/// Labelled messages (bytes, spam): the shared corpus, or generated ones.
+/// Labelled messages (bytes, spam): every 8th of the shared corpus, or generated ones.
 fn messages() -> Vec<(Vec<u8>, bool)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    let labels = std::fs::read_to_string(dir.join("labels.tsv")).unwrap_or_default();
-    let out: Vec<(Vec<u8>, bool)> = labels
-        .lines()
-        .skip(1)
-        .step_by(8)
-        .filter_map(|l| {
-            let mut cols = l.split('\t');
-            let path = cols.next()?;
-            let spam = cols.next()? == "spam";
-            let bytes = std::fs::read(dir.join(path)).ok()?;
-            Some((strip_from_line(&bytes).to_vec(), spam))
-        })
-        .collect();
+    let out = labelled_sample(8);
     if !out.is_empty() {
         return out;
     }
-    eprintln!("no corpus at {}: using generated messages", dir.display());
+    eprintln!(
+        "no corpus at {}: using generated messages",
+        corpus_dir().display()
+    );
     (0..400)
         .map(|i| {
             let spam = i % 2 == 0;

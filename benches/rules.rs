@@ -18,6 +18,10 @@ use conbool::rules::Scan;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "common/corpus.rs"]
+#[allow(dead_code)]
+mod corpus;
+
 #[path = "common/events.rs"]
 mod events;
 use events::{replay, Ev};

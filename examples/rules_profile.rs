@@ -23,6 +23,10 @@ use conbool::rules::{CompiledRules, Scan};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "../benches/common/corpus.rs"]
+#[allow(dead_code)]
+mod corpus;
+
 #[path = "../benches/common/events.rs"]
 #[allow(dead_code)]
 mod events;

@@ -3,30 +3,23 @@
 //! message as scan events, and the four rule sets (the default rules, plus 1,000 generated
 //! phrase rules, plus 100 generated regex rules, plus both).
 
-use std::path::Path;
 use std::sync::Arc;
 
-use conbool::cli::replay::corpus::strip_from_line;
 use conbool::message::{ScanEvent, ScanSink};
 use conbool::rules::{CompiledRules, RuleSource, DEFAULT_RULES};
 use conbool::smtp::encode::canonical_crlf;
 
+use crate::corpus::{corpus_dir, labelled_sample};
 use crate::events::{pipeline_events, Ev, Recorder};
 
-/// Messages as bytes: the shared corpus, or generated ones.
+/// Messages as bytes: every 8th labelled message, or generated ones.
 pub fn messages() -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    let labels = std::fs::read_to_string(dir.join("labels.tsv")).unwrap_or_default();
-    let mut out: Vec<Vec<u8>> = labels
-        .lines()
-        .skip(1)
-        .step_by(8)
-        .filter_map(|l| l.split('\t').next())
-        .filter_map(|p| std::fs::read(dir.join(p)).ok())
-        .map(|m| strip_from_line(&m).to_vec())
-        .collect();
+    let mut out: Vec<Vec<u8>> = labelled_sample(8).into_iter().map(|(m, _)| m).collect();
     if out.is_empty() {
-        eprintln!("no corpus at {}: using generated messages", dir.display());
+        eprintln!(
+            "no corpus at {}: using generated messages",
+            corpus_dir().display()
+        );
         let mut rng = Rng(7);
         for i in 0..400 {
             let mut m = format!("From: a{i}@example.com\r\nTo: b@example.org\r\nSubject: note {i}\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <{i}@example.com>\r\n\r\n").into_bytes();
