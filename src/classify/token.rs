@@ -621,15 +621,15 @@ impl Tokenizer {
     /// Words of a whole value (a header value or a URL path), each hashed from `seed`, and
     /// with `pairs` each pair of neighbouring words too.
     fn words_of(&mut self, seed: u64, value: &[u8], digits: bool, pairs: bool) {
-        let mut at = 0;
+        let mut words = Words::new(value);
         let mut prev = 0u64;
         while !self.budget_spent() {
-            let Some(w) = next_word(seed, value, at) else {
+            let Some((start, end)) = words.next_span() else {
                 return;
             };
-            let len = w.end - w.start;
+            let len = end - start;
             if (2..=MAX_TOKEN_BYTES).contains(&len) {
-                let (h, shape) = (w.hash, w.shape);
+                let (h, shape) = hash_word(seed, value, start, len);
                 // Outside Subject and URL paths, words with digits are ids, timestamps and
                 // addresses, and mixed-case runs are base64: one-off tokens that only crowd
                 // out the rest.
@@ -645,7 +645,6 @@ impl Tokenizer {
                     }
                 }
             }
-            at = w.end + 1;
         }
     }
 
@@ -668,23 +667,23 @@ impl Tokenizer {
             self.end_word();
             rest = &rest[end + 1..];
         }
-        let mut at = 0;
+        let mut words = Words::new(rest);
         while !self.features.full() {
-            let Some(w) = next_word(SEED_TEXT, rest, at) else {
+            let Some((start, end)) = words.next_span() else {
                 return;
             };
-            let len = w.end - w.start;
-            if w.end == rest.len() || len > MAX_TOKEN_BYTES {
-                self.text_slow(&rest[w.start..w.end]);
-                if w.end == rest.len() {
+            let len = end - start;
+            if end == rest.len() || len > MAX_TOKEN_BYTES {
+                self.text_slow(&rest[start..end]);
+                if end == rest.len() {
                     return;
                 }
                 self.end_word();
             } else if len >= 2 {
-                self.word_hash(w.hash);
-                self.shape(w.shape);
+                let (h, shape) = hash_word(SEED_TEXT, rest, start, len);
+                self.word_hash(h);
+                self.shape(shape);
             }
-            at = w.end + 1;
         }
     }
 
@@ -937,6 +936,41 @@ fn hash_lower(seed: u64, word: &[u8]) -> (u64, Shape) {
     hash_lower_at(seed, word, word.len())
 }
 
+/// [`hash_lower_at`] of the word `bytes[start..start + len]`, from one load when it is at
+/// most eight bytes long and the slice holds eight bytes around it (most words). The shape
+/// of a word without capitals, digits or `$` is left empty: only those three make a word
+/// count in [`Tokenizer::shape`] or a header word a one-off.
+#[inline(always)]
+fn hash_word(seed: u64, bytes: &[u8], start: usize, len: usize) -> (u64, Shape) {
+    if (1..=8).contains(&len) && bytes.len() >= 8 {
+        // The eight bytes from the word's start, or the slice's last eight shifted down to it.
+        let from = start.min(bytes.len() - 8);
+        if let Some(Ok(w)) = bytes.get(from..from + 8).map(<[u8; 8]>::try_from) {
+            let keep = u64::MAX >> (64 - 8 * len);
+            let v = (u64::from_le_bytes(w) >> (8 * (start - from))) & keep;
+            let upper = in_range(v, b'A', b'Z');
+            let mut h = (seed ^ len as u64).wrapping_mul(K_MUL);
+            h = (h ^ (v | (upper >> 2))).wrapping_mul(K_MUL);
+            h ^= h >> 29;
+            let digit = in_range(v, b'0', b'9');
+            let money = in_range(v, b'$', b'$');
+            // A word without capitals, digits or `$` (most) has no shape anyone counts.
+            let shape = if upper | digit | money == 0 {
+                Shape::default()
+            } else {
+                Shape {
+                    upper: count(upper),
+                    lower: count(in_range(v, b'a', b'z')),
+                    digit: count(digit),
+                    money: count(money),
+                }
+            };
+            return (h, shape);
+        }
+    }
+    hash_lower_at(seed, bytes.get(start..).unwrap_or_default(), len)
+}
+
 /// [`hash_bytes`] of the word `src[..len]` lower-cased as [`WORD`] does, and its [`Shape`]:
 /// eight bytes at a time (case and classes by bit tricks on the word), reading past `len`
 /// in `src` when there is more to read (masked off).
@@ -960,78 +994,69 @@ fn hash_lower_at(seed: u64, src: &[u8], len: usize) -> (u64, Shape) {
     (h, shape)
 }
 
-/// A word found by [`next_word`]: `bytes[start..end]`, and when it is 2 to
-/// [`MAX_TOKEN_BYTES`] long its [`hash_lower_at`] hash and [`Shape`].
-struct Found {
-    start: usize,
-    end: usize,
-    hash: u64,
-    shape: Shape,
+/// The words of a byte string (runs of [`WORD`] bytes), found 64 bytes at a time: one bit
+/// per byte says whether it is in a word, so the separators between words cost nothing once
+/// the block's bits are made, and a byte is classified once however short the words are.
+struct Words<'a> {
+    bytes: &'a [u8],
+    /// Offset of the block `mask` describes.
+    block: usize,
+    /// Bit `i`: `bytes[block + i]` is a word byte not yet returned.
+    mask: u64,
 }
 
-/// The first word of `bytes` at or after `at`, found, lower-cased, hashed from `seed` and
-/// shaped in one pass over the eight-byte loads when it fits in the load it starts in (most
-/// words); longer ones go through [`word_end`] and [`hash_lower_at`]. The same words, hashes
-/// and shapes as [`word_start`], [`word_end`] and [`hash_lower_at`].
-#[inline(always)]
-fn next_word(seed: u64, bytes: &[u8], mut at: usize) -> Option<Found> {
-    while at < bytes.len() {
-        let v = load(bytes, at, bytes.len() - at);
-        let upper = in_range(v, b'A', b'Z');
-        let lower = in_range(v, b'a', b'z');
-        let digit = in_range(v, b'0', b'9');
-        let money = in_range(v, b'$', b'$');
-        let word = upper | lower | digit | money | in_range(v, b'\'', b'\'') | (v & HIGH);
-        if word == 0 {
-            at += 8;
-            continue;
+impl<'a> Words<'a> {
+    fn new(bytes: &'a [u8]) -> Words<'a> {
+        Words {
+            bytes,
+            block: 0,
+            mask: block_mask(bytes, 0),
         }
-        let skip = word.trailing_zeros() & !7;
-        let start = at + (skip / 8) as usize;
-        // Shifted down to the word's start, the bytes shifted in are zero: separators. A load
-        // reads no further than `bytes` (zero-padded), so the end is never past it.
-        let sep = !(word >> skip) & HIGH;
-        let len = (sep.trailing_zeros() / 8) as usize;
-        if len < 8 - (skip / 8) as usize {
-            let keep = (1u64 << (8 * len)) - 1;
-            let upper = (upper >> skip) & keep;
-            let lowered = ((v >> skip) | (upper >> 2)) & keep;
-            let mut h = (seed ^ len as u64).wrapping_mul(K_MUL);
-            h = (h ^ lowered).wrapping_mul(K_MUL);
-            h ^= h >> 29;
-            let shape = Shape {
-                upper: count(upper),
-                lower: count((lower >> skip) & keep),
-                digit: count((digit >> skip) & keep),
-                money: count((money >> skip) & keep),
-            };
-            return Some(Found {
-                start,
-                end: start + len,
-                hash: h,
-                shape,
-            });
-        }
-        if skip != 0 {
-            // It may fit in a load that starts where it does.
-            at = start;
-            continue;
-        }
-        let rest = bytes.get(start..).unwrap_or_default();
-        let len = word_end(rest);
-        let (hash, shape) = if (2..=MAX_TOKEN_BYTES).contains(&len) {
-            hash_lower_at(seed, rest, len)
-        } else {
-            (0, Shape::default())
-        };
-        return Some(Found {
-            start,
-            end: start + len,
-            hash,
-            shape,
-        });
     }
-    None
+
+    /// Where the next word starts and ends (`bytes[start..end]`).
+    #[inline(always)]
+    fn next_span(&mut self) -> Option<(usize, usize)> {
+        while self.mask == 0 {
+            self.block += 64;
+            if self.block >= self.bytes.len() {
+                return None;
+            }
+            self.mask = block_mask(self.bytes, self.block);
+        }
+        let s = self.mask.trailing_zeros();
+        let start = self.block + s as usize;
+        let mut ends = !self.mask & (u64::MAX << s);
+        let mut mask = self.mask;
+        // A word that runs to the end of the block goes on in the next ones.
+        while ends == 0 {
+            self.block += 64;
+            if self.block >= self.bytes.len() {
+                self.mask = 0;
+                return Some((start, self.bytes.len()));
+            }
+            mask = block_mask(self.bytes, self.block);
+            ends = !mask;
+        }
+        let e = ends.trailing_zeros();
+        self.mask = mask & (u64::MAX << e);
+        Some((start, self.block + e as usize))
+    }
+}
+
+/// Bit `i` set when `bytes[at + i]` is a word byte ([`WORD`]), for the up to 64 bytes from
+/// `at` (bits past the end are clear).
+#[inline(always)]
+fn block_mask(bytes: &[u8], at: usize) -> u64 {
+    let mut m = 0u64;
+    let mut k = 0;
+    while k < 64 && at + k < bytes.len() {
+        let w = word_mask(load(bytes, at + k, bytes.len() - at - k));
+        // The high bit of each byte gathered into the top byte, byte 0 lowest.
+        m |= (((w >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56) << k;
+        k += 8;
+    }
+    m
 }
 
 /// How many high bits an [`in_range`] mask has.
@@ -1052,7 +1077,7 @@ fn word_mask(v: u64) -> u64 {
 }
 
 /// Where the first word byte of `bytes` is, eight bytes at a time (the reference for
-/// [`next_word`]).
+/// [`Words`]).
 #[cfg(test)]
 #[inline]
 fn word_start(bytes: &[u8]) -> Option<usize> {
@@ -1309,44 +1334,38 @@ mod tests {
     }
 
     #[test]
-    fn next_word_matches_the_reference_scan() {
+    fn words_match_the_reference_scan() {
         let mut text = Vec::new();
         for i in 0..3000u32 {
             let b = (i.wrapping_mul(2_654_435_761) >> 13) as u8;
-            // Mostly letters, some separators and odd bytes.
-            text.push(match b % 9 {
-                0 | 1 => b' ',
-                2 => b,
-                3 => b'A' + b % 26,
+            // Mostly letters, some separators and odd bytes; runs longer than a block too.
+            text.push(match (b % 9, i / 500 % 3) {
+                (_, 2) if i % 500 < 150 => b'a' + b % 26,
+                (0 | 1, _) => b' ',
+                (2, _) => b,
+                (3, _) => b'A' + b % 26,
                 _ => b'a' + b % 26,
             });
         }
-        for from in [0, 1, 5, 7, 100, 1001] {
-            let bytes = &text[from..];
-            let mut at = 0;
-            let mut rest = bytes;
-            loop {
-                let want = word_start(rest).map(|s| {
-                    let end = s + word_end(&rest[s..]);
-                    (s, end)
-                });
-                let got = next_word(SEED_TEXT, bytes, at);
-                let (Some((s, e)), Some(w)) = (want, &got) else {
-                    assert!(want.is_none() && got.is_none(), "from {from} at {at}");
-                    break;
-                };
-                let base = bytes.len() - rest.len();
-                assert_eq!(
-                    (w.start, w.end),
-                    (base + s, base + e),
-                    "from {from} at {at}"
-                );
-                if (2..=MAX_TOKEN_BYTES).contains(&(e - s)) {
-                    let (h, shape) = hash_lower_at(SEED_TEXT, &rest[s..], e - s);
-                    assert_eq!((w.hash, w.shape), (h, shape), "from {from} at {at}");
+        for from in [0, 1, 5, 7, 63, 64, 65, 100, 1001, 2999, 3000] {
+            for to in [
+                text.len(),
+                text.len() - 1,
+                from + 64,
+                from + 128,
+                from + 130,
+            ] {
+                let bytes = &text[from..to.clamp(from, text.len())];
+                let mut want = Vec::new();
+                let mut at = 0;
+                while let Some(s) = word_start(&bytes[at..]) {
+                    let end = at + s + word_end(&bytes[at + s..]);
+                    want.push((at + s, end));
+                    at = (end + 1).min(bytes.len());
                 }
-                at = w.end + 1;
-                rest = bytes.get(at..).unwrap_or_default();
+                let mut words = Words::new(bytes);
+                let got: Vec<_> = std::iter::from_fn(|| words.next_span()).collect();
+                assert_eq!(got, want, "from {from} to {to}");
             }
         }
     }
