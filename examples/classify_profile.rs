@@ -23,6 +23,10 @@ use conbool::cli::scan::{default_limits, load_model, scan_message};
 use conbool::cli::train::{features_with_rules, read_labels, read_messages, training_rules};
 use conbool::rules::{CompiledRules, RuleSource, DEFAULT_RULES};
 
+/// The relay's allocator, so that per-message allocations cost what they cost there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Scans every message; how many were flagged.
 #[inline(never)]
 fn scan_all(rules: &Arc<CompiledRules>, messages: &[Vec<u8>]) -> usize {
