@@ -2,7 +2,9 @@
 //! `rules` and `classify` benches and `examples/rules_profile.rs`).
 
 use conbool::cli::scan::default_limits;
-use conbool::message::{EditPlan, Pipeline, ScanEvent, ScanSink};
+use std::ops::ControlFlow;
+
+use conbool::message::{feed_whole, ScanEvent, ScanSink};
 use conbool::smtp::encode::canonical_crlf;
 
 /// An owned scan event.
@@ -41,20 +43,12 @@ impl ScanSink for Recorder {
 /// refuses it (a header block over its limit).
 pub fn pipeline_events(msg: &[u8]) -> Option<Vec<Ev>> {
     let mut rec = Recorder(Vec::new());
-    let mut p = Pipeline::new(default_limits());
     let msg = bytes::Bytes::from(canonical_crlf(msg).into_owned());
-    let mut at = 0;
-    while at < msg.len() {
-        let end = (at + 64 * 1024).min(msg.len());
-        p.feed(msg.slice(at..end), &mut rec).ok()?;
-        if p.window_complete() {
-            p.release(&EditPlan::default());
-        }
-        while p.poll_output().is_some() {}
-        at = end;
-    }
-    let _ = p.finish(&mut rec);
-    Some(rec.0)
+    feed_whole(default_limits(), &msg, &mut rec, |_| {
+        ControlFlow::Continue(())
+    })
+    .ok()
+    .map(|_| rec.0)
 }
 
 pub fn replay(events: &[Ev], sink: &mut dyn ScanSink) {

@@ -9,6 +9,7 @@
 //! [`load_rules`], [`load_model`], [`load_spam_rules`].
 
 use std::io::{Read, Write};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use bytes::Bytes;
 
 use crate::classify::Model;
 use crate::config::{Config, Spam};
-use crate::message::{EditPlan, MessageLimits, Pipeline};
+use crate::message::{feed_whole, MessageLimits};
 use crate::rules::{CompiledRules, RuleSource, Scan};
 use crate::smtp::encode::canonical_crlf;
 
@@ -25,8 +26,6 @@ use crate::smtp::encode::canonical_crlf;
 pub const MAX_MIME_DEPTH: usize = 32;
 /// Most MIME parts walked (as the relay).
 pub const MAX_MIME_PARTS: usize = 1000;
-/// Pieces handed to the pipeline (as a read of the relay would).
-const PIECE_BYTES: usize = 64 * 1024;
 /// The largest rule file read.
 pub const MAX_RULE_FILE_BYTES: u64 = 16 << 20;
 /// The largest model file read (`2^24` weights).
@@ -141,32 +140,17 @@ pub fn compile_spam_rules(
 /// Scans one message (file bytes: an mbox `From ` line is dropped, bare CR and LF become CRLF
 /// as under `bare_lf = "normalize"`).
 pub fn scan_message(rules: &Arc<CompiledRules>, limits: MessageLimits, msg: &[u8]) -> Outcome {
-    let msg = canonical_crlf(strip_from_line(msg)).into_owned();
-    let mut pipeline = Pipeline::new(limits);
+    let msg = Bytes::from(canonical_crlf(strip_from_line(msg)).into_owned());
     let mut scan = Scan::new(Arc::clone(rules));
     let mut window: Option<(crate::rules::Verdict, String)> = None;
-    let mut take_window = |pipeline: &mut Pipeline, scan: &Scan| {
-        if window.is_none() && pipeline.window_complete() {
-            window = Some((scan.verdict(), scan.hit_names()));
-            pipeline.release(&EditPlan::default());
-        }
-        while pipeline.poll_output().is_some() {}
-    };
-    let msg = Bytes::from(msg);
-    let mut at = 0;
-    while at < msg.len() {
-        let end = (at + PIECE_BYTES).min(msg.len());
-        if pipeline.feed(msg.slice(at..end), &mut scan).is_err() {
-            return refused("header block over limits.max_header_bytes");
-        }
-        take_window(&mut pipeline, &scan);
-        at = end;
-    }
-    if pipeline.finish(&mut scan).is_err() {
+    let fed = feed_whole(limits, &msg, &mut scan, |scan| {
+        window = Some((scan.verdict(), scan.hit_names()));
+        ControlFlow::Continue(())
+    });
+    if fed.is_err() {
         return refused("header block over limits.max_header_bytes");
     }
     scan.finish(msg.len() as u64);
-    take_window(&mut pipeline, &scan);
     let last = scan.verdict();
     let (v, names) = window.unwrap_or_else(|| (last.clone(), scan.hit_names()));
     Outcome {

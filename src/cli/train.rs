@@ -11,6 +11,7 @@
 //! [`features_with_rules`].
 
 use std::io::Read;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,12 +21,10 @@ use bytes::Bytes;
 
 use crate::classify::{train, Model, Tokenizer, TrainParams};
 use crate::cli::scan::{compile_spam_rules, default_limits, strip_from_line, MAX_SCAN_FILE_BYTES};
-use crate::message::{EditPlan, MessageLimits, Pipeline, ScanEvent, ScanSink};
+use crate::message::{feed_whole, MessageLimits, ScanEvent, ScanSink};
 use crate::rules::{CompiledRules, Scan};
 use crate::smtp::encode::canonical_crlf;
 
-/// Pieces handed to the pipeline (as `conbool scan` does).
-const PIECE_BYTES: usize = 64 * 1024;
 /// The largest labels file read.
 const MAX_LABELS_BYTES: u64 = 64 << 20;
 
@@ -129,46 +128,33 @@ pub fn features_with_rules(
     msg: &[u8],
 ) -> Vec<u32> {
     let msg = Bytes::from(canonical_crlf(strip_from_line(msg)).into_owned());
-    let mut pipeline = Pipeline::new(limits);
-    let mut scan = Scan::new(Arc::clone(rules));
-    let mut tokens = Tokenizer::new(None);
-    let with_rules = |scan: &Scan, tokens: &Tokenizer| {
-        let mut f = tokens.features().as_slice().to_vec();
-        f.extend(rules.rule_features_of(&scan.rule_hits()));
+    let mut both = Both {
+        scan: Scan::new(Arc::clone(rules)),
+        tokens: Tokenizer::new(None),
+    };
+    let with_rules = |both: &Both| {
+        let mut f = both.tokens.features().as_slice().to_vec();
+        f.extend(rules.rule_features_of(&both.scan.rule_hits()));
         f
     };
-    let mut at = 0;
-    while at < msg.len() {
-        let end = (at + PIECE_BYTES).min(msg.len());
-        let mut both = Both {
-            scan: &mut scan,
-            tokens: &mut tokens,
-        };
-        if pipeline.feed(msg.slice(at..end), &mut both).is_err() {
-            break;
-        }
-        if pipeline.window_complete() {
-            pipeline.release(&EditPlan::default());
-            return with_rules(&scan, &tokens);
-        }
-        at = end;
+    // The features the relay scores: those at the scan window.
+    if let Ok(ControlFlow::Break(())) =
+        feed_whole(limits, &msg, &mut both, |_| ControlFlow::Break(()))
+    {
+        return with_rules(&both);
     }
-    let _ = pipeline.finish(&mut Both {
-        scan: &mut scan,
-        tokens: &mut tokens,
-    });
-    scan.finish(msg.len() as u64);
-    tokens.finish();
-    with_rules(&scan, &tokens)
+    both.scan.finish(msg.len() as u64);
+    both.tokens.finish();
+    with_rules(&both)
 }
 
 /// Scan events to the rules and the tokenizer both.
-struct Both<'a> {
-    scan: &'a mut Scan,
-    tokens: &'a mut Tokenizer,
+struct Both {
+    scan: Scan,
+    tokens: Tokenizer,
 }
 
-impl ScanSink for Both<'_> {
+impl ScanSink for Both {
     fn event(&mut self, ev: ScanEvent<'_>) {
         self.scan.event(ev);
         self.tokens.event(ev);

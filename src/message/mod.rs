@@ -503,6 +503,40 @@ impl Pipeline {
     }
 }
 
+/// Pieces [`feed_whole`] hands to the pipeline (as one read of the relay would).
+pub const WHOLE_PIECE_BYTES: usize = 64 * 1024;
+
+/// Feeds a whole message (canonical CRLF) through a fresh [`Pipeline`] in
+/// [`WHOLE_PIECE_BYTES`] pieces, as `conbool scan`, the trainer and the benches do. The first
+/// time the scan window is complete after a piece, the window is released unedited and
+/// `at_window` is called with the sink; a `Break` from it stops the feeding there. The
+/// pipeline's output is dropped. Returns `Break` when stopped, `Continue` when the message
+/// was fed to its end and the pipeline finished (the caller finishes its sink: a window that
+/// completes only at the end is the caller's to take, after that).
+pub fn feed_whole<S: ScanSink>(
+    limits: MessageLimits,
+    msg: &Bytes,
+    sink: &mut S,
+    mut at_window: impl FnMut(&mut S) -> std::ops::ControlFlow<()>,
+) -> Result<std::ops::ControlFlow<()>, MessageError> {
+    let mut pipeline = Pipeline::new(limits);
+    let mut at = 0;
+    while at < msg.len() {
+        let end = (at + WHOLE_PIECE_BYTES).min(msg.len());
+        pipeline.feed(msg.slice(at..end), sink)?;
+        if !pipeline.is_released() && pipeline.window_complete() {
+            pipeline.release(&EditPlan::default());
+            if at_window(sink).is_break() {
+                return Ok(std::ops::ControlFlow::Break(()));
+            }
+        }
+        while pipeline.poll_output().is_some() {}
+        at = end;
+    }
+    pipeline.finish(sink)?;
+    Ok(std::ops::ControlFlow::Continue(()))
+}
+
 /// Hands the walker's new marks to the inserter and moves what is decided to `out`.
 fn pump_disclaimer(
     walker: &mut Walker,
@@ -1676,5 +1710,56 @@ mod tests {
         let got = run_cuts(&msg, &[3, cr + 1], limits(), &EditPlan::default());
         assert_eq!(got, run_whole(&msg));
         assert_eq!(describe(&got)[0], "H0 X-Long-Name: value");
+    }
+
+    #[test]
+    fn feed_whole_calls_at_window_once_and_stops_on_break() {
+        let mut msg = b"Subject: s\r\n\r\n".to_vec();
+        for i in 0..40_000 {
+            msg.extend_from_slice(format!("line {i}\r\n").as_bytes());
+        }
+        let msg = Bytes::from(msg);
+        let small = MessageLimits {
+            scan_window: 1000,
+            ..limits()
+        };
+        let whole = MessageLimits {
+            scan_window: 1 << 20,
+            ..limits()
+        };
+        let text = |r: &Recorder| r.segs.iter().map(|s| s.text.len()).sum::<usize>();
+        for (row, lim, stop, windows, stopped) in [
+            ("window_then_on", small, false, 1, false),
+            ("window_then_stop", small, true, 1, true),
+            // The window completes only when the message ends: the caller takes it.
+            ("window_at_end", whole, true, 0, false),
+        ] {
+            let mut rec = Recorder::default();
+            let mut calls = 0;
+            let flow = feed_whole(lim, &msg, &mut rec, |_| {
+                calls += 1;
+                if stop {
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    std::ops::ControlFlow::Continue(())
+                }
+            });
+            assert_eq!(calls, windows, "{row}");
+            assert_eq!(flow.map(|f| f.is_break()), Ok(stopped), "{row}");
+            let seen = text(&rec);
+            if stopped {
+                assert!(seen < msg.len() - WHOLE_PIECE_BYTES, "{row}: {seen}");
+            } else {
+                assert!(seen > msg.len() - 100, "{row}: {seen}");
+            }
+        }
+        let huge = MessageLimits {
+            max_header_bytes: 8,
+            ..limits()
+        };
+        let flow = feed_whole(huge, &msg, &mut Recorder::default(), |_| {
+            std::ops::ControlFlow::Continue(())
+        });
+        assert_eq!(flow, Err(MessageError::HeaderTooBig));
     }
 }
