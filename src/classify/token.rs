@@ -624,12 +624,12 @@ impl Tokenizer {
         let mut words = Words::new(value);
         let mut prev = 0u64;
         while !self.budget_spent() {
-            let Some((start, end)) = words.next_span() else {
+            let Some(w) = words.next_span() else {
                 return;
             };
-            let len = end - start;
+            let len = w.end - w.start;
             if (2..=MAX_TOKEN_BYTES).contains(&len) {
-                let (h, shape) = hash_word(seed, value, start, len);
+                let (h, shape) = hash_word(seed, value, w);
                 // Outside Subject and URL paths, words with digits are ids, timestamps and
                 // addresses, and mixed-case runs are base64: one-off tokens that only crowd
                 // out the rest.
@@ -669,18 +669,18 @@ impl Tokenizer {
         }
         let mut words = Words::new(rest);
         while !self.features.full() {
-            let Some((start, end)) = words.next_span() else {
+            let Some(w) = words.next_span() else {
                 return;
             };
-            let len = end - start;
-            if end == rest.len() || len > MAX_TOKEN_BYTES {
-                self.text_slow(&rest[start..end]);
-                if end == rest.len() {
+            let len = w.end - w.start;
+            if w.end == rest.len() || len > MAX_TOKEN_BYTES {
+                self.text_slow(&rest[w.start..w.end]);
+                if w.end == rest.len() {
                     return;
                 }
                 self.end_word();
             } else if len >= 2 {
-                let (h, shape) = hash_word(SEED_TEXT, rest, start, len);
+                let (h, shape) = hash_word(SEED_TEXT, rest, w);
                 self.word_hash(h);
                 self.shape(shape);
             }
@@ -936,25 +936,30 @@ fn hash_lower(seed: u64, word: &[u8]) -> (u64, Shape) {
     hash_lower_at(seed, word, word.len())
 }
 
-/// [`hash_lower_at`] of the word `bytes[start..start + len]`, from one load when it is at
-/// most eight bytes long and the slice holds eight bytes around it (most words). The shape
-/// of a word without capitals, digits or `$` is left empty: only those three make a word
-/// count in [`Tokenizer::shape`] or a header word a one-off.
+/// [`hash_lower_at`] of the word `w` of `bytes`, from one load when it is at most eight
+/// bytes long and the slice holds eight bytes around it (most words). The shape of a word
+/// without capitals, digits or `$` is left empty: only those three make a word count in
+/// [`Tokenizer::shape`] or a header word a one-off; a [`Span::plain`] word is not even looked
+/// at for them.
 #[inline(always)]
-fn hash_word(seed: u64, bytes: &[u8], start: usize, len: usize) -> (u64, Shape) {
+fn hash_word(seed: u64, bytes: &[u8], w: Span) -> (u64, Shape) {
+    let (start, len) = (w.start, w.end - w.start);
     if (1..=8).contains(&len) && bytes.len() >= 8 {
         // The eight bytes from the word's start, or the slice's last eight shifted down to it.
         let from = start.min(bytes.len() - 8);
-        if let Some(Ok(w)) = bytes.get(from..from + 8).map(<[u8; 8]>::try_from) {
+        if let Some(Ok(b)) = bytes.get(from..from + 8).map(<[u8; 8]>::try_from) {
             let keep = u64::MAX >> (64 - 8 * len);
-            let v = (u64::from_le_bytes(w) >> (8 * (start - from))) & keep;
-            let upper = in_range(v, b'A', b'Z');
+            let v = (u64::from_le_bytes(b) >> (8 * (start - from))) & keep;
             let mut h = (seed ^ len as u64).wrapping_mul(K_MUL);
+            if w.plain {
+                h = (h ^ v).wrapping_mul(K_MUL);
+                return (h ^ (h >> 29), Shape::default());
+            }
+            let upper = in_range(v, b'A', b'Z');
             h = (h ^ (v | (upper >> 2))).wrapping_mul(K_MUL);
             h ^= h >> 29;
             let digit = in_range(v, b'0', b'9');
             let money = in_range(v, b'$', b'$');
-            // A word without capitals, digits or `$` (most) has no shape anyone counts.
             let shape = if upper | digit | money == 0 {
                 Shape::default()
             } else {
@@ -1003,61 +1008,110 @@ struct Words<'a> {
     block: usize,
     /// Bit `i`: `bytes[block + i]` is a word byte not yet returned.
     mask: u64,
+    /// Bit `i`: `bytes[block + i]` is a capital, a digit or `$` (see [`Span::plain`]).
+    marked: u64,
+}
+
+/// A word found by [`Words`]: `bytes[start..end]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    start: usize,
+    end: usize,
+    /// Known to hold no capital, digit or `$` (so it needs no lower-casing and has no shape
+    /// anyone counts); `false` when unknown.
+    plain: bool,
 }
 
 impl<'a> Words<'a> {
     fn new(bytes: &'a [u8]) -> Words<'a> {
+        let (mask, marked) = block_masks(bytes, 0);
         Words {
             bytes,
             block: 0,
-            mask: block_mask(bytes, 0),
+            mask,
+            marked,
         }
     }
 
-    /// Where the next word starts and ends (`bytes[start..end]`).
+    /// The next word.
     #[inline(always)]
-    fn next_span(&mut self) -> Option<(usize, usize)> {
+    fn next_span(&mut self) -> Option<Span> {
         while self.mask == 0 {
             self.block += 64;
             if self.block >= self.bytes.len() {
                 return None;
             }
-            self.mask = block_mask(self.bytes, self.block);
+            (self.mask, self.marked) = block_masks(self.bytes, self.block);
         }
         let s = self.mask.trailing_zeros();
         let start = self.block + s as usize;
-        let mut ends = !self.mask & (u64::MAX << s);
-        let mut mask = self.mask;
+        let ends = !self.mask & (u64::MAX << s);
+        if ends != 0 {
+            let e = ends.trailing_zeros();
+            let inside = (u64::MAX << s) & !(u64::MAX << e);
+            self.mask &= u64::MAX << e;
+            return Some(Span {
+                start,
+                end: self.block + e as usize,
+                plain: self.marked & inside == 0,
+            });
+        }
         // A word that runs to the end of the block goes on in the next ones.
-        while ends == 0 {
+        loop {
             self.block += 64;
             if self.block >= self.bytes.len() {
                 self.mask = 0;
-                return Some((start, self.bytes.len()));
+                return Some(Span {
+                    start,
+                    end: self.bytes.len(),
+                    plain: false,
+                });
             }
-            mask = block_mask(self.bytes, self.block);
-            ends = !mask;
+            let (mask, marked) = block_masks(self.bytes, self.block);
+            if mask != u64::MAX {
+                let e = (!mask).trailing_zeros();
+                self.mask = mask & (u64::MAX << e);
+                self.marked = marked;
+                return Some(Span {
+                    start,
+                    end: self.block + e as usize,
+                    plain: false,
+                });
+            }
         }
-        let e = ends.trailing_zeros();
-        self.mask = mask & (u64::MAX << e);
-        Some((start, self.block + e as usize))
     }
 }
 
-/// Bit `i` set when `bytes[at + i]` is a word byte ([`WORD`]), for the up to 64 bytes from
-/// `at` (bits past the end are clear).
+/// For the up to 64 bytes from `at`: bit `i` set when `bytes[at + i]` is a word byte
+/// ([`WORD`]), and in the second mask when it is a capital, a digit or `$` (bits past the
+/// end are clear).
 #[inline(always)]
-fn block_mask(bytes: &[u8], at: usize) -> u64 {
-    let mut m = 0u64;
-    let mut k = 0;
-    while k < 64 && at + k < bytes.len() {
-        let w = word_mask(load(bytes, at + k, bytes.len() - at - k));
-        // The high bit of each byte gathered into the top byte, byte 0 lowest.
-        m |= (((w >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56) << k;
-        k += 8;
+fn block_masks(bytes: &[u8], at: usize) -> (u64, u64) {
+    let mut block = [0u8; 64];
+    let src = bytes.get(at..).unwrap_or_default();
+    let n = src.len().min(64);
+    block[..n].copy_from_slice(&src[..n]);
+    // Two flag bits per byte (a loop the compiler turns into vector compares) ...
+    let mut flags = [0u8; 64];
+    for (f, &b) in flags.iter_mut().zip(&block) {
+        let marked = b.wrapping_sub(b'A') < 26 || b.wrapping_sub(b'0') < 10 || b == b'$';
+        let word = marked || b.wrapping_sub(b'a') < 26 || b == b'\'' || b >= 0x80;
+        *f = u8::from(word) | u8::from(marked) << 1;
     }
-    m
+    // ... gathered eight at a time into bits, byte 0 lowest.
+    let (mut words, mut marked) = (0u64, 0u64);
+    for (k, chunk) in flags.chunks_exact(8).enumerate() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let v = u64::from_le_bytes(w);
+        words |= ((v & ONES).wrapping_mul(GATHER) >> 56) << (8 * k);
+        marked |= (((v >> 1) & ONES).wrapping_mul(GATHER) >> 56) << (8 * k);
+    }
+    (words, marked)
 }
+
+/// Multiplying by it moves bit `8 i` of a word to bit `56 + i` (no two products collide).
+const GATHER: u64 = 0x0102_0408_1020_4080;
 
 /// How many high bits an [`in_range`] mask has.
 #[inline(always)]
@@ -1365,7 +1419,27 @@ mod tests {
                 }
                 let mut words = Words::new(bytes);
                 let got: Vec<_> = std::iter::from_fn(|| words.next_span()).collect();
-                assert_eq!(got, want, "from {from} to {to}");
+                let spans: Vec<_> = got.iter().map(|w| (w.start, w.end)).collect();
+                assert_eq!(spans, want, "from {from} to {to}");
+                for w in got {
+                    let word = &bytes[w.start..w.end];
+                    let marked = word
+                        .iter()
+                        .any(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'$');
+                    assert!(!(w.plain && marked), "from {from} to {to}: {w:?}");
+                    let len = w.end - w.start;
+                    if (2..=MAX_TOKEN_BYTES).contains(&len) {
+                        let (h, shape) = hash_word(SEED_TEXT, bytes, w);
+                        let (want_h, want) = hash_lower_at(SEED_TEXT, word, len);
+                        assert_eq!(h, want_h, "from {from} to {to}: {w:?}");
+                        // Only words with a capital, a digit or `$` have a shape that counts.
+                        if want.upper + want.digit + want.money > 0 {
+                            assert_eq!(shape, want, "from {from} to {to}: {w:?}");
+                        } else {
+                            assert_eq!(shape, Shape::default(), "from {from} to {to}: {w:?}");
+                        }
+                    }
+                }
             }
         }
     }
