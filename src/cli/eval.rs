@@ -77,6 +77,9 @@ pub struct EvalArgs {
     /// Average the weights of the later passes (models trained for cross-validation).
     #[arg(long, default_value_t = TrainParams::default().average, action = clap::ArgAction::Set)]
     pub average: bool,
+    /// Differently shuffled training runs averaged into each model (cross-validation).
+    #[arg(long, default_value_t = TrainParams::default().runs)]
+    pub runs: u32,
 }
 
 /// Counts for one source (or all).
@@ -320,6 +323,7 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
             l2: args.l2,
             ham_weight: args.ham_weight.unwrap_or(TrainParams::default().ham_weight),
             average: args.average,
+            runs: args.runs,
         };
         let mut picked = Vec::new();
         let mut probability = vec![0.0; labels.len()];
