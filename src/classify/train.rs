@@ -1,6 +1,12 @@
 //! Training: online logistic regression (stochastic gradient descent with L2 decay) over the
 //! length-normalised binary feature sets of labelled messages. Deterministic: the order of
-//! the examples is shuffled by a fixed seed.
+//! the examples is shuffled by fixed seeds.
+//!
+//! One pass of SGD at this step size is chaotic: another shuffle, or the same arithmetic in
+//! another order, moves a 5-fold cross-validation by ±10 missed spam and ±3 false positives.
+//! So the model is the average of [`TrainParams::runs`] models trained on different shuffles
+//! (each already averaged over its later passes): still one weight per bucket, so scoring
+//! costs the same, but the variance of the single runs mostly cancels.
 
 use crate::classify::model::{Model, ModelError};
 
@@ -21,6 +27,8 @@ pub struct TrainParams {
     /// Average the weights at the end of each pass over the second half of the passes
     /// (Polyak averaging): steadier than the last pass's weights.
     pub average: bool,
+    /// Models trained on differently shuffled orders whose weights are averaged (at least 1).
+    pub runs: u32,
 }
 
 impl Default for TrainParams {
@@ -32,18 +40,50 @@ impl Default for TrainParams {
             l2: 1e-6,
             ham_weight: 1.0,
             average: true,
+            runs: 8,
         }
     }
 }
 
-/// Trains a model on `(features, is_spam)` examples.
+/// The shuffle seed of the first run; run `r` adds `r` times [`SEED_STEP`].
+const SEED: u64 = 0x005E_EDC1_A551_F1E4;
+/// The difference between the seeds of consecutive runs.
+const SEED_STEP: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// Trains a model on `(features, is_spam)` examples: the average of [`TrainParams::runs`]
+/// runs over differently shuffled orders.
 pub fn train(examples: &[(&[u32], bool)], params: &TrainParams) -> Result<Model, ModelError> {
     let n = 1usize << params.bits.clamp(8, 24);
+    let runs = params.runs.max(1);
+    let mut w = vec![0f32; n];
+    let mut bias = 0f32;
+    for run in 0..runs {
+        let seed = SEED.wrapping_add(u64::from(run).wrapping_mul(SEED_STEP));
+        let (rw, rb) = train_run(examples, params, n, seed);
+        for (x, r) in w.iter_mut().zip(&rw) {
+            *x += r;
+        }
+        bias += rb;
+    }
+    let k = runs as f32;
+    for x in w.iter_mut() {
+        *x /= k;
+    }
+    Model::from_weights(&w, bias / k, examples.len().min(u32::MAX as usize) as u32)
+}
+
+/// One run over the examples shuffled from `seed`: its weights (`n` of them) and bias.
+fn train_run(
+    examples: &[(&[u32], bool)],
+    params: &TrainParams,
+    n: usize,
+    seed: u64,
+) -> (Vec<f32>, f32) {
     let bits = n.trailing_zeros();
     let mut w = vec![0f32; n];
     let mut bias = 0f32;
     let mut order: Vec<usize> = (0..examples.len()).collect();
-    let mut rng: u64 = 0x005E_EDC1_A551_F1E4_u64;
+    let mut rng: u64 = seed;
     // Ham and spam weigh the same whatever their counts.
     let spam = examples.iter().filter(|e| e.1).count().max(1) as f32;
     let ham = examples.iter().filter(|e| !e.1).count().max(1) as f32;
@@ -94,7 +134,7 @@ pub fn train(examples: &[(&[u32], bool)], params: &TrainParams) -> Result<Model,
         }
         bias = avg_bias / k;
     }
-    Model::from_weights(&w, bias, examples.len().min(u32::MAX as usize) as u32)
+    (w, bias)
 }
 
 #[cfg(test)]
@@ -102,8 +142,7 @@ mod tests {
     use super::*;
 
     /// Spam shares features 1..20, ham 21..40, both share 41..60.
-    #[test]
-    fn separates_a_toy_problem() {
+    fn toy() -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
         let f = |i: u32| i.wrapping_mul(0x9E37_79B9);
         let spam: Vec<Vec<u32>> = (0..20)
             .map(|k| {
@@ -123,15 +162,51 @@ mod tests {
                     .collect()
             })
             .collect();
-        let ex: Vec<(&[u32], bool)> = spam
-            .iter()
+        (spam, ham)
+    }
+
+    fn examples<'a>(spam: &'a [Vec<u32>], ham: &'a [Vec<u32>]) -> Vec<(&'a [u32], bool)> {
+        spam.iter()
             .map(|v| (v.as_slice(), true))
             .chain(ham.iter().map(|v| (v.as_slice(), false)))
-            .collect();
-        let m = train(&ex, &TrainParams::default()).expect("trains");
-        for (row, (v, is_spam)) in ex.iter().enumerate() {
-            let p = m.probability(v);
-            assert_eq!(p > 0.5, *is_spam, "row {row}: p = {p}");
+            .collect()
+    }
+
+    #[test]
+    fn separates_a_toy_problem() {
+        let (spam, ham) = toy();
+        let ex = examples(&spam, &ham);
+        for runs in [1, 3] {
+            let params = TrainParams {
+                runs,
+                ..TrainParams::default()
+            };
+            let m = train(&ex, &params).expect("trains");
+            for (row, (v, is_spam)) in ex.iter().enumerate() {
+                let p = m.probability(v);
+                assert_eq!(p > 0.5, *is_spam, "runs {runs} row {row}: p = {p}");
+            }
         }
+    }
+
+    /// Runs are averaged: the same examples give the same model, and one run is not the
+    /// average of three.
+    #[test]
+    fn runs_are_deterministic_and_averaged() {
+        let (spam, ham) = toy();
+        let ex = examples(&spam, &ham);
+        let with = |runs| {
+            train(
+                &ex,
+                &TrainParams {
+                    runs,
+                    ..TrainParams::default()
+                },
+            )
+            .expect("trains")
+        };
+        assert_eq!(with(3), with(3));
+        assert_ne!(with(1), with(3));
+        assert_eq!(with(0), with(1), "0 runs is one run");
     }
 }

@@ -23,7 +23,7 @@ use crate::cli::scan::{
     compile_spam_rules, default_limits, load_model, scan_message, MAX_MIME_DEPTH, MAX_MIME_PARTS,
 };
 use crate::cli::train::{
-    features_with_rules, pick_params, read_labels, read_messages, train_on, Labelled,
+    features_with_rules, pick_params, read_labels, read_messages, train_on, Labelled, STEPS,
 };
 use crate::config::{Config, Spam};
 use crate::message::MessageLimits;
@@ -63,9 +63,11 @@ pub struct EvalArgs {
     /// Training passes of the models trained for cross-validation.
     #[arg(long, default_value_t = TrainParams::default().epochs)]
     pub epochs: u32,
-    /// Step size of the models trained for cross-validation.
-    #[arg(long, default_value_t = TrainParams::default().learning_rate)]
-    pub learning_rate: f32,
+    /// Step size of the models trained for cross-validation; without it each model's is
+    /// picked by the inner cross-validation from `conbool train`'s steps (with
+    /// `--ham-weight` and without it, the default step).
+    #[arg(long)]
+    pub learning_rate: Option<f32>,
     /// L2 decay of the models trained for cross-validation.
     #[arg(long, default_value_t = TrainParams::default().l2)]
     pub l2: f32,
@@ -77,6 +79,9 @@ pub struct EvalArgs {
     /// Average the weights of the later passes (models trained for cross-validation).
     #[arg(long, default_value_t = TrainParams::default().average, action = clap::ArgAction::Set)]
     pub average: bool,
+    /// Differently shuffled training runs averaged into each model (cross-validation).
+    #[arg(long, default_value_t = TrainParams::default().runs)]
+    pub runs: u32,
 }
 
 /// Counts for one source (or all).
@@ -316,10 +321,13 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
         let params = TrainParams {
             bits: args.bits.clamp(8, 24),
             epochs: args.epochs,
-            learning_rate: args.learning_rate,
+            learning_rate: args
+                .learning_rate
+                .unwrap_or(TrainParams::default().learning_rate),
             l2: args.l2,
             ham_weight: args.ham_weight.unwrap_or(TrainParams::default().ham_weight),
             average: args.average,
+            runs: args.runs,
         };
         let mut picked = Vec::new();
         let mut probability = vec![0.0; labels.len()];
@@ -329,8 +337,10 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
             let params = match args.ham_weight {
                 Some(_) => params,
                 None => {
-                    let p = pick_params(&features, &labels, &params, train_here);
-                    picked.push(p.ham_weight);
+                    let given = args.learning_rate.map(|s| [s]);
+                    let steps = given.as_ref().map_or(STEPS, |s| s.as_slice());
+                    let p = pick_params(&features, &labels, &params, steps, train_here);
+                    picked.push(format!("{}/{}", p.learning_rate, p.ham_weight));
                     p
                 }
             };
@@ -389,12 +399,8 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
             String::new()
         } else {
             format!(
-                ", ham weight {} by inner cross-validation",
-                picked
-                    .iter()
-                    .map(|w| w.to_string())
-                    .collect::<Vec<_>>()
-                    .join("/")
+                ", step/ham weight {} by inner cross-validation",
+                picked.join(" ")
             )
         };
         title = format!(

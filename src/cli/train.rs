@@ -192,6 +192,9 @@ pub fn train_on(
 
 /// Ham weights [`pick_params`] chooses from.
 pub const HAM_WEIGHTS: &[f32] = &[1.0, 2.0, 4.0, 8.0];
+/// Step sizes ([`TrainParams::learning_rate`]) [`pick_params`] chooses from: a larger step
+/// gives larger weights, so the same band cut-offs flag more.
+pub const STEPS: &[f32] = &[20.0, 30.0, 40.0];
 /// Folds of [`pick_params`]' inner cross-validation.
 const INNER_FOLDS: usize = 4;
 /// What a false positive costs in [`pick_params`], in missed spam: the goals allow 0.3 % of
@@ -200,15 +203,17 @@ const FALSE_POSITIVE_COST: usize = 10;
 /// The probability at which the classifier flags a message on its own (`CLASSIFIER_99`).
 const FLAG_PROBABILITY: f64 = 0.99;
 
-/// `params` with the ham weight (one of [`HAM_WEIGHTS`]) that does best in a
-/// [`INNER_FOLDS`]-fold cross-validation over the messages `keep` accepts: fewest
-/// `FALSE_POSITIVE_COST · false positives + missed spam` with the classifier flagging at
-/// `FLAG_PROBABILITY`. Ties go to the lighter weight. Only the accepted messages are looked
-/// at, so evaluating on the others stays honest.
+/// `params` with the step size (one of `steps`, e.g. [`STEPS`]) and ham weight (one of
+/// [`HAM_WEIGHTS`]) that do best in a [`INNER_FOLDS`]-fold cross-validation over the
+/// messages `keep` accepts: fewest `FALSE_POSITIVE_COST · false positives + missed spam`
+/// with the classifier flagging at `FLAG_PROBABILITY`. Ties go to the smaller step, then
+/// the lighter weight. Only the accepted messages are looked at, so evaluating on the others
+/// stays honest.
 pub fn pick_params(
     features: &[Vec<u32>],
     labels: &[Labelled],
     params: &TrainParams,
+    steps: &[f32],
     keep: impl Fn(usize) -> bool,
 ) -> TrainParams {
     let inside: Vec<usize> = (0..labels.len()).filter(|&i| keep(i)).collect();
@@ -218,8 +223,12 @@ pub fn pick_params(
         .collect();
     let folds = crate::cli::eval::assign_folds(&sub, INNER_FOLDS);
     let mut best: Option<(usize, TrainParams)> = None;
-    for &ham_weight in HAM_WEIGHTS {
+    let grid = steps
+        .iter()
+        .flat_map(|&step| HAM_WEIGHTS.iter().map(move |&hw| (step, hw)));
+    for (learning_rate, ham_weight) in grid {
         let p = TrainParams {
+            learning_rate,
             ham_weight,
             ..*params
         };
@@ -273,16 +282,17 @@ pub fn main(args: TrainArgs) -> ExitCode {
         if !(8..=24).contains(&args.bits) {
             return Err(format!("--bits {} is outside 8 to 24", args.bits));
         }
-        let params = pick_params(&features, &labels, &params, |_| true);
+        let params = pick_params(&features, &labels, &params, STEPS, |_| true);
         let model = train_on(&features, &labels, &params, |_| true)?;
         let bytes = model.to_bytes();
         std::fs::write(&args.out, &bytes).map_err(|e| format!("{}: {e}", args.out.display()))?;
         let spam = labels.iter().filter(|l| l.spam).count();
         Ok(format!(
-            "conbool train: {} messages ({} spam, {} ham), ham weight {} (inner cross-validation), {} bytes written to {} in {:.1} s",
+            "conbool train: {} messages ({} spam, {} ham), step {} and ham weight {} (inner cross-validation), {} bytes written to {} in {:.1} s",
             labels.len(),
             spam,
             labels.len() - spam,
+            params.learning_rate,
             params.ham_weight,
             bytes.len(),
             args.out.display(),
