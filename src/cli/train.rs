@@ -222,16 +222,16 @@ pub fn pick_params(
         .filter_map(|&i| labels.get(i).cloned())
         .collect();
     let folds = crate::cli::eval::assign_folds(&sub, INNER_FOLDS);
-    let mut best: Option<(usize, TrainParams)> = None;
-    let grid = steps
+    let grid: Vec<TrainParams> = steps
         .iter()
-        .flat_map(|&step| HAM_WEIGHTS.iter().map(move |&hw| (step, hw)));
-    for (learning_rate, ham_weight) in grid {
-        let p = TrainParams {
+        .flat_map(|&step| HAM_WEIGHTS.iter().map(move |&hw| (step, hw)))
+        .map(|(learning_rate, ham_weight)| TrainParams {
             learning_rate,
             ham_weight,
             ..*params
-        };
+        })
+        .collect();
+    let cost_of = |p: &TrainParams| -> usize {
         let mut cost = 0;
         for fold in 0..INNER_FOLDS {
             let examples: Vec<(&[u32], bool)> = inside
@@ -240,9 +240,8 @@ pub fn pick_params(
                 .filter(|(_, &f)| f != fold)
                 .filter_map(|(&i, _)| Some((features.get(i)?.as_slice(), labels.get(i)?.spam)))
                 .collect();
-            let Ok(model) = train(&examples, &p) else {
-                cost = usize::MAX;
-                break;
+            let Ok(model) = train(&examples, p) else {
+                return usize::MAX;
             };
             for (&i, _) in inside.iter().zip(&folds).filter(|(_, &f)| f == fold) {
                 let (Some(f), Some(l)) = (features.get(i), labels.get(i)) else {
@@ -256,6 +255,34 @@ pub fn pick_params(
                 };
             }
         }
+        cost
+    };
+    // The candidates are independent: one thread per core takes every n-th of them.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, grid.len().max(1));
+    let mut costs = vec![usize::MAX; grid.len()];
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (grid, cost_of) = (&grid, &cost_of);
+                s.spawn(move || {
+                    (t..grid.len())
+                        .step_by(threads)
+                        .map(|i| (i, cost_of(&grid[i])))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for w in workers {
+            for (i, c) in w.join().unwrap_or_default() {
+                costs[i] = c;
+            }
+        }
+    });
+    // In grid order, so the choice does not depend on the threads.
+    let mut best: Option<(usize, TrainParams)> = None;
+    for (p, cost) in grid.into_iter().zip(costs) {
         if best.as_ref().map_or(true, |(c, _)| cost < *c) {
             best = Some((cost, p));
         }
