@@ -35,13 +35,16 @@ const MAX_WINDOW_START: usize = 16;
 /// candidate phrase start up to `MAX_WINDOW_START + MAX_STRIDE - 1` before it, and one byte
 /// before that (word edges).
 const HIST_BYTES: usize = MAX_GRAM + MAX_WINDOW_START + MAX_STRIDE;
-/// Filter slots: about 256 per gram, between 2^10 and 2^16 (8 KiB bitmaps: the body's and the raw
-/// body's stay in L1 together; 2^17 measured more cache misses than the extra filter hits cost).
-const SLOTS_PER_GRAM: usize = 256;
+/// Filter slots: the gram filter always has 2^16 (an 8 KiB bitmap: the body's and the raw body's
+/// stay in L1 together; 2^17 measured more cache misses than the extra filter hits cost, and a
+/// constant size lets the scan loop shift by a constant); the other bitmaps between 2^10 and
+/// 2^16.
 const MIN_FILTER_BITS: u32 = 10;
 const MAX_FILTER_BITS: u32 = 16;
-/// Words of the largest gram bitmap.
+/// Words of the gram bitmap.
 const FILTER_WORDS: usize = (1 << MAX_FILTER_BITS) / 64;
+/// What the gram hash is shifted right by.
+const FILTER_SHIFT: u32 = 64 - MAX_FILTER_BITS;
 /// Second-filter slots: about 64 per phrase, between 2^10 and 2^16.
 const PRE_SLOTS_PER_PHRASE: usize = 64;
 /// ASCII letters differ from their capitals by 0x20: or-ing it in folds case (and merges a few
@@ -66,7 +69,6 @@ pub(crate) struct Owner {
 #[derive(Debug)]
 struct GramTable {
     mask: u64,
-    shift: u32,
     /// One bit per slot: some phrase has a gram hashing there.
     bits: Box<[u64]>,
     /// Per word of `bits`: how many bits are set in the words before it.
@@ -102,16 +104,14 @@ impl GramTable {
     /// `grams`: (gram bytes, in-phrase offset, the 8 phrase bytes from the gram's start when
     /// the gram is shorter and they are there), each gram `len` bytes.
     fn build(len: usize, grams: &[Gram<'_>]) -> GramTable {
-        let n = filter_bits(grams.len() * SLOTS_PER_GRAM);
         let mask = if len >= 8 {
             u64::MAX
         } else {
             (1u64 << (8 * len)) - 1
         };
-        let shift = 64 - n;
-        // Always the largest size (only the first 2^n bits are used): the scan loop indexes it
-        // without a bounds check ([`skip_rounds`]).
-        let mut bits = vec![0u64; FILTER_WORDS.max((1usize << n) / 64)].into_boxed_slice();
+        let shift = FILTER_SHIFT;
+        // One size for all: the scan loop indexes it without a bounds check ([`skip_rounds`]).
+        let mut bits = vec![0u64; FILTER_WORDS].into_boxed_slice();
         let slots: Vec<(usize, u32, bool)> = grams
             .iter()
             .map(|&(g, o, long)| {
@@ -161,7 +161,6 @@ impl GramTable {
         }
         GramTable {
             mask,
-            shift,
             bits,
             rank,
             offsets,
@@ -180,16 +179,16 @@ impl GramTable {
         mut i: usize,
         stride: usize,
     ) -> Result<(usize, usize, u64), usize> {
-        let (bits, mask, shift) = (&*self.bits, self.mask, self.shift);
+        let (bits, mask, shift) = (&*self.bits, self.mask, FILTER_SHIFT);
         let (round, found) = match stride {
-            1 => skip_rounds::<1>(bits, chunk, i, mask, shift),
-            2 => skip_rounds::<2>(bits, chunk, i, mask, shift),
-            3 => skip_rounds::<3>(bits, chunk, i, mask, shift),
-            4 => skip_rounds::<4>(bits, chunk, i, mask, shift),
-            5 => skip_rounds::<5>(bits, chunk, i, mask, shift),
-            6 => skip_rounds::<6>(bits, chunk, i, mask, shift),
-            7 => skip_rounds::<7>(bits, chunk, i, mask, shift),
-            _ => skip_rounds::<8>(bits, chunk, i, mask, shift),
+            1 => skip_rounds::<1>(bits, chunk, i, mask),
+            2 => skip_rounds::<2>(bits, chunk, i, mask),
+            3 => skip_rounds::<3>(bits, chunk, i, mask),
+            4 => skip_rounds::<4>(bits, chunk, i, mask),
+            5 => skip_rounds::<5>(bits, chunk, i, mask),
+            6 => skip_rounds::<6>(bits, chunk, i, mask),
+            7 => skip_rounds::<7>(bits, chunk, i, mask),
+            _ => skip_rounds::<8>(bits, chunk, i, mask),
         };
         i = round;
         if found != 0 {
@@ -223,7 +222,7 @@ impl GramTable {
     /// holds the 8 stream bytes from the sample (else the long grams are not checked).
     #[inline(always)]
     fn lookup(&self, key: u64, full: bool) -> u32 {
-        let slot = hash64((key | FOLD64) & self.mask, self.shift);
+        let slot = hash64((key | FOLD64) & self.mask, FILTER_SHIFT);
         match self.bits.get(slot / 64) {
             Some(w) if w & (1 << (slot % 64)) != 0 => self.offsets_at(slot, key, full),
             _ => 0,
@@ -264,7 +263,6 @@ fn skip_rounds<const S: usize>(
     chunk: &[u8],
     mut i: usize,
     mask: u64,
-    shift: u32,
 ) -> (usize, u32) {
     let Some(bits) = bits.first_chunk::<FILTER_WORDS>() else {
         return (i, 0);
@@ -274,7 +272,7 @@ fn skip_rounds<const S: usize>(
             .get(at..)
             .and_then(<[u8]>::first_chunk::<8>)
             .map_or(0, |e| u64::from_le_bytes(*e));
-        let slot = hash64((key | FOLD64) & mask, shift);
+        let slot = hash64((key | FOLD64) & mask, FILTER_SHIFT);
         bits[(slot / 64) % FILTER_WORDS] >> (slot % 64)
     };
     while let Some(w) = chunk.get(i..).and_then(<[u8]>::first_chunk::<ROUND_BYTES>) {
