@@ -645,24 +645,30 @@ pub(crate) struct LineBatch {
 impl LineBatch {
     /// Appends the line made of `parts` (its first [`MAX_LINE_BYTES`]) and returns it, or
     /// `None` when the batch has no room for it.
-    pub fn push(&mut self, parts: &[&[u8]]) -> Option<&[u8]> {
-        let len = parts
-            .iter()
-            .map(|p| p.len())
-            .sum::<usize>()
-            .min(MAX_LINE_BYTES);
+    pub fn push<const N: usize>(&mut self, parts: &[&[u8]; N]) -> Option<&[u8]> {
+        let whole = parts.iter().map(|p| p.len()).sum::<usize>();
+        let len = whole.min(MAX_LINE_BYTES);
         if self.raw.len() + len > MAX_BATCH_BYTES {
             return None;
         }
         if self.ends.is_empty() {
             // A header block is a few KiB: one allocation each instead of a dozen doublings.
-            self.raw.reserve(BATCH_START_BYTES);
+            self.raw.reserve(BATCH_START_BYTES.max(len));
             self.ends.reserve(BATCH_START_LINES);
         }
         let start = self.raw.len();
-        for p in parts {
-            let take = p.len().min(start + len - self.raw.len());
-            self.raw.extend_from_slice(&p[..take]);
+        if whole == len {
+            // The usual case: the parts whole, one reservation for them all (the loop over a
+            // fixed number of parts unrolls, so a short constant part is stored in place).
+            self.raw.reserve(len);
+            for p in parts {
+                self.raw.extend_from_slice(p);
+            }
+        } else {
+            for p in parts {
+                let take = p.len().min(start + len - self.raw.len());
+                self.raw.extend_from_slice(&p[..take]);
+            }
         }
         self.ends.push(self.raw.len());
         Some(&self.raw[start..])
@@ -991,6 +997,33 @@ mod tests {
                 assert_eq!(got, want, "gate {gate}: {:?}", String::from_utf8_lossy(v));
             }
         }
+    }
+
+    /// A kept line is its parts joined, cut at [`MAX_LINE_BYTES`]; a line that does not fit
+    /// in the batch is refused.
+    #[test]
+    fn batch_lines_are_joined_and_bounded() {
+        let long = vec![b'v'; MAX_LINE_BYTES + 10];
+        let rows: &[(&str, &[u8], usize)] = &[
+            ("whole", b"value", 14),
+            ("empty_value", b"", 9),
+            ("cut", &long, MAX_LINE_BYTES),
+        ];
+        for (row, value, len) in rows {
+            let mut b = LineBatch::default();
+            let parts: [&[u8]; 3] = [b"Subject", b": ", value];
+            let joined = parts.concat();
+            let line = b.push(&parts).expect(row).to_vec();
+            assert_eq!(line.len(), *len, "{row}");
+            assert_eq!(line, joined[..*len], "{row}");
+        }
+        let mut b = LineBatch::default();
+        let parts: [&[u8]; 1] = [&long[..MAX_LINE_BYTES]];
+        for _ in 0..MAX_BATCH_BYTES / MAX_LINE_BYTES {
+            assert!(b.push(&parts).is_some());
+        }
+        assert!(b.push(&parts).is_none(), "full");
+        assert!(b.push(&[&b""[..]]).is_some(), "an empty line still fits");
     }
 
     #[test]

@@ -35,11 +35,17 @@ const MAX_WINDOW_START: usize = 16;
 /// candidate phrase start up to `MAX_WINDOW_START + MAX_STRIDE - 1` before it, and one byte
 /// before that (word edges).
 const HIST_BYTES: usize = MAX_GRAM + MAX_WINDOW_START + MAX_STRIDE;
-/// Filter slots: about 256 per gram, between 2^10 and 2^17 (a 16 KiB bitmap stays in L1).
-const SLOTS_PER_GRAM: usize = 256;
+/// Filter slots: the gram filter always has 2^16 (an 8 KiB bitmap: the body's and the raw body's
+/// stay in L1 together; 2^17 measured more cache misses than the extra filter hits cost, and a
+/// constant size lets the scan loop shift by a constant); the other bitmaps between 2^10 and
+/// 2^16.
 const MIN_FILTER_BITS: u32 = 10;
-const MAX_FILTER_BITS: u32 = 17;
-/// Second-filter slots: about 64 per phrase, between 2^10 and 2^17.
+const MAX_FILTER_BITS: u32 = 16;
+/// Words of the gram bitmap.
+const FILTER_WORDS: usize = (1 << MAX_FILTER_BITS) / 64;
+/// What the gram hash is shifted right by.
+const FILTER_SHIFT: u32 = 64 - MAX_FILTER_BITS;
+/// Second-filter slots: about 64 per phrase, between 2^10 and 2^16.
 const PRE_SLOTS_PER_PHRASE: usize = 64;
 /// ASCII letters differ from their capitals by 0x20: or-ing it in folds case (and merges a few
 /// punctuation pairs, which only costs a false candidate).
@@ -63,7 +69,6 @@ pub(crate) struct Owner {
 #[derive(Debug)]
 struct GramTable {
     mask: u64,
-    shift: u32,
     /// One bit per slot: some phrase has a gram hashing there.
     bits: Box<[u64]>,
     /// Per word of `bits`: how many bits are set in the words before it.
@@ -99,14 +104,14 @@ impl GramTable {
     /// `grams`: (gram bytes, in-phrase offset, the 8 phrase bytes from the gram's start when
     /// the gram is shorter and they are there), each gram `len` bytes.
     fn build(len: usize, grams: &[Gram<'_>]) -> GramTable {
-        let n = filter_bits(grams.len() * SLOTS_PER_GRAM);
         let mask = if len >= 8 {
             u64::MAX
         } else {
             (1u64 << (8 * len)) - 1
         };
-        let shift = 64 - n;
-        let mut bits = vec![0u64; (1usize << n) / 64].into_boxed_slice();
+        let shift = FILTER_SHIFT;
+        // One size for all: the scan loop indexes it without a bounds check ([`skip_rounds`]).
+        let mut bits = vec![0u64; FILTER_WORDS].into_boxed_slice();
         let slots: Vec<(usize, u32, bool)> = grams
             .iter()
             .map(|&(g, o, long)| {
@@ -156,7 +161,6 @@ impl GramTable {
         }
         GramTable {
             mask,
-            shift,
             bits,
             rank,
             offsets,
@@ -175,7 +179,26 @@ impl GramTable {
         mut i: usize,
         stride: usize,
     ) -> Result<(usize, usize, u64), usize> {
-        let (bits, mask, shift) = (&*self.bits, self.mask, self.shift);
+        let (bits, mask, shift) = (&*self.bits, self.mask, FILTER_SHIFT);
+        let (round, found) = match stride {
+            1 => skip_rounds::<1>(bits, chunk, i, mask),
+            2 => skip_rounds::<2>(bits, chunk, i, mask),
+            3 => skip_rounds::<3>(bits, chunk, i, mask),
+            4 => skip_rounds::<4>(bits, chunk, i, mask),
+            5 => skip_rounds::<5>(bits, chunk, i, mask),
+            6 => skip_rounds::<6>(bits, chunk, i, mask),
+            7 => skip_rounds::<7>(bits, chunk, i, mask),
+            _ => skip_rounds::<8>(bits, chunk, i, mask),
+        };
+        i = round;
+        if found != 0 {
+            // The round's first sample with its bit set.
+            let at = round + found.trailing_zeros() as usize * stride;
+            if let Some(eight) = chunk.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+                let key = u64::from_le_bytes(*eight);
+                return Ok((at, hash64((key | FOLD64) & mask, shift), key));
+            }
+        }
         // Samples below `limit` have their 8 bytes in the chunk.
         let limit = chunk.len().saturating_sub(7);
         while i < limit {
@@ -199,7 +222,7 @@ impl GramTable {
     /// holds the 8 stream bytes from the sample (else the long grams are not checked).
     #[inline(always)]
     fn lookup(&self, key: u64, full: bool) -> u32 {
-        let slot = hash64((key | FOLD64) & self.mask, self.shift);
+        let slot = hash64((key | FOLD64) & self.mask, FILTER_SHIFT);
         match self.bits.get(slot / 64) {
             Some(w) if w & (1 << (slot % 64)) != 0 => self.offsets_at(slot, key, full),
             _ => 0,
@@ -223,6 +246,46 @@ impl GramTable {
             _ => m.short,
         }
     }
+}
+
+/// Bytes a round of [`skip_rounds`] reads: four samples `S <= MAX_STRIDE` apart, 8 bytes each.
+const ROUND_BYTES: usize = 3 * MAX_STRIDE + 8;
+
+/// Skips rounds of four samples `S` bytes apart from `i` on while none of their grams has its
+/// bit set in `bits`. Returns the position of the first round with a set bit and which of its
+/// samples have one (bit `k` for sample `k`), or of the first round without [`ROUND_BYTES`] in
+/// `chunk` and 0 (the caller goes on one sample at a time from there). One branch for four
+/// probes, nearly all of which miss; `S` a constant so that the four loads come from one
+/// bounds-checked window.
+#[inline(never)]
+fn skip_rounds<const S: usize>(
+    bits: &[u64],
+    chunk: &[u8],
+    mut i: usize,
+    mask: u64,
+) -> (usize, u32) {
+    let Some(bits) = bits.first_chunk::<FILTER_WORDS>() else {
+        return (i, 0);
+    };
+    let bit = |w: &[u8; ROUND_BYTES], at: usize| -> u64 {
+        let key = w
+            .get(at..)
+            .and_then(<[u8]>::first_chunk::<8>)
+            .map_or(0, |e| u64::from_le_bytes(*e));
+        let slot = hash64((key | FOLD64) & mask, FILTER_SHIFT);
+        bits[(slot / 64) % FILTER_WORDS] >> (slot % 64)
+    };
+    while let Some(w) = chunk.get(i..).and_then(<[u8]>::first_chunk::<ROUND_BYTES>) {
+        let (a, b, c, d) = (bit(w, 0), bit(w, S), bit(w, 2 * S), bit(w, 3 * S));
+        if (a | b | c | d) & 1 != 0 {
+            return (
+                i,
+                (a & 1 | (b & 1) << 1 | (c & 1) << 2 | (d & 1) << 3) as u32,
+            );
+        }
+        i += 4 * S;
+    }
+    (i, 0)
 }
 
 /// Whether `here` is `phrase` (lower-cased, as long as `here`) in any ASCII case. Eight bytes at
@@ -1137,6 +1200,45 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// The four-sample rounds of the probe loop, at every stride: a phrase at each offset of a
+    /// long text (so at each sample of a round, and in the one-sample tail), found whole, byte
+    /// by byte and split anywhere, and the text without it finds nothing.
+    #[test]
+    fn rounds_at_every_stride() {
+        let source = "Quick brown foxes jump over lazy dogs";
+        for len in [4, 5, 6, 7, 8, 9, 10, 11, 20] {
+            let phrase = &source[6..6 + len];
+            let set = build(&[(phrase, false), ("zzzz-decoy", false)]);
+            let (_, stride) = gram_and_stride(len);
+            let filler: Vec<u8> = b"the lazy river runs by; "
+                .iter()
+                .copied()
+                .cycle()
+                .take(3 * ROUND_BYTES)
+                .collect();
+            for at in (0..filler.len())
+                .step_by(5)
+                .chain([ROUND_BYTES - 1, ROUND_BYTES])
+            {
+                let mut hay = filler.clone();
+                hay.splice(at..at, phrase.to_ascii_uppercase().bytes());
+                let want = vec![true, false];
+                let row = format!("len {len} stride {stride} at {at}");
+                assert_eq!(stream(&set, &[&hay], 2), want, "{row}: whole");
+                let bytes: Vec<&[u8]> = hay.chunks(1).collect();
+                assert_eq!(stream(&set, &bytes, 2), want, "{row}: byte by byte");
+                for i in (0..=hay.len()).filter(|i| at % 15 == 0 || i % 7 == 0) {
+                    assert_eq!(
+                        stream(&set, &[&hay[..i], &hay[i..]], 2),
+                        want,
+                        "{row}: split at {i}"
+                    );
+                }
+            }
+            assert_eq!(stream(&set, &[&filler], 2), vec![false, false], "len {len}");
         }
     }
 
