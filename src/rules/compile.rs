@@ -196,6 +196,7 @@ impl ValueMatcher {
     /// [`MAX_LINE_BYTES`]). Phrases and ungated regexes match at once; the line is kept in
     /// `batch` for the gated regexes, which [`ValueMatcher::match_lines`] runs over all kept lines
     /// with one literal search (it runs here first when the batch is full).
+    #[inline]
     pub fn match_line_of(
         &self,
         name: &[u8],
@@ -204,8 +205,26 @@ impl ValueMatcher {
         scratch: &mut Scratch,
         hits: &mut HitSet,
     ) {
-        if self.phrases.is_none() && self.regexes.is_none() {
-            return;
+        if self.phrases.is_some() || self.regexes.is_some() {
+            self.match_line(name, value, batch, scratch, hits);
+        }
+    }
+
+    /// [`ValueMatcher::match_line_of`] when there are rules.
+    fn match_line(
+        &self,
+        name: &[u8],
+        value: &[u8],
+        batch: &mut LineBatch,
+        scratch: &mut Scratch,
+        hits: &mut HitSet,
+    ) {
+        if self.phrases.is_none() {
+            if let Some(r) = self.regexes.as_ref().filter(|r| !r.needs_line()) {
+                // Only anchored regexes: no batch, and no copy of most lines.
+                r.match_header_line(name, value, scratch, hits);
+                return;
+            }
         }
         let parts: [&[u8]; 3] = [name, b": ", value];
         let raw = match batch.push(&parts) {
@@ -281,6 +300,20 @@ impl ValueBuilder {
                 .transpose()?,
             regexes: (!self.regexes.is_empty())
                 .then(|| RegexGroup::build(&self.regexes, false))
+                .transpose()?,
+            domains: NameMap::build(self.domains.into_iter().collect()),
+        })
+    }
+
+    /// [`ValueBuilder::build`] for the header lines: regexes anchored with a literal are
+    /// tested at each line's start ([`RegexGroup::build_anchored`]).
+    fn build_any_header(self) -> Result<ValueMatcher, String> {
+        Ok(ValueMatcher {
+            phrases: (!self.phrases.is_empty())
+                .then(|| self.phrases.build())
+                .transpose()?,
+            regexes: (!self.regexes.is_empty())
+                .then(|| RegexGroup::build_anchored(&self.regexes))
                 .transpose()?,
             domains: NameMap::build(self.domains.into_iter().collect()),
         })
@@ -470,7 +503,9 @@ impl CompiledRules {
             body: body.build_stream().map_err(at("target body"))?,
             raw: raw.build_stream().map_err(at("target raw"))?,
             headers: NameMap::build(by_name.into_iter().collect()),
-            any_header: any_header.build().map_err(at("target any_header"))?,
+            any_header: any_header
+                .build_any_header()
+                .map_err(at("target any_header"))?,
             presence_slots,
             absent_rules,
             max_header_name,

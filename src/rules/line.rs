@@ -31,7 +31,7 @@ use aho_corasick::{packed, AhoCorasick, Input, MatchKind, Span};
 use memchr::memchr;
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
-use crate::rules::literal::{required_sets, required_sets_of};
+use crate::rules::literal::{anchored_prefix, required_sets, required_sets_of};
 use crate::rules::phrase::gram_cost;
 use crate::rules::verdict::HitSet;
 use crate::rules::RuleId;
@@ -70,6 +70,38 @@ pub(crate) struct RegexGroup {
     /// and of the needles it starts with, which occur there too), each with the head of its
     /// literal (the bytes before the needle) that must end where the needle starts.
     by_literal: Vec<Vec<Candidate>>,
+    /// Header lines ([`RegexGroup::build_anchored`]): `gated` regexes that begin with `^` and a
+    /// literal prefix (lower-cased), tested against each line's start in place of the literal
+    /// search.
+    anchored: Vec<(Box<[u8]>, u32)>,
+    /// The [`start_key`] of every `anchored` prefix, as bits of [`key_bit`].
+    anchored_keys: [u64; KEY_WORDS],
+    /// Bytes of the keys: the shortest anchored prefix's length (at most [`KEY_BYTES`]).
+    key_len: usize,
+}
+
+/// Most bytes of a line's start that [`start_key`] reads.
+const KEY_BYTES: usize = 8;
+/// Words of the bitmap of anchored prefixes' keys (64 bits each).
+const KEY_WORDS: usize = 16;
+
+/// The first `len` bytes of `text` (at most [`KEY_BYTES`]) lower-cased, as a number (`None`
+/// when it is shorter).
+#[inline]
+fn start_key(text: &[u8], len: usize) -> Option<u64> {
+    let head = text.get(..len.min(KEY_BYTES))?;
+    let mut b = [0u8; KEY_BYTES];
+    for (slot, &c) in b.iter_mut().zip(head) {
+        *slot = c.to_ascii_lowercase();
+    }
+    Some(u64::from_le_bytes(b))
+}
+
+/// Which bit of the bitmap stands for a [`start_key`]: (index of the word, bit in it).
+#[inline]
+fn key_bit(key: u64) -> (usize, u32) {
+    let h = key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54;
+    ((h >> 6) as usize % KEY_WORDS, (h & 63) as u32)
 }
 
 /// A gated regex that a needle lets through when `head` is right before it.
@@ -318,6 +350,21 @@ impl Sets {
 impl RegexGroup {
     /// Builds the group of a stream target (`lines`) or of a value target.
     pub fn build(patterns: &[(String, RuleId)], lines: bool) -> Result<RegexGroup, String> {
+        RegexGroup::build_with(patterns, lines, false)
+    }
+
+    /// Builds the group of the header lines (`any_header`): a value group whose regexes that
+    /// begin with `^` and a literal are tested against each line's start
+    /// ([`RegexGroup::match_header_line`]) instead of waiting for the literal search.
+    pub fn build_anchored(patterns: &[(String, RuleId)]) -> Result<RegexGroup, String> {
+        RegexGroup::build_with(patterns, false, true)
+    }
+
+    fn build_with(
+        patterns: &[(String, RuleId)],
+        lines: bool,
+        anchor: bool,
+    ) -> Result<RegexGroup, String> {
         let mut rest = Vec::new();
         let mut gated = Vec::new();
         let mut literals: Vec<Vec<u8>> = Vec::new();
@@ -328,6 +375,7 @@ impl RegexGroup {
         let gate =
             lines || required.iter().filter(|r| !r.is_empty()).count() >= MIN_GATED_FOR_VALUES;
         let mut solo = Vec::new();
+        let mut anchored = Vec::new();
         for ((p, rule), mut sets) in patterns.iter().zip(required) {
             let one = |multi: bool| {
                 RegexBuilder::new(p)
@@ -368,6 +416,12 @@ impl RegexGroup {
                 rule: *rule,
                 also: sets.iter().map(|set| finders(set)).collect(),
             });
+            if anchor && !lines {
+                if let Some(prefix) = anchored_prefix(p) {
+                    anchored.push((prefix.into_boxed_slice(), g));
+                    continue;
+                }
+            }
             for l in lits {
                 let n = needle(&l);
                 let head: Box<[u8]> = l.get(..l.len() - n.len()).unwrap_or(&[]).into();
@@ -390,6 +444,12 @@ impl RegexGroup {
             by_literal[i].sort_unstable();
             by_literal[i].dedup();
         }
+        let key_len = anchored
+            .iter()
+            .map(|(p, _)| p.len())
+            .min()
+            .unwrap_or(0)
+            .min(KEY_BYTES);
         Ok(RegexGroup {
             rest: (!rest.is_empty()).then(|| Sets::build(&rest)).transpose()?,
             solo,
@@ -398,6 +458,15 @@ impl RegexGroup {
                 .transpose()?,
             gated,
             by_literal,
+            key_len,
+            anchored_keys: anchored.iter().fold([0; KEY_WORDS], |mut bits, (p, _)| {
+                if let Some(k) = start_key(p, key_len) {
+                    let (w, b) = key_bit(k);
+                    bits[w] |= 1 << b;
+                }
+                bits
+            }),
+            anchored,
         })
     }
 
@@ -444,6 +513,9 @@ impl RegexGroup {
                 }
             }
         }
+        if !self.anchored.is_empty() {
+            self.match_anchored(value, hits);
+        }
         let Some(finder) = &self.finder else {
             return;
         };
@@ -455,8 +527,8 @@ impl RegexGroup {
         }
     }
 
-    /// The ungated regexes against one value (at most [`MAX_LINE_BYTES`]); the gated ones are
-    /// left to [`RegexGroup::match_batch`].
+    /// The ungated and anchored regexes against one value (at most [`MAX_LINE_BYTES`]); the
+    /// others are left to [`RegexGroup::match_batch`].
     pub fn match_ungated(&self, value: &[u8], lower: &[u8], hits: &mut HitSet) {
         if let Some(rest) = &self.rest {
             rest.match_text(value, hits);
@@ -471,6 +543,99 @@ impl RegexGroup {
                 if r.is_match(value) {
                     hits.set(s.rule);
                 }
+            }
+        }
+        self.match_anchored(value, hits);
+    }
+
+    /// Whether some anchored prefix may start `text`: its first bytes have a key's bit.
+    #[inline]
+    fn key_hit(&self, text: &[u8]) -> bool {
+        start_key(text, self.key_len).is_some_and(|k| {
+            let (w, b) = key_bit(k);
+            self.anchored_keys
+                .get(w)
+                .is_some_and(|bits| bits >> b & 1 == 1)
+        })
+    }
+
+    /// Whether the group has regexes for [`RegexGroup::match_ungated`] or the literal search
+    /// (beyond the anchored ones).
+    pub fn needs_line(&self) -> bool {
+        self.rest.is_some() || !self.solo.is_empty() || self.finder.is_some()
+    }
+
+    /// The anchored regexes against the header line `name: value` (its first
+    /// [`MAX_LINE_BYTES`], as [`LineBatch::push`] keeps it), copied into `scratch` only when
+    /// its first bytes, or those after a line break in it, have a key's bit.
+    pub fn match_header_line(
+        &self,
+        name: &[u8],
+        value: &[u8],
+        scratch: &mut Scratch,
+        hits: &mut HitSet,
+    ) {
+        if self.anchored.is_empty() {
+            return;
+        }
+        let parts = || name.iter().chain(b": ").chain(value);
+        let mut head = [0u8; KEY_BYTES];
+        let mut n = 0;
+        for (slot, &b) in head.iter_mut().zip(parts()) {
+            *slot = b;
+            n += 1;
+        }
+        // A prefix may start the line, or follow a line break in it.
+        let maybe = self.key_hit(&head[..n])
+            || name.iter().any(|&b| b == b'\r' || b == b'\n')
+            || memchr::memchr2_iter(b'\r', b'\n', value)
+                .any(|at| self.key_hit(value.get(at + 1..).unwrap_or(&[])));
+        if !maybe {
+            return;
+        }
+        let len = (name.len() + 2 + value.len()).min(MAX_LINE_BYTES);
+        let mut line = std::mem::take(&mut scratch.lower);
+        line.clear();
+        line.extend(parts().take(len));
+        self.match_anchored(&line, hits);
+        scratch.lower = line;
+    }
+
+    /// The anchored regexes against one value: each only when its prefix starts the value or
+    /// follows a line break in it (where a multi-line `^` matches too).
+    fn match_anchored(&self, value: &[u8], hits: &mut HitSet) {
+        if self.anchored.is_empty() {
+            return;
+        }
+        let starts = |at: usize| value.get(at..).unwrap_or(&[]);
+        let maybe_at = |at: usize| self.key_hit(starts(at));
+        let breaks = memchr::memchr2_iter(b'\r', b'\n', value);
+        let mut maybe = maybe_at(0);
+        let mut multi = false;
+        for at in breaks.clone() {
+            multi = true;
+            maybe |= maybe_at(at + 1);
+        }
+        if !maybe {
+            return;
+        }
+        for (prefix, g) in &self.anchored {
+            let Some(re) = self.gated.get(*g as usize) else {
+                continue;
+            };
+            let starts_with = |at: usize| {
+                starts(at)
+                    .get(..prefix.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+            };
+            if hits.get(re.rule)
+                || !(starts_with(0) || breaks.clone().any(|at| starts_with(at + 1)))
+            {
+                continue;
+            }
+            let r = if multi { &re.multi } else { &re.single };
+            if r.is_match(value) {
+                hits.set(re.rule);
             }
         }
     }
@@ -1159,6 +1324,104 @@ mod tests {
         for (row, p, ok) in rows {
             assert_eq!(check_one(p, true).is_ok(), *ok, "{row}");
             assert!(check_one(p, false).is_ok(), "{row}: fine for values");
+        }
+    }
+
+    /// Value regexes that begin with `^` and a literal run only on values starting with it
+    /// (or holding a line break); against each regex on the whole value, at every cut of the
+    /// value (each prefix is a value of its own).
+    #[test]
+    fn anchored_value_regexes_match_the_oracle() {
+        let patterns: &[&str] = &[
+            r"(?i)^x-spam-flag:\s*yes",
+            r"(?i)^x-mailer:.*bulk",
+            r"^Precedence: bulk$",
+            r"(?i)^subject:.*free.*money$",
+            r"(?i)\bwire\s+transfer\b",
+            r"(?i)^(www\.)?cheap\d*\.",
+            r"(?i)^ab",
+        ];
+        let p: Vec<(String, RuleId)> = patterns
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.to_string(), RuleId(i as u32)))
+            .collect();
+        let g = RegexGroup::build_anchored(&p).expect("builds");
+        let prefixes: Vec<&[u8]> = g.anchored.iter().map(|(p, _)| &p[..]).collect();
+        assert_eq!(
+            prefixes,
+            [
+                &b"x-spam-flag:"[..],
+                b"x-mailer:",
+                b"precedence: bulk",
+                b"subject:"
+            ],
+            "anchored prefixes"
+        );
+        let values: &[(&str, &[u8])] = &[
+            ("flag_upper", b"X-SPAM-FLAG: YES"),
+            ("flag_mixed", b"x-Spam-Flag:yes please"),
+            ("flag_later", b"Received: x-spam-flag: yes"),
+            ("flag_after_break", b"Received: a\r\nX-Spam-Flag: yes"),
+            ("flag_after_lf", b"a\nx-spam-flag: yes"),
+            ("mailer", b"X-Mailer: The Bulk Sender"),
+            ("mailer_no_bulk", b"X-Mailer: Thunderbird"),
+            ("precedence", b"Precedence: bulk"),
+            ("precedence_case", b"precedence: BULK"),
+            ("subject", b"Subject: FREE Money"),
+            ("subject_break", b"Subject: free\r\n money"),
+            ("wire", b"Note: Wire  Transfer now"),
+            ("host", b"www.cheap42.example"),
+            ("short", b"X-"),
+            ("folded", b"Received: from a\r\n\tby b"),
+            ("folded_flag", b"X-Note: a\r\nx-spam-flag: YES"),
+            ("empty", b""),
+        ];
+        for (row, value) in values {
+            for cut in 0..=value.len() {
+                let v = &value[..cut];
+                let want = naive(patterns, v);
+                let mut hits = HitSet::new(patterns.len());
+                g.match_value(v, &mut Scratch::default(), &mut hits);
+                let got: Vec<bool> = (0..patterns.len())
+                    .map(|i| hits.get(RuleId(i as u32)))
+                    .collect();
+                let want_value: Vec<bool> = patterns
+                    .iter()
+                    .map(|p| {
+                        regex::bytes::RegexBuilder::new(p)
+                            .unicode(false)
+                            .multi_line(true)
+                            .crlf(true)
+                            .build()
+                            .expect("oracle regex")
+                            .is_match(v)
+                    })
+                    .collect();
+                assert_eq!(got, want_value, "{row}: cut at {cut}");
+                if !v.contains(&b'\n') && !v.ends_with(b"\r") {
+                    assert_eq!(got, want, "{row}: cut at {cut}, as a line");
+                }
+                if let Some(colon) = v.windows(2).position(|w| w == b": ") {
+                    let mut line_hits = HitSet::new(patterns.len());
+                    let (name, rest) = (&v[..colon], &v[colon + 2..]);
+                    g.match_header_line(name, rest, &mut Scratch::default(), &mut line_hits);
+                    for (i, want) in want_value.iter().enumerate() {
+                        // The first four are the anchored ones.
+                        let got = line_hits.get(RuleId(i as u32));
+                        assert_eq!(got, i < 4 && *want, "{row}: cut at {cut}: header line {i}");
+                    }
+                }
+                let mut ungated = HitSet::new(patterns.len());
+                let mut lower = Vec::new();
+                push_lower(&mut lower, v);
+                g.match_ungated(v, &lower, &mut ungated);
+                for (i, &(ref _p, id)) in p.iter().enumerate() {
+                    if ungated.get(id) {
+                        assert!(want_value[i], "{row}: cut at {cut}: ungated {i} false hit");
+                    }
+                }
+            }
         }
     }
 }

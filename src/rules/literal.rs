@@ -9,7 +9,7 @@
 //! its branches' sets; a repetition that may match zero times requires nothing. Everything is
 //! lower-cased: the filter is a superset of what the regex can match, never a subset.
 
-use regex_syntax::hir::{Class, Hir, HirKind};
+use regex_syntax::hir::{Class, Hir, HirKind, Look};
 use regex_syntax::ParserBuilder;
 
 /// Most strings an exact set may hold (cross products past this end the run).
@@ -77,6 +77,44 @@ pub(crate) fn required_sets_of(pattern: &str, min_len: usize) -> Vec<Vec<Vec<u8>
     sets.dedup();
     sets.truncate(MAX_SETS);
     sets
+}
+
+/// The string (lower-cased, at least [`MIN_LITERAL_LEN`] bytes) that every match of `pattern`
+/// (under the engine's flags) starts with when the pattern begins with `^` or `\A`: a text
+/// without `\r` or `\n` can then only match when it starts with it (compared ASCII
+/// case-insensitively), since such an anchor matches only at its start. `None` otherwise.
+pub(crate) fn anchored_prefix(pattern: &str) -> Option<Vec<u8>> {
+    let hir = ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .multi_line(true)
+        .crlf(true)
+        .build()
+        .parse(pattern)
+        .ok()?;
+    let HirKind::Concat(items) = hir.kind() else {
+        return None;
+    };
+    let (first, rest) = items.split_first()?;
+    if !matches!(
+        first.kind(),
+        HirKind::Look(Look::Start | Look::StartLF | Look::StartCRLF)
+    ) {
+        return None;
+    }
+    let mut out = Vec::new();
+    for h in rest {
+        match h.kind() {
+            HirKind::Literal(l) => out.extend(l.0.iter().map(u8::to_ascii_lowercase)),
+            HirKind::Class(c) => match class_bytes(c).as_deref() {
+                // Every byte of the class lower-cases to this one.
+                Some(&[b]) => out.push(b),
+                _ => break,
+            },
+            _ => break,
+        }
+    }
+    (out.len() >= MIN_LITERAL_LEN).then_some(out)
 }
 
 fn analyze(hir: &Hir) -> Info {
@@ -409,6 +447,27 @@ mod tests {
                     "{pattern} on {hay}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn anchored_prefixes() {
+        let rows: &[(&str, &str, Option<&str>)] = &[
+            ("caseless", r"(?i)^x-foo-bar:", Some("x-foo-bar:")),
+            ("case_kept", r"^Precedence: Bulk$", Some("precedence: bulk")),
+            ("stops_at_class", r"(?i)^subject:\s*free", Some("subject:")),
+            ("stops_at_repetition", r"(?i)^abcd?e", Some("abc")),
+            ("absolute", r"\Afoo", Some("foo")),
+            ("too_short", r"(?i)^ab\d", None),
+            ("group_first", r"(?i)^(www\.)?cheap", None),
+            ("alternation", r"^foo|bar", None),
+            ("unanchored", r"(?i)x-foo-bar:", None),
+            ("unicode_kelvin", r"(?iu)^kelvin", None),
+            ("two_letter_class", r"^[ab]cde", None),
+        ];
+        for (row, pattern, want) in rows {
+            let got = anchored_prefix(pattern);
+            assert_eq!(got.as_deref(), want.map(str::as_bytes), "{row}");
         }
     }
 }
