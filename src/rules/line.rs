@@ -971,19 +971,19 @@ mod tests {
         (0..n).map(|i| hits.get(RuleId(i as u32))).collect()
     }
 
+    /// A pattern compiled alone, under the engine's flags.
+    fn oracle_regex(p: &str) -> regex::bytes::Regex {
+        regex::bytes::RegexBuilder::new(p)
+            .unicode(false)
+            .multi_line(true)
+            .crlf(true)
+            .build()
+            .expect("oracle regex")
+    }
+
     /// The oracle: split into lines and segments the slow way, match each line alone.
     fn naive(patterns: &[&str], hay: &[u8]) -> Vec<bool> {
-        let res: Vec<regex::bytes::Regex> = patterns
-            .iter()
-            .map(|p| {
-                regex::bytes::RegexBuilder::new(p)
-                    .unicode(false)
-                    .multi_line(true)
-                    .crlf(true)
-                    .build()
-                    .expect("oracle regex")
-            })
-            .collect();
+        let res: Vec<regex::bytes::Regex> = patterns.iter().map(|p| oracle_regex(p)).collect();
         let mut out = vec![false; patterns.len()];
         let mut lines: Vec<&[u8]> = hay.split(|&b| b == b'\n').collect();
         if hay.ends_with(b"\n") || hay.is_empty() {
@@ -1388,15 +1388,7 @@ mod tests {
                     .collect();
                 let want_value: Vec<bool> = patterns
                     .iter()
-                    .map(|p| {
-                        regex::bytes::RegexBuilder::new(p)
-                            .unicode(false)
-                            .multi_line(true)
-                            .crlf(true)
-                            .build()
-                            .expect("oracle regex")
-                            .is_match(v)
-                    })
+                    .map(|p| oracle_regex(p).is_match(v))
                     .collect();
                 assert_eq!(got, want_value, "{row}: cut at {cut}");
                 if !v.contains(&b'\n') && !v.ends_with(b"\r") {

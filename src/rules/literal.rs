@@ -42,16 +42,21 @@ pub(crate) fn required_sets(pattern: &str) -> Vec<Vec<Vec<u8>>> {
     required_sets_of(pattern, MIN_LITERAL_LEN)
 }
 
-/// Like [`required_sets`], with strings of `min_len` bytes or more.
-pub(crate) fn required_sets_of(pattern: &str, min_len: usize) -> Vec<Vec<Vec<u8>>> {
-    let Ok(hir) = ParserBuilder::new()
+/// `pattern` parsed under the engine's flags (bytes, multi-line, CRLF-aware).
+fn parse(pattern: &str) -> Option<Hir> {
+    ParserBuilder::new()
         .unicode(false)
         .utf8(false)
         .multi_line(true)
         .crlf(true)
         .build()
         .parse(pattern)
-    else {
+        .ok()
+}
+
+/// Like [`required_sets`], with strings of `min_len` bytes or more.
+pub(crate) fn required_sets_of(pattern: &str, min_len: usize) -> Vec<Vec<Vec<u8>>> {
+    let Some(hir) = parse(pattern) else {
         return Vec::new();
     };
     let info = analyze(&hir);
@@ -84,14 +89,7 @@ pub(crate) fn required_sets_of(pattern: &str, min_len: usize) -> Vec<Vec<Vec<u8>
 /// without `\r` or `\n` can then only match when it starts with it (compared ASCII
 /// case-insensitively), since such an anchor matches only at its start. `None` otherwise.
 pub(crate) fn anchored_prefix(pattern: &str) -> Option<Vec<u8>> {
-    let hir = ParserBuilder::new()
-        .unicode(false)
-        .utf8(false)
-        .multi_line(true)
-        .crlf(true)
-        .build()
-        .parse(pattern)
-        .ok()?;
+    let hir = parse(pattern)?;
     let HirKind::Concat(items) = hir.kind() else {
         return None;
     };
