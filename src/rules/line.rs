@@ -498,24 +498,7 @@ impl RegexGroup {
     /// Matches one value (at most [`MAX_LINE_BYTES`]) whose lower-cased copy is already in
     /// `scratch.lower` (it may be left empty when [`RegexGroup::needs_lower`] is false).
     pub fn match_lowered(&self, value: &[u8], scratch: &mut Scratch, hits: &mut HitSet) {
-        if let Some(rest) = &self.rest {
-            rest.match_text(value, hits);
-        }
-        for s in &self.solo {
-            if !hits.get(s.rule) && all_present(&s.checks, &scratch.lower) {
-                let r = if has_break(value) {
-                    &s.multi
-                } else {
-                    &s.single
-                };
-                if r.is_match(value) {
-                    hits.set(s.rule);
-                }
-            }
-        }
-        if !self.anchored.is_empty() {
-            self.match_anchored(value, hits);
-        }
+        self.match_ungated(value, &scratch.lower, hits);
         let Some(finder) = &self.finder else {
             return;
         };
