@@ -1093,6 +1093,28 @@ mod tests {
         (0..n).map(|i| hits.get(RuleId(i as u32))).collect()
     }
 
+    /// `set` over `hay` finds `want`, fed whole, byte by byte, and cut in two at each position
+    /// `split` accepts.
+    fn assert_cuts(
+        set: &PhraseSet,
+        hay: &[u8],
+        want: &[bool],
+        row: &str,
+        split: impl Fn(usize) -> bool,
+    ) {
+        let n = want.len();
+        assert_eq!(stream(set, &[hay], n), want, "{row}: whole");
+        let bytes: Vec<&[u8]> = hay.chunks(1).collect();
+        assert_eq!(stream(set, &bytes, n), want, "{row}: byte by byte");
+        for i in (0..=hay.len()).filter(|&i| split(i)) {
+            assert_eq!(
+                stream(set, &[&hay[..i], &hay[i..]], n),
+                want,
+                "{row}: split at {i}"
+            );
+        }
+    }
+
     const PHRASES: &[(&str, bool)] = &[
         ("next of kin", true),
         ("western union", false),
@@ -1125,17 +1147,8 @@ mod tests {
                 .iter()
                 .map(|(p, w)| naive(hay, p.as_bytes(), *w))
                 .collect();
-            assert_eq!(stream(&set, &[hay], n), want, "{row}: whole");
             assert_eq!(value(&set, hay, n), want, "{row}: value");
-            let bytes: Vec<&[u8]> = hay.chunks(1).collect();
-            assert_eq!(stream(&set, &bytes, n), want, "{row}: byte by byte");
-            for i in 0..=hay.len() {
-                assert_eq!(
-                    stream(&set, &[&hay[..i], &hay[i..]], n),
-                    want,
-                    "{row}: split at {i}"
-                );
-            }
+            assert_cuts(&set, hay, &want, row, |_| true);
         }
     }
 
@@ -1171,7 +1184,6 @@ mod tests {
         let set = build(phrases);
         assert_eq!((set.gram, set.stride), (4, 3));
         assert!(!set.table.long_bits.is_empty());
-        let n = phrases.len();
         let rows: &[(&str, &[u8])] = &[
             (
                 "words_alone",
@@ -1190,15 +1202,7 @@ mod tests {
                     .iter()
                     .map(|(p, w)| naive(&h, p.as_bytes(), *w))
                     .collect();
-                let bytes: Vec<&[u8]> = h.chunks(1).collect();
-                assert_eq!(stream(&set, &bytes, n), want, "{row} lead {lead}: bytes");
-                for i in 0..=h.len() {
-                    assert_eq!(
-                        stream(&set, &[&h[..i], &h[i..]], n),
-                        want,
-                        "{row} lead {lead}: split {i}"
-                    );
-                }
+                assert_cuts(&set, &h, &want, &format!("{row} lead {lead}"), |_| true);
             }
         }
     }
@@ -1225,18 +1229,10 @@ mod tests {
             {
                 let mut hay = filler.clone();
                 hay.splice(at..at, phrase.to_ascii_uppercase().bytes());
-                let want = vec![true, false];
                 let row = format!("len {len} stride {stride} at {at}");
-                assert_eq!(stream(&set, &[&hay], 2), want, "{row}: whole");
-                let bytes: Vec<&[u8]> = hay.chunks(1).collect();
-                assert_eq!(stream(&set, &bytes, 2), want, "{row}: byte by byte");
-                for i in (0..=hay.len()).filter(|i| at % 15 == 0 || i % 7 == 0) {
-                    assert_eq!(
-                        stream(&set, &[&hay[..i], &hay[i..]], 2),
-                        want,
-                        "{row}: split at {i}"
-                    );
-                }
+                assert_cuts(&set, &hay, &[true, false], &row, |i| {
+                    at % 15 == 0 || i % 7 == 0
+                });
             }
             assert_eq!(stream(&set, &[&filler], 2), vec![false, false], "len {len}");
         }
@@ -1287,19 +1283,8 @@ mod tests {
                 .map(|(p, w)| naive(&hay, p.as_bytes(), *w))
                 .collect();
             let show = String::from_utf8_lossy(&hay);
-            let bytes: Vec<&[u8]> = hay.chunks(1).collect();
-            assert_eq!(
-                stream(&set, &bytes, n),
-                want,
-                "round {round} bytes: {refs:?} {show:?}"
-            );
-            for i in 0..=hay.len() {
-                assert_eq!(
-                    stream(&set, &[&hay[..i], &hay[i..]], n),
-                    want,
-                    "round {round} split {i}: {refs:?} {show:?}"
-                );
-            }
+            let row = format!("round {round}: {refs:?} {show:?}");
+            assert_cuts(&set, &hay, &want, &row, |_| true);
         }
     }
 
