@@ -14,6 +14,9 @@
 //! `--toggle-collect` counts only the timed part (the passes), not the rule compilation or the
 //! pipeline that makes the events; the ratio of two sets' totals is the bench's ratio. Without
 //! valgrind it also prints the passes' throughput (a rough figure: the bench is the timed one).
+//! `rules_profile interleaved 40` times the four sets in turn, a pass of each per round, and
+//! prints medians: on a machine whose load comes and goes, the ratios drift less than between
+//! criterion's benchmarks, which run one after the other.
 
 use std::sync::Arc;
 
@@ -58,6 +61,10 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let want = args.next().unwrap_or_else(|| "default".into());
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
+    if want == "interleaved" {
+        interleaved(n);
+        return;
+    }
     let Some((name, rules)) = rule_sets::sets()
         .into_iter()
         .find(|(name, _)| *name == want)
@@ -80,4 +87,42 @@ fn main() {
         msgs.len(),
         (bytes * n as u64) as f64 / secs / (1 << 20) as f64
     );
+}
+
+/// `interleaved ROUNDS`: every set timed in turn, one pass each per round (the order rotates),
+/// so that load that comes and goes weighs on every set alike; prints each set's median pass
+/// time and the median of its per-round ratio to the default set's pass. A rough figure beside
+/// the bench on a busy machine, not instead of it.
+fn interleaved(rounds: usize) {
+    let sets = rule_sets::sets();
+    let msgs = rule_sets::messages();
+    let sizes: Vec<u64> = msgs.iter().map(|m| m.len() as u64).collect();
+    let evs: Vec<Vec<Ev>> = msgs.iter().map(|m| rule_sets::events(m)).collect();
+    for (_, rules) in &sets {
+        scan_all(rules, &evs, &sizes);
+    }
+    let mut times = vec![Vec::with_capacity(rounds); sets.len()];
+    for round in 0..rounds.max(1) {
+        for k in 0..sets.len() {
+            let i = (round + k) % sets.len();
+            let started = std::time::Instant::now();
+            std::hint::black_box(scan_all(&sets[i].1, &evs, &sizes));
+            times[i].push(started.elapsed().as_secs_f64());
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let bytes = sizes.iter().sum::<u64>() as f64;
+    for (i, (name, _)) in sets.iter().enumerate() {
+        let ratios: Vec<f64> = times[i].iter().zip(&times[0]).map(|(t, d)| t / d).collect();
+        let t = median(times[i].clone());
+        println!(
+            "{name:32} median {:7.3} ms ({:6.1} MiB/s), median ratio to default {:.2}x",
+            t * 1e3,
+            bytes / t / (1 << 20) as f64,
+            median(ratios)
+        );
+    }
 }
