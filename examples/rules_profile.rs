@@ -62,14 +62,22 @@ fn main() {
     let want = args.next().unwrap_or_else(|| "default".into());
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     if want == "interleaved" {
-        interleaved(n);
+        let by_target = args.next().is_some_and(|a| a == "targets");
+        let sets = if by_target {
+            target_sets()
+        } else {
+            rule_sets::sets()
+        };
+        interleaved(&sets, n);
         return;
     }
-    let Some((name, rules)) = rule_sets::sets()
-        .into_iter()
-        .find(|(name, _)| *name == want)
-    else {
-        eprintln!("unknown set {want:?}: default, default+1000phrases, default+100regexes, default+1000phrases+100regexes");
+    let sets = if want.starts_with("default+") && !want.contains("100") {
+        target_sets()
+    } else {
+        rule_sets::sets()
+    };
+    let Some((name, rules)) = sets.into_iter().find(|(name, _)| *name == want) else {
+        eprintln!("unknown set {want:?}: default, default+1000phrases, default+100regexes, default+1000phrases+100regexes, default+TARGET (body, header, any_header, raw, url_host)");
         std::process::exit(2);
     };
     let msgs = rule_sets::messages();
@@ -89,16 +97,15 @@ fn main() {
     );
 }
 
-/// `interleaved ROUNDS`: every set timed in turn, one pass each per round (the order rotates),
+/// `interleaved ROUNDS [targets]`: every set timed in turn, one pass each per round (the order rotates),
 /// so that load that comes and goes weighs on every set alike; prints each set's median pass
 /// time and the median of its per-round ratio to the default set's pass. A rough figure beside
 /// the bench on a busy machine, not instead of it.
-fn interleaved(rounds: usize) {
-    let sets = rule_sets::sets();
+fn interleaved(sets: &[(&'static str, Arc<CompiledRules>)], rounds: usize) {
     let msgs = rule_sets::messages();
     let sizes: Vec<u64> = msgs.iter().map(|m| m.len() as u64).collect();
     let evs: Vec<Vec<Ev>> = msgs.iter().map(|m| rule_sets::events(m)).collect();
-    for (_, rules) in &sets {
+    for (_, rules) in sets {
         scan_all(rules, &evs, &sizes);
     }
     let mut times = vec![Vec::with_capacity(rounds); sets.len()];
@@ -125,4 +132,25 @@ fn interleaved(rounds: usize) {
             median(ratios)
         );
     }
+}
+
+/// The default rules plus the generated regex rules of one target at a time (`interleaved N
+/// targets`): which target's regexes cost more time than their instruction count says.
+fn target_sets() -> Vec<(&'static str, Arc<CompiledRules>)> {
+    let text = rule_sets::big_rules(0, 100);
+    let mut sets = vec![("default", CompiledRules::builtin(5.0))];
+    for target in ["body", "header", "any_header", "raw", "url_host"] {
+        let mut rules: Vec<&str> = text.split("\n[[rule]]").collect();
+        rules.retain(|r| {
+            !r.contains("name = \"GEN_R") || r.contains(&format!("target = \"{target}\"\n"))
+        });
+        let source = conbool::rules::RuleSource {
+            origin: "generated".into(),
+            text: rules.join("\n[[rule]]"),
+        };
+        let name: &'static str = Box::leak(format!("default+{target}").into_boxed_str());
+        let rules = CompiledRules::compile(&[source], 5.0).expect("generated rules compile");
+        sets.push((name, Arc::new(rules)));
+    }
+    sets
 }

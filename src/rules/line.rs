@@ -89,12 +89,53 @@ const KEY_WORDS: usize = 16;
 /// when it is shorter).
 #[inline]
 fn start_key(text: &[u8], len: usize) -> Option<u64> {
-    let head = text.get(..len.min(KEY_BYTES))?;
-    let mut b = [0u8; KEY_BYTES];
-    for (slot, &c) in b.iter_mut().zip(head) {
-        *slot = c.to_ascii_lowercase();
+    let len = len.min(KEY_BYTES);
+    if text.len() < len {
+        return None;
     }
-    Some(u64::from_le_bytes(b))
+    let v = match text.first_chunk::<KEY_BYTES>() {
+        Some(first) => u64::from_le_bytes(*first),
+        None => {
+            let mut b = [0u8; KEY_BYTES];
+            for (slot, &c) in b.iter_mut().zip(text) {
+                *slot = c;
+            }
+            u64::from_le_bytes(b)
+        }
+    };
+    let keep = if len == KEY_BYTES {
+        u64::MAX
+    } else {
+        (1u64 << (8 * len)) - 1
+    };
+    Some(lower_word(v & keep))
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x80 * ONES;
+
+/// Eight bytes lower-cased (ASCII), as [`u8::to_ascii_lowercase`] does each.
+#[inline]
+fn lower_word(v: u64) -> u64 {
+    let low7 = v & !HIGH;
+    let at_least_a = low7 + (0x80 - u64::from(b'A')) * ONES;
+    let past_z = low7 + (0x80 - u64::from(b'Z') - 1) * ONES;
+    v | ((at_least_a & !past_z & !v & HIGH) >> 2)
+}
+
+/// Whether `bytes` holds a `\r` or a `\n`, eight bytes at a time (for short text, where a
+/// `memchr2` call costs more than the scan).
+#[inline]
+fn has_break_short(bytes: &[u8]) -> bool {
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let v = u64::from_le_bytes(w.try_into().unwrap_or_default());
+        if zero(v ^ (ONES * u64::from(b'\r'))) | zero(v ^ (ONES * u64::from(b'\n'))) != 0 {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| b == b'\r' || b == b'\n')
 }
 
 /// Which bit of the bitmap stands for a [`start_key`]: (index of the word, bit in it).
@@ -562,15 +603,21 @@ impl RegexGroup {
             return;
         }
         let parts = || name.iter().chain(b": ").chain(value);
-        let mut head = [0u8; KEY_BYTES];
-        let mut n = 0;
-        for (slot, &b) in head.iter_mut().zip(parts()) {
-            *slot = b;
-            n += 1;
-        }
+        let mut short = [0u8; KEY_BYTES];
+        let head: &[u8] = match name.get(..KEY_BYTES) {
+            Some(first) => first,
+            None => {
+                let mut n = 0;
+                for (slot, &b) in short.iter_mut().zip(parts()) {
+                    *slot = b;
+                    n += 1;
+                }
+                &short[..n]
+            }
+        };
         // A prefix may start the line, or follow a line break in it.
-        let maybe = self.key_hit(&head[..n])
-            || name.iter().any(|&b| b == b'\r' || b == b'\n')
+        let maybe = self.key_hit(head)
+            || has_break_short(name)
             || memchr::memchr2_iter(b'\r', b'\n', value)
                 .any(|at| self.key_hit(value.get(at + 1..).unwrap_or(&[])));
         if !maybe {
@@ -1184,6 +1231,41 @@ mod tests {
             push_lower(&mut got, &all[start..]);
             assert_eq!(got, all[start..].to_ascii_lowercase(), "from {start}");
         }
+    }
+
+    #[test]
+    fn word_lowering_and_break_scan_match_bytes() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        for w in all.chunks(8).chain([&b"Hello, W"[..], b"@[`{Z\r\n\xC1"]) {
+            let v = u64::from_le_bytes(w.try_into().expect("eight bytes"));
+            let want = u64::from_le_bytes(w.to_ascii_lowercase().try_into().expect("eight"));
+            assert_eq!(lower_word(v), want, "{w:?}");
+        }
+        for len in 0..=KEY_BYTES {
+            for text in [&b"X-Foo-Bar: v"[..], b"Subj", b"", b"ABCDEFGH"] {
+                let want = text.get(..len).map(|h| {
+                    let mut b = [0u8; KEY_BYTES];
+                    b[..len].copy_from_slice(&h.to_ascii_lowercase());
+                    u64::from_le_bytes(b)
+                });
+                assert_eq!(start_key(text, len), want, "{text:?} {len}");
+            }
+        }
+        for len in 0..40 {
+            for at in 0..len {
+                for b in [b'\r', b'\n'] {
+                    let mut text = vec![b'a'; len];
+                    text[at] = b;
+                    assert!(has_break_short(&text), "{len} {at} {b}");
+                }
+            }
+            let clean: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(37) | 0x10).collect();
+            let want = clean.iter().any(|&b| b == b'\r' || b == b'\n');
+            assert_eq!(has_break_short(&clean), want, "{len}");
+        }
+        assert!(!has_break_short(
+            b"\x0b\x0c\x0e\x09\x8a\x8d no breaks here, 0123456789"
+        ));
     }
 
     #[test]
