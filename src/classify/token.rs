@@ -216,12 +216,12 @@ fn is_artefact_lower(name: &[u8]) -> bool {
 /// URLs; a hash may be in both classes and then counts twice), and the model that scores
 /// them when one is attached. The weights are looked up only when the probability is asked
 /// for, in one tight pass (the loads overlap there, rather than stalling each insert).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Features {
-    /// Open addressing over the feature hashes (0 = empty): [`TABLE_SLOTS`], at most half full.
-    table: Vec<u32>,
-    /// The same for URL features ([`URL_TABLE_SLOTS`]).
-    url_table: Vec<u32>,
+    /// Open addressing over the feature hashes (0 = empty), at most half full.
+    table: Box<[u32; TABLE_SLOTS]>,
+    /// The same for URL features.
+    url_table: Box<[u32; URL_TABLE_SLOTS]>,
     list: Vec<u32>,
     /// How many of `list` came from URLs.
     urls: usize,
@@ -232,12 +232,18 @@ pub struct Features {
     memo: Cell<Option<((usize, u64), f64)>>,
 }
 
+impl Default for Features {
+    fn default() -> Features {
+        Features::new(None)
+    }
+}
+
 impl Features {
     /// An empty set; with a model, each new feature's weight is added as it comes.
     pub fn new(model: Option<Arc<Model>>) -> Features {
         Features {
-            table: vec![0; TABLE_SLOTS],
-            url_table: vec![0; URL_TABLE_SLOTS],
+            table: Box::new([0; TABLE_SLOTS]),
+            url_table: Box::new([0; URL_TABLE_SLOTS]),
             list: Vec::with_capacity(MAX_TOKENS + MAX_URL_TOKENS),
             urls: 0,
             model,
@@ -295,7 +301,7 @@ impl Features {
     #[inline(always)]
     fn insert(&mut self, h: u32) {
         let h = h.max(1);
-        if !self.full() && probe(&mut self.table, h) {
+        if !self.full() && probe(&mut *self.table, h) {
             self.list.push(h);
         }
     }
@@ -303,7 +309,7 @@ impl Features {
     #[inline(always)]
     fn insert_url(&mut self, h: u32) {
         let h = h.max(1);
-        if !self.urls_full() && probe(&mut self.url_table, h) {
+        if !self.urls_full() && probe(&mut *self.url_table, h) {
             self.list.push(h);
             self.urls += 1;
         }
@@ -317,22 +323,21 @@ pub fn rule_feature(name: &str) -> u32 {
     fold(hash_bytes(SEED_RULE, name.as_bytes())).max(1)
 }
 
-/// Puts `h` (non-zero) into an open-addressing table no more than half full; whether it was
-/// new.
+/// Puts `h` (non-zero) into an open-addressing table of `N` slots (a power of two) no more
+/// than half full; whether it was new.
 #[inline(always)]
-fn probe(table: &mut [u32], h: u32) -> bool {
-    let mask = table.len().wrapping_sub(1);
-    let mut at = h as usize & mask;
+fn probe<const N: usize>(table: &mut [u32; N], h: u32) -> bool {
+    let mut at = h as usize;
     loop {
-        match table.get_mut(at) {
-            Some(slot) if *slot == 0 => {
-                *slot = h;
-                return true;
-            }
-            Some(slot) if *slot == h => return false,
-            Some(_) => at = (at + 1) & mask,
-            None => return false,
+        let slot = &mut table[at % N];
+        if *slot == 0 {
+            *slot = h;
+            return true;
         }
+        if *slot == h {
+            return false;
+        }
+        at += 1;
     }
 }
 
@@ -458,7 +463,7 @@ impl Tokenizer {
         if depth > 0 {
             if flags & F_PART != 0 {
                 let seed = hash_bytes(hash_bytes(SEED_PART, lname), b":");
-                self.words_of(seed, value, false, false);
+                self.words_of::<false>(seed, value, false, false);
             }
             return;
         }
@@ -490,7 +495,7 @@ impl Tokenizer {
         }
         let seed = hash_bytes(hash_bytes(SEED_HEADER, lname), b":");
         let subject = lname == b"subject";
-        self.words_of(seed, value, subject, subject);
+        self.words_of::<false>(seed, value, subject, subject);
         if flags & F_ADDRESS != 0 {
             let dom = address_domain(value);
             if !dom.is_empty() {
@@ -614,16 +619,23 @@ impl Tokenizer {
         }
         let after = scheme_end.map_or(0, |s| s + 3);
         if let Some(slash) = url.get(after..).and_then(|r| memchr::memchr(b'/', r)) {
-            self.words_of(SEED_PATH, &url[after + slash..], true, false);
+            self.words_of::<true>(SEED_PATH, &url[after + slash..], true, false);
         }
     }
 
     /// Words of a whole value (a header value or a URL path), each hashed from `seed`, and
     /// with `pairs` each pair of neighbouring words too.
-    fn words_of(&mut self, seed: u64, value: &[u8], digits: bool, pairs: bool) {
+    /// `URL`: the features count against the URL budget (as [`Tokenizer::add`] does while
+    /// `in_url`).
+    fn words_of<const URL: bool>(&mut self, seed: u64, value: &[u8], digits: bool, pairs: bool) {
+        debug_assert_eq!(URL, self.in_url);
         let mut words = Words::new(value);
         let mut prev = 0u64;
-        while !self.budget_spent() {
+        while !(if URL {
+            self.features.urls_full()
+        } else {
+            self.features.full()
+        }) {
             let Some(w) = words.next_span() else {
                 return;
             };
@@ -636,10 +648,10 @@ impl Tokenizer {
                 let one_off = shape.digit > 0 && (shape.digit as usize == len || len > 4)
                     || shape.upper >= 3 && shape.lower >= 3;
                 if digits || !one_off {
-                    self.add(h);
+                    self.add_to::<URL>(h);
                     if pairs {
                         if prev != 0 {
-                            self.add(prev.rotate_left(23) ^ h.wrapping_mul(K_PAIR));
+                            self.add_to::<URL>(prev.rotate_left(23) ^ h.wrapping_mul(K_PAIR));
                         }
                         prev = h;
                     }
@@ -746,9 +758,9 @@ impl Tokenizer {
     /// A text word's hash: the word and the pair with the previous word.
     #[inline(always)]
     fn word_hash(&mut self, h: u64) {
-        self.add(h);
+        self.add_to::<false>(h);
         if self.prev != 0 {
-            self.add(self.prev.rotate_left(23) ^ h.wrapping_mul(K_PAIR));
+            self.add_to::<false>(self.prev.rotate_left(23) ^ h.wrapping_mul(K_PAIR));
         }
         self.prev = h;
     }
@@ -756,18 +768,19 @@ impl Tokenizer {
     #[inline(always)]
     fn add(&mut self, h: u64) {
         if self.in_url {
-            self.features.insert_url(fold(h));
+            self.add_to::<true>(h);
         } else {
-            self.features.insert(fold(h));
+            self.add_to::<false>(h);
         }
     }
 
-    /// Whether the budget the current event counts against is spent.
-    fn budget_spent(&self) -> bool {
-        if self.in_url {
-            self.features.urls_full()
+    /// [`Tokenizer::add`] when it is known whether a URL is being read.
+    #[inline(always)]
+    fn add_to<const URL: bool>(&mut self, h: u64) {
+        if URL {
+            self.features.insert_url(fold(h));
         } else {
-            self.features.full()
+            self.features.insert(fold(h));
         }
     }
 }
