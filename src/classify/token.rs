@@ -230,6 +230,9 @@ pub struct Features {
     /// the extra features: features are only added, so the same length is the same set (the
     /// verdict is asked for more than once).
     memo: Cell<Option<((usize, u64), f64)>>,
+    /// The model's weight sum of the first `.0` features of `list` (the features are only
+    /// added: a later verdict sums only the new ones).
+    summed: Cell<(usize, i64)>,
 }
 
 impl Default for Features {
@@ -248,6 +251,7 @@ impl Features {
             urls: 0,
             model,
             memo: Cell::new(None),
+            summed: Cell::new((0, 0)),
         }
     }
 
@@ -264,24 +268,32 @@ impl Features {
     /// The model's probability with `extra` features besides these (the rules' hits, see
     /// [`rule_feature`]; 0.5 without a model).
     pub fn probability_with(&self, extra: &[u32]) -> f64 {
+        self.probability_with_all(extra.iter().copied())
+    }
+
+    /// [`Features::probability_with`] of the features `extra` yields (no list to build).
+    pub(crate) fn probability_with_all(&self, extra: impl Iterator<Item = u32>) -> f64 {
         let Some(m) = &self.model else {
             return 0.5;
         };
-        let key = (
-            self.list.len(),
-            extra.iter().fold(extra.len() as u64, |h, &f| {
-                (h ^ u64::from(f)).wrapping_mul(K_MUL)
-            }),
-        );
+        let (n_extra, fingerprint, extra_sum) =
+            extra.fold((0usize, 0u64, 0i64), |(n, h, sum), f| {
+                (
+                    n + 1,
+                    (h ^ u64::from(f)).wrapping_mul(K_MUL),
+                    sum + i64::from(m.weight(f)),
+                )
+            });
+        let key = (self.list.len(), fingerprint ^ n_extra as u64);
         if let Some((k, p)) = self.memo.get() {
             if k == key {
                 return p;
             }
         }
-        let p = m.probability_of_sum(
-            m.sum(&self.list) + m.sum(extra),
-            self.list.len() + extra.len(),
-        );
+        let (done, sum) = self.summed.get();
+        let sum = sum + m.sum(self.list.get(done..).unwrap_or_default());
+        self.summed.set((self.list.len(), sum));
+        let p = m.probability_of_sum(sum + extra_sum, self.list.len() + n_extra);
         self.memo.set(Some((key, p)));
         p
     }
