@@ -1112,13 +1112,19 @@ impl<'a> Words<'a> {
 /// end are clear).
 #[inline(always)]
 fn block_masks(bytes: &[u8], at: usize) -> (u64, u64) {
-    let mut block = [0u8; 64];
     let src = bytes.get(at..).unwrap_or_default();
-    let n = src.len().min(64);
-    block[..n].copy_from_slice(&src[..n]);
+    let mut short = [0u8; 64];
+    let block: &[u8; 64] = match src.get(..64).map(<&[u8; 64]>::try_from) {
+        Some(Ok(whole)) => whole,
+        _ => {
+            let n = src.len().min(64);
+            short[..n].copy_from_slice(&src[..n]);
+            &short
+        }
+    };
     // Two flag bits per byte (a loop the compiler turns into vector compares) ...
     let mut flags = [0u8; 64];
-    for (f, &b) in flags.iter_mut().zip(&block) {
+    for (f, &b) in flags.iter_mut().zip(block) {
         let marked = b.wrapping_sub(b'A') < 26 || b.wrapping_sub(b'0') < 10 || b == b'$';
         let word = marked || b.wrapping_sub(b'a') < 26 || b == b'\'' || b >= 0x80;
         *f = u8::from(word) | u8::from(marked) << 1;
