@@ -313,7 +313,7 @@ impl Features {
     #[inline(always)]
     fn insert(&mut self, h: u32) {
         let h = h.max(1);
-        if !self.full() && probe(&mut *self.table, h) {
+        if !self.full() && probe(&mut self.table, h) {
             self.list.push(h);
         }
     }
@@ -321,7 +321,7 @@ impl Features {
     #[inline(always)]
     fn insert_url(&mut self, h: u32) {
         let h = h.max(1);
-        if !self.urls_full() && probe(&mut *self.url_table, h) {
+        if !self.urls_full() && probe(&mut self.url_table, h) {
             self.list.push(h);
             self.urls += 1;
         }
