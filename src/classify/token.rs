@@ -922,8 +922,10 @@ fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
     h
 }
 
-/// The bytes `src[at..at + len.min(8)]` as a little-endian word, zero-padded: one load when
-/// eight bytes are there to read (the surplus masked off), else byte by byte.
+/// The bytes `src[at..at + len.min(8)]` (inside `src`) as a little-endian word, zero-padded:
+/// one load when eight bytes are there to read from `at` (the surplus masked off), else the
+/// eight that end where these do, shifted down, else (a slice shorter than eight) two
+/// overlapping smaller loads.
 #[inline(always)]
 fn load(src: &[u8], at: usize, len: usize) -> u64 {
     let len = len.min(8);
@@ -935,11 +937,38 @@ fn load(src: &[u8], at: usize, len: usize) -> u64 {
             v & ((1u64 << (8 * len)) - 1)
         };
     }
-    let mut v = 0u64;
-    for (i, &b) in src.iter().skip(at).take(len).enumerate() {
-        v |= u64::from(b) << (8 * i);
+    let end = at + len;
+    if len == 0 {
+        return 0;
     }
-    v
+    if let Some(Ok(w)) = end
+        .checked_sub(8)
+        .and_then(|from| src.get(from..end))
+        .map(<[u8; 8]>::try_from)
+    {
+        return u64::from_le_bytes(w) >> (8 * (8 - len));
+    }
+    let b = src.get(at..end).unwrap_or_default();
+    let n = b.len();
+    let (lo, hi) = if n >= 4 {
+        (le(b, 0, 4), le(b, n - 4, 4) << (8 * (n - 4)))
+    } else if n >= 2 {
+        (le(b, 0, 2), le(b, n - 2, 2) << (8 * (n - 2)))
+    } else {
+        (le(b, 0, n), 0)
+    };
+    lo | hi
+}
+
+/// The `n` (at most 4) bytes of `b` from `at` as a little-endian number (0 past the end).
+#[inline(always)]
+fn le(b: &[u8], at: usize, n: usize) -> u64 {
+    match (n, b.get(at..at + n)) {
+        (4, Some(&[x, y, z, w])) => u64::from(u32::from_le_bytes([x, y, z, w])),
+        (2, Some(&[x, y])) => u64::from(u16::from_le_bytes([x, y])),
+        (1, Some(&[x])) => u64::from(x),
+        _ => 0,
+    }
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
