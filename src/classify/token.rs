@@ -653,10 +653,14 @@ impl Tokenizer {
             };
             let len = w.end - w.start;
             if (2..=MAX_TOKEN_BYTES).contains(&len) {
-                let (h, shape) = hash_word(seed, value, w);
                 // Outside Subject and URL paths, words with digits are ids, timestamps and
                 // addresses, and mixed-case runs are base64: one-off tokens that only crowd
-                // out the rest.
+                // out the rest. A long one with a digit is known for one without hashing it
+                // or counting its shape.
+                if !digits && len > 8 && !w.plain && has_digit(value, w) {
+                    continue;
+                }
+                let (h, shape) = hash_word(seed, value, w);
                 let one_off = shape.digit > 0 && (shape.digit as usize == len || len > 4)
                     || shape.upper >= 3 && shape.lower >= 3;
                 if digits || !one_off {
@@ -1028,6 +1032,19 @@ fn hash_word(seed: u64, bytes: &[u8], w: Span) -> (u64, Shape) {
         }
     }
     hash_lower_at(seed, bytes.get(start..).unwrap_or_default(), len)
+}
+
+/// Whether the word `w` of `bytes` holds a digit, eight bytes at a time.
+#[inline(never)]
+fn has_digit(bytes: &[u8], w: Span) -> bool {
+    let mut at = w.start;
+    while at < w.end {
+        if in_range(load(bytes, at, w.end - at), b'0', b'9') != 0 {
+            return true;
+        }
+        at += 8;
+    }
+    false
 }
 
 /// [`hash_bytes`] of the word `src[..len]` lower-cased as [`WORD`] does, and its [`Shape`]:
