@@ -216,12 +216,12 @@ fn is_artefact_lower(name: &[u8]) -> bool {
 /// URLs; a hash may be in both classes and then counts twice), and the model that scores
 /// them when one is attached. The weights are looked up only when the probability is asked
 /// for, in one tight pass (the loads overlap there, rather than stalling each insert).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Features {
-    /// Open addressing over the feature hashes (0 = empty): [`TABLE_SLOTS`], at most half full.
-    table: Vec<u32>,
-    /// The same for URL features ([`URL_TABLE_SLOTS`]).
-    url_table: Vec<u32>,
+    /// Open addressing over the feature hashes (0 = empty), at most half full.
+    table: Box<[u32; TABLE_SLOTS]>,
+    /// The same for URL features.
+    url_table: Box<[u32; URL_TABLE_SLOTS]>,
     list: Vec<u32>,
     /// How many of `list` came from URLs.
     urls: usize,
@@ -230,18 +230,28 @@ pub struct Features {
     /// the extra features: features are only added, so the same length is the same set (the
     /// verdict is asked for more than once).
     memo: Cell<Option<((usize, u64), f64)>>,
+    /// The model's weight sum of the first `.0` features of `list` (the features are only
+    /// added: a later verdict sums only the new ones).
+    summed: Cell<(usize, i64)>,
+}
+
+impl Default for Features {
+    fn default() -> Features {
+        Features::new(None)
+    }
 }
 
 impl Features {
     /// An empty set; with a model, each new feature's weight is added as it comes.
     pub fn new(model: Option<Arc<Model>>) -> Features {
         Features {
-            table: vec![0; TABLE_SLOTS],
-            url_table: vec![0; URL_TABLE_SLOTS],
+            table: Box::new([0; TABLE_SLOTS]),
+            url_table: Box::new([0; URL_TABLE_SLOTS]),
             list: Vec::with_capacity(MAX_TOKENS + MAX_URL_TOKENS),
             urls: 0,
             model,
             memo: Cell::new(None),
+            summed: Cell::new((0, 0)),
         }
     }
 
@@ -258,24 +268,32 @@ impl Features {
     /// The model's probability with `extra` features besides these (the rules' hits, see
     /// [`rule_feature`]; 0.5 without a model).
     pub fn probability_with(&self, extra: &[u32]) -> f64 {
+        self.probability_with_all(extra.iter().copied())
+    }
+
+    /// [`Features::probability_with`] of the features `extra` yields (no list to build).
+    pub(crate) fn probability_with_all(&self, extra: impl Iterator<Item = u32>) -> f64 {
         let Some(m) = &self.model else {
             return 0.5;
         };
-        let key = (
-            self.list.len(),
-            extra.iter().fold(extra.len() as u64, |h, &f| {
-                (h ^ u64::from(f)).wrapping_mul(K_MUL)
-            }),
-        );
+        let (n_extra, fingerprint, extra_sum) =
+            extra.fold((0usize, 0u64, 0i64), |(n, h, sum), f| {
+                (
+                    n + 1,
+                    (h ^ u64::from(f)).wrapping_mul(K_MUL),
+                    sum + i64::from(m.weight(f)),
+                )
+            });
+        let key = (self.list.len(), fingerprint ^ n_extra as u64);
         if let Some((k, p)) = self.memo.get() {
             if k == key {
                 return p;
             }
         }
-        let p = m.probability_of_sum(
-            m.sum(&self.list) + m.sum(extra),
-            self.list.len() + extra.len(),
-        );
+        let (done, sum) = self.summed.get();
+        let sum = sum + m.sum(self.list.get(done..).unwrap_or_default());
+        self.summed.set((self.list.len(), sum));
+        let p = m.probability_of_sum(sum + extra_sum, self.list.len() + n_extra);
         self.memo.set(Some((key, p)));
         p
     }
@@ -317,22 +335,21 @@ pub fn rule_feature(name: &str) -> u32 {
     fold(hash_bytes(SEED_RULE, name.as_bytes())).max(1)
 }
 
-/// Puts `h` (non-zero) into an open-addressing table no more than half full; whether it was
-/// new.
+/// Puts `h` (non-zero) into an open-addressing table of `N` slots (a power of two) no more
+/// than half full; whether it was new.
 #[inline(always)]
-fn probe(table: &mut [u32], h: u32) -> bool {
-    let mask = table.len().wrapping_sub(1);
-    let mut at = h as usize & mask;
+fn probe<const N: usize>(table: &mut [u32; N], h: u32) -> bool {
+    let mut at = h as usize;
     loop {
-        match table.get_mut(at) {
-            Some(slot) if *slot == 0 => {
-                *slot = h;
-                return true;
-            }
-            Some(slot) if *slot == h => return false,
-            Some(_) => at = (at + 1) & mask,
-            None => return false,
+        let slot = &mut table[at % N];
+        if *slot == 0 {
+            *slot = h;
+            return true;
         }
+        if *slot == h {
+            return false;
+        }
+        at += 1;
     }
 }
 
@@ -458,7 +475,7 @@ impl Tokenizer {
         if depth > 0 {
             if flags & F_PART != 0 {
                 let seed = hash_bytes(hash_bytes(SEED_PART, lname), b":");
-                self.words_of(seed, value, false, false);
+                self.words_of::<false>(seed, value, false, false);
             }
             return;
         }
@@ -490,7 +507,7 @@ impl Tokenizer {
         }
         let seed = hash_bytes(hash_bytes(SEED_HEADER, lname), b":");
         let subject = lname == b"subject";
-        self.words_of(seed, value, subject, subject);
+        self.words_of::<false>(seed, value, subject, subject);
         if flags & F_ADDRESS != 0 {
             let dom = address_domain(value);
             if !dom.is_empty() {
@@ -614,32 +631,43 @@ impl Tokenizer {
         }
         let after = scheme_end.map_or(0, |s| s + 3);
         if let Some(slash) = url.get(after..).and_then(|r| memchr::memchr(b'/', r)) {
-            self.words_of(SEED_PATH, &url[after + slash..], true, false);
+            self.words_of::<true>(SEED_PATH, &url[after + slash..], true, false);
         }
     }
 
     /// Words of a whole value (a header value or a URL path), each hashed from `seed`, and
     /// with `pairs` each pair of neighbouring words too.
-    fn words_of(&mut self, seed: u64, value: &[u8], digits: bool, pairs: bool) {
+    /// `URL`: the features count against the URL budget (as [`Tokenizer::add`] does while
+    /// `in_url`).
+    fn words_of<const URL: bool>(&mut self, seed: u64, value: &[u8], digits: bool, pairs: bool) {
+        debug_assert_eq!(URL, self.in_url);
         let mut words = Words::new(value);
         let mut prev = 0u64;
-        while !self.budget_spent() {
+        while !(if URL {
+            self.features.urls_full()
+        } else {
+            self.features.full()
+        }) {
             let Some(w) = words.next_span() else {
                 return;
             };
             let len = w.end - w.start;
             if (2..=MAX_TOKEN_BYTES).contains(&len) {
-                let (h, shape) = hash_word(seed, value, w);
                 // Outside Subject and URL paths, words with digits are ids, timestamps and
                 // addresses, and mixed-case runs are base64: one-off tokens that only crowd
-                // out the rest.
+                // out the rest. A long one with a digit is known for one without hashing it
+                // or counting its shape.
+                if !digits && len > 8 && !w.plain && has_digit(value, w) {
+                    continue;
+                }
+                let (h, shape) = hash_word(seed, value, w);
                 let one_off = shape.digit > 0 && (shape.digit as usize == len || len > 4)
                     || shape.upper >= 3 && shape.lower >= 3;
                 if digits || !one_off {
-                    self.add(h);
+                    self.add_to::<URL>(h);
                     if pairs {
                         if prev != 0 {
-                            self.add(prev.rotate_left(23) ^ h.wrapping_mul(K_PAIR));
+                            self.add_to::<URL>(prev.rotate_left(23) ^ h.wrapping_mul(K_PAIR));
                         }
                         prev = h;
                     }
@@ -746,9 +774,9 @@ impl Tokenizer {
     /// A text word's hash: the word and the pair with the previous word.
     #[inline(always)]
     fn word_hash(&mut self, h: u64) {
-        self.add(h);
+        self.add_to::<false>(h);
         if self.prev != 0 {
-            self.add(self.prev.rotate_left(23) ^ h.wrapping_mul(K_PAIR));
+            self.add_to::<false>(self.prev.rotate_left(23) ^ h.wrapping_mul(K_PAIR));
         }
         self.prev = h;
     }
@@ -756,18 +784,19 @@ impl Tokenizer {
     #[inline(always)]
     fn add(&mut self, h: u64) {
         if self.in_url {
-            self.features.insert_url(fold(h));
+            self.add_to::<true>(h);
         } else {
-            self.features.insert(fold(h));
+            self.add_to::<false>(h);
         }
     }
 
-    /// Whether the budget the current event counts against is spent.
-    fn budget_spent(&self) -> bool {
-        if self.in_url {
-            self.features.urls_full()
+    /// [`Tokenizer::add`] when it is known whether a URL is being read.
+    #[inline(always)]
+    fn add_to<const URL: bool>(&mut self, h: u64) {
+        if URL {
+            self.features.insert_url(fold(h));
         } else {
-            self.features.full()
+            self.features.insert(fold(h));
         }
     }
 }
@@ -897,8 +926,10 @@ fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
     h
 }
 
-/// The bytes `src[at..at + len.min(8)]` as a little-endian word, zero-padded: one load when
-/// eight bytes are there to read (the surplus masked off), else byte by byte.
+/// The bytes `src[at..at + len.min(8)]` (inside `src`) as a little-endian word, zero-padded:
+/// one load when eight bytes are there to read from `at` (the surplus masked off), else the
+/// eight that end where these do, shifted down, else (a slice shorter than eight) two
+/// overlapping smaller loads.
 #[inline(always)]
 fn load(src: &[u8], at: usize, len: usize) -> u64 {
     let len = len.min(8);
@@ -910,11 +941,38 @@ fn load(src: &[u8], at: usize, len: usize) -> u64 {
             v & ((1u64 << (8 * len)) - 1)
         };
     }
-    let mut v = 0u64;
-    for (i, &b) in src.iter().skip(at).take(len).enumerate() {
-        v |= u64::from(b) << (8 * i);
+    let end = at + len;
+    if len == 0 {
+        return 0;
     }
-    v
+    if let Some(Ok(w)) = end
+        .checked_sub(8)
+        .and_then(|from| src.get(from..end))
+        .map(<[u8; 8]>::try_from)
+    {
+        return u64::from_le_bytes(w) >> (8 * (8 - len));
+    }
+    let b = src.get(at..end).unwrap_or_default();
+    let n = b.len();
+    let (lo, hi) = if n >= 4 {
+        (le(b, 0, 4), le(b, n - 4, 4) << (8 * (n - 4)))
+    } else if n >= 2 {
+        (le(b, 0, 2), le(b, n - 2, 2) << (8 * (n - 2)))
+    } else {
+        (le(b, 0, n), 0)
+    };
+    lo | hi
+}
+
+/// The `n` (at most 4) bytes of `b` from `at` as a little-endian number (0 past the end).
+#[inline(always)]
+fn le(b: &[u8], at: usize, n: usize) -> u64 {
+    match (n, b.get(at..at + n)) {
+        (4, Some(&[x, y, z, w])) => u64::from(u32::from_le_bytes([x, y, z, w])),
+        (2, Some(&[x, y])) => u64::from(u16::from_le_bytes([x, y])),
+        (1, Some(&[x])) => u64::from(x),
+        _ => 0,
+    }
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -974,6 +1032,19 @@ fn hash_word(seed: u64, bytes: &[u8], w: Span) -> (u64, Shape) {
         }
     }
     hash_lower_at(seed, bytes.get(start..).unwrap_or_default(), len)
+}
+
+/// Whether the word `w` of `bytes` holds a digit, eight bytes at a time.
+#[inline(never)]
+fn has_digit(bytes: &[u8], w: Span) -> bool {
+    let mut at = w.start;
+    while at < w.end {
+        if in_range(load(bytes, at, w.end - at), b'0', b'9') != 0 {
+            return true;
+        }
+        at += 8;
+    }
+    false
 }
 
 /// [`hash_bytes`] of the word `src[..len]` lower-cased as [`WORD`] does, and its [`Shape`]:
@@ -1087,13 +1158,20 @@ impl<'a> Words<'a> {
 /// end are clear).
 #[inline(always)]
 fn block_masks(bytes: &[u8], at: usize) -> (u64, u64) {
-    let mut block = [0u8; 64];
     let src = bytes.get(at..).unwrap_or_default();
-    let n = src.len().min(64);
-    block[..n].copy_from_slice(&src[..n]);
+    let mut short = [0u8; 64];
+    let block: &[u8; 64] = match src.get(..64).map(<&[u8; 64]>::try_from) {
+        Some(Ok(whole)) => whole,
+        _ if src.len() <= SHORT_BLOCK => return short_block_masks(src),
+        _ => {
+            let n = src.len().min(64);
+            short[..n].copy_from_slice(&src[..n]);
+            &short
+        }
+    };
     // Two flag bits per byte (a loop the compiler turns into vector compares) ...
     let mut flags = [0u8; 64];
-    for (f, &b) in flags.iter_mut().zip(&block) {
+    for (f, &b) in flags.iter_mut().zip(block) {
         let marked = b.wrapping_sub(b'A') < 26 || b.wrapping_sub(b'0') < 10 || b == b'$';
         let word = marked || b.wrapping_sub(b'a') < 26 || b == b'\'' || b >= 0x80;
         *f = u8::from(word) | u8::from(marked) << 1;
@@ -1106,6 +1184,26 @@ fn block_masks(bytes: &[u8], at: usize) -> (u64, u64) {
         let v = u64::from_le_bytes(w);
         words |= ((v & ONES).wrapping_mul(GATHER) >> 56) << (8 * k);
         marked |= (((v >> 1) & ONES).wrapping_mul(GATHER) >> 56) << (8 * k);
+    }
+    (words, marked)
+}
+
+/// Longest last block that [`block_masks`] reads eight bytes at a time rather than with its
+/// 64-byte compare loop (which costs the same however few bytes are left).
+const SHORT_BLOCK: usize = 32;
+
+/// [`block_masks`] of the at most [`SHORT_BLOCK`] bytes of `src`, eight at a time.
+#[inline(never)]
+fn short_block_masks(src: &[u8]) -> (u64, u64) {
+    let (mut words, mut marked) = (0u64, 0u64);
+    let mut at = 0;
+    while at < src.len() {
+        let v = load(src, at, src.len() - at);
+        let mark = in_range(v, b'A', b'Z') | in_range(v, b'0', b'9') | in_range(v, b'$', b'$');
+        let word = mark | in_range(v, b'a', b'z') | in_range(v, b'\'', b'\'') | (v & HIGH);
+        words |= ((word >> 7).wrapping_mul(GATHER) >> 56) << at;
+        marked |= ((mark >> 7).wrapping_mul(GATHER) >> 56) << at;
+        at += 8;
     }
     (words, marked)
 }
