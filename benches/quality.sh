@@ -29,8 +29,10 @@ cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
 BASE="$(cd "$(dirname "$LABELS")" && pwd)"
 mkdir -p "$WORK/msgs"
 # The message set (every STEP-th line), as clean copies under $WORK/msgs with a labels file.
+# The copies keep their paths relative to the labels file, so `conbool eval` deals the same
+# folds here as on the corpus itself (it orders messages by a hash of the path).
 awk -v step="$STEP" 'NR == 1 { print; next } (NR - 2) % step == 0' "$LABELS" > "$WORK/labels.tsv"
-perl -e '
+perl -MFile::Path=make_path -e '
     my ($base, $out, $labels) = @ARGV;
     open my $l, "<", $labels or die; <$l>;
     while (<$l>) {
@@ -44,10 +46,11 @@ perl -e '
             $drop = $line =~ /^(X-Spam-[^:]*|X-Bogosity|X-Virus-Scanned|X-Keywords|X-UIDL|X-Mozilla-[^:]*|X-Account-Key|Status|X-Status)\s*:/i;
             push @keep, $line unless $drop;
         }
-        (my $flat = $p) =~ s{/}{__}g;
-        open my $o, ">:raw", "$out/$flat" or die; print $o join("", @keep), $sep, $b; close $o;
+        (my $dir = "$out/$p") =~ s{/[^/]*\z}{};
+        make_path($dir);
+        open my $o, ">:raw", "$out/$p" or die; print $o join("", @keep), $sep, $b; close $o;
     }' "$BASE" "$WORK/msgs" "$WORK/labels.tsv"
-awk 'NR == 1 { print; next } { p = $1; gsub("/", "__", p); print p "\t" $2 "\t" $3 }' FS='\t' OFS='\t' \
+awk 'NR == 1 { print; next } { print $1 "\t" $2 "\t" $3 }' FS='\t' OFS='\t' \
     "$WORK/labels.tsv" > "$WORK/msgs/labels.tsv"
 
 echo "== conbool ($FOLDS-fold cross-validation, $(($(wc -l < "$WORK/msgs/labels.tsv") - 1)) messages)"
