@@ -294,26 +294,26 @@ struct ValueBuilder {
 
 impl ValueBuilder {
     fn build(self) -> Result<ValueMatcher, String> {
-        Ok(ValueMatcher {
-            phrases: (!self.phrases.is_empty())
-                .then(|| self.phrases.build())
-                .transpose()?,
-            regexes: (!self.regexes.is_empty())
-                .then(|| RegexGroup::build(&self.regexes, false))
-                .transpose()?,
-            domains: NameMap::build(self.domains.into_iter().collect()),
-        })
+        self.build_with(|regexes| RegexGroup::build(regexes, false))
     }
 
     /// [`ValueBuilder::build`] for the header lines: regexes anchored with a literal are
     /// tested at each line's start ([`RegexGroup::build_anchored`]).
     fn build_any_header(self) -> Result<ValueMatcher, String> {
+        self.build_with(RegexGroup::build_anchored)
+    }
+
+    /// The matcher, its regexes grouped by `group`.
+    fn build_with(
+        self,
+        group: impl FnOnce(&[(String, RuleId)]) -> Result<RegexGroup, String>,
+    ) -> Result<ValueMatcher, String> {
         Ok(ValueMatcher {
             phrases: (!self.phrases.is_empty())
                 .then(|| self.phrases.build())
                 .transpose()?,
             regexes: (!self.regexes.is_empty())
-                .then(|| RegexGroup::build_anchored(&self.regexes))
+                .then(|| group(&self.regexes))
                 .transpose()?,
             domains: NameMap::build(self.domains.into_iter().collect()),
         })
