@@ -10,8 +10,8 @@
 //! ```
 //!
 //! `smtp`, `message` and `rules` are pure cores: bytes and time in, bytes, events and verdicts
-//! out. `relay` glues them into one session per connection without touching sockets or the
-//! clock. Only `reactor` (and the small loops of `cli::sink` and `cli::replay`) does I/O.
+//! out (`swar` holds the eight-bytes-at-a-time tricks their scanners share). `relay` glues them
+//! into one session per connection without touching sockets or the clock. Only `reactor` (and the small loops of `cli::sink` and `cli::replay`) does I/O.
 #![deny(missing_docs)]
 
 pub mod classify;
@@ -25,4 +25,5 @@ pub mod reactor;
 pub mod relay;
 pub mod rules;
 pub mod smtp;
+mod swar;
 pub mod tls;

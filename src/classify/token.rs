@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::classify::model::Model;
 use crate::message::{ScanEvent, ScanSink};
+use crate::swar::{in_range, HIGH, ONES};
 
 /// Longest token, in bytes. Longer ASCII words become one `skip` token (their first byte and
 /// length class), longer non-ASCII runs (scripts written without spaces) are cut into pieces.
@@ -973,18 +974,6 @@ fn le(b: &[u8], at: usize, n: usize) -> u64 {
         (1, Some(&[x])) => u64::from(x),
         _ => 0,
     }
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGH: u64 = 0x8080_8080_8080_8080;
-
-/// Per byte of `v`, the high bit set when the byte is ASCII and within `lo..=hi`.
-#[inline(always)]
-fn in_range(v: u64, lo: u8, hi: u8) -> u64 {
-    let x = v & !HIGH;
-    let ge_lo = x + ONES * u64::from(0x80 - lo);
-    let gt_hi = x + ONES * u64::from(0x7f - hi);
-    ge_lo & !gt_hi & !v & HIGH
 }
 
 /// [`hash_bytes`] of `word` (bytes that are all in words, at most [`MAX_TOKEN_BYTES`])

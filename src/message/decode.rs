@@ -8,6 +8,8 @@
 
 use memchr::memchr;
 
+use crate::swar::{eq_bytes, load};
+
 /// Longest charset name looked at in an encoded-word or a `charset` parameter.
 const MAX_CHARSET_LEN: usize = 64;
 
@@ -281,7 +283,10 @@ fn qp_text(src: &[u8], dst: &mut [u8]) -> (usize, usize, bool) {
         let mut found = false;
         while let (Some(word), Some(d)) = (src.get(r..r + 16), dst.get_mut(w..w + 16)) {
             d.copy_from_slice(word);
-            let (lo, hi) = (eq_bytes(&word[..8]), eq_bytes(&word[8..]));
+            let (lo, hi) = (
+                eq_bytes(load(&word[..8]), b'='),
+                eq_bytes(load(&word[8..]), b'='),
+            );
             if lo | hi != 0 {
                 // The lowest flagged byte is a true `=` (false positives only sit above one).
                 let k = if lo != 0 {
@@ -299,7 +304,7 @@ fn qp_text(src: &[u8], dst: &mut [u8]) -> (usize, usize, bool) {
         }
         while let (false, Some(word), Some(d)) = (found, src.get(r..r + 8), dst.get_mut(w..w + 8)) {
             d.copy_from_slice(word);
-            let eq = eq_bytes(word);
+            let eq = eq_bytes(load(word), b'=');
             if eq != 0 {
                 // The lowest flagged byte is a true `=` (false positives only sit above one).
                 let k = (eq.trailing_zeros() / 8) as usize;
@@ -346,15 +351,6 @@ fn put(buf: &mut [u8], w: &mut usize, bytes: &[u8]) {
         d.copy_from_slice(bytes);
     }
     *w += bytes.len();
-}
-
-/// The high bit of each byte of `word` (eight bytes) that may be `=`: the lowest flagged byte
-/// is a true one, false positives only sit above one; zero when there is none.
-fn eq_bytes(word: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(word);
-    let x = u64::from_le_bytes(a) ^ 0x3D3D_3D3D_3D3D_3D3D;
-    x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080
 }
 
 /// The value of one hex digit, either case.

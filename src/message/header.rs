@@ -18,6 +18,7 @@
 //! - Mbox `From ` lines are the caller's business (one here would be a non-header line).
 
 use super::decode::is_wsp;
+use crate::swar::{eq_bytes, load};
 
 /// Longest field name (plus whitespace before the colon) accepted; a longer run of name
 /// characters without a colon makes the line a non-header line.
@@ -115,12 +116,7 @@ const NAME_CHAR: [bool; 256] = {
 /// paying for a `memchr` call (whose set-up costs more than a short line).
 pub(crate) fn find_lf(s: &[u8]) -> Option<usize> {
     const INLINE: usize = 128;
-    let lf = |word: &[u8]| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(word);
-        let x = u64::from_le_bytes(a) ^ 0x0A0A_0A0A_0A0A_0A0A;
-        x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080
-    };
+    let lf = |word: &[u8]| eq_bytes(load(word), b'\n');
     let mut i = 0;
     // Two words per round, one test for both.
     while let Some(pair) = s.get(i..i + 16) {

@@ -6,6 +6,8 @@
 
 use memchr::{memchr, memchr2};
 
+use crate::swar::{eq_bytes, load};
+
 /// Longest `href` value kept; longer ones are reported cut at this length.
 pub(crate) const MAX_HREF_LEN: usize = 2048;
 
@@ -683,20 +685,6 @@ fn last_attr_is_href(seg: &[u8]) -> bool {
         && (start == 0 || CLASS[usize::from(seg[start - 1])] & ENDS_ATTR != 0)
 }
 
-/// The high bit of each byte of `x` that may equal `b`: the lowest flagged byte is a true one
-/// (false positives only sit above one); zero when there is none.
-fn eq_bytes(x: u64, b: u8) -> u64 {
-    let v = x ^ (u64::from(b) * 0x0101_0101_0101_0101);
-    v.wrapping_sub(0x0101_0101_0101_0101) & !v & 0x8080_8080_8080_8080
-}
-
-/// Loads eight bytes little-endian.
-fn load8(w: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(w);
-    u64::from_le_bytes(a)
-}
-
 /// Where the first `=` or `>` in `s[from..]` is, as an index into `s`. The stretches between
 /// attributes are short: a word at a time, then `memchr2` for long ones.
 fn find_eq_gt(s: &[u8], from: usize) -> Option<usize> {
@@ -706,7 +694,7 @@ fn find_eq_gt(s: &[u8], from: usize) -> Option<usize> {
         if i - from >= INLINE {
             return memchr2(b'=', b'>', &s[i..]).map(|k| i + k);
         }
-        let x = load8(word);
+        let x = load(word);
         let hit = eq_bytes(x, b'=') | eq_bytes(x, b'>');
         if hit != 0 {
             return Some(i + (hit.trailing_zeros() / 8) as usize);
@@ -728,7 +716,7 @@ fn find_byte(s: &[u8], from: usize, b: u8) -> Option<usize> {
         if i - from >= INLINE {
             return memchr(b, &s[i..]).map(|k| i + k);
         }
-        let hit = eq_bytes(load8(word), b);
+        let hit = eq_bytes(load(word), b);
         if hit != 0 {
             return Some(i + (hit.trailing_zeros() / 8) as usize);
         }

@@ -35,6 +35,7 @@ use crate::rules::literal::{anchored_prefix, required_sets, required_sets_of};
 use crate::rules::phrase::gram_cost;
 use crate::rules::verdict::HitSet;
 use crate::rules::RuleId;
+use crate::swar::{eq_bytes, load, lower};
 
 /// The longest line (or value) a regex examines at once, in bytes.
 pub const MAX_LINE_BYTES: usize = 4096;
@@ -108,30 +109,17 @@ fn start_key(text: &[u8], len: usize) -> Option<u64> {
     } else {
         (1u64 << (8 * len)) - 1
     };
-    Some(lower_word(v & keep))
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGH: u64 = 0x80 * ONES;
-
-/// Eight bytes lower-cased (ASCII), as [`u8::to_ascii_lowercase`] does each.
-#[inline]
-fn lower_word(v: u64) -> u64 {
-    let low7 = v & !HIGH;
-    let at_least_a = low7 + (0x80 - u64::from(b'A')) * ONES;
-    let past_z = low7 + (0x80 - u64::from(b'Z') - 1) * ONES;
-    v | ((at_least_a & !past_z & !v & HIGH) >> 2)
+    Some(lower(v & keep))
 }
 
 /// Whether `bytes` holds a `\r` or a `\n`, eight bytes at a time (for short text, where a
 /// `memchr2` call costs more than the scan).
 #[inline]
 fn has_break_short(bytes: &[u8]) -> bool {
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let mut words = bytes.chunks_exact(8);
     for w in &mut words {
-        let v = u64::from_le_bytes(w.try_into().unwrap_or_default());
-        if zero(v ^ (ONES * u64::from(b'\r'))) | zero(v ^ (ONES * u64::from(b'\n'))) != 0 {
+        let v = load(w);
+        if eq_bytes(v, b'\r') | eq_bytes(v, b'\n') != 0 {
             return true;
         }
     }
@@ -1234,13 +1222,8 @@ mod tests {
     }
 
     #[test]
-    fn word_lowering_and_break_scan_match_bytes() {
-        let all: Vec<u8> = (0..=255u8).collect();
-        for w in all.chunks(8).chain([&b"Hello, W"[..], b"@[`{Z\r\n\xC1"]) {
-            let v = u64::from_le_bytes(w.try_into().expect("eight bytes"));
-            let want = u64::from_le_bytes(w.to_ascii_lowercase().try_into().expect("eight"));
-            assert_eq!(lower_word(v), want, "{w:?}");
-        }
+    fn start_keys_and_break_scan_match_bytes() {
+        // The eight-byte lower-casing itself is checked in `swar`.
         for len in 0..=KEY_BYTES {
             for text in [&b"X-Foo-Bar: v"[..], b"Subj", b"", b"ABCDEFGH"] {
                 let want = text.get(..len).map(|h| {
