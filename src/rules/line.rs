@@ -590,13 +590,13 @@ impl RegexGroup {
         if self.anchored.is_empty() {
             return;
         }
-        let parts = || name.iter().chain(b": ").chain(value);
         let mut short = [0u8; KEY_BYTES];
         let head: &[u8] = match name.get(..KEY_BYTES) {
             Some(first) => first,
             None => {
                 let mut n = 0;
-                for (slot, &b) in short.iter_mut().zip(parts()) {
+                let joined = name.iter().chain(b": ").chain(value);
+                for (slot, &b) in short.iter_mut().zip(joined) {
                     *slot = b;
                     n += 1;
                 }
@@ -611,10 +611,16 @@ impl RegexGroup {
         if !maybe {
             return;
         }
-        let len = (name.len() + 2 + value.len()).min(MAX_LINE_BYTES);
+        self.match_anchored_line(&[name, b": ", value], scratch, hits);
+    }
+
+    /// [`RegexGroup::match_anchored`] of the line made of `parts`, copied into `scratch` (few
+    /// header lines get here).
+    #[cold]
+    fn match_anchored_line(&self, parts: &[&[u8]; 3], scratch: &mut Scratch, hits: &mut HitSet) {
         let mut line = std::mem::take(&mut scratch.lower);
         line.clear();
-        line.extend(parts().take(len));
+        push_joined(&mut line, parts);
         self.match_anchored(&line, hits);
         scratch.lower = line;
     }
@@ -814,6 +820,28 @@ impl RegexGroup {
     }
 }
 
+/// Appends the line made of `parts`, its first [`MAX_LINE_BYTES`], to `out`: one reservation,
+/// and each part whole when the line fits (the loop over a fixed number of parts unrolls, so a
+/// short constant part is stored in place).
+#[inline]
+fn push_joined<const N: usize>(out: &mut Vec<u8>, parts: &[&[u8]; N]) {
+    let whole = parts.iter().map(|p| p.len()).sum::<usize>();
+    let len = whole.min(MAX_LINE_BYTES);
+    out.reserve(len);
+    if whole == len {
+        for p in parts {
+            out.extend_from_slice(p);
+        }
+    } else {
+        let mut left = len;
+        for p in parts {
+            let take = p.len().min(left);
+            out.extend_from_slice(&p[..take]);
+            left -= take;
+        }
+    }
+}
+
 /// Separate lines (header lines for `any_header`) collected so that one literal search covers
 /// them all: each line's bytes back to back, with where each ends (the search lower-cases them
 /// all at once). Bounded by [`MAX_BATCH_BYTES`]: [`LineBatch::push`] refuses a line that does
@@ -829,8 +857,11 @@ impl LineBatch {
     /// Appends the line made of `parts` (its first [`MAX_LINE_BYTES`]) and returns it, or
     /// `None` when the batch has no room for it.
     pub fn push<const N: usize>(&mut self, parts: &[&[u8]; N]) -> Option<&[u8]> {
-        let whole = parts.iter().map(|p| p.len()).sum::<usize>();
-        let len = whole.min(MAX_LINE_BYTES);
+        let len = parts
+            .iter()
+            .map(|p| p.len())
+            .sum::<usize>()
+            .min(MAX_LINE_BYTES);
         if self.raw.len() + len > MAX_BATCH_BYTES {
             return None;
         }
@@ -840,19 +871,7 @@ impl LineBatch {
             self.ends.reserve(BATCH_START_LINES);
         }
         let start = self.raw.len();
-        if whole == len {
-            // The usual case: the parts whole, one reservation for them all (the loop over a
-            // fixed number of parts unrolls, so a short constant part is stored in place).
-            self.raw.reserve(len);
-            for p in parts {
-                self.raw.extend_from_slice(p);
-            }
-        } else {
-            for p in parts {
-                let take = p.len().min(start + len - self.raw.len());
-                self.raw.extend_from_slice(&p[..take]);
-            }
-        }
+        push_joined(&mut self.raw, parts);
         self.ends.push(self.raw.len());
         Some(&self.raw[start..])
     }
