@@ -62,8 +62,7 @@ fn main() {
     let want = args.next().unwrap_or_else(|| "default".into());
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     if want == "interleaved" {
-        let by_target = args.next().is_some_and(|a| a == "targets");
-        let sets = if by_target {
+        let sets = if args.next().is_some_and(|a| a == "targets") {
             target_sets()
         } else {
             rule_sets::sets()
@@ -71,18 +70,14 @@ fn main() {
         interleaved(&sets, n);
         return;
     }
-    let sets = if want.starts_with("default+") && !want.contains("100") {
-        target_sets()
-    } else {
-        rule_sets::sets()
+    let found = |sets: Vec<(&'static str, Arc<CompiledRules>)>| {
+        sets.into_iter().find(|(name, _)| *name == want)
     };
-    let Some((name, rules)) = sets.into_iter().find(|(name, _)| *name == want) else {
+    let Some((name, rules)) = found(rule_sets::sets()).or_else(|| found(target_sets())) else {
         eprintln!("unknown set {want:?}: default, default+1000phrases, default+100regexes, default+1000phrases+100regexes, default+TARGET (body, header, any_header, raw, url_host)");
         std::process::exit(2);
     };
-    let msgs = rule_sets::messages();
-    let sizes: Vec<u64> = msgs.iter().map(|m| m.len() as u64).collect();
-    let evs: Vec<Vec<Ev>> = msgs.iter().map(|m| rule_sets::events(m)).collect();
+    let (msgs, sizes, evs) = corpus();
     // A first pass outside the count, as criterion warms up: the regexes' lazy DFAs fill their
     // caches here.
     scan_all(&rules, &evs, &sizes);
@@ -97,14 +92,20 @@ fn main() {
     );
 }
 
-/// `interleaved ROUNDS [targets]`: every set timed in turn, one pass each per round (the order rotates),
-/// so that load that comes and goes weighs on every set alike; prints each set's median pass
-/// time and the median of its per-round ratio to the default set's pass. A rough figure beside
-/// the bench on a busy machine, not instead of it.
-fn interleaved(sets: &[(&'static str, Arc<CompiledRules>)], rounds: usize) {
+/// The bench's messages, their sizes and their scan events.
+fn corpus() -> (Vec<Vec<u8>>, Vec<u64>, Vec<Vec<Ev>>) {
     let msgs = rule_sets::messages();
-    let sizes: Vec<u64> = msgs.iter().map(|m| m.len() as u64).collect();
-    let evs: Vec<Vec<Ev>> = msgs.iter().map(|m| rule_sets::events(m)).collect();
+    let sizes = msgs.iter().map(|m| m.len() as u64).collect();
+    let evs = msgs.iter().map(|m| rule_sets::events(m)).collect();
+    (msgs, sizes, evs)
+}
+
+/// `interleaved ROUNDS [targets]`: every set timed in turn, one pass each per round (the order
+/// rotates), so that load that comes and goes weighs on every set alike; prints each set's
+/// median pass time and the median of its per-round ratio to the default set's pass. A rough
+/// figure beside the bench on a busy machine, not instead of it.
+fn interleaved(sets: &[(&'static str, Arc<CompiledRules>)], rounds: usize) {
+    let (_, sizes, evs) = corpus();
     for (_, rules) in sets {
         scan_all(rules, &evs, &sizes);
     }
