@@ -73,8 +73,11 @@ fn main() {
     let found = |sets: Vec<(&'static str, Arc<CompiledRules>)>| {
         sets.into_iter().find(|(name, _)| *name == want)
     };
-    let Some((name, rules)) = found(rule_sets::sets()).or_else(|| found(target_sets())) else {
-        eprintln!("unknown set {want:?}: default, default+1000phrases, default+100regexes, default+1000phrases+100regexes, default+TARGET (body, header, any_header, raw, url_host)");
+    let Some((name, rules)) = found(rule_sets::sets())
+        .or_else(|| found(target_sets()))
+        .or_else(|| scaled_set(&want))
+    else {
+        eprintln!("unknown set {want:?}: default, default+1000phrases, default+100regexes, default+1000phrases+100regexes, default+TARGET (body, header, any_header, raw, url_host), default+Pp+Rr (P generated phrases, R generated regexes)");
         std::process::exit(2);
     };
     let (msgs, sizes, evs) = corpus();
@@ -133,6 +136,21 @@ fn interleaved(sets: &[(&'static str, Arc<CompiledRules>)], rounds: usize) {
             median(ratios)
         );
     }
+}
+
+/// `default+Pp+Rr`: the default rules plus `P` generated phrase rules and `R` generated regex
+/// rules (the bench's generator), to see how the time grows with the number of rules.
+fn scaled_set(want: &str) -> Option<(&'static str, Arc<CompiledRules>)> {
+    let (p, r) = want.strip_prefix("default+")?.split_once('+')?;
+    let phrases: usize = p.strip_suffix('p')?.parse().ok()?;
+    let regexes: usize = r.strip_suffix('r')?.parse().ok()?;
+    let source = conbool::rules::RuleSource {
+        origin: "generated".into(),
+        text: rule_sets::big_rules(phrases, regexes),
+    };
+    let rules = CompiledRules::compile(&[source], 5.0).expect("generated rules compile");
+    let name: &'static str = Box::leak(want.to_owned().into_boxed_str());
+    Some((name, Arc::new(rules)))
 }
 
 /// The default rules plus the generated regex rules of one target at a time (`interleaved N
