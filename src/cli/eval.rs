@@ -146,11 +146,25 @@ fn pct(n: usize, of: usize) -> f64 {
 /// The fold (0..k) of each message: per source and label, messages ordered by a hash of
 /// their path and dealt round-robin.
 pub fn assign_folds(labels: &[Labelled], k: usize) -> Vec<usize> {
+    assign_folds_salted(labels, k, 0)
+}
+
+/// [`assign_folds`] with the path hashes mixed with `salt` (0: the same folds): another
+/// split into folds as even per source and label.
+pub fn assign_folds_salted(labels: &[Labelled], k: usize, salt: u64) -> Vec<usize> {
     let k = k.max(2);
+    let hash = |name: &str| {
+        let h = fnv(name.as_bytes());
+        if salt == 0 {
+            h
+        } else {
+            mix(h ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        }
+    };
     let mut order: Vec<(&str, bool, u64, usize)> = labels
         .iter()
         .enumerate()
-        .map(|(i, l)| (l.source.as_str(), l.spam, fnv(l.name.as_bytes()), i))
+        .map(|(i, l)| (l.source.as_str(), l.spam, hash(&l.name), i))
         .collect();
     order.sort_unstable();
     let mut folds = vec![0; labels.len()];
@@ -167,6 +181,13 @@ pub fn assign_folds(labels: &[Labelled], k: usize) -> Vec<usize> {
         rank += 1;
     }
     folds
+}
+
+/// The finaliser of splitmix64: every input bit moves every output bit.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 fn fnv(b: &[u8]) -> u64 {
