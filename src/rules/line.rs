@@ -78,6 +78,9 @@ pub(crate) struct RegexGroup {
     anchored: Vec<(Box<[u8]>, u32)>,
     /// The [`start_key`] of every `anchored` prefix, as bits of [`key_bit`].
     anchored_keys: [u64; KEY_WORDS],
+    /// The [`start_key`] of each `anchored` prefix, in order (`anchored` is sorted by it): a line
+    /// start is compared with the prefixes of its own key only.
+    anchored_key: Vec<u64>,
     /// Bytes of the keys: the shortest anchored prefix's length (at most [`KEY_BYTES`]).
     key_len: usize,
 }
@@ -596,6 +599,8 @@ impl RegexGroup {
             .min()
             .unwrap_or(0)
             .min(KEY_BYTES);
+        let key_of = |p: &[u8]| start_key(p, key_len).unwrap_or(0);
+        anchored.sort_by_key(|(p, _)| key_of(p));
         Ok(RegexGroup {
             rest: (!rest.is_empty()).then(|| Sets::build(&rest)).transpose()?,
             solo,
@@ -605,6 +610,7 @@ impl RegexGroup {
             gated,
             by_literal,
             key_len,
+            anchored_key: anchored.iter().map(|(p, _)| key_of(p)).collect(),
             anchored_keys: anchored.iter().fold([0; KEY_WORDS], |mut bits, (p, _)| {
                 if let Some(k) = start_key(p, key_len) {
                     let (w, b) = key_bit(k);
@@ -686,12 +692,16 @@ impl RegexGroup {
     /// Whether some anchored prefix may start `text`: its first bytes have a key's bit.
     #[inline]
     fn key_hit(&self, text: &[u8]) -> bool {
-        start_key(text, self.key_len).is_some_and(|k| {
-            let (w, b) = key_bit(k);
-            self.anchored_keys
-                .get(w)
-                .is_some_and(|bits| bits >> b & 1 == 1)
-        })
+        start_key(text, self.key_len).is_some_and(|k| self.key_bit(k))
+    }
+
+    /// Whether `key`'s bit is set in the bitmap of the anchored prefixes' keys.
+    #[inline]
+    fn key_bit(&self, key: u64) -> bool {
+        let (w, b) = key_bit(key);
+        self.anchored_keys
+            .get(w)
+            .is_some_and(|bits| bits >> b & 1 == 1)
     }
 
     /// Whether the group has regexes for [`RegexGroup::match_ungated`] or the literal search
@@ -754,35 +764,34 @@ impl RegexGroup {
         if self.anchored.is_empty() {
             return;
         }
-        let starts = |at: usize| value.get(at..).unwrap_or(&[]);
-        let maybe_at = |at: usize| self.key_hit(starts(at));
         let breaks = memchr::memchr2_iter(b'\r', b'\n', value);
-        let mut maybe = maybe_at(0);
-        let mut multi = false;
-        for at in breaks.clone() {
-            multi = true;
-            maybe |= maybe_at(at + 1);
-        }
-        if !maybe {
-            return;
-        }
-        for (prefix, g) in &self.anchored {
-            let Some(re) = self.gated.get(*g as usize) else {
+        let multi = breaks.clone().next().is_some();
+        for at in std::iter::once(0).chain(breaks.map(|at| at + 1)) {
+            let text = value.get(at..).unwrap_or(&[]);
+            let Some(key) = start_key(text, self.key_len) else {
                 continue;
             };
-            let starts_with = |at: usize| {
-                starts(at)
-                    .get(..prefix.len())
-                    .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
-            };
-            if hits.get(re.rule)
-                || !(starts_with(0) || breaks.clone().any(|at| starts_with(at + 1)))
-            {
+            if !self.key_bit(key) {
                 continue;
             }
-            let r = if multi { &re.multi } else { &re.single };
-            if r.is_match(value) {
-                hits.set(re.rule);
+            // Only the prefixes with this key (`anchored` is sorted by key) can start here.
+            let first = self.anchored_key.partition_point(|&k| k < key);
+            let same = self.anchored_key.get(first..).unwrap_or(&[]);
+            let same = same.iter().take_while(|&&k| k == key).count();
+            for (prefix, g) in self.anchored.iter().skip(first).take(same) {
+                let Some(re) = self.gated.get(*g as usize) else {
+                    continue;
+                };
+                let starts_here = text
+                    .get(..prefix.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(prefix));
+                if hits.get(re.rule) || !starts_here {
+                    continue;
+                }
+                let r = if multi { &re.multi } else { &re.single };
+                if r.is_match(value) {
+                    hits.set(re.rule);
+                }
             }
         }
     }
@@ -1670,6 +1679,8 @@ mod tests {
             r"(?i)^x-mailer:.*bulk",
             r"^Precedence: bulk$",
             r"(?i)^subject:.*free.*money$",
+            // The same first eight bytes (key) as the first.
+            r"(?i)^x-spam-flagged:\s*true",
             r"(?i)\bwire\s+transfer\b",
             r"(?i)^(www\.)?cheap\d*\.",
             r"(?i)^ab",
@@ -1680,14 +1691,16 @@ mod tests {
             .map(|(i, p)| (p.to_string(), RuleId(i as u32)))
             .collect();
         let g = RegexGroup::build_anchored(&p).expect("builds");
-        let prefixes: Vec<&[u8]> = g.anchored.iter().map(|(p, _)| &p[..]).collect();
+        let mut prefixes: Vec<&[u8]> = g.anchored.iter().map(|(p, _)| &p[..]).collect();
+        prefixes.sort();
         assert_eq!(
             prefixes,
             [
-                &b"x-spam-flag:"[..],
+                &b"precedence: bulk"[..],
+                b"subject:",
                 b"x-mailer:",
-                b"precedence: bulk",
-                b"subject:"
+                b"x-spam-flag:",
+                b"x-spam-flagged:",
             ],
             "anchored prefixes"
         );
@@ -1709,6 +1722,11 @@ mod tests {
             ("folded", b"Received: from a\r\n\tby b"),
             ("folded_flag", b"X-Note: a\r\nx-spam-flag: YES"),
             ("empty", b""),
+            ("flagged", b"X-Spam-Flagged: TRUE"),
+            (
+                "flagged_after_flag",
+                b"X-Spam-Flag: no\r\nx-spam-flagged: true",
+            ),
         ];
         for (row, value) in values {
             for cut in 0..=value.len() {
@@ -1732,9 +1750,9 @@ mod tests {
                     let (name, rest) = (&v[..colon], &v[colon + 2..]);
                     g.match_header_line(name, rest, &mut Scratch::default(), &mut line_hits);
                     for (i, want) in want_value.iter().enumerate() {
-                        // The first four are the anchored ones.
+                        // The first five are the anchored ones.
                         let got = line_hits.get(RuleId(i as u32));
-                        assert_eq!(got, i < 4 && *want, "{row}: cut at {cut}: header line {i}");
+                        assert_eq!(got, i < 5 && *want, "{row}: cut at {cut}: header line {i}");
                     }
                 }
                 let mut ungated = HitSet::new(patterns.len());
