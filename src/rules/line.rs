@@ -345,10 +345,25 @@ impl Finder {
             .map_err(|e| format!("literal automaton: {e}"))
     }
 
-    /// (start, end, literal) of the leftmost-longest literal starting at or after `from`.
-    /// `cur` carries what the groups found between the calls of one search over `hay` (each
-    /// haystack gets a fresh one, and `from` only grows within it).
+    /// Every start of every literal in `hay`, in order, as (start, end, literal): the
+    /// leftmost-longest literal, then the search again from one byte after its start (literals
+    /// that start where a longer one does are its prefixes, and it stands for them). `cursor`
+    /// carries what the groups of [`Finder::Groups`] found between the steps.
     #[inline]
+    fn starts<'a>(&'a self, cursor: &'a mut Cursor, hay: &'a [u8]) -> Starts<'a> {
+        cursor.reset();
+        Starts {
+            finder: self,
+            cursor,
+            hay,
+            from: 0,
+        }
+    }
+
+    /// (start, end, literal) of the leftmost-longest literal starting at or after `from`.
+    /// `cur` carries what the groups found between the calls of one search over `hay` (reset
+    /// for each haystack, and `from` only grows within it: [`Finder::starts`]).
+    #[inline(always)]
     fn find_at(&self, cur: &mut Cursor, hay: &[u8], from: usize) -> Option<(usize, usize, usize)> {
         if from > hay.len() {
             return None;
@@ -399,6 +414,25 @@ impl Finder {
             }
         }
         best
+    }
+}
+
+/// The search of [`Finder::starts`].
+struct Starts<'a> {
+    finder: &'a Finder,
+    cursor: &'a mut Cursor,
+    hay: &'a [u8],
+    from: usize,
+}
+
+impl Iterator for Starts<'_> {
+    type Item = (usize, usize, usize);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let m = self.finder.find_at(self.cursor, self.hay, self.from)?;
+        self.from = m.0 + 1;
+        Some(m)
     }
 }
 
@@ -660,11 +694,8 @@ impl RegexGroup {
             cursor,
         } = scratch;
         tried.clear();
-        cursor.reset();
-        let mut from = 0;
-        while let Some((start, _, lit)) = finder.find_at(cursor, lower, from) {
+        for (start, _, lit) in finder.starts(cursor, lower) {
             self.try_line(lit, start, value, lower, tried, hits);
-            from = start + 1;
         }
     }
 
@@ -813,11 +844,8 @@ impl RegexGroup {
         lower.clear();
         push_lower(lower, &batch.raw);
         tried.clear();
-        cursor.reset();
         let mut line = 0;
-        let mut from = 0;
-        while let Some((start, end, lit)) = finder.find_at(cursor, lower, from) {
-            from = start + 1;
+        for (start, end, lit) in finder.starts(cursor, lower) {
             let line_start = |i: usize| if i == 0 { 0 } else { batch.ends[i - 1] };
             if batch.ends.get(line).is_some_and(|&e| start >= e) {
                 while batch.ends.get(line).is_some_and(|&e| start >= e) {
@@ -884,12 +912,7 @@ impl RegexGroup {
             // The line of the last literal found: [line_start, line_end).
             let mut line_start = 0;
             let mut line_end = 0;
-            let mut from = 0;
-            scratch.cursor.reset();
-            while let Some((start, end, lit)) =
-                finder.find_at(&mut scratch.cursor, &scratch.lower, from)
-            {
-                from = start + 1;
+            for (start, end, lit) in finder.starts(&mut scratch.cursor, &scratch.lower) {
                 if start >= line_end {
                     line_start = memchr::memrchr(b'\n', &block[line_end..start])
                         .map_or(line_end, |nl| line_end + nl + 1);
@@ -1619,14 +1642,7 @@ mod tests {
             hay.push(b" \n=x"[(next() % 4) as usize]);
         }
         let all = |f: &Finder| -> Vec<(usize, usize, usize)> {
-            let mut cur = Cursor::default();
-            let mut out = Vec::new();
-            let mut from = 0;
-            while let Some(m) = f.find_at(&mut cur, &hay, from) {
-                out.push(m);
-                from = m.0 + 1;
-            }
-            out
+            f.starts(&mut Cursor::default(), &hay).collect()
         };
         for (row, n) in [("few", 30), ("many", literals.len())] {
             let lits = &literals[..n];
