@@ -80,7 +80,7 @@ pub(crate) struct RegexGroup {
     anchored_keys: [u64; KEY_WORDS],
     /// The [`start_key`] of each `anchored` prefix, in order (`anchored` is sorted by it): a line
     /// start is compared with the prefixes of its own key only.
-    anchored_key: Vec<u64>,
+    prefix_keys: Vec<u64>,
     /// Bytes of the keys: the shortest anchored prefix's length (at most [`KEY_BYTES`]).
     key_len: usize,
 }
@@ -635,6 +635,7 @@ impl RegexGroup {
             .min(KEY_BYTES);
         let key_of = |p: &[u8]| start_key(p, key_len).unwrap_or(0);
         anchored.sort_by_key(|(p, _)| key_of(p));
+        let prefix_keys: Vec<u64> = anchored.iter().map(|(p, _)| key_of(p)).collect();
         Ok(RegexGroup {
             rest: (!rest.is_empty()).then(|| Sets::build(&rest)).transpose()?,
             solo,
@@ -644,14 +645,12 @@ impl RegexGroup {
             gated,
             by_literal,
             key_len,
-            anchored_key: anchored.iter().map(|(p, _)| key_of(p)).collect(),
-            anchored_keys: anchored.iter().fold([0; KEY_WORDS], |mut bits, (p, _)| {
-                if let Some(k) = start_key(p, key_len) {
-                    let (w, b) = key_bit(k);
-                    bits[w] |= 1 << b;
-                }
+            anchored_keys: prefix_keys.iter().fold([0; KEY_WORDS], |mut bits, &k| {
+                let (w, b) = key_bit(k);
+                bits[w] |= 1 << b;
                 bits
             }),
+            prefix_keys,
             anchored,
         })
     }
@@ -806,10 +805,9 @@ impl RegexGroup {
                 continue;
             }
             // Only the prefixes with this key (`anchored` is sorted by key) can start here.
-            let first = self.anchored_key.partition_point(|&k| k < key);
-            let same = self.anchored_key.get(first..).unwrap_or(&[]);
-            let same = same.iter().take_while(|&&k| k == key).count();
-            for (prefix, g) in self.anchored.iter().skip(first).take(same) {
+            let first = self.prefix_keys.partition_point(|&k| k < key);
+            let same_key = self.anchored.iter().zip(&self.prefix_keys).skip(first);
+            for ((prefix, g), _) in same_key.take_while(|&(_, &k)| k == key) {
                 let Some(re) = self.gated.get(*g as usize) else {
                     continue;
                 };
