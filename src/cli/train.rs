@@ -243,8 +243,9 @@ pub fn grid(params: &TrainParams, steps: &[f32]) -> Vec<TrainParams> {
 
 /// The inner cross-validation's held-out probabilities on `threads` threads: for each fold
 /// assignment of `salts` and each candidate of `grid` (salt outer), the probability of every
-/// message of `inside` (in that order) from the model trained on the other folds. Each job
-/// is computed whole by one thread, so the result does not depend on `threads`.
+/// message of `inside` (in that order) from the model trained on the other folds, or `None`
+/// when a model of that candidate could not be built. Each job is computed whole by one
+/// thread, so the result does not depend on `threads`.
 fn inner_probabilities(
     features: &[Vec<u32>],
     labels: &[Labelled],
@@ -252,7 +253,7 @@ fn inner_probabilities(
     grid: &[TrainParams],
     salts: &[u64],
     threads: usize,
-) -> Vec<Vec<f64>> {
+) -> Vec<Option<Vec<f64>>> {
     let sub: Vec<Labelled> = inside
         .iter()
         .filter_map(|&i| labels.get(i).cloned())
@@ -264,11 +265,9 @@ fn inner_probabilities(
     let jobs: Vec<(usize, usize)> = (0..salts.len())
         .flat_map(|s| (0..grid.len()).map(move |g| (s, g)))
         .collect();
-    let held_out = |(s, g): (usize, usize)| -> Vec<f64> {
+    let held_out = |(s, g): (usize, usize)| -> Option<Vec<f64>> {
         let mut p = vec![0.5; inside.len()];
-        let (Some(folds), Some(params)) = (folds.get(s), grid.get(g)) else {
-            return p;
-        };
+        let (folds, params) = (folds.get(s)?, grid.get(g)?);
         for fold in 0..INNER_FOLDS {
             let examples: Vec<(&[u32], bool)> = inside
                 .iter()
@@ -276,19 +275,17 @@ fn inner_probabilities(
                 .filter(|(_, &f)| f != fold)
                 .filter_map(|(&i, _)| Some((features.get(i)?.as_slice(), labels.get(i)?.spam)))
                 .collect();
-            let Ok(model) = train(&examples, params) else {
-                continue;
-            };
+            let model = train(&examples, params).ok()?;
             for ((&i, &f), q) in inside.iter().zip(folds).zip(p.iter_mut()) {
                 if let (true, Some(x)) = (f == fold, features.get(i)) {
                     *q = model.probability(x);
                 }
             }
         }
-        p
+        Some(p)
     };
     let threads = threads.clamp(1, jobs.len().max(1));
-    let mut out = vec![Vec::new(); jobs.len()];
+    let mut out = vec![None; jobs.len()];
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
@@ -342,14 +339,16 @@ fn pick_params_on(
     let inside: Vec<usize> = (0..labels.len()).filter(|&i| keep(i)).collect();
     let grid = grid(params, steps);
     let probs = inner_probabilities(features, labels, &inside, &grid, INNER_SALTS, threads);
-    // Summed in a fixed order (salt, then message), so the sums are the same every run.
+    // Summed in a fixed order (salt, then message), so the sums are the same every run. A
+    // candidate with a model that could not be built is not picked.
     let mut costs = vec![0.0; grid.len()];
     for (j, p) in probs.iter().enumerate() {
-        let cost: f64 = p
-            .iter()
-            .zip(&inside)
-            .filter_map(|(&q, &i)| Some(soft_cost(q, labels.get(i)?.spam)))
-            .sum();
+        let cost: f64 = p.as_ref().map_or(f64::INFINITY, |p| {
+            p.iter()
+                .zip(&inside)
+                .filter_map(|(&q, &i)| Some(soft_cost(q, labels.get(i)?.spam)))
+                .sum()
+        });
         if let Some(c) = costs.get_mut(j % grid.len().max(1)) {
             *c += cost;
         }
@@ -464,7 +463,9 @@ mod tests {
         let grid = grid(&params, STEPS);
         let one = inner_probabilities(&features, &labels, &inside, &grid, INNER_SALTS, 1);
         assert_eq!(one.len(), grid.len() * INNER_SALTS.len());
-        assert!(one.iter().all(|p| p.len() == inside.len()));
+        assert!(one
+            .iter()
+            .all(|p| p.as_ref().is_some_and(|p| p.len() == inside.len())));
         for threads in [2, 5] {
             let many =
                 inner_probabilities(&features, &labels, &inside, &grid, INNER_SALTS, threads);
