@@ -144,13 +144,9 @@ fn scaled_set(want: &str) -> Option<(&'static str, Arc<CompiledRules>)> {
     let (p, r) = want.strip_prefix("default+")?.split_once('+')?;
     let phrases: usize = p.strip_suffix('p')?.parse().ok()?;
     let regexes: usize = r.strip_suffix('r')?.parse().ok()?;
-    let source = conbool::rules::RuleSource {
-        origin: "generated".into(),
-        text: rule_sets::big_rules(phrases, regexes),
-    };
-    let rules = CompiledRules::compile(&[source], 5.0).expect("generated rules compile");
+    let rules = rule_sets::compile_generated(rule_sets::big_rules(phrases, regexes));
     let name: &'static str = Box::leak(want.to_owned().into_boxed_str());
-    Some((name, Arc::new(rules)))
+    Some((name, rules))
 }
 
 /// The default rules plus the generated regex rules of one target at a time (`interleaved N
@@ -163,13 +159,8 @@ fn target_sets() -> Vec<(&'static str, Arc<CompiledRules>)> {
         rules.retain(|r| {
             !r.contains("name = \"GEN_R") || r.contains(&format!("target = \"{target}\"\n"))
         });
-        let source = conbool::rules::RuleSource {
-            origin: "generated".into(),
-            text: rules.join("\n[[rule]]"),
-        };
         let name: &'static str = Box::leak(format!("default+{target}").into_boxed_str());
-        let rules = CompiledRules::compile(&[source], 5.0).expect("generated rules compile");
-        sets.push((name, Arc::new(rules)));
+        sets.push((name, rule_sets::compile_generated(rules.join("\n[[rule]]"))));
     }
     sets
 }

@@ -238,20 +238,18 @@ pub fn big_rules(phrases: usize, regexes: usize) -> String {
     s
 }
 
+/// Rules generated as text (the default rules included), compiled with the threshold 5.
+pub fn compile_generated(text: String) -> Arc<CompiledRules> {
+    let source = RuleSource {
+        origin: "generated".into(),
+        text,
+    };
+    Arc::new(CompiledRules::compile(&[source], 5.0).expect("generated rules compile"))
+}
+
 /// The four rule sets, by bench name.
 pub fn sets() -> Vec<(&'static str, Arc<CompiledRules>)> {
-    let compile = |phrases, regexes| {
-        Arc::new(
-            CompiledRules::compile(
-                &[RuleSource {
-                    origin: "generated".into(),
-                    text: big_rules(phrases, regexes),
-                }],
-                5.0,
-            )
-            .expect("generated rules compile"),
-        )
-    };
+    let compile = |phrases, regexes| compile_generated(big_rules(phrases, regexes));
     vec![
         ("default", CompiledRules::builtin(5.0)),
         ("default+1000phrases", compile(1000, 0)),
