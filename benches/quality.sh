@@ -7,9 +7,10 @@
 #   QUICK=1 bash benches/quality.sh               # every 4th message, 3 folds (CI)
 #
 # Both see the same messages with the collectors' artefact headers (X-Spam-*, X-Bogosity,
-# Status ... see ../shared/corpus/README.md) removed and the mbox `From ` line dropped:
-# SpamAssassin would otherwise read its own old verdicts. conbool's tokenizer ignores those
-# fields anyway. SpamAssassin runs with `-L` semantics (local_tests_only: no DNS, Razor, Pyzor
+# Status ... see ../shared/corpus/README.md, and the other receiving filters' verdicts:
+# X-Barracuda-*, X-Amavis*, ...; `is_collection_artefact` in src/classify/token.rs) removed and
+# the mbox `From ` line dropped: SpamAssassin would otherwise read its own old verdicts, and
+# both would learn other filters' ones. conbool's tokenizer ignores those fields anyway. SpamAssassin runs with `-L` semantics (local_tests_only: no DNS, Razor, Pyzor
 # or DCC), Bayes on (sa-learn on the other folds), auto-learn and TxRep/AWL off,
 # required_score 5.0. Installs spamassassin with apt-get when missing.
 set -euo pipefail
@@ -43,13 +44,22 @@ perl -MFile::Path=make_path -e '
         my @keep; my $drop = 0;
         for my $line (split /(?<=\n)/, $h) {
             if ($line =~ /^[ \t]/) { push @keep, $line unless $drop; next }
-            $drop = $line =~ /^(X-Spam-[^:]*|X-Bogosity|X-Virus-Scanned|X-Keywords|X-UIDL|X-Mozilla-[^:]*|X-Account-Key|Status|X-Status)\s*:/i;
+            # The fields `is_collection_artefact` (src/classify/token.rs) names: keep both alike.
+            $drop = $line =~ /^([!-9;-~]+)[ \t]*:/ && artefact(lc $1);
             push @keep, $line unless $drop;
         }
         (my $dir = "$out/$p") =~ s{/[^/]*\z}{};
         make_path($dir);
         open my $o, ">:raw", "$out/$p" or die; print $o join("", @keep), $sep, $b; close $o;
-    }' "$BASE" "$WORK/msgs" "$WORK/labels.tsv"
+    }
+    sub artefact {
+        my ($n) = @_;
+        return $n eq "status" unless $n =~ /^x/;
+        return 1 if grep { $n eq $_ } qw(x-keywords x-uidl x-account-key x-status xstatus xlevel xchecker-version);
+        return 1 if grep { index($n, $_) == 0 } qw(x-mozilla- x-bogosity x-asg- x-barracuda x-amavis x-policyd x-greylist x-ironport-anti x-cloudmark x-authority-analysis);
+        return $n =~ /spam|viru|scan|scor/ ? 1 : 0;
+    }
+' "$BASE" "$WORK/msgs" "$WORK/labels.tsv"
 awk 'NR == 1 { print; next } { print $1 "\t" $2 "\t" $3 }' FS='\t' OFS='\t' \
     "$WORK/labels.tsv" > "$WORK/msgs/labels.tsv"
 
