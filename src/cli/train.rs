@@ -41,11 +41,12 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = TrainParams::default().bits)]
     pub bits: u32,
     /// Seed of the training runs' shuffles (inner cross-validation and model): another seed
-    /// gives another, equally good model; 0 gives the model of earlier releases.
+    /// gives another model, whose quality moves with it (README: spam detection quality); 0
+    /// gives the model of earlier releases.
     #[arg(long, default_value_t = TrainParams::default().seed)]
     pub seed: u64,
     /// Differently shuffled runs averaged into the model (the inner cross-validation's models
-    /// average `TrainParams::runs`).
+    /// average 8).
     #[arg(long, default_value_t = FINAL_RUNS)]
     pub final_runs: u32,
 }
