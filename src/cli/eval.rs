@@ -23,7 +23,8 @@ use crate::cli::scan::{
     compile_spam_rules, default_limits, load_model, scan_message, MAX_MIME_DEPTH, MAX_MIME_PARTS,
 };
 use crate::cli::train::{
-    features_with_rules, pick_params, read_labels, read_messages, train_on, Labelled, STEPS,
+    features_with_rules, pick_params, read_labels, read_messages, train_on, Labelled, FINAL_RUNS,
+    STEPS,
 };
 use crate::config::{Config, Spam};
 use crate::message::MessageLimits;
@@ -79,9 +80,18 @@ pub struct EvalArgs {
     /// Average the weights of the later passes (models trained for cross-validation).
     #[arg(long, default_value_t = TrainParams::default().average, action = clap::ArgAction::Set)]
     pub average: bool,
-    /// Differently shuffled training runs averaged into each model (cross-validation).
+    /// Differently shuffled training runs averaged into each model of the inner
+    /// cross-validation that picks the step and ham weight.
     #[arg(long, default_value_t = TrainParams::default().runs)]
     pub runs: u32,
+    /// Differently shuffled training runs averaged into each fold's model (as `conbool
+    /// train --final-runs`).
+    #[arg(long, default_value_t = FINAL_RUNS)]
+    pub final_runs: u32,
+    /// Seed of the training runs' shuffles (as `conbool train --seed`): the figures move
+    /// with it, so compare settings over several seeds.
+    #[arg(long, default_value_t = TrainParams::default().seed)]
+    pub seed: u64,
 }
 
 /// Counts for one source (or all).
@@ -349,6 +359,7 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
             ham_weight: args.ham_weight.unwrap_or(TrainParams::default().ham_weight),
             average: args.average,
             runs: args.runs,
+            seed: args.seed,
         };
         let mut picked = Vec::new();
         let mut probability = vec![0.0; labels.len()];
@@ -364,6 +375,10 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
                     picked.push(format!("{}/{}", p.learning_rate, p.ham_weight));
                     p
                 }
+            };
+            let params = TrainParams {
+                runs: args.final_runs,
+                ..params
             };
             let model = train_on(&features, &labels, &params, train_here)?;
             train_s += t.elapsed().as_secs_f64();
@@ -425,7 +440,10 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
             )
         };
         title = format!(
-            "rules + classifier, {k}-fold cross-validation (training {:.2} s per fold{picked})",
+            "rules + classifier, {k}-fold cross-validation (seed {}, {} runs per model, {} inner; training {:.2} s per fold{picked})",
+            args.seed,
+            args.final_runs.max(1),
+            args.runs.max(1),
             train_s / k as f64
         );
     }

@@ -40,7 +40,21 @@ pub struct TrainArgs {
     /// Hash bits of the model: 2^bits weights of 2 bytes each.
     #[arg(long, default_value_t = TrainParams::default().bits)]
     pub bits: u32,
+    /// Seed of the training runs' shuffles (inner cross-validation and model): another seed
+    /// gives another model, whose quality moves with it (README: spam detection quality); 0
+    /// gives the model of earlier releases.
+    #[arg(long, default_value_t = TrainParams::default().seed)]
+    pub seed: u64,
+    /// Differently shuffled runs averaged into the model (the inner cross-validation's models
+    /// average 8).
+    #[arg(long, default_value_t = FINAL_RUNS)]
+    pub final_runs: u32,
 }
+
+/// Runs averaged into the model that `conbool train` writes (and `conbool eval` judges a
+/// fold with): more runs average more of the shuffles' noise away, and there is one such
+/// model against [`pick_params`]' 108 inner ones, which average [`TrainParams::runs`].
+pub const FINAL_RUNS: u32 = 8;
 
 /// One labelled message.
 #[derive(Clone, Debug)]
@@ -377,23 +391,30 @@ pub fn main(args: TrainArgs) -> ExitCode {
             .collect();
         let params = TrainParams {
             bits: args.bits,
+            seed: args.seed,
             ..TrainParams::default()
         };
         if !(8..=24).contains(&args.bits) {
             return Err(format!("--bits {} is outside 8 to 24", args.bits));
         }
         let params = pick_params(&features, &labels, &params, STEPS, |_| true);
+        let params = TrainParams {
+            runs: args.final_runs,
+            ..params
+        };
         let model = train_on(&features, &labels, &params, |_| true)?;
         let bytes = model.to_bytes();
         std::fs::write(&args.out, &bytes).map_err(|e| format!("{}: {e}", args.out.display()))?;
         let spam = labels.iter().filter(|l| l.spam).count();
         Ok(format!(
-            "conbool train: {} messages ({} spam, {} ham), step {} and ham weight {} (inner cross-validation), {} bytes written to {} in {:.1} s",
+            "conbool train: {} messages ({} spam, {} ham), step {} and ham weight {} (inner cross-validation), seed {}, {} runs, {} bytes written to {} in {:.1} s",
             labels.len(),
             spam,
             labels.len() - spam,
             params.learning_rate,
             params.ham_weight,
+            params.seed,
+            params.runs.max(1),
             bytes.len(),
             args.out.display(),
             started.elapsed().as_secs_f64()
