@@ -42,7 +42,7 @@ pub struct TrainArgs {
     pub bits: u32,
     /// Seed of the training runs' shuffles (inner cross-validation and model): another seed
     /// gives another model, whose quality moves with it (README: spam detection quality); 0
-    /// gives the model of earlier releases.
+    /// keeps the shuffles used before there was a seed.
     #[arg(long, default_value_t = TrainParams::default().seed)]
     pub seed: u64,
     /// Differently shuffled runs averaged into the model (the inner cross-validation's models
