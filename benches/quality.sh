@@ -29,7 +29,8 @@ fi
 cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
 BASE="$(cd "$(dirname "$LABELS")" && pwd)"
 mkdir -p "$WORK/msgs"
-# The message set (every STEP-th line), as clean copies under $WORK/msgs with a labels file.
+# The message set (every STEP-th line), as clean copies under $WORK/msgs with a labels file:
+# byte for byte what `conbool eval` judges (`without_artefacts` in src/cli/train.rs).
 # The copies keep their paths relative to the labels file, so `conbool eval` deals the same
 # folds here as on the corpus itself (it orders messages by a hash of the path).
 awk -v step="$STEP" 'NR == 1 { print; next } (NR - 2) % step == 0' "$LABELS" > "$WORK/labels.tsv"
@@ -54,6 +55,7 @@ perl -MFile::Path=make_path -e '
     }
     sub artefact {
         my ($n) = @_;
+        return 0 if length($n) > 64;
         return $n eq "status" unless $n =~ /^x/;
         return 1 if grep { $n eq $_ } qw(x-keywords x-uidl x-account-key x-status xstatus xlevel xchecker-version);
         return 1 if grep { index($n, $_) == 0 } qw(x-mozilla- x-bogosity x-asg- x-barracuda x-amavis x-policyd x-greylist x-ironport-anti x-cloudmark x-authority-analysis);

@@ -1470,6 +1470,7 @@ mod tests {
             "X-Sp",
             "Xy",
             "S",
+            "X-A-Field-Name-That-Runs-On-Far-Too-Long-To-Be-Looked-At-For-Spam-At-All",
         ];
         let program = format!(
             "{}\nwhile (<STDIN>) {{ chomp; print artefact(lc $_) ? 1 : 0, \"\\n\" }}",

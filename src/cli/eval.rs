@@ -11,6 +11,10 @@
 //! pipeline, rules and classifier, with `spam.rules`, `spam.threshold` and `[limits]` from
 //! `--config` (built-in rules and defaults without it). A rules-only table is printed first,
 //! for comparison.
+//!
+//! Messages are judged as [`crate::cli::train::without_artefacts`] has them: without the
+//! collectors' header fields and other filters' verdicts, which neither rules nor classifier
+//! should score on (`../shared/corpus/README.md`).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -23,8 +27,8 @@ use crate::cli::scan::{
     compile_spam_rules, default_limits, load_model, scan_message, MAX_MIME_DEPTH, MAX_MIME_PARTS,
 };
 use crate::cli::train::{
-    features_with_rules, pick_params, read_labels, read_messages, train_on, Labelled, FINAL_RUNS,
-    STEPS,
+    features_with_rules, pick_params, read_labels, read_training_messages, train_on, Labelled,
+    FINAL_RUNS, STEPS,
 };
 use crate::config::{Config, Spam};
 use crate::message::MessageLimits;
@@ -310,7 +314,7 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
         ..spam
     };
     let labels = read_labels(&args.labels)?;
-    let messages = read_messages(&labels)?;
+    let messages = read_training_messages(&labels)?;
     let mut out = String::new();
     let rules_only = compile_spam_rules(&spam, None)?;
     let flagged: Vec<bool> = messages
@@ -499,7 +503,7 @@ mod tests {
         let Some(dir) = shared_corpus() else { return };
         let all = read_labels(&dir.join("labels.tsv")).expect("labels");
         let labels: Vec<Labelled> = all.into_iter().step_by(12).collect();
-        let messages = read_messages(&labels).expect("messages");
+        let messages = read_training_messages(&labels).expect("messages");
         let limits = default_limits();
         let rules_only = crate::cli::train::training_rules().expect("rules");
         let features: Vec<Vec<u32>> = messages
