@@ -23,6 +23,7 @@ use bytes::Bytes;
 
 use crate::classify::{is_collection_artefact, train, Model, Tokenizer, TrainParams};
 use crate::cli::scan::{compile_spam_rules, default_limits, strip_from_line, MAX_SCAN_FILE_BYTES};
+use crate::message::header::{classify, LineClass};
 use crate::message::{feed_whole, MessageLimits, ScanEvent, ScanSink};
 use crate::rules::{CompiledRules, Scan};
 use crate::smtp::encode::canonical_crlf;
@@ -146,8 +147,13 @@ pub fn without_artefacts(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(m.len());
     let mut drop = false;
     for line in head.split_inclusive(|&b| b == b'\n') {
-        if !matches!(line.first(), Some(b' ' | b'\t')) {
-            drop = field_name(line).is_some_and(is_collection_artefact);
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        match classify(text, true, false) {
+            Some(LineClass::Continuation) => {}
+            Some(LineClass::Field { name_len, .. }) => {
+                drop = text.get(..name_len).is_some_and(is_collection_artefact);
+            }
+            _ => drop = false,
         }
         if !drop {
             out.extend_from_slice(line);
@@ -171,20 +177,6 @@ fn header_block_end(m: &[u8]) -> usize {
         }
     }
     m.len()
-}
-
-/// The field name a header line starts with (printable ASCII but `:`, then optional blanks
-/// and the colon), if it is a field.
-fn field_name(line: &[u8]) -> Option<&[u8]> {
-    let n = line
-        .iter()
-        .take_while(|&&b| matches!(b, b'!'..=b'9' | b';'..=b'~'))
-        .count();
-    let after = line
-        .get(n..)?
-        .iter()
-        .skip_while(|&&b| b == b' ' || b == b'\t');
-    (n > 0 && after.clone().next() == Some(&b':')).then(|| &line[..n])
 }
 
 /// Reads every message file (as bytes).

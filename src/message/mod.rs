@@ -25,7 +25,7 @@ mod ctype;
 mod decode;
 mod disclaimer;
 mod edit;
-mod header;
+pub(crate) mod header;
 mod html;
 mod mime;
 #[cfg(test)]
