@@ -17,6 +17,14 @@
 //! `rules_profile interleaved 40` times the four sets in turn, a pass of each per round, and
 //! prints medians: on a machine whose load comes and goes, the ratios drift less than between
 //! criterion's benchmarks, which run one after the other.
+//!
+//! `rules_profile digest SET` prints how many rules hit over the bench's messages and a hash of
+//! every message's hits: a change that must not change what the rules find must not change it.
+//!
+//! `rules_profile teddy 20 NEEDLE...` times what a target's regexes cost at least: the bench's
+//! body text (its `Text` events, joined) lower-cased, and one Teddy searcher over the needles
+//! (leftmost-longest, restarted one byte after each start, as `src/rules/line.rs` searches),
+//! against a pass of the default set, 20 rounds, medians.
 
 use std::sync::Arc;
 
@@ -60,7 +68,15 @@ fn passes(rules: &Arc<CompiledRules>, evs: &[Vec<Ev>], sizes: &[u64], n: usize) 
 fn main() {
     let mut args = std::env::args().skip(1);
     let want = args.next().unwrap_or_else(|| "default".into());
+    if want == "digest" {
+        digest(args.next().as_deref().unwrap_or("default"));
+        return;
+    }
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
+    if want == "teddy" {
+        teddy(n, args.collect());
+        return;
+    }
     if want == "interleaved" {
         let sets = if args.next().is_some_and(|a| a == "targets") {
             target_sets()
@@ -163,4 +179,108 @@ fn target_sets() -> Vec<(&'static str, Arc<CompiledRules>)> {
         sets.push((name, rule_sets::compile_generated(rules.join("\n[[rule]]"))));
     }
     sets
+}
+
+/// `teddy ROUNDS NEEDLE...`: the body text lower-cased and searched for the needles, alone,
+/// against a pass of the default rules (median of each over the rounds).
+fn teddy(rounds: usize, needles: Vec<String>) {
+    let mut builder = aho_corasick::packed::Config::new()
+        .match_kind(aho_corasick::packed::MatchKind::LeftmostLongest)
+        .builder();
+    for n in &needles {
+        builder.add(n.to_ascii_lowercase());
+    }
+    let Some(searcher) = builder.build() else {
+        eprintln!(
+            "no Teddy searcher for {} needles on this machine",
+            needles.len()
+        );
+        std::process::exit(2);
+    };
+    let (_, sizes, evs) = corpus();
+    let text: Vec<u8> = evs
+        .iter()
+        .flatten()
+        .filter_map(|e| match e {
+            Ev::Text(t) => Some(t.as_slice()),
+            _ => None,
+        })
+        .flatten()
+        .copied()
+        .collect();
+    let default = CompiledRules::builtin(5.0);
+    let mut lower = Vec::with_capacity(text.len());
+    let (mut t_lower, mut t_search, mut t_default) = (Vec::new(), Vec::new(), Vec::new());
+    let mut starts = 0;
+    for _ in 0..rounds.max(1) {
+        let t = std::time::Instant::now();
+        lower.clear();
+        lower.extend(text.iter().map(u8::to_ascii_lowercase));
+        t_lower.push(t.elapsed().as_secs_f64());
+        let t = std::time::Instant::now();
+        starts = 0;
+        let mut at = 0;
+        while let Some(m) = searcher.find_in(&lower, aho_corasick::Span::from(at..lower.len())) {
+            starts += 1;
+            at = m.start() + 1;
+        }
+        t_search.push(t.elapsed().as_secs_f64());
+        let t = std::time::Instant::now();
+        std::hint::black_box(scan_all(&default, &evs, &sizes));
+        t_default.push(t.elapsed().as_secs_f64());
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2] * 1e3
+    };
+    let (l, s, d) = (median(t_lower), median(t_search), median(t_default));
+    println!(
+        "{} text bytes, {} needles, {starts} starts: lower-case {l:.3} ms, Teddy {s:.3} ms ({:.0} MiB/s), default pass {d:.3} ms; (lower-case + Teddy) / default = {:.2}",
+        text.len(),
+        needles.len(),
+        text.len() as f64 / (s / 1e3) / (1 << 20) as f64,
+        (l + s) / d
+    );
+}
+
+/// `digest SET`: the count and a hash of every message's rule hits under the set, each message
+/// fed in one piece and again in 1,000-byte pieces of its text and raw body (the hits must not
+/// depend on the cut).
+fn digest(want: &str) {
+    use std::hash::{Hash, Hasher};
+    let Some((_, rules)) = rule_sets::sets()
+        .into_iter()
+        .find(|(name, _)| *name == want)
+    else {
+        eprintln!("unknown set {want:?}");
+        std::process::exit(2);
+    };
+    let (_, sizes, evs) = corpus();
+    let mut all = std::collections::hash_map::DefaultHasher::new();
+    let mut n = 0usize;
+    for (ev, &size) in evs.iter().zip(&sizes) {
+        let mut whole = Scan::new(Arc::clone(&rules));
+        replay(ev, &mut whole);
+        whole.finish(size);
+        let hits: Vec<u32> = whole.verdict().hits.iter().map(|r| r.0).collect();
+        let cut: Vec<Ev> = ev
+            .iter()
+            .flat_map(|e| match e {
+                Ev::Text(t) => t.chunks(1000).map(|c| Ev::Text(c.to_vec())).collect(),
+                Ev::RawBody(r) => r.chunks(1000).map(|c| Ev::RawBody(c.to_vec())).collect(),
+                other => vec![other.clone()],
+            })
+            .collect();
+        let mut pieces = Scan::new(Arc::clone(&rules));
+        replay(&cut, &mut pieces);
+        pieces.finish(size);
+        let cut_hits: Vec<u32> = pieces.verdict().hits.iter().map(|r| r.0).collect();
+        if cut_hits != hits {
+            eprintln!("hits differ when cut: {hits:?} whole, {cut_hits:?} cut");
+            std::process::exit(1);
+        }
+        n += hits.len();
+        hits.hash(&mut all);
+    }
+    println!("{want}: {n} hits, digest {:016x}", all.finish());
 }

@@ -8,6 +8,7 @@ use conbool::message::{feed_whole, ScanEvent, ScanSink};
 use conbool::smtp::encode::canonical_crlf;
 
 /// An owned scan event.
+#[derive(Clone)]
 pub enum Ev {
     Header(usize, Vec<u8>, Vec<u8>),
     HeaderEnd,
