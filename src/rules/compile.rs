@@ -319,14 +319,21 @@ impl ValueBuilder {
         })
     }
 
-    fn build_stream(self) -> Result<StreamMatcher, String> {
+    /// The matcher of a stream target. When it has phrases, its regexes' literals that are no
+    /// shorter than the shortest phrase join the phrase set as gate literals (the scan's stride
+    /// stays the same; see `src/rules/line.rs`).
+    fn build_stream(mut self) -> Result<StreamMatcher, String> {
+        let lines = (!self.regexes.is_empty())
+            .then(|| RegexGroup::build_stream(&self.regexes, self.phrases.min_len()))
+            .transpose()?;
+        for (id, literal) in lines.iter().flat_map(|g| g.gate_literals()).enumerate() {
+            self.phrases.add_gate(literal, id as u32);
+        }
         Ok(StreamMatcher {
             phrases: (!self.phrases.is_empty())
                 .then(|| self.phrases.build())
                 .transpose()?,
-            lines: (!self.regexes.is_empty())
-                .then(|| RegexGroup::build(&self.regexes, true))
-                .transpose()?,
+            lines,
         })
     }
 }

@@ -18,6 +18,13 @@
 //! (needles that start the same way at the same place are prefixes of the longest one, which
 //! stands for them).
 //!
+//! In a stream target that has phrases, a rule whose required literals are all at least as long
+//! as the shortest phrase is gated by the phrase scan instead (`src/rules/phrase.rs`): its
+//! literals join the target's phrase set as *gate* literals, the scan hands each occurrence over
+//! with its stream offset ([`LineStream::gates_mut`]), and the rule runs on the line (or segment)
+//! the occurrence lies in. The scan samples the text every few bytes whatever it looks for, so
+//! those rules add no pass over the text; the literal search only runs for the others.
+//!
 //! Rules without a usable literal share one `RegexSet`. Complete lines inside a chunk are first
 //! tested together with one `is_match` over the run of lines (the set is compiled in multi-line
 //! CRLF mode, so a match inside a line is a match in the run); only when that says yes are the
@@ -33,7 +40,7 @@ use memchr::memchr;
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use crate::rules::literal::{anchored_prefix, required_sets, required_sets_of};
-use crate::rules::phrase::gram_cost;
+use crate::rules::phrase::{gram_cost, GateHit};
 use crate::rules::verdict::HitSet;
 use crate::rules::RuleId;
 use crate::swar::{eq_bytes, load, lower};
@@ -72,6 +79,11 @@ pub(crate) struct RegexGroup {
     /// and of the needles it starts with, which occur there too), each with the head of its
     /// literal (the bytes before the needle) that must end where the needle starts.
     by_literal: Vec<Vec<Candidate>>,
+    /// Per gate literal (by gate id): the `gated` regexes that need it (heads empty: the phrase
+    /// scan finds the whole literal).
+    by_gate: Vec<Vec<Candidate>>,
+    /// The gate literals (lower-cased), by gate id: they go into the target's phrase set.
+    gate_literals: Vec<Vec<u8>>,
     /// Header lines ([`RegexGroup::build_anchored`]): `gated` regexes that begin with `^` and a
     /// literal prefix (lower-cased), tested against each line's start in place of the literal
     /// search.
@@ -474,6 +486,20 @@ fn searched_set(sets: &[Vec<Vec<u8>>]) -> usize {
     (0..sets.len()).min_by_key(|&i| cost(&sets[i])).unwrap_or(0)
 }
 
+/// Which of a regex's required sets the phrase scan can gate: the one [`searched_set`] would
+/// pick among those whose strings are all at least `min` bytes (and [`FINGERPRINT`]) long and
+/// within one line; `None` when there is none.
+fn gate_set(sets: &[Vec<Vec<u8>>], min: usize) -> Option<usize> {
+    let min = min.max(FINGERPRINT);
+    let fits = |set: &Vec<Vec<u8>>| {
+        set.iter()
+            .all(|l| l.len() >= min && !l.contains(&b'\n') && !l.contains(&b'\r'))
+    };
+    let eligible: Vec<usize> = (0..sets.len()).filter(|&i| fits(&sets[i])).collect();
+    let subset: Vec<Vec<Vec<u8>>> = eligible.iter().map(|&i| sets[i].clone()).collect();
+    eligible.get(searched_set(&subset)).copied()
+}
+
 /// What a needle byte short of [`FINGERPRINT`] adds to its cost in [`searched_set`] (the cost
 /// of the commonest byte).
 const SHORT_NEEDLE_COST: u32 = 50;
@@ -533,20 +559,36 @@ impl Sets {
 impl RegexGroup {
     /// Builds the group of a stream target (`lines`) or of a value target.
     pub fn build(patterns: &[(String, RuleId)], lines: bool) -> Result<RegexGroup, String> {
-        RegexGroup::build_with(patterns, lines, false)
+        RegexGroup::build_with(patterns, lines, false, None)
+    }
+
+    /// Builds the group of a stream target whose phrase scan finds literals of at least
+    /// `min_gate` bytes (`None`: the target has no phrases): a rule with a required set of such
+    /// literals is gated by them ([`RegexGroup::gate_literals`], to be added to the phrases).
+    pub fn build_stream(
+        patterns: &[(String, RuleId)],
+        min_gate: Option<usize>,
+    ) -> Result<RegexGroup, String> {
+        RegexGroup::build_with(patterns, true, false, min_gate)
+    }
+
+    /// The gate literals, by gate id ([`RegexGroup::build_stream`]).
+    pub fn gate_literals(&self) -> &[Vec<u8>] {
+        &self.gate_literals
     }
 
     /// Builds the group of the header lines (`any_header`): a value group whose regexes that
     /// begin with `^` and a literal are tested against each line's start
     /// ([`RegexGroup::match_header_line`]) instead of waiting for the literal search.
     pub fn build_anchored(patterns: &[(String, RuleId)]) -> Result<RegexGroup, String> {
-        RegexGroup::build_with(patterns, false, true)
+        RegexGroup::build_with(patterns, false, true, None)
     }
 
     fn build_with(
         patterns: &[(String, RuleId)],
         lines: bool,
         anchor: bool,
+        min_gate: Option<usize>,
     ) -> Result<RegexGroup, String> {
         let mut rest = Vec::new();
         let mut gated = Vec::new();
@@ -559,6 +601,9 @@ impl RegexGroup {
             lines || required.iter().filter(|r| !r.is_empty()).count() >= MIN_GATED_FOR_VALUES;
         let mut solo = Vec::new();
         let mut anchored = Vec::new();
+        let mut by_gate: Vec<Vec<Candidate>> = Vec::new();
+        let mut gate_literals: Vec<Vec<u8>> = Vec::new();
+        let mut gate_index = std::collections::HashMap::new();
         for ((p, rule), mut sets) in patterns.iter().zip(required) {
             let one = |multi: bool| {
                 RegexBuilder::new(p)
@@ -591,7 +636,10 @@ impl RegexGroup {
                 }
                 continue;
             }
-            let lits = sets.remove(searched_set(&sets));
+            let by_scan = min_gate
+                .filter(|_| lines)
+                .and_then(|min| gate_set(&sets, min));
+            let lits = sets.remove(by_scan.unwrap_or_else(|| searched_set(&sets)));
             let g = gated.len() as u32;
             gated.push(Gated {
                 multi: one(true)?,
@@ -604,6 +652,20 @@ impl RegexGroup {
                     anchored.push((prefix.into_boxed_slice(), g));
                     continue;
                 }
+            }
+            if by_scan.is_some() {
+                for l in lits {
+                    let id = *gate_index.entry(l.clone()).or_insert_with(|| {
+                        gate_literals.push(l);
+                        by_gate.push(Vec::new());
+                        gate_literals.len() - 1
+                    });
+                    by_gate[id].push(Candidate {
+                        gated: g,
+                        head: Box::default(),
+                    });
+                }
+                continue;
             }
             for l in lits {
                 let n = needle(&l);
@@ -644,6 +706,8 @@ impl RegexGroup {
                 .transpose()?,
             gated,
             by_literal,
+            by_gate,
+            gate_literals,
             key_len,
             anchored_keys: prefix_keys.iter().fold([0; KEY_WORDS], |mut bits, &k| {
                 let (w, b) = key_bit(k);
@@ -863,19 +927,64 @@ impl RegexGroup {
         tried.clear();
     }
 
-    /// One line of a stream (a trailing `\r` dropped) or one segment of a long line.
-    fn match_one(&self, text: &[u8], strip_cr: bool, scratch: &mut Scratch, hits: &mut HitSet) {
+    /// One line of a stream (a trailing `\r` dropped) or one segment of a long line, which
+    /// starts at stream offset `at` (`gates`: the gate hits so far, in order).
+    fn match_one(
+        &self,
+        text: &[u8],
+        strip_cr: bool,
+        at: u64,
+        gates: &[GateHit],
+        scratch: &mut Scratch,
+        hits: &mut HitSet,
+    ) {
         let text = if strip_cr {
             text.strip_suffix(b"\r").unwrap_or(text)
         } else {
             text
         };
         self.match_value(text, scratch, hits);
+        let from = gates.partition_point(|&(s, _)| s < at);
+        let end = at + text.len() as u64;
+        let here = &gates[from..from + gates[from..].partition_point(|&(s, _)| s < end)];
+        if here.is_empty() {
+            return;
+        }
+        if self.finder.is_none() {
+            // `match_value` left the lines' regexes untried (and `lower` empty when it needed
+            // no copy).
+            scratch.tried.clear();
+        }
+        if scratch.lower.len() != text.len() {
+            scratch.lower.clear();
+            push_lower(&mut scratch.lower, text);
+        }
+        for &(s, g) in here {
+            let start = (s - at) as usize;
+            if start + self.gate_len(g) <= text.len() {
+                let cands = self.by_gate.get(g as usize).map_or(&[][..], Vec::as_slice);
+                self.try_cands(cands, start, text, &scratch.lower, &mut scratch.tried, hits);
+            }
+        }
+    }
+
+    /// The length of gate literal `g`.
+    fn gate_len(&self, g: u32) -> usize {
+        self.gate_literals
+            .get(g as usize)
+            .map_or(usize::MAX / 2, Vec::len)
     }
 
     /// `lines` is whole lines, each ending in `\n` and at most [`MAX_LINE_BYTES`] long
-    /// before it.
-    fn match_run(&self, lines: &[u8], scratch: &mut Scratch, hits: &mut HitSet) {
+    /// before it, starting at stream offset `at` (`gates`: the gate hits so far, in order).
+    fn match_run(
+        &self,
+        lines: &[u8],
+        at: u64,
+        gates: &[GateHit],
+        scratch: &mut Scratch,
+        hits: &mut HitSet,
+    ) {
         if lines.is_empty() {
             return;
         }
@@ -889,10 +998,12 @@ impl RegexGroup {
                 }
             }
         }
-        let Some(finder) = &self.finder else {
+        if self.finder.is_none() && self.by_gate.is_empty() {
             return;
-        };
+        }
         let mut rest = lines;
+        let mut block_at = at;
+        let mut gates = &gates[gates.partition_point(|&(s, _)| s < at)..];
         while !rest.is_empty() {
             if self.all_gated_hit(hits) {
                 return;
@@ -905,32 +1016,71 @@ impl RegexGroup {
                 None => rest,
             };
             rest = &rest[block.len()..];
-            scratch.lower.clear();
-            push_lower(&mut scratch.lower, block);
+            let (this_at, end_at) = (block_at, block_at + block.len() as u64);
+            block_at = end_at;
+            let (here, later) = gates.split_at(gates.partition_point(|&(s, _)| s < end_at));
+            gates = later;
+            if self.finder.is_none() && here.is_empty() {
+                continue;
+            }
+            let Scratch {
+                lower,
+                tried,
+                cursor,
+            } = &mut *scratch;
+            lower.clear();
+            push_lower(lower, block);
+            let lower = &*lower;
+            // The literal search's starts and the gate hits, merged in order of their starts.
+            let mut found = self
+                .finder
+                .as_ref()
+                .map(|f| f.starts(cursor, lower))
+                .into_iter()
+                .flatten()
+                .peekable();
+            let mut gated = here
+                .iter()
+                .map(|&(s, g)| {
+                    let start = (s - this_at) as usize;
+                    (start, start + self.gate_len(g), g)
+                })
+                .peekable();
             // The line of the last literal found: [line_start, line_end).
             let mut line_start = 0;
             let mut line_end = 0;
-            for (start, end, lit) in finder.starts(&mut scratch.cursor, &scratch.lower) {
+            loop {
+                let gate_first = match (found.peek(), gated.peek()) {
+                    (None, None) => break,
+                    (Some(f), Some(g)) => g.0 < f.0,
+                    (None, Some(_)) => true,
+                    (Some(_), None) => false,
+                };
+                let next = if gate_first {
+                    gated
+                        .next()
+                        .map(|(s, e, g)| (s, e, self.by_gate.get(g as usize)))
+                } else {
+                    found
+                        .next()
+                        .map(|(s, e, lit)| (s, e, self.by_literal.get(lit)))
+                };
+                let Some((start, end, cands)) = next else {
+                    break;
+                };
                 if start >= line_end {
                     line_start = memchr::memrchr(b'\n', &block[line_end..start])
                         .map_or(line_end, |nl| line_end + nl + 1);
                     line_end = memchr(b'\n', &block[start..]).map_or(block.len(), |nl| start + nl);
-                    scratch.tried.clear();
+                    tried.clear();
                 }
-                if end > line_end {
+                let Some(cands) = cands.filter(|_| end <= line_end) else {
                     continue;
-                }
+                };
                 let line = &block[line_start..line_end];
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
-                let lower = &scratch.lower[line_start..line_start + line.len()];
-                self.try_line(
-                    lit,
-                    start - line_start,
-                    line,
-                    lower,
-                    &mut scratch.tried,
-                    hits,
-                );
+                let low = &lower[line_start..line_start + line.len()];
+                self.try_cands(cands, start - line_start, line, low, tried, hits);
             }
         }
     }
@@ -947,9 +1097,21 @@ impl RegexGroup {
         tried: &mut Vec<u32>,
         hits: &mut HitSet,
     ) {
-        let Some(cands) = self.by_literal.get(lit) else {
-            return;
-        };
+        if let Some(cands) = self.by_literal.get(lit) {
+            self.try_cands(cands, at, line, lower, tried, hits);
+        }
+    }
+
+    /// [`RegexGroup::try_line`] for the candidates `cands` of a literal found at `at`.
+    fn try_cands(
+        &self,
+        cands: &[Candidate],
+        at: usize,
+        line: &[u8],
+        lower: &[u8],
+        tried: &mut Vec<u32>,
+        hits: &mut HitSet,
+    ) {
         let before = lower.get(..at).unwrap_or(&[]);
         // Whether the line holds a line break, looked at once a regex is about to run.
         let mut multi = None;
@@ -1052,22 +1214,47 @@ impl LineBatch {
 pub(crate) struct LineStream {
     partial: Vec<u8>,
     scratch: Scratch,
+    /// Stream bytes fed so far (the offset of the next chunk's first byte).
+    offset: u64,
+    /// Gate hits from the phrase scan ([`LineStream::gates_mut`]) not yet behind a matched line:
+    /// those of the current chunk and of the partial line (no gate literal holds a line break),
+    /// so bounded by the chunk and [`MAX_LINE_BYTES`].
+    gates: Vec<GateHit>,
 }
 
 impl LineStream {
+    /// Where the phrase scan puts its gate hits before each chunk is fed here.
+    pub fn gates_mut(&mut self) -> &mut Vec<GateHit> {
+        &mut self.gates
+    }
+
     /// Feeds the next chunk of the stream.
     pub fn feed(&mut self, group: &RegexGroup, chunk: &[u8], hits: &mut HitSet) {
+        // The scan reports a walk's hits after the sampled ones: put them in order.
+        self.gates.sort_unstable();
         let mut rest = chunk;
+        let mut at = self.offset;
+        self.offset += chunk.len() as u64;
         if !self.partial.is_empty() {
             match memchr(b'\n', rest) {
                 Some(nl) => {
-                    self.extend_partial(group, &rest[..nl], hits);
-                    group.match_one(&self.partial, true, &mut self.scratch, hits);
+                    self.extend_partial(group, &rest[..nl], at, hits);
+                    let line_at = at + nl as u64 - self.partial.len() as u64;
+                    group.match_one(
+                        &self.partial,
+                        true,
+                        line_at,
+                        &self.gates,
+                        &mut self.scratch,
+                        hits,
+                    );
                     self.partial.clear();
                     rest = &rest[nl + 1..];
+                    at += nl as u64 + 1;
                 }
                 None => {
-                    self.extend_partial(group, rest, hits);
+                    self.extend_partial(group, rest, at, hits);
+                    self.drop_matched_gates();
                     return;
                 }
             }
@@ -1077,37 +1264,80 @@ impl LineStream {
             None => 0,
         };
         let (lines, tail) = rest.split_at(complete);
-        match_run_of_lines(group, lines, &mut self.scratch, hits);
-        self.extend_partial(group, tail, hits);
+        match_run_of_lines(group, lines, at, &self.gates, &mut self.scratch, hits);
+        self.extend_partial(group, tail, at + complete as u64, hits);
+        self.drop_matched_gates();
     }
 
     /// The stream ended: the partial line is the last line. The state is reset.
     pub fn finish(&mut self, group: &RegexGroup, hits: &mut HitSet) {
+        self.gates.sort_unstable();
         if !self.partial.is_empty() {
-            group.match_one(&self.partial, true, &mut self.scratch, hits);
+            let at = self.offset - self.partial.len() as u64;
+            group.match_one(
+                &self.partial,
+                true,
+                at,
+                &self.gates,
+                &mut self.scratch,
+                hits,
+            );
             self.partial.clear();
         }
+        self.gates.clear();
+        self.offset = 0;
     }
 
     /// What [`LineStream::finish`] would add, without ending the stream.
     pub fn peek_end(&self, group: &RegexGroup, hits: &mut HitSet) {
         if !self.partial.is_empty() {
-            group.match_one(&self.partial, true, &mut Scratch::default(), hits);
+            let mut gates = self.gates.clone();
+            gates.sort_unstable();
+            let at = self.offset - self.partial.len() as u64;
+            group.match_one(
+                &self.partial,
+                true,
+                at,
+                &gates,
+                &mut Scratch::default(),
+                hits,
+            );
         }
     }
 
-    /// Appends bytes of the current line (no `\n` in `more`), matching each full segment once
-    /// the line grows past it.
-    fn extend_partial(&mut self, group: &RegexGroup, mut more: &[u8], hits: &mut HitSet) {
+    /// Forgets the gate hits before the partial line: their lines have been matched.
+    fn drop_matched_gates(&mut self) {
+        let from = self.offset - self.partial.len() as u64;
+        self.gates.retain(|&(s, _)| s >= from);
+    }
+
+    /// Appends bytes of the current line (no `\n` in `more`, whose first byte is at stream
+    /// offset `at`), matching each full segment once the line grows past it.
+    fn extend_partial(
+        &mut self,
+        group: &RegexGroup,
+        mut more: &[u8],
+        mut at: u64,
+        hits: &mut HitSet,
+    ) {
         while !more.is_empty() {
             if self.partial.len() == MAX_LINE_BYTES {
-                group.match_one(&self.partial, false, &mut self.scratch, hits);
+                let seg_at = at - MAX_LINE_BYTES as u64;
+                group.match_one(
+                    &self.partial,
+                    false,
+                    seg_at,
+                    &self.gates,
+                    &mut self.scratch,
+                    hits,
+                );
                 self.partial.clear();
             }
             let room = MAX_LINE_BYTES - self.partial.len();
             let take = room.min(more.len());
             self.partial.extend_from_slice(&more[..take]);
             more = &more[take..];
+            at += take as u64;
         }
     }
 }
@@ -1116,7 +1346,14 @@ impl LineStream {
 /// [`MAX_LINE_BYTES`] go to [`RegexGroup::match_run`] whole; longer lines go in segments. A
 /// window of `MAX_LINE_BYTES + 1` bytes holding a `\n` ends only short lines, so the search
 /// jumps to its last `\n`.
-fn match_run_of_lines(group: &RegexGroup, lines: &[u8], scratch: &mut Scratch, hits: &mut HitSet) {
+fn match_run_of_lines(
+    group: &RegexGroup,
+    lines: &[u8],
+    at: u64,
+    gates: &[GateHit],
+    scratch: &mut Scratch,
+    hits: &mut HitSet,
+) {
     let mut run_start = 0;
     let mut line_start = 0;
     while line_start < lines.len() {
@@ -1127,22 +1364,33 @@ fn match_run_of_lines(group: &RegexGroup, lines: &[u8], scratch: &mut Scratch, h
                 // A line longer than MAX_LINE_BYTES starts here.
                 let nl =
                     memchr(b'\n', &lines[window_end..]).map_or(lines.len(), |i| window_end + i);
-                group.match_run(&lines[run_start..line_start], scratch, hits);
-                match_long_line(group, &lines[line_start..nl], scratch, hits);
+                let (run, line) = (&lines[run_start..line_start], &lines[line_start..nl]);
+                group.match_run(run, at + run_start as u64, gates, scratch, hits);
+                match_long_line(group, line, at + line_start as u64, gates, scratch, hits);
                 line_start = (nl + 1).min(lines.len());
                 run_start = line_start;
             }
         }
     }
-    group.match_run(&lines[run_start..line_start], scratch, hits);
+    let run = &lines[run_start..line_start];
+    group.match_run(run, at + run_start as u64, gates, scratch, hits);
 }
 
 /// A line longer than [`MAX_LINE_BYTES`]: full segments as they are, the `\r` stripped from the
 /// last one only (as the partial-line path does).
-fn match_long_line(group: &RegexGroup, line: &[u8], scratch: &mut Scratch, hits: &mut HitSet) {
+fn match_long_line(
+    group: &RegexGroup,
+    line: &[u8],
+    at: u64,
+    gates: &[GateHit],
+    scratch: &mut Scratch,
+    hits: &mut HitSet,
+) {
     let mut segs = line.chunks(MAX_LINE_BYTES).peekable();
+    let mut seg_at = at;
     while let Some(seg) = segs.next() {
-        group.match_one(seg, segs.peek().is_none(), scratch, hits);
+        group.match_one(seg, segs.peek().is_none(), seg_at, gates, scratch, hits);
+        seg_at += seg.len() as u64;
     }
 }
 

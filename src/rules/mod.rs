@@ -376,4 +376,162 @@ expr = "P_WORD && !NO_DATE"
             );
         }
     }
+
+    /// Body regexes gated by the phrase scan (literals at least as long as the shortest phrase)
+    /// and by the literal search (shorter ones), on random texts with long lines, lines cut
+    /// across pieces and a second part: each regex hits when it matches a line, or a segment of
+    /// a line longer than the line limit, as the naive per-line oracle says.
+    #[test]
+    fn gated_regexes_against_the_naive_oracle() {
+        const REGEXES: &[(&str, &str)] = &[
+            ("G_PAIR", r"(?i)\bpayment\s+\d+\s+invoice\b"),
+            ("G_ALSO", r"(?i)account.*\bclosed"),
+            ("G_ALT", r"(?i)(refund|rebate)d? now"),
+            ("G_START", r"(?i)^subject line \w+$"),
+            ("T_SHORT", r"(?i)\bfee\s+\d+"),
+            ("T_TINY", r"zq\d\dqz"),
+        ];
+        let mut text = String::from(
+            "[[rule]]\nname = \"P\"\ndescription = \"d\"\nscore = 0.1\ntarget = \"body\"\nphrases = [\"winner\"]\n",
+        );
+        for (name, re) in REGEXES {
+            text.push_str(&format!(
+                "[[rule]]\nname = \"{name}\"\ndescription = \"d\"\nscore = 0.1\ntarget = \"body\"\nregex = '{re}'\n"
+            ));
+        }
+        let rules = Arc::new(
+            CompiledRules::compile(
+                &[RuleSource {
+                    origin: "t".into(),
+                    text,
+                }],
+                5.0,
+            )
+            .expect("compiles"),
+        );
+        let body = rules.body.lines.as_ref().expect("body regexes");
+        // One required set of each `G_` rule, the short ones left to the literal search.
+        let mut gates: Vec<String> = body
+            .gate_literals()
+            .iter()
+            .map(|g| String::from_utf8_lossy(g).into_owned())
+            .collect();
+        gates.sort();
+        assert_eq!(
+            gates,
+            ["account", "payment", "rebate", "refund", "subject line "]
+        );
+        let oracle: Vec<(&str, regex::bytes::Regex)> = REGEXES
+            .iter()
+            .map(|(n, re)| {
+                let r = regex::bytes::RegexBuilder::new(re)
+                    .unicode(false)
+                    .multi_line(true)
+                    .crlf(true)
+                    .build()
+                    .expect("regex");
+                (*n, r)
+            })
+            .collect();
+        // What the oracle says for one part's text: each line (a trailing `\r` dropped), or each
+        // segment of a long line (the `\r` dropped from the last one only).
+        let naive = |text: &[u8], out: &mut Vec<&'static str>| {
+            for line in text.split(|&b| b == b'\n') {
+                let segs: Vec<&[u8]> = line.chunks(line::MAX_LINE_BYTES).collect();
+                for (i, seg) in segs.iter().enumerate() {
+                    let seg = if i + 1 == segs.len() {
+                        seg.strip_suffix(b"\r").unwrap_or(seg)
+                    } else {
+                        seg
+                    };
+                    for (name, re) in &oracle {
+                        if re.is_match(seg) && !out.contains(name) {
+                            out.push(name);
+                        }
+                    }
+                }
+            }
+        };
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let pieces: &[&[u8]] = &[
+            b"Payment ",
+            b"12",
+            b" invoice",
+            b" ",
+            b"ACCOUNT",
+            b" was closed",
+            b"closed",
+            b"refund",
+            b"Rebated now",
+            b" now",
+            b"subject line ",
+            b"Word",
+            b"fee ",
+            b"zq42qz",
+            b"zq4",
+            b"2qz",
+            b"winner",
+            b"\r\n",
+            b"\n",
+            b"x",
+        ];
+        for round in 0..600 {
+            let mut parts: Vec<Vec<u8>> = Vec::new();
+            for _ in 0..1 + next() % 2 {
+                let n = (next() % 24) as usize;
+                let mut t: Vec<u8> = (0..n)
+                    .flat_map(|_| pieces[(next() % pieces.len() as u64) as usize].to_vec())
+                    .collect();
+                if next() % 4 == 0 {
+                    // A long line: a gate literal may straddle the line limit.
+                    let at = (next() % (t.len() as u64 + 1)) as usize;
+                    let pad = line::MAX_LINE_BYTES - 8 + (next() % 16) as usize;
+                    let mut long = vec![b'x'; pad];
+                    long.extend_from_slice(b" payment 7 invoice account closed");
+                    t.splice(at..at, long);
+                }
+                parts.push(t);
+            }
+            let mut want = Vec::new();
+            for t in &parts {
+                naive(t, &mut want);
+            }
+            let mut s = Scan::new(Arc::clone(&rules));
+            for t in &parts {
+                s.event(ScanEvent::PartStart {
+                    depth: 1,
+                    content_type: b"text/plain",
+                    filename: None,
+                });
+                let mut rest = &t[..];
+                while !rest.is_empty() {
+                    let cut = 1 + (next() % (rest.len() as u64)) as usize;
+                    s.event(ScanEvent::Text(&rest[..cut]));
+                    rest = &rest[cut..];
+                }
+            }
+            s.finish(0);
+            let got: Vec<&str> = REGEXES
+                .iter()
+                .map(|(n, _)| *n)
+                .filter(|n| s.is_hit(rules.find(n).expect("rule")))
+                .collect();
+            want.sort_by_key(|n| REGEXES.iter().position(|(m, _)| m == n));
+            assert_eq!(
+                got,
+                want,
+                "round {round}: {:?}",
+                parts
+                    .iter()
+                    .map(|t| String::from_utf8_lossy(t))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
 }

@@ -16,6 +16,12 @@
 //! comparisons only run where a phrase really may start.
 //!
 //! Values (header values, URLs, file names) are short and whole: they get a plain unanchored walk.
+//!
+//! A stream's set may also hold *gate* literals of the target's regexes (`src/rules/line.rs`):
+//! an occurrence of one is not a hit but is handed, with its stream offset, to the line stream,
+//! which runs the regexes that need that literal on the line the occurrence is in. Those regexes
+//! then cost no literal search of their own over the text: the sampled scan finds their literals
+//! along with the phrases.
 
 use aho_corasick::automaton::Automaton;
 use aho_corasick::dfa::DFA;
@@ -50,6 +56,13 @@ const PRE_SLOTS_PER_PHRASE: usize = 64;
 /// ASCII letters differ from their capitals by 0x20: or-ing it in folds case (and merges a few
 /// punctuation pairs, which only costs a false candidate).
 const FOLD64: u64 = 0x2020_2020_2020_2020;
+
+/// No gate literal ([`PhraseSet`]'s `gate_of`).
+const NO_GATE: u32 = u32::MAX;
+
+/// A gate literal's occurrence in a stream: its start's stream offset and its gate id (the
+/// index the line stream's [`crate::rules::line::RegexGroup`] gave it).
+pub(crate) type GateHit = (u64, u32);
 
 /// One rule that owns a phrase.
 #[derive(Clone, Copy, Debug)]
@@ -328,6 +341,8 @@ pub(crate) struct PhraseSet {
     dfa: DFA,
     /// Per pattern: its length and the rules that own it.
     patterns: Vec<(usize, Vec<Owner>)>,
+    /// Per pattern: the gate id when it is a gate literal too, else [`NO_GATE`].
+    gate_of: Box<[u32]>,
     anchored_start: aho_corasick::automaton::StateID,
     unanchored_start: aho_corasick::automaton::StateID,
     /// Gram length (at most 8) and sampling stride.
@@ -363,26 +378,43 @@ struct Listed {
 pub(crate) struct PhraseSetBuilder {
     patterns: Vec<Vec<u8>>,
     owners: Vec<Vec<Owner>>,
+    gates: Vec<u32>,
     index: std::collections::HashMap<Vec<u8>, usize>,
 }
 
 impl PhraseSetBuilder {
     pub fn add(&mut self, phrase: &str, owner: Owner) {
-        let lower = phrase.as_bytes().to_ascii_lowercase();
-        let at = match self.index.get(&lower) {
-            Some(&at) => at,
-            None => {
-                self.patterns.push(lower.clone());
-                self.owners.push(Vec::new());
-                self.index.insert(lower, self.patterns.len() - 1);
-                self.patterns.len() - 1
-            }
-        };
+        let at = self.pattern(phrase.as_bytes());
         self.owners[at].push(owner);
+    }
+
+    /// Adds gate literal `gate` (a regex's required literal; see the module docs).
+    pub fn add_gate(&mut self, literal: &[u8], gate: u32) {
+        let at = self.pattern(literal);
+        self.gates[at] = gate;
+    }
+
+    /// The index of `phrase` (lower-cased), added when new.
+    fn pattern(&mut self, phrase: &[u8]) -> usize {
+        let lower = phrase.to_ascii_lowercase();
+        if let Some(&at) = self.index.get(&lower) {
+            return at;
+        }
+        self.patterns.push(lower.clone());
+        self.owners.push(Vec::new());
+        self.gates.push(NO_GATE);
+        self.index.insert(lower, self.patterns.len() - 1);
+        self.patterns.len() - 1
     }
 
     pub fn is_empty(&self) -> bool {
         self.patterns.is_empty()
+    }
+
+    /// The length of the shortest phrase (`None` when there are none): it sets the scan's
+    /// stride, so a gate literal shorter than that would make the scan slower.
+    pub fn min_len(&self) -> Option<usize> {
+        self.patterns.iter().map(Vec::len).min()
     }
 
     pub fn build(self) -> Result<PhraseSet, String> {
@@ -469,6 +501,7 @@ impl PhraseSetBuilder {
         Ok(PhraseSet {
             dfa,
             patterns,
+            gate_of: self.gates.into_boxed_slice(),
             anchored_start,
             unanchored_start,
             gram,
@@ -536,6 +569,10 @@ pub(crate) struct PhraseStream {
     /// Word-bounded matches that ended at the end of the last chunk: their owners hit if the
     /// next byte is not a word byte (or the stream ends).
     pending: Vec<usize>,
+    /// Gate literals found and not yet taken by the line stream ([`PhraseStream::take_gates`]):
+    /// at most one per gate literal occurrence in the chunk just fed (and in the chunk before,
+    /// for one that a walk finished), so bounded by the chunk.
+    gates: Vec<GateHit>,
 }
 
 impl PhraseStream {
@@ -559,8 +596,18 @@ impl PhraseStream {
         }
         // Walks alive at the end of the last chunk go on from this chunk's first byte.
         let offset = self.offset;
-        self.walks
-            .retain_mut(|w| walk(set, w, &[], chunk, offset, hits, &mut pending));
+        self.walks.retain_mut(|w| {
+            walk(
+                set,
+                w,
+                &[],
+                chunk,
+                offset,
+                hits,
+                &mut pending,
+                &mut self.gates,
+            )
+        });
 
         let end = offset + chunk.len() as u64;
         let gram = set.gram as u64;
@@ -654,9 +701,15 @@ impl PhraseStream {
             hit_owners(set, pid, hits);
         }
         self.walks.clear();
+        self.gates.clear();
         self.hist_len = 0;
         self.offset = 0;
         self.next_sample = 0;
+    }
+
+    /// Moves the gate literals found so far to the end of `to` (see the module docs).
+    pub fn take_gates(&mut self, to: &mut Vec<GateHit>) {
+        to.append(&mut self.gates);
     }
 
     /// What [`PhraseStream::finish`] would add, without ending the stream.
@@ -709,7 +762,16 @@ impl PhraseStream {
                         match chunk.get(s..s + phrase.len()) {
                             Some(here) if eq_lower(here, phrase) => {
                                 let next = chunk.get(s + phrase.len()).copied();
-                                found(set, pid, before_ok, next, hits, pending);
+                                found(
+                                    set,
+                                    pid,
+                                    start,
+                                    before_ok,
+                                    next,
+                                    hits,
+                                    pending,
+                                    &mut self.gates,
+                                );
                             }
                             Some(_) => {}
                             None => cut = true,
@@ -767,7 +829,16 @@ impl PhraseStream {
                     chunk.get((start - offset) as usize..).unwrap_or(&[]),
                 )
             };
-            if walk(set, &mut w, first, second, start, hits, pending) {
+            if walk(
+                set,
+                &mut w,
+                first,
+                second,
+                start,
+                hits,
+                pending,
+                &mut self.gates,
+            ) {
                 self.walks.push(w);
             }
         }
@@ -797,6 +868,7 @@ impl PhraseSet {
 
 /// Walks `w` over `first` then `second`, whose first byte is at stream offset `pos`; false
 /// when it died.
+#[allow(clippy::too_many_arguments)]
 fn walk(
     set: &PhraseSet,
     w: &mut Walk,
@@ -805,6 +877,7 @@ fn walk(
     pos: u64,
     hits: &mut HitSet,
     pending: &mut Vec<usize>,
+    gates: &mut Vec<GateHit>,
 ) -> bool {
     let dfa = &set.dfa;
     let mut sid = w.state;
@@ -834,6 +907,7 @@ fn walk(
                     if *len as u64 != walked {
                         continue;
                     }
+                    push_gate(set, pid, w.start, gates);
                     let mut word = false;
                     for o in owners {
                         if o.word_bounded {
@@ -860,19 +934,23 @@ fn walk(
     true
 }
 
-/// Phrase `pid` occurred; `before_ok` says the byte before it is not a word byte (or there is
-/// none), `next` is the byte after it when known.
+/// Phrase `pid` occurred at stream offset `start`; `before_ok` says the byte before it is not
+/// a word byte (or there is none), `next` is the byte after it when known.
+#[allow(clippy::too_many_arguments)]
 fn found(
     set: &PhraseSet,
     pid: usize,
+    start: u64,
     before_ok: bool,
     next: Option<u8>,
     hits: &mut HitSet,
     pending: &mut Vec<usize>,
+    gates: &mut Vec<GateHit>,
 ) {
     let Some((_, owners)) = set.patterns.get(pid) else {
         return;
     };
+    push_gate(set, pid, start, gates);
     let mut word = false;
     for o in owners {
         if o.word_bounded {
@@ -889,6 +967,16 @@ fn found(
                 pending.push(pid)
             }
             None => {}
+        }
+    }
+}
+
+/// Pattern `pid` occurred at stream offset `start`: a gate hit when it is a gate literal.
+#[inline]
+fn push_gate(set: &PhraseSet, pid: usize, start: u64, gates: &mut Vec<GateHit>) {
+    if let Some(&gate) = set.gate_of.get(pid) {
+        if gate != NO_GATE {
+            gates.push((start, gate));
         }
     }
 }

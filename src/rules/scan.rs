@@ -60,6 +60,8 @@ impl StreamState {
         self.open = true;
         if let Some(p) = &m.phrases {
             self.phrases.feed(p, chunk, hits);
+            // The regexes gated by the phrase scan run on the lines of the hits it found.
+            self.phrases.take_gates(self.lines.gates_mut());
         }
         if let Some(l) = &m.lines {
             self.lines.feed(l, chunk, hits);
