@@ -378,12 +378,14 @@ pub fn rule_feature(name: &str) -> u32 {
 }
 
 /// Puts `h` (non-zero) into an open-addressing table of `N` slots (a power of two) no more
-/// than half full; whether it was new.
+/// than half full; whether it was new. Linear probing from the slot the top bits of `h` name
+/// (`h * N >> 32`): the low bits of [`fold`]'s product depend only on the low bits of the
+/// word hash and cluster more, and the compiler sees the index in range.
 #[inline(always)]
 fn probe<const N: usize>(table: &mut [u32; N], h: u32) -> bool {
-    let mut at = h as usize;
+    let mut at = ((u64::from(h) * N as u64) >> 32) as usize;
     loop {
-        let slot = &mut table[at % N];
+        let slot = &mut table[at];
         if *slot == 0 {
             *slot = h;
             return true;
@@ -391,7 +393,7 @@ fn probe<const N: usize>(table: &mut [u32; N], h: u32) -> bool {
         if *slot == h {
             return false;
         }
-        at += 1;
+        at = (at + 1) % N;
     }
 }
 
