@@ -265,6 +265,9 @@ pub struct Features {
     /// The same for URL features.
     url_table: Box<[u32; URL_TABLE_SLOTS]>,
     list: Vec<u32>,
+    /// How many of `list` came from header fields, parts and text (kept apart from `urls`
+    /// rather than worked out from the length: each insert checks it).
+    others: usize,
     /// How many of `list` came from URLs.
     urls: usize,
     model: Option<Arc<Model>>,
@@ -290,6 +293,7 @@ impl Features {
             table: Box::new([0; TABLE_SLOTS]),
             url_table: Box::new([0; URL_TABLE_SLOTS]),
             list: Vec::with_capacity(MAX_TOKENS + MAX_URL_TOKENS),
+            others: 0,
             urls: 0,
             model,
             memo: Cell::new(None),
@@ -343,7 +347,7 @@ impl Features {
     /// Whether no more header, part or text features are counted.
     #[inline]
     fn full(&self) -> bool {
-        self.list.len() - self.urls >= MAX_TOKENS
+        self.others >= MAX_TOKENS
     }
 
     /// Whether no more URL features are counted.
@@ -357,6 +361,7 @@ impl Features {
         let h = h.max(1);
         if !self.full() && probe(&mut self.table, h) {
             self.list.push(h);
+            self.others += 1;
         }
     }
 
