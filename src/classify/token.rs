@@ -265,6 +265,9 @@ pub struct Features {
     /// The same for URL features.
     url_table: Box<[u32; URL_TABLE_SLOTS]>,
     list: Vec<u32>,
+    /// How many of `list` came from header fields, parts and text (kept apart from `urls`
+    /// rather than worked out from the length: each insert checks it).
+    others: usize,
     /// How many of `list` came from URLs.
     urls: usize,
     model: Option<Arc<Model>>,
@@ -290,6 +293,7 @@ impl Features {
             table: Box::new([0; TABLE_SLOTS]),
             url_table: Box::new([0; URL_TABLE_SLOTS]),
             list: Vec::with_capacity(MAX_TOKENS + MAX_URL_TOKENS),
+            others: 0,
             urls: 0,
             model,
             memo: Cell::new(None),
@@ -343,7 +347,7 @@ impl Features {
     /// Whether no more header, part or text features are counted.
     #[inline]
     fn full(&self) -> bool {
-        self.list.len() - self.urls >= MAX_TOKENS
+        self.others >= MAX_TOKENS
     }
 
     /// Whether no more URL features are counted.
@@ -357,6 +361,7 @@ impl Features {
         let h = h.max(1);
         if !self.full() && probe(&mut self.table, h) {
             self.list.push(h);
+            self.others += 1;
         }
     }
 
@@ -378,12 +383,14 @@ pub fn rule_feature(name: &str) -> u32 {
 }
 
 /// Puts `h` (non-zero) into an open-addressing table of `N` slots (a power of two) no more
-/// than half full; whether it was new.
+/// than half full; whether it was new. Linear probing from the slot the top bits of `h` name
+/// (`h * N >> 32`): the low bits of [`fold`]'s product depend only on the low bits of the
+/// word hash and cluster more, and the compiler sees the index in range.
 #[inline(always)]
 fn probe<const N: usize>(table: &mut [u32; N], h: u32) -> bool {
-    let mut at = h as usize;
+    let mut at = ((u64::from(h) * N as u64) >> 32) as usize;
     loop {
-        let slot = &mut table[at % N];
+        let slot = &mut table[at];
         if *slot == 0 {
             *slot = h;
             return true;
@@ -391,7 +398,7 @@ fn probe<const N: usize>(table: &mut [u32; N], h: u32) -> bool {
         if *slot == h {
             return false;
         }
-        at += 1;
+        at = (at + 1) % N;
     }
 }
 
