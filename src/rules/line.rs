@@ -1120,7 +1120,10 @@ impl RegexGroup {
             let Some(re) = self.gated.get(g as usize) else {
                 continue;
             };
-            if hits.get(re.rule) || tried.contains(&g) || !before.ends_with(&c.head) {
+            // Most heads are empty (a gate literal, a needle that is its whole literal): no
+            // comparison call for those.
+            let head_ok = c.head.is_empty() || before.ends_with(&c.head);
+            if hits.get(re.rule) || tried.contains(&g) || !head_ok {
                 continue;
             }
             tried.push(g);
