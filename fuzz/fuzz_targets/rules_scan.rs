@@ -1,23 +1,38 @@
-//! Arbitrary event sequences into a scan with the default rules: never panics, and cutting
-//! every text and raw-body chunk in two gives the same verdict (split invariance).
+//! Arbitrary event sequences into a scan with the default rules and a few body and raw-body
+//! regexes (some gated by the phrase scan, some by the literal search): never panics, and
+//! cutting every text and raw-body chunk in two gives the same verdict (split invariance).
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
 
 use arbitrary::Arbitrary;
 use conbool::message::{ScanEvent, ScanSink};
-use conbool::rules::{CompiledRules, Envelope, Scan, Verdict};
+use conbool::rules::{CompiledRules, Envelope, RuleSource, Scan, Verdict, DEFAULT_RULES};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Header { depth: u8, name: Vec<u8>, value: Vec<u8> },
+    Header {
+        depth: u8,
+        name: Vec<u8>,
+        value: Vec<u8>,
+    },
     HeaderEnd,
-    PartStart { depth: u8, content_type: Vec<u8>, filename: Option<Vec<u8>> },
+    PartStart {
+        depth: u8,
+        content_type: Vec<u8>,
+        filename: Option<Vec<u8>>,
+    },
     Text(Vec<u8>),
     RawBody(Vec<u8>),
     Url(Vec<u8>),
-    Envelope { helo: String, ip: [u8; 16], v4: bool, mail_from: String, rcpts: Vec<String> },
+    Envelope {
+        helo: String,
+        ip: [u8; 16],
+        v4: bool,
+        mail_from: String,
+        rcpts: Vec<String>,
+    },
     Verdict,
     Finish(u64),
 }
@@ -30,6 +45,46 @@ struct Input {
 }
 
 static RULES: OnceLock<Arc<CompiledRules>> = OnceLock::new();
+
+/// Stream regexes beside the default rules: literals at least as long as the target's shortest
+/// phrase (6 bytes in the body, 12 in the raw body) are gated by the phrase scan, shorter ones
+/// by the literal search.
+const STREAM_REGEXES: &str = r#"
+[[rule]]
+name = "FUZZ_GATED_PAIR"
+description = "gated by the phrase scan"
+score = 0.1
+target = "body"
+regex = '(?i)\bpayment\s+\d+\s+invoice\b'
+
+[[rule]]
+name = "FUZZ_GATED_ALSO"
+description = "gated by the phrase scan, with a second literal"
+score = 0.1
+target = "body"
+regex = '(?i)account.*\bclosed'
+
+[[rule]]
+name = "FUZZ_SEARCHED"
+description = "gated by the literal search"
+score = 0.1
+target = "body"
+regex = '(?i)\bfee\s+\d+'
+
+[[rule]]
+name = "FUZZ_RAW_GATED"
+description = "gated by the raw body's phrase scan"
+score = 0.1
+target = "raw"
+regex = '(?i)visibility:hidden.{0,20}opacity'
+
+[[rule]]
+name = "FUZZ_RAW_SEARCHED"
+description = "gated by the literal search"
+score = 0.1
+target = "raw"
+regex = '(?i)=3d[0-9a-f]{2}'
+"#;
 
 fn run(rules: &Arc<CompiledRules>, input: &Input, split: bool) -> (Verdict, String) {
     let mut scan = Scan::new(Arc::clone(rules));
@@ -50,7 +105,11 @@ fn run(rules: &Arc<CompiledRules>, input: &Input, split: bool) -> (Verdict, Stri
                 value,
             }),
             Op::HeaderEnd => scan.event(ScanEvent::HeaderEnd),
-            Op::PartStart { depth, content_type, filename } => scan.event(ScanEvent::PartStart {
+            Op::PartStart {
+                depth,
+                content_type,
+                filename,
+            } => scan.event(ScanEvent::PartStart {
                 depth: usize::from(*depth),
                 content_type,
                 filename: filename.as_deref(),
@@ -58,7 +117,13 @@ fn run(rules: &Arc<CompiledRules>, input: &Input, split: bool) -> (Verdict, Stri
             Op::Text(t) => chunks(t, &mut |c| scan.event(ScanEvent::Text(c))),
             Op::RawBody(r) => chunks(r, &mut |c| scan.event(ScanEvent::RawBody(c))),
             Op::Url(u) => scan.event(ScanEvent::Url(u)),
-            Op::Envelope { helo, ip, v4, mail_from, rcpts } => {
+            Op::Envelope {
+                helo,
+                ip,
+                v4,
+                mail_from,
+                rcpts,
+            } => {
                 let client_ip = if *v4 {
                     core::net::IpAddr::from([ip[0], ip[1], ip[2], ip[3]])
                 } else {
@@ -81,7 +146,13 @@ fn run(rules: &Arc<CompiledRules>, input: &Input, split: bool) -> (Verdict, Stri
 }
 
 fuzz_target!(|input: Input| {
-    let rules = RULES.get_or_init(|| CompiledRules::builtin(5.0));
+    let rules = RULES.get_or_init(|| {
+        let source = RuleSource {
+            origin: "fuzz".into(),
+            text: format!("{DEFAULT_RULES}\n{STREAM_REGEXES}"),
+        };
+        Arc::new(CompiledRules::compile(&[source], 5.0).expect("the fuzz rules compile"))
+    });
     let whole = run(rules, &input, false);
     let split = run(rules, &input, true);
     assert_eq!(whole, split, "{input:?}");
