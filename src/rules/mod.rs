@@ -123,16 +123,16 @@ expr = "P_WORD && !NO_DATE"
 "#;
 
     fn rules() -> Arc<CompiledRules> {
-        Arc::new(
-            CompiledRules::compile(
-                &[RuleSource {
-                    origin: "t".into(),
-                    text: RULES.into(),
-                }],
-                5.0,
-            )
-            .expect("compiles"),
-        )
+        compile(RULES.into())
+    }
+
+    /// Rule-file text compiled with the threshold 5.
+    fn compile(text: String) -> Arc<CompiledRules> {
+        let source = RuleSource {
+            origin: "t".into(),
+            text,
+        };
+        Arc::new(CompiledRules::compile(&[source], 5.0).expect("compiles"))
     }
 
     /// Feeds a message whose text and raw body arrive in the given pieces.
@@ -262,16 +262,7 @@ expr = "P_WORD && !NO_DATE"
                 "[[rule]]\nname = \"{name}\"\ndescription = \"d\"\nscore = 1.0\ntarget = \"any_header\"\n{key} = {value}\n"
             ));
         }
-        let rules = Arc::new(
-            CompiledRules::compile(
-                &[RuleSource {
-                    origin: "t".into(),
-                    text,
-                }],
-                5.0,
-            )
-            .expect("compiles"),
-        );
+        let rules = compile(text);
         let headers: &[(&[u8], &[u8])] = &[
             (b"X-Mailer", b"Bulk Mailer 2.0"),
             (b"X-Count", b"42"),
@@ -399,16 +390,7 @@ expr = "P_WORD && !NO_DATE"
                 "[[rule]]\nname = \"{name}\"\ndescription = \"d\"\nscore = 0.1\ntarget = \"body\"\nregex = '{re}'\n"
             ));
         }
-        let rules = Arc::new(
-            CompiledRules::compile(
-                &[RuleSource {
-                    origin: "t".into(),
-                    text,
-                }],
-                5.0,
-            )
-            .expect("compiles"),
-        );
+        let rules = compile(text);
         let body = rules.body.lines.as_ref().expect("body regexes");
         // One required set of each `G_` rule, the short ones left to the literal search.
         let mut gates: Vec<String> = body
