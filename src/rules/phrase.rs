@@ -570,8 +570,9 @@ pub(crate) struct PhraseStream {
     /// next byte is not a word byte (or the stream ends).
     pending: Vec<usize>,
     /// Gate literals found and not yet taken by the line stream ([`PhraseStream::take_gates`]):
-    /// at most one per gate literal occurrence in the chunk just fed (and in the chunk before,
-    /// for one that a walk finished), so bounded by the chunk.
+    /// one or two per gate literal occurrence that ends in the chunk just fed (two when a
+    /// phrase of the same start runs past the chunk and its walk finds the literal again; the
+    /// line stream tries each regex once a line), so bounded by the chunk.
     gates: Vec<GateHit>,
 }
 
