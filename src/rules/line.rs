@@ -955,8 +955,8 @@ impl RegexGroup {
             // no copy).
             scratch.tried.clear();
         }
-        if scratch.lower.len() != text.len() {
-            scratch.lower.clear();
+        if !self.needs_lower() {
+            // `match_value` copied nothing.
             push_lower(&mut scratch.lower, text);
         }
         for &(s, g) in here {
@@ -1221,7 +1221,8 @@ pub(crate) struct LineStream {
     offset: u64,
     /// Gate hits from the phrase scan ([`LineStream::gates_mut`]) not yet behind a matched line:
     /// those of the current chunk and of the partial line (no gate literal holds a line break),
-    /// so bounded by the chunk and [`MAX_LINE_BYTES`].
+    /// so bounded by the chunk and [`MAX_LINE_BYTES`]. In order of their starts between chunks
+    /// ([`LineStream::feed`] sorts what the scan added just before it).
     gates: Vec<GateHit>,
 }
 
@@ -1274,7 +1275,6 @@ impl LineStream {
 
     /// The stream ended: the partial line is the last line. The state is reset.
     pub fn finish(&mut self, group: &RegexGroup, hits: &mut HitSet) {
-        self.gates.sort_unstable();
         if !self.partial.is_empty() {
             let at = self.offset - self.partial.len() as u64;
             group.match_one(
@@ -1294,14 +1294,12 @@ impl LineStream {
     /// What [`LineStream::finish`] would add, without ending the stream.
     pub fn peek_end(&self, group: &RegexGroup, hits: &mut HitSet) {
         if !self.partial.is_empty() {
-            let mut gates = self.gates.clone();
-            gates.sort_unstable();
             let at = self.offset - self.partial.len() as u64;
             group.match_one(
                 &self.partial,
                 true,
                 at,
-                &gates,
+                &self.gates,
                 &mut Scratch::default(),
                 hits,
             );
