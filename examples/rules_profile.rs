@@ -137,10 +137,6 @@ fn interleaved(sets: &[(&'static str, Arc<CompiledRules>)], rounds: usize) {
             times[i].push(started.elapsed().as_secs_f64());
         }
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let bytes = sizes.iter().sum::<u64>() as f64;
     for (i, (name, _)) in sets.iter().enumerate() {
         let ratios: Vec<f64> = times[i].iter().zip(&times[0]).map(|(t, d)| t / d).collect();
@@ -229,11 +225,8 @@ fn teddy(rounds: usize, needles: Vec<String>) {
         std::hint::black_box(scan_all(&default, &evs, &sizes));
         t_default.push(t.elapsed().as_secs_f64());
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2] * 1e3
-    };
-    let (l, s, d) = (median(t_lower), median(t_search), median(t_default));
+    let ms = |v: Vec<f64>| median(v) * 1e3;
+    let (l, s, d) = (ms(t_lower), ms(t_search), ms(t_default));
     println!(
         "{} text bytes, {} needles, {starts} starts: lower-case {l:.3} ms, Teddy {s:.3} ms ({:.0} MiB/s), default pass {d:.3} ms; (lower-case + Teddy) / default = {:.2}",
         text.len(),
@@ -259,10 +252,13 @@ fn digest(want: &str) {
     let mut all = std::collections::hash_map::DefaultHasher::new();
     let mut n = 0usize;
     for (ev, &size) in evs.iter().zip(&sizes) {
-        let mut whole = Scan::new(Arc::clone(&rules));
-        replay(ev, &mut whole);
-        whole.finish(size);
-        let hits: Vec<u32> = whole.verdict().hits.iter().map(|r| r.0).collect();
+        let hits_of = |events: &[Ev]| -> Vec<u32> {
+            let mut scan = Scan::new(Arc::clone(&rules));
+            replay(events, &mut scan);
+            scan.finish(size);
+            scan.verdict().hits.iter().map(|r| r.0).collect()
+        };
+        let hits = hits_of(ev);
         let cut: Vec<Ev> = ev
             .iter()
             .flat_map(|e| match e {
@@ -271,10 +267,7 @@ fn digest(want: &str) {
                 other => vec![other.clone()],
             })
             .collect();
-        let mut pieces = Scan::new(Arc::clone(&rules));
-        replay(&cut, &mut pieces);
-        pieces.finish(size);
-        let cut_hits: Vec<u32> = pieces.verdict().hits.iter().map(|r| r.0).collect();
+        let cut_hits = hits_of(&cut);
         if cut_hits != hits {
             eprintln!("hits differ when cut: {hits:?} whole, {cut_hits:?} cut");
             std::process::exit(1);
@@ -283,4 +276,10 @@ fn digest(want: &str) {
         hits.hash(&mut all);
     }
     println!("{want}: {n} hits, digest {:016x}", all.finish());
+}
+
+/// The median of `v` (its upper middle for an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
