@@ -95,6 +95,9 @@ pub(crate) struct RegexGroup {
     prefix_keys: Vec<u64>,
     /// Bytes of the keys: the shortest anchored prefix's length (at most [`KEY_BYTES`]).
     key_len: usize,
+    /// The first bytes of the `anchored` prefixes, in both cases, as bits (byte `b` is bit
+    /// `b % 64` of word `b / 64`).
+    first_bytes: [u64; 4],
 }
 
 /// Most bytes of a line's start that [`start_key`] reads.
@@ -714,6 +717,14 @@ impl RegexGroup {
                 bits[w] |= 1 << b;
                 bits
             }),
+            first_bytes: anchored
+                .iter()
+                .filter_map(|(p, _)| p.first())
+                .flat_map(|&b| [b, b.to_ascii_uppercase()])
+                .fold([0; 4], |mut bits, b| {
+                    bits[usize::from(b >> 6)] |= 1 << (b & 63);
+                    bits
+                }),
             prefix_keys,
             anchored,
         })
@@ -817,21 +828,28 @@ impl RegexGroup {
         if self.anchored.is_empty() {
             return;
         }
-        let mut short = [0u8; KEY_BYTES];
-        let head: &[u8] = match name.get(..KEY_BYTES) {
-            Some(first) => first,
-            None => {
-                let mut n = 0;
-                let joined = name.iter().chain(b": ").chain(value);
-                for (slot, &b) in short.iter_mut().zip(joined) {
-                    *slot = b;
-                    n += 1;
+        // Most names start with a byte no prefix starts with: then the line's key (which for a
+        // name shorter than the key is put together byte by byte) is not needed.
+        let head_hit = || {
+            let mut short = [0u8; KEY_BYTES];
+            let head: &[u8] = match name.get(..KEY_BYTES) {
+                Some(first) => first,
+                None => {
+                    let mut n = 0;
+                    let joined = name.iter().chain(b": ").chain(value);
+                    for (slot, &b) in short.iter_mut().zip(joined) {
+                        *slot = b;
+                        n += 1;
+                    }
+                    &short[..n]
                 }
-                &short[..n]
-            }
+            };
+            self.key_hit(head)
         };
         // A prefix may start the line, or follow a line break in it.
-        let maybe = self.key_hit(head)
+        let first = name.first().copied().unwrap_or(b':');
+        let maybe = (self.first_bytes[usize::from(first >> 6)] >> (first & 63) & 1 == 1
+            && head_hit())
             || has_break_short(name)
             || memchr::memchr2_iter(b'\r', b'\n', value)
                 .any(|at| self.key_hit(value.get(at + 1..).unwrap_or(&[])));
