@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use aho_corasick::StartKind;
+
 use crate::rules::file::{self, Action, Cidr, Matcher, RuleError, RuleSource, RuleSpec, Target};
 use crate::rules::line::{self, push_lower, LineBatch, RegexGroup, Scratch, MAX_LINE_BYTES};
 use crate::rules::meta::{self, Expr};
@@ -310,7 +312,7 @@ impl ValueBuilder {
     ) -> Result<ValueMatcher, String> {
         Ok(ValueMatcher {
             phrases: (!self.phrases.is_empty())
-                .then(|| self.phrases.build())
+                .then(|| self.phrases.build(StartKind::Unanchored))
                 .transpose()?,
             regexes: (!self.regexes.is_empty())
                 .then(|| group(&self.regexes))
@@ -331,7 +333,7 @@ impl ValueBuilder {
         }
         Ok(StreamMatcher {
             phrases: (!self.phrases.is_empty())
-                .then(|| self.phrases.build())
+                .then(|| self.phrases.build(StartKind::Anchored))
                 .transpose()?,
             lines,
         })

@@ -343,8 +343,10 @@ pub(crate) struct PhraseSet {
     patterns: Vec<(usize, Vec<Owner>)>,
     /// Per pattern: the gate id when it is a gate literal too, else [`NO_GATE`].
     gate_of: Box<[u32]>,
-    anchored_start: aho_corasick::automaton::StateID,
-    unanchored_start: aho_corasick::automaton::StateID,
+    /// The automaton's start for anchored walks (a stream's candidates), when built with one.
+    anchored_start: Option<aho_corasick::automaton::StateID>,
+    /// Its start for unanchored walks (values), when built with one.
+    unanchored_start: Option<aho_corasick::automaton::StateID>,
     /// Gram length (at most 8) and sampling stride.
     pub gram: usize,
     pub stride: usize,
@@ -417,19 +419,18 @@ impl PhraseSetBuilder {
         self.patterns.iter().map(Vec::len).min()
     }
 
-    pub fn build(self) -> Result<PhraseSet, String> {
+    /// The set, its automaton with the starts `starts` asks for: a stream's set walks only
+    /// anchored (from candidate starts), a value's only unanchored, and a DFA with both starts
+    /// has two transition tables (twice the memory, which the walks then miss in the cache).
+    pub fn build(self, starts: StartKind) -> Result<PhraseSet, String> {
         let dfa = DFA::builder()
             .match_kind(MatchKind::Standard)
-            .start_kind(StartKind::Both)
+            .start_kind(starts)
             .prefilter(false)
             .build(&self.patterns)
             .map_err(|e| format!("phrase automaton: {e}"))?;
-        let anchored_start = dfa
-            .start_state(Anchored::Yes)
-            .map_err(|e| format!("phrase automaton: {e}"))?;
-        let unanchored_start = dfa
-            .start_state(Anchored::No)
-            .map_err(|e| format!("phrase automaton: {e}"))?;
+        let anchored_start = dfa.start_state(Anchored::Yes).ok();
+        let unanchored_start = dfa.start_state(Anchored::No).ok();
         let min_len = self.patterns.iter().map(Vec::len).min().unwrap_or(1).max(1);
         let (gram, stride) = gram_and_stride(min_len);
         let mut grams = Vec::with_capacity(self.patterns.len() * stride);
@@ -522,7 +523,9 @@ impl PhraseSetBuilder {
 impl PhraseSet {
     /// Matches a whole, already lower-cased value (unanchored walk).
     pub fn match_value(&self, lower: &[u8], hits: &mut HitSet) {
-        let mut sid = self.unanchored_start;
+        let Some(mut sid) = self.unanchored_start else {
+            return;
+        };
         for (i, &b) in lower.iter().enumerate() {
             sid = self.dfa.next_state(Anchored::No, sid, b);
             if self.dfa.is_special(sid) && self.dfa.is_match(sid) {
@@ -816,8 +819,11 @@ impl PhraseStream {
                 }
             }
             let before_ok = start == 0 || !byte_at(start - 1).is_some_and(is_word);
+            let Some(state) = set.anchored_start else {
+                continue;
+            };
             let mut w = Walk {
-                state: set.anchored_start,
+                state,
                 start,
                 before_ok,
             };
@@ -1163,7 +1169,7 @@ mod tests {
                 },
             );
         }
-        b.build().expect("builds")
+        b.build(StartKind::Both).expect("builds")
     }
 
     fn stream(set: &PhraseSet, chunks: &[&[u8]], n: usize) -> Vec<bool> {
