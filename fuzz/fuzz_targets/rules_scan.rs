@@ -1,13 +1,14 @@
 //! Arbitrary event sequences into a scan with the default rules and a few body and raw-body
 //! regexes (some gated by the phrase scan, some by the literal search): never panics, and
-//! cutting every text and raw-body chunk in two gives the same verdict (split invariance).
+//! cutting every text and raw-body chunk in two gives the same verdict (split invariance), and
+//! locating each rule of the verdict in the events (`conbool scan`'s explanation) never panics.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
 
 use arbitrary::Arbitrary;
 use conbool::message::{ScanEvent, ScanSink};
-use conbool::rules::{CompiledRules, Envelope, RuleSource, Scan, Verdict, DEFAULT_RULES};
+use conbool::rules::{CompiledRules, Envelope, Recorder, RuleSource, Scan, Verdict, DEFAULT_RULES};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -86,8 +87,17 @@ target = "raw"
 regex = '(?i)=3d[0-9a-f]{2}'
 "#;
 
-fn run(rules: &Arc<CompiledRules>, input: &Input, split: bool) -> (Verdict, String) {
+fn run(
+    rules: &Arc<CompiledRules>,
+    input: &Input,
+    split: bool,
+    rec: &mut Recorder,
+) -> (Verdict, String) {
     let mut scan = Scan::new(Arc::clone(rules));
+    let mut scan_and_record = |scan: &mut Scan, ev: ScanEvent<'_>| {
+        scan.event(ev);
+        rec.event(ev);
+    };
     let chunks = |data: &[u8], f: &mut dyn FnMut(&[u8])| {
         if split {
             let at = usize::from(input.cut) % (data.len() + 1);
@@ -99,24 +109,32 @@ fn run(rules: &Arc<CompiledRules>, input: &Input, split: bool) -> (Verdict, Stri
     };
     for op in &input.ops {
         match op {
-            Op::Header { depth, name, value } => scan.event(ScanEvent::Header {
-                depth: usize::from(*depth),
-                name,
-                value,
-            }),
-            Op::HeaderEnd => scan.event(ScanEvent::HeaderEnd),
+            Op::Header { depth, name, value } => scan_and_record(
+                &mut scan,
+                ScanEvent::Header {
+                    depth: usize::from(*depth),
+                    name,
+                    value,
+                },
+            ),
+            Op::HeaderEnd => scan_and_record(&mut scan, ScanEvent::HeaderEnd),
             Op::PartStart {
                 depth,
                 content_type,
                 filename,
-            } => scan.event(ScanEvent::PartStart {
-                depth: usize::from(*depth),
-                content_type,
-                filename: filename.as_deref(),
+            } => scan_and_record(
+                &mut scan,
+                ScanEvent::PartStart {
+                    depth: usize::from(*depth),
+                    content_type,
+                    filename: filename.as_deref(),
+                },
+            ),
+            Op::Text(t) => chunks(t, &mut |c| scan_and_record(&mut scan, ScanEvent::Text(c))),
+            Op::RawBody(r) => chunks(r, &mut |c| {
+                scan_and_record(&mut scan, ScanEvent::RawBody(c))
             }),
-            Op::Text(t) => chunks(t, &mut |c| scan.event(ScanEvent::Text(c))),
-            Op::RawBody(r) => chunks(r, &mut |c| scan.event(ScanEvent::RawBody(c))),
-            Op::Url(u) => scan.event(ScanEvent::Url(u)),
+            Op::Url(u) => scan_and_record(&mut scan, ScanEvent::Url(u)),
             Op::Envelope {
                 helo,
                 ip,
@@ -153,7 +171,11 @@ fuzz_target!(|input: Input| {
         };
         Arc::new(CompiledRules::compile(&[source], 5.0).expect("the fuzz rules compile"))
     });
-    let whole = run(rules, &input, false);
-    let split = run(rules, &input, true);
+    let mut rec = Recorder::default();
+    let whole = run(rules, &input, false, &mut rec);
+    let split = run(rules, &input, true, &mut Recorder::default());
     assert_eq!(whole, split, "{input:?}");
+    for &id in &whole.0.hits {
+        let _ = rules.locate(id, &rec.events, 1 << 20, Some(0.5));
+    }
 });

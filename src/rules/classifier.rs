@@ -40,14 +40,20 @@ impl ClassifierRules {
     /// Sets the band rule that the probability of `tokens` and the rules hit so far falls in
     /// (every other rule's hits are final by now: no rule reads the bands).
     pub fn set_hit(&self, tokens: &Tokenizer, hits: &mut HitSet) {
+        let p = self.probability(tokens, hits);
+        if let Some(&(id, _, _)) = self.bands.iter().find(|&&(_, lo, hi)| p >= lo && p < hi) {
+            hits.set(id);
+        }
+    }
+
+    /// The model's spam probability for the message's tokens with the rules in `hits` as
+    /// features.
+    pub fn probability(&self, tokens: &Tokenizer, hits: &HitSet) -> f64 {
         let extra = hits
             .iter()
             .filter_map(|id| self.rule_features.get(id.0 as usize).copied())
             .filter(|&f| f != 0);
-        let p = tokens.features().probability_with_all(extra);
-        if let Some(&(id, _, _)) = self.bands.iter().find(|&&(_, lo, hi)| p >= lo && p < hi) {
-            hits.set(id);
-        }
+        tokens.features().probability_with_all(extra)
     }
 }
 

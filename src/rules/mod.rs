@@ -18,6 +18,7 @@
 
 mod classifier;
 mod compile;
+mod explain;
 pub mod file;
 mod line;
 mod literal;
@@ -29,6 +30,7 @@ mod verdict;
 
 pub use classifier::CLASSIFIER_BANDS;
 pub use compile::{CompiledRules, DEFAULT_RULES};
+pub use explain::{Recorded, Recorder, Where};
 pub use file::{RuleError, RuleSource, RuleSpec, Target};
 pub use line::MAX_LINE_BYTES;
 pub use scan::{Envelope, Scan};

@@ -219,6 +219,13 @@ impl Scan {
         names.join(",")
     }
 
+    /// The classifier's spam probability from what the scan has seen so far (`None` without a
+    /// model): what its band rule (`CLASSIFIER_*`) was picked by.
+    pub fn probability(&self) -> Option<f64> {
+        let (c, t) = (self.rules.classifier.as_ref()?, self.tokens.as_ref()?);
+        Some(c.probability(t, &self.rule_hits()))
+    }
+
     /// Every rule hit so far, sub-rules included (for rule self-tests).
     pub(crate) fn all_hits(&self) -> HitSet {
         self.final_hits()

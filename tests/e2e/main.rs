@@ -11,6 +11,8 @@ mod peer;
 mod proxy;
 mod relay;
 mod reload;
+mod scan_cli;
 mod soak;
 mod spoofing;
+mod temp;
 mod tls;

@@ -1,0 +1,780 @@
+//! Where each rule hit, for `conbool scan`: the target it looked at and the text it matched.
+//!
+//! The scan itself keeps only which rules hit (a bit each), so that its cost does not grow with
+//! what it finds. Explaining a hit is done after the fact, offline, from the message's scan
+//! events ([`Recorder`]) and with the engine itself: each candidate place (one line of a part's
+//! text or of the raw body, one header field, one URL, one part) is fed alone to a fresh
+//! [`Scan`] of the same rules, and the first place where the rule hits on its own is where it
+//! hit. Only then is the rule's own matcher asked for the span inside that line or value (the
+//! leftmost phrase occurrence that satisfies the word edges, or the regex's leftmost match),
+//! so the place always agrees with the engine's decision. A hit that only happens across
+//! places (a phrase with a line break in it) is reported as not located.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use regex::bytes::RegexBuilder;
+
+use crate::message::{ScanEvent, ScanSink};
+use crate::rules::compile::CompiledRules;
+use crate::rules::file::{Matcher, Target};
+use crate::rules::phrase::is_word;
+use crate::rules::scan::Scan;
+use crate::rules::RuleId;
+
+/// Bytes of context shown on each side of a match.
+const CONTEXT_BYTES: usize = 30;
+/// Most bytes of a match shown (longer ones are cut, with `…`).
+const MAX_MATCH_BYTES: usize = 120;
+/// How deep meta rules' sub-rules are located.
+const MAX_META_DEPTH: usize = 4;
+
+/// A scan event, owned: a message's events, recorded to be fed again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// [`ScanEvent::Header`].
+    Header {
+        /// MIME depth (0 = message header).
+        depth: usize,
+        /// Field name.
+        name: Vec<u8>,
+        /// Decoded value.
+        value: Vec<u8>,
+    },
+    /// [`ScanEvent::HeaderEnd`].
+    HeaderEnd,
+    /// [`ScanEvent::PartStart`].
+    PartStart {
+        /// MIME depth.
+        depth: usize,
+        /// Lower-cased media type.
+        content_type: Vec<u8>,
+        /// File name, if any.
+        filename: Option<Vec<u8>>,
+    },
+    /// [`ScanEvent::Text`].
+    Text(Vec<u8>),
+    /// [`ScanEvent::RawBody`].
+    RawBody(Vec<u8>),
+    /// [`ScanEvent::Url`].
+    Url(Vec<u8>),
+}
+
+impl Recorded {
+    /// The event it records.
+    pub fn event(&self) -> ScanEvent<'_> {
+        match self {
+            Recorded::Header { depth, name, value } => ScanEvent::Header {
+                depth: *depth,
+                name,
+                value,
+            },
+            Recorded::HeaderEnd => ScanEvent::HeaderEnd,
+            Recorded::PartStart {
+                depth,
+                content_type,
+                filename,
+            } => ScanEvent::PartStart {
+                depth: *depth,
+                content_type,
+                filename: filename.as_deref(),
+            },
+            Recorded::Text(t) => ScanEvent::Text(t),
+            Recorded::RawBody(r) => ScanEvent::RawBody(r),
+            Recorded::Url(u) => ScanEvent::Url(u),
+        }
+    }
+}
+
+/// A [`ScanSink`] that keeps every event.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    /// The events, in order.
+    pub events: Vec<Recorded>,
+}
+
+impl ScanSink for Recorder {
+    fn event(&mut self, ev: ScanEvent<'_>) {
+        self.events.push(match ev {
+            ScanEvent::Header { depth, name, value } => Recorded::Header {
+                depth,
+                name: name.to_vec(),
+                value: value.to_vec(),
+            },
+            ScanEvent::HeaderEnd => Recorded::HeaderEnd,
+            ScanEvent::PartStart {
+                depth,
+                content_type,
+                filename,
+            } => Recorded::PartStart {
+                depth,
+                content_type: content_type.to_vec(),
+                filename: filename.map(<[u8]>::to_vec),
+            },
+            ScanEvent::Text(t) => Recorded::Text(t.to_vec()),
+            ScanEvent::RawBody(r) => Recorded::RawBody(r.to_vec()),
+            ScanEvent::Url(u) => Recorded::Url(u.to_vec()),
+        });
+    }
+}
+
+/// Where one rule hit.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Where {
+    /// What the rule looked at: `body`, `raw`, `header Subject`, `any_header`, `url`,
+    /// `attachment_name`, `size`, `meta`, `classifier`, ...
+    pub target: String,
+    /// The bytes of the message it matched (escaped: UTF-8 as it is, other bytes and control
+    /// characters as `\xNN`, `\r`, `\n`, `\t`; at most [`MAX_MATCH_BYTES`]).
+    pub matched: Option<String>,
+    /// The match with up to [`CONTEXT_BYTES`] of its line or value on each side (escaped), when
+    /// there is more to show than the match.
+    pub context: Option<String>,
+    /// What a rule that matches no text found: `absent`, a size, its expression, the
+    /// classifier's probability.
+    pub note: Option<String>,
+    /// For a meta rule: its sub-rules (named `__…`, never listed themselves) that hit, by name,
+    /// and where.
+    pub parts: Vec<(String, Where)>,
+}
+
+impl Where {
+    /// Whether a place was found (a hit made only across places is not located).
+    pub fn is_located(&self) -> bool {
+        self.matched.is_some() || self.note.is_some()
+    }
+
+    fn noted(target: String, note: String) -> Where {
+        Where {
+            target,
+            note: Some(note),
+            ..Where::default()
+        }
+    }
+}
+
+/// One place a rule may hit on its own: the events that set it up, what is there, and the
+/// events that follow it (the header end, after a header field).
+struct Place<'a> {
+    before: Vec<ScanEvent<'a>>,
+    what: What<'a>,
+    after: Vec<ScanEvent<'a>>,
+}
+
+/// What is at a [`Place`].
+enum What<'a> {
+    /// A line of a part's text (with its line end).
+    Text(Vec<u8>),
+    /// A line of the raw body.
+    Raw(Vec<u8>),
+    /// One event, and the text in it the rule's matcher looks at.
+    Event(ScanEvent<'a>, Cow<'a, [u8]>),
+}
+
+impl Place<'_> {
+    fn text(&self) -> &[u8] {
+        match &self.what {
+            What::Text(t) | What::Raw(t) => t,
+            What::Event(_, t) => t,
+        }
+    }
+
+    /// Whether rule `id` of `rules` hits when this place alone is scanned.
+    fn hits(&self, rules: &Arc<CompiledRules>, id: RuleId, size: u64) -> bool {
+        let mut scan = Scan::new(Arc::clone(rules));
+        for ev in &self.before {
+            scan.event(*ev);
+        }
+        scan.event(match &self.what {
+            What::Text(t) => ScanEvent::Text(t),
+            What::Raw(r) => ScanEvent::RawBody(r),
+            What::Event(ev, _) => *ev,
+        });
+        for ev in &self.after {
+            scan.event(*ev);
+        }
+        scan.finish(size);
+        scan.all_hits().get(id)
+    }
+}
+
+impl CompiledRules {
+    /// Where rule `id` hit in the message whose scan events are `events` (of `size` bytes);
+    /// `probability` is the classifier's, for its band rules. See the module docs.
+    pub fn locate(
+        self: &Arc<Self>,
+        id: RuleId,
+        events: &[Recorded],
+        size: u64,
+        probability: Option<f64>,
+    ) -> Where {
+        self.locate_at(id, events, size, probability, 0)
+    }
+
+    /// [`CompiledRules::locate`], `depth` meta rules down.
+    fn locate_at(
+        self: &Arc<Self>,
+        id: RuleId,
+        events: &[Recorded],
+        size: u64,
+        probability: Option<f64>,
+        depth: usize,
+    ) -> Where {
+        let Some(spec) = self.specs.get(id.0 as usize) else {
+            return Where::default();
+        };
+        let header = spec.header.as_deref().unwrap_or("");
+        let target = match spec.target {
+            Target::Header | Target::HeaderPresent | Target::HeaderAbsent => {
+                format!("header {header}")
+            }
+            t => target_name(t).to_string(),
+        };
+        match (spec.target, &spec.matcher) {
+            (Target::HeaderAbsent, _) => return Where::noted(target, "absent".into()),
+            (Target::Size, _) => return Where::noted(target, format!("{size} bytes")),
+            (Target::Meta, Matcher::Expr(e)) => {
+                let mut w = Where::noted(target, e.clone());
+                if depth < MAX_META_DEPTH {
+                    w.parts = self.hidden_parts(id, events, size, probability, depth);
+                }
+                return w;
+            }
+            (Target::Classifier, _) => {
+                let p = probability.map_or_else(|| "no model".into(), |p| format!("p = {p:.4}"));
+                return Where::noted(target, p);
+            }
+            (Target::MailFrom | Target::Rcpt | Target::Helo | Target::ClientIp, _) => {
+                return Where::noted(target, "the envelope".into());
+            }
+            _ => {}
+        }
+        for place in places(spec.target, header, events) {
+            if !place.hits(self, id, size) {
+                continue;
+            }
+            let text = content(place.text());
+            let (matched, context) = match span(&spec.matcher, text) {
+                Some((s, e)) => excerpt(text, s, e),
+                None => (escape(cut(text, MAX_MATCH_BYTES)), None),
+            };
+            return Where {
+                target,
+                matched: Some(matched),
+                context,
+                ..Where::default()
+            };
+        }
+        Where {
+            target,
+            ..Where::default()
+        }
+    }
+}
+
+impl CompiledRules {
+    /// The sub-rules of meta rule `id` that hit in `events`, located.
+    fn hidden_parts(
+        self: &Arc<Self>,
+        id: RuleId,
+        events: &[Recorded],
+        size: u64,
+        probability: Option<f64>,
+        depth: usize,
+    ) -> Vec<(String, Where)> {
+        let Some((_, expr)) = self.metas.iter().find(|(m, _)| *m == id) else {
+            return Vec::new();
+        };
+        let mut scan = Scan::new(Arc::clone(self));
+        for ev in events {
+            scan.event(ev.event());
+        }
+        let hits = scan.all_hits();
+        let mut subs = Vec::new();
+        expr.rules(&mut subs);
+        subs.sort_unstable();
+        subs.dedup();
+        subs.into_iter()
+            .filter(|&r| hits.get(r) && self.specs.get(r.0 as usize).is_some_and(|s| s.is_hidden()))
+            .map(|r| {
+                let place = self.locate_at(r, events, size, probability, depth + 1);
+                (self.name(r).to_string(), place)
+            })
+            .collect()
+    }
+}
+
+/// The name a rule file gives `target`.
+fn target_name(target: Target) -> &'static str {
+    match target {
+        Target::Body => "body",
+        Target::Raw => "raw",
+        Target::Header => "header",
+        Target::AnyHeader => "any_header",
+        Target::HeaderPresent => "header_present",
+        Target::HeaderAbsent => "header_absent",
+        Target::MailFrom => "mail_from",
+        Target::Rcpt => "rcpt",
+        Target::Helo => "helo",
+        Target::ClientIp => "client_ip",
+        Target::Url => "url",
+        Target::UrlHost => "url_host",
+        Target::AttachmentName => "attachment_name",
+        Target::ContentType => "content_type",
+        Target::Size => "size",
+        Target::Meta => "meta",
+        Target::Classifier => "classifier",
+    }
+}
+
+/// The places, in message order, where a rule of `target` may hit on its own.
+fn places<'a>(target: Target, header: &str, events: &'a [Recorded]) -> Vec<Place<'a>> {
+    let mut out = Vec::new();
+    let event = |before: Vec<ScanEvent<'a>>, ev: &'a Recorded, text: Cow<'a, [u8]>| Place {
+        before,
+        what: What::Event(ev.event(), text),
+        after: Vec::new(),
+    };
+    match target {
+        Target::Body => {
+            // A part's text is one stream (its pieces joined), cut into lines.
+            let mut part: Option<&Recorded> = None;
+            let mut text = Vec::new();
+            for ev in events.iter().chain(std::iter::once(&Recorded::HeaderEnd)) {
+                match ev {
+                    Recorded::Text(t) => text.extend_from_slice(t),
+                    Recorded::PartStart { .. } | Recorded::HeaderEnd => {
+                        if let Some(p) = part {
+                            for line in lines(&text) {
+                                out.push(Place {
+                                    before: vec![ScanEvent::HeaderEnd, p.event()],
+                                    what: What::Text(line.to_vec()),
+                                    after: Vec::new(),
+                                });
+                            }
+                        }
+                        text.clear();
+                        part = matches!(ev, Recorded::PartStart { .. }).then_some(ev);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Target::Raw => {
+            let raw: Vec<u8> = events
+                .iter()
+                .filter_map(|e| match e {
+                    Recorded::RawBody(r) => Some(r.as_slice()),
+                    _ => None,
+                })
+                .flatten()
+                .copied()
+                .collect();
+            for line in lines(&raw) {
+                out.push(Place {
+                    before: vec![ScanEvent::HeaderEnd],
+                    what: What::Raw(line.to_vec()),
+                    after: Vec::new(),
+                });
+            }
+        }
+        Target::Header | Target::HeaderPresent | Target::AnyHeader => {
+            for ev in events {
+                if let Recorded::Header {
+                    depth: 0,
+                    name,
+                    value,
+                } = ev
+                {
+                    if target == Target::AnyHeader || name.eq_ignore_ascii_case(header.as_bytes()) {
+                        // `any_header` matches `Name: value`; header lines are matched when the
+                        // header block ends.
+                        let text = if target == Target::AnyHeader {
+                            Cow::Owned([name.as_slice(), b": ", value].concat())
+                        } else {
+                            Cow::Borrowed(value.as_slice())
+                        };
+                        let mut p = event(Vec::new(), ev, text);
+                        p.after.push(ScanEvent::HeaderEnd);
+                        out.push(p);
+                    }
+                }
+            }
+        }
+        Target::Url | Target::UrlHost => {
+            for ev in events {
+                if let Recorded::Url(u) = ev {
+                    out.push(event(vec![ScanEvent::HeaderEnd], ev, Cow::Borrowed(u)));
+                }
+            }
+        }
+        Target::AttachmentName | Target::ContentType => {
+            for ev in events {
+                if let Recorded::PartStart {
+                    content_type,
+                    filename,
+                    ..
+                } = ev
+                {
+                    let text = match (target, filename) {
+                        (Target::ContentType, _) => content_type.as_slice(),
+                        (_, Some(name)) => name.as_slice(),
+                        (_, None) => continue,
+                    };
+                    out.push(event(vec![ScanEvent::HeaderEnd], ev, Cow::Borrowed(text)));
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The lines of `text`, each with its line end.
+fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    text.split_inclusive(|&b| b == b'\n')
+}
+
+/// Where in `text` (a line without its line end, or a value) the matcher matches: the leftmost
+/// phrase occurrence that satisfies the word edges, or the regex's leftmost match; `None` for
+/// other matchers or when neither is found (the whole text is shown then).
+fn span(matcher: &Matcher, text: &[u8]) -> Option<(usize, usize)> {
+    match matcher {
+        Matcher::Phrases {
+            phrases,
+            word_bounded,
+        } => {
+            let lower = text.to_ascii_lowercase();
+            phrases
+                .iter()
+                .filter_map(|p| {
+                    let p = p.to_ascii_lowercase();
+                    memchr::memmem::find_iter(&lower, p.as_bytes())
+                        .find(|&s| {
+                            let e = s + p.len();
+                            !word_bounded
+                                || (!s
+                                    .checked_sub(1)
+                                    .and_then(|b| lower.get(b))
+                                    .is_some_and(|&b| is_word(b))
+                                    && !lower.get(e).is_some_and(|&b| is_word(b)))
+                        })
+                        .map(|s| (s, s + p.len()))
+                })
+                .min()
+        }
+        Matcher::Regex(p) => RegexBuilder::new(p)
+            .unicode(false)
+            .multi_line(true)
+            .crlf(true)
+            .build()
+            .ok()?
+            .find(text)
+            .map(|m| (m.start(), m.end())),
+        _ => None,
+    }
+}
+
+/// The match `text[s..e]` (escaped), and the match with its context when there is some.
+fn excerpt(text: &[u8], s: usize, e: usize) -> (String, Option<String>) {
+    let from = s.saturating_sub(CONTEXT_BYTES);
+    let to = (e + CONTEXT_BYTES).min(text.len());
+    let matched = cut(text.get(s..e).unwrap_or(&[]), MAX_MATCH_BYTES);
+    let before = text.get(from..s).unwrap_or(&[]);
+    let after = text.get(e..to).unwrap_or(&[]);
+    if before.is_empty() && after.is_empty() {
+        return (escape(matched), None);
+    }
+    let mut context = String::new();
+    if from > 0 {
+        context.push('…');
+    }
+    context.push_str(&escape(before));
+    context.push_str(&escape(matched));
+    if matched.len() < e - s {
+        context.push('…');
+    }
+    context.push_str(&escape(after));
+    if to < text.len() {
+        context.push('…');
+    }
+    (escape(matched), Some(context))
+}
+
+/// A line without its line end (`\n`, and a `\r` before it).
+fn content(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// At most `max` bytes of `b`.
+fn cut(b: &[u8], max: usize) -> &[u8] {
+    b.get(..max).unwrap_or(b)
+}
+
+/// `b` as text: UTF-8 where it is, control characters and other bytes as `\xNN` (line ends as
+/// `\r` and `\n`).
+fn escape(b: &[u8]) -> String {
+    let mut out = String::with_capacity(b.len());
+    for chunk in b.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\r' => out.push_str("\\r"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::RuleSource;
+
+    const RULES: &str = r#"
+[[rule]]
+name = "FREE"
+description = "word-bounded phrase"
+score = 1.0
+target = "body"
+phrases = ["free"]
+word_bounded = true
+[[rule]]
+name = "TOTAL"
+description = "line regex"
+score = 2.0
+target = "body"
+regex = '(?i)total:\s*\$\d+'
+[[rule]]
+name = "QP"
+description = "raw phrase"
+score = 0.5
+target = "raw"
+phrases = ["=3D"]
+[[rule]]
+name = "SUBJ"
+description = "subject regex"
+score = 1.5
+target = "header"
+header = "Subject"
+regex = 'WIN+'
+[[rule]]
+name = "MAILER"
+description = "any header"
+score = 0.5
+target = "any_header"
+regex = '(?i)^x-mailer:\s*bulk'
+[[rule]]
+name = "NO_DATE"
+description = "absent"
+score = 0.25
+target = "header_absent"
+header = "Date"
+[[rule]]
+name = "HAS_LIST"
+description = "present"
+score = 0.1
+target = "header_present"
+header = "List-Id"
+[[rule]]
+name = "BIG"
+description = "size"
+score = 0.1
+target = "size"
+min_bytes = 100
+[[rule]]
+name = "HOST"
+description = "host"
+score = 1.0
+target = "url_host"
+domains = ["bit.ly"]
+[[rule]]
+name = "EXE"
+description = "attachment"
+score = 4.0
+target = "attachment_name"
+globs = ["*.exe"]
+[[rule]]
+name = "__HTML"
+description = "an HTML part"
+score = 0.0
+target = "content_type"
+globs = ["text/html"]
+[[rule]]
+name = "M"
+description = "meta"
+score = 3.0
+target = "meta"
+expr = "FREE && __HTML"
+"#;
+
+    fn header(name: &str, value: &str) -> Recorded {
+        Recorded::Header {
+            depth: 0,
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    fn part(content_type: &str, filename: Option<&str>) -> Recorded {
+        Recorded::PartStart {
+            depth: 1,
+            content_type: content_type.into(),
+            filename: filename.map(Into::into),
+        }
+    }
+
+    /// A message's events: the text and the raw body arrive cut in the middle of lines.
+    fn events() -> Vec<Recorded> {
+        vec![
+            header("Subject", "you WINNN today"),
+            header("X-Mailer", "Bulk Sender 2.0"),
+            header("List-Id", "<news.example.com>"),
+            Recorded::HeaderEnd,
+            part("text/plain", None),
+            Recorded::Text(b"Hello,\r\nthe carefree days are here: ".to_vec()),
+            Recorded::Text(b"all FREE for you.\r\nTotal: $12".to_vec()),
+            Recorded::Text(b"0\r\nBye\r\n".to_vec()),
+            Recorded::RawBody(b"Hello,\r\nsee <a href=3D\"x\">\r\n".to_vec()),
+            part("text/html", None),
+            Recorded::Text(b"html text\r\n".to_vec()),
+            Recorded::Url(b"https://bit.ly/abc".to_vec()),
+            part("application/octet-stream", Some("invoice.pdf.exe")),
+        ]
+    }
+
+    fn locate_all() -> Vec<(String, Where)> {
+        let source = RuleSource {
+            origin: "t".into(),
+            text: RULES.into(),
+        };
+        let rules = Arc::new(CompiledRules::compile(&[source], 5.0).expect("compiles"));
+        let events = events();
+        let mut scan = Scan::new(Arc::clone(&rules));
+        for ev in &events {
+            scan.event(ev.event());
+        }
+        scan.finish(4321);
+        scan.verdict()
+            .hits
+            .iter()
+            .map(|&id| {
+                let w = rules.locate(id, &events, 4321, None);
+                (rules.name(id).to_string(), w)
+            })
+            .collect()
+    }
+
+    /// What [`Where`] says: the match and its context.
+    type Said = (Option<String>, Option<String>);
+
+    fn text(m: &str, c: Option<&str>) -> Said {
+        (Some(m.to_string()), c.map(str::to_string))
+    }
+
+    #[test]
+    fn every_hit_has_its_place() {
+        let all = locate_all();
+        let got = |name: &str| {
+            all.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, w)| w.clone())
+                .unwrap_or_else(|| panic!("{name} did not hit: {all:?}"))
+        };
+        let rows: &[(&str, &str, Said, Option<&str>)] = &[
+            // `carefree` is not the word: the match is the next `FREE`, as written.
+            (
+                "FREE",
+                "body",
+                text("FREE", Some("…e carefree days are here: all FREE for you.")),
+                None,
+            ),
+            // The line arrived in two events; the regex's match is found in the line.
+            ("TOTAL", "body", text("Total: $120", None), None),
+            ("QP", "raw", text("=3D", Some("see <a href=3D\"x\">")), None),
+            (
+                "SUBJ",
+                "header Subject",
+                text("WINNN", Some("you WINNN today")),
+                None,
+            ),
+            (
+                "MAILER",
+                "any_header",
+                text("X-Mailer: Bulk", Some("X-Mailer: Bulk Sender 2.0")),
+                None,
+            ),
+            ("NO_DATE", "header Date", (None, None), Some("absent")),
+            (
+                "HAS_LIST",
+                "header List-Id",
+                text("<news.example.com>", None),
+                None,
+            ),
+            ("BIG", "size", (None, None), Some("4321 bytes")),
+            ("HOST", "url_host", text("https://bit.ly/abc", None), None),
+            (
+                "EXE",
+                "attachment_name",
+                text("invoice.pdf.exe", None),
+                None,
+            ),
+            ("M", "meta", (None, None), Some("FREE && __HTML")),
+        ];
+        for (name, target, (matched, context), note) in rows {
+            let w = got(name);
+            assert_eq!(w.target, *target, "{name}");
+            assert_eq!((&w.matched, &w.context), (matched, context), "{name}");
+            assert_eq!(w.note.as_deref(), *note, "{name}");
+            assert!(w.is_located(), "{name}");
+        }
+        assert_eq!(all.len(), rows.len(), "{all:?}");
+        // The meta rule's hidden sub-rule, with its place.
+        let m = got("M");
+        assert_eq!(m.parts.len(), 1, "{m:?}");
+        assert_eq!(m.parts[0].0, "__HTML");
+        assert_eq!(m.parts[0].1.matched.as_deref(), Some("text/html"));
+    }
+
+    #[test]
+    fn a_hit_made_across_places_is_not_located() {
+        // A phrase holding a line break hits the stream, never one line alone.
+        let source = RuleSource {
+            origin: "t".into(),
+            text: "[[rule]]\nname = \"SPLIT\"\ndescription = \"d\"\nscore = 1.0\ntarget = \"raw\"\nphrases = [\"end\\r\\nstart\"]\n".into(),
+        };
+        let rules = Arc::new(CompiledRules::compile(&[source], 5.0).expect("compiles"));
+        let events = vec![
+            Recorded::HeaderEnd,
+            Recorded::RawBody(b"the end\r\nstart again\r\n".to_vec()),
+        ];
+        let mut scan = Scan::new(Arc::clone(&rules));
+        for ev in &events {
+            scan.event(ev.event());
+        }
+        scan.finish(100);
+        let id = rules.find("SPLIT").expect("rule");
+        assert!(scan.verdict().hits.contains(&id), "the stream has it");
+        let w = rules.locate(id, &events, 100, None);
+        assert!(!w.is_located(), "{w:?}");
+        assert_eq!(w.target, "raw");
+    }
+
+    #[test]
+    fn escapes_what_is_not_text() {
+        assert_eq!(
+            escape(b"a\tb\r\n\x01\xff\xc3\xa9"),
+            "a\\tb\\r\\n\\x01\\xffé"
+        );
+        let (m, c) = excerpt(&[b'x'; 100], 40, 45);
+        assert_eq!(m, "xxxxx");
+        assert_eq!(c.as_deref(), Some(format!("…{}…", "x".repeat(65)).as_str()));
+    }
+}

@@ -1,0 +1,100 @@
+//! `conbool scan` as an operator runs it: the binary on message files, with the built-in rules
+//! and with a model trained by `conbool train`, saying where each rule hit.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::temp::TempDir;
+
+fn conbool(args: &[&str], dir: &TempDir, stdin: Option<&[u8]>) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_conbool"))
+        .args(args)
+        .current_dir(&dir.0)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("conbool");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.unwrap_or_default()).expect("stdin");
+    drop(input);
+    let out = child.wait_with_output().expect("runs");
+    assert!(
+        out.status.success(),
+        "conbool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+fn ham(i: usize) -> String {
+    format!(
+        "From: a{i}@example.com\r\nTo: b@example.org\r\nSubject: lunch {i}\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <{i}@example.com>\r\n\r\nSee you at noon, the meeting notes are attached.\r\n"
+    )
+}
+
+fn spam(i: usize) -> String {
+    format!(
+        "From: win{i}@lottery.example\r\nTo: b@example.org\r\nSubject: You have won {i}\r\n\r\nDear friend,\r\nClaim your prize now, click here: http://bit.ly/x{i}\r\n"
+    )
+}
+
+#[test]
+fn scan_says_where_each_rule_hit() {
+    let dir = TempDir::new("scan-where");
+    dir.write("spam.eml", &spam(1));
+    let out = conbool(&["scan", "spam.eml"], &dir, None);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("spam.eml: YES "), "{out}");
+    for want in [
+        "  MISSING_DATE +0.5 header Date: absent",
+        "  MISSING_DATE_AND_MESSAGE_ID +0.5 meta: MISSING_DATE && MISSING_MESSAGE_ID",
+        "  URL_SHORTENER +0.5 url_host: \"http://bit.ly/x1\"",
+        "  CLICK_HERE +1.2 body: \"click here\" in \"Claim your prize now, click here: http://bit.ly/x1\"",
+    ] {
+        assert!(lines.contains(&want), "{want:?} in\n{out}");
+    }
+    // The same from standard input, as JSON: one line per file, each hit with its place.
+    let json = conbool(&["scan", "--json", "-"], &dir, Some(spam(1).as_bytes()));
+    assert_eq!(json.lines().count(), 1, "{json}");
+    assert!(
+        json.contains(r#"{"rule":"CLICK_HERE","score":1.2,"target":"body","match":"click here","context":"Claim your prize now, click here: http://bit.ly/x1"}"#),
+        "{json}"
+    );
+}
+
+#[test]
+fn scan_with_a_model_gives_the_classifier_probability() {
+    let dir = TempDir::new("scan-model");
+    let mut labels = String::from("path\tlabel\tsource\n");
+    for i in 0..6 {
+        dir.write(&format!("ham{i}.eml"), &ham(i));
+        dir.write(&format!("spam{i}.eml"), &spam(i));
+        labels.push_str(&format!("ham{i}.eml\tham\tt\nspam{i}.eml\tspam\tt\n"));
+    }
+    dir.write("labels.tsv", &labels);
+    conbool(
+        &["train", "--labels", "labels.tsv", "--out", "t.model"],
+        &dir,
+        None,
+    );
+    let out = conbool(
+        &["scan", "--model", "t.model", "spam1.eml", "ham1.eml"],
+        &dir,
+        None,
+    );
+    let band = |prefix: &str| {
+        out.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{prefix:?} in\n{out}"))
+            .to_string()
+    };
+    assert!(
+        band("  CLASSIFIER_99 +5.0 classifier: p = ").len() > 36,
+        "{out}"
+    );
+    assert!(
+        band("  CLASSIFIER_01 -4.0 classifier: p = ").len() > 36,
+        "{out}"
+    );
+}
