@@ -153,51 +153,6 @@ impl Where {
     }
 }
 
-/// One place a rule may hit on its own: the events that set it up, what is there, and the
-/// events that follow it (the header end, after a header field).
-struct Place<'a> {
-    before: Vec<ScanEvent<'a>>,
-    what: What<'a>,
-    after: Vec<ScanEvent<'a>>,
-}
-
-/// What is at a [`Place`].
-enum What<'a> {
-    /// A line of a part's text (with its line end).
-    Text(Vec<u8>),
-    /// A line of the raw body.
-    Raw(Vec<u8>),
-    /// One event, and the text in it the rule's matcher looks at.
-    Event(ScanEvent<'a>, Cow<'a, [u8]>),
-}
-
-impl Place<'_> {
-    fn text(&self) -> &[u8] {
-        match &self.what {
-            What::Text(t) | What::Raw(t) => t,
-            What::Event(_, t) => t,
-        }
-    }
-
-    /// Whether rule `id` of `rules` hits when this place alone is scanned.
-    fn hits(&self, rules: &Arc<CompiledRules>, id: RuleId, size: u64) -> bool {
-        let mut scan = Scan::new(Arc::clone(rules));
-        for ev in &self.before {
-            scan.event(*ev);
-        }
-        scan.event(match &self.what {
-            What::Text(t) => ScanEvent::Text(t),
-            What::Raw(r) => ScanEvent::RawBody(r),
-            What::Event(ev, _) => *ev,
-        });
-        for ev in &self.after {
-            scan.event(*ev);
-        }
-        scan.finish(size);
-        scan.all_hits().get(id)
-    }
-}
-
 impl CompiledRules {
     /// Where rule `id` hit in the message whose scan events are `events` (of `size` bytes);
     /// `probability` is the classifier's, for its band rules. See the module docs.
@@ -249,30 +204,34 @@ impl CompiledRules {
             }
             _ => {}
         }
-        for place in places(spec.target, header, events) {
-            if !place.hits(self, id, size) {
-                continue;
-            }
-            let text = content(place.text());
-            let (matched, context) = match span(&spec.matcher, text) {
-                Some((s, e)) => excerpt(text, s, e),
-                None => (escape(cut(text, MAX_MATCH_BYTES)), None),
+        let hits_alone =
+            |before: &[ScanEvent<'_>], what: ScanEvent<'_>, after: &[ScanEvent<'_>]| {
+                let mut scan = Scan::new(Arc::clone(self));
+                for &ev in before.iter().chain([&what]).chain(after) {
+                    scan.event(ev);
+                }
+                scan.finish(size);
+                scan.all_hits().get(id)
             };
+        let Some(text) = first_place(spec.target, header, events, hits_alone) else {
             return Where {
                 target,
-                matched: Some(matched),
-                context,
                 ..Where::default()
             };
-        }
+        };
+        let text = content(&text);
+        let (matched, context) = match span(&spec.matcher, text) {
+            Some((s, e)) => excerpt(text, s, e),
+            None => (escape(cut(text, MAX_MATCH_BYTES)), None),
+        };
         Where {
             target,
+            matched: Some(matched),
+            context,
             ..Where::default()
         }
     }
-}
 
-impl CompiledRules {
     /// The sub-rules of meta rule `id` that hit in `events`, located.
     fn hidden_parts(
         self: &Arc<Self>,
@@ -327,17 +286,21 @@ fn target_name(target: Target) -> &'static str {
     }
 }
 
-/// The places, in message order, where a rule of `target` may hit on its own.
-fn places<'a>(target: Target, header: &str, events: &'a [Recorded]) -> Vec<Place<'a>> {
-    let mut out = Vec::new();
-    let event = |before: Vec<ScanEvent<'a>>, ev: &'a Recorded, text: Cow<'a, [u8]>| Place {
-        before,
-        what: What::Event(ev.event(), text),
-        after: Vec::new(),
-    };
+/// The text of the first place, in message order, where a rule of `target` hits on its own:
+/// `hits_alone(before, event, after)` scans one place's event with the events that set it up
+/// and those that follow it. The places: each line of a part's text (a part's text is one
+/// stream: its pieces joined, then cut into lines that keep their line ends), each line of the
+/// raw body, each top-level header field (its value; `Name: value` for `any_header`), URL and
+/// part (its file name or media type).
+fn first_place<'a>(
+    target: Target,
+    header: &str,
+    events: &'a [Recorded],
+    hits_alone: impl Fn(&[ScanEvent<'_>], ScanEvent<'_>, &[ScanEvent<'_>]) -> bool,
+) -> Option<Cow<'a, [u8]>> {
+    let after_header = [ScanEvent::HeaderEnd];
     match target {
         Target::Body => {
-            // A part's text is one stream (its pieces joined), cut into lines.
             let mut part: Option<&Recorded> = None;
             let mut text = Vec::new();
             for ev in events.iter().chain(std::iter::once(&Recorded::HeaderEnd)) {
@@ -345,12 +308,11 @@ fn places<'a>(target: Target, header: &str, events: &'a [Recorded]) -> Vec<Place
                     Recorded::Text(t) => text.extend_from_slice(t),
                     Recorded::PartStart { .. } | Recorded::HeaderEnd => {
                         if let Some(p) = part {
-                            for line in lines(&text) {
-                                out.push(Place {
-                                    before: vec![ScanEvent::HeaderEnd, p.event()],
-                                    what: What::Text(line.to_vec()),
-                                    after: Vec::new(),
-                                });
+                            let before = [ScanEvent::HeaderEnd, p.event()];
+                            if let Some(line) =
+                                lines(&text).find(|l| hits_alone(&before, ScanEvent::Text(l), &[]))
+                            {
+                                return Some(Cow::Owned(line.to_vec()));
                             }
                         }
                         text.clear();
@@ -359,6 +321,7 @@ fn places<'a>(target: Target, header: &str, events: &'a [Recorded]) -> Vec<Place
                     _ => {}
                 }
             }
+            None
         }
         Target::Raw => {
             let raw: Vec<u8> = events
@@ -370,64 +333,58 @@ fn places<'a>(target: Target, header: &str, events: &'a [Recorded]) -> Vec<Place
                 .flatten()
                 .copied()
                 .collect();
-            for line in lines(&raw) {
-                out.push(Place {
-                    before: vec![ScanEvent::HeaderEnd],
-                    what: What::Raw(line.to_vec()),
-                    after: Vec::new(),
-                });
-            }
+            let line = lines(&raw).find(|l| hits_alone(&after_header, ScanEvent::RawBody(l), &[]));
+            line.map(|l| Cow::Owned(l.to_vec()))
         }
         Target::Header | Target::HeaderPresent | Target::AnyHeader => {
-            for ev in events {
-                if let Recorded::Header {
+            events.iter().find_map(|ev| {
+                let Recorded::Header {
                     depth: 0,
                     name,
                     value,
                 } = ev
-                {
-                    if target == Target::AnyHeader || name.eq_ignore_ascii_case(header.as_bytes()) {
-                        // `any_header` matches `Name: value`; header lines are matched when the
-                        // header block ends.
-                        let text = if target == Target::AnyHeader {
-                            Cow::Owned([name.as_slice(), b": ", value].concat())
-                        } else {
-                            Cow::Borrowed(value.as_slice())
-                        };
-                        let mut p = event(Vec::new(), ev, text);
-                        p.after.push(ScanEvent::HeaderEnd);
-                        out.push(p);
-                    }
+                else {
+                    return None;
+                };
+                let any = target == Target::AnyHeader;
+                if !any && !name.eq_ignore_ascii_case(header.as_bytes()) {
+                    return None;
                 }
-            }
-        }
-        Target::Url | Target::UrlHost => {
-            for ev in events {
-                if let Recorded::Url(u) = ev {
-                    out.push(event(vec![ScanEvent::HeaderEnd], ev, Cow::Borrowed(u)));
+                // Header lines are matched when the header block ends.
+                if !hits_alone(&[], ev.event(), &after_header) {
+                    return None;
                 }
-            }
+                Some(if any {
+                    Cow::Owned([name.as_slice(), b": ", value].concat())
+                } else {
+                    Cow::Borrowed(value.as_slice())
+                })
+            })
         }
-        Target::AttachmentName | Target::ContentType => {
-            for ev in events {
-                if let Recorded::PartStart {
-                    content_type,
-                    filename,
-                    ..
-                } = ev
-                {
-                    let text = match (target, filename) {
-                        (Target::ContentType, _) => content_type.as_slice(),
-                        (_, Some(name)) => name.as_slice(),
-                        (_, None) => continue,
-                    };
-                    out.push(event(vec![ScanEvent::HeaderEnd], ev, Cow::Borrowed(text)));
-                }
+        Target::Url | Target::UrlHost => events.iter().find_map(|ev| match ev {
+            Recorded::Url(u) if hits_alone(&after_header, ev.event(), &[]) => {
+                Some(Cow::Borrowed(u.as_slice()))
             }
-        }
-        _ => {}
+            _ => None,
+        }),
+        Target::AttachmentName | Target::ContentType => events.iter().find_map(|ev| {
+            let Recorded::PartStart {
+                content_type,
+                filename,
+                ..
+            } = ev
+            else {
+                return None;
+            };
+            let text = match (target, filename) {
+                (Target::ContentType, _) => content_type,
+                (_, Some(name)) => name,
+                (_, None) => return None,
+            };
+            hits_alone(&after_header, ev.event(), &[]).then_some(Cow::Borrowed(text.as_slice()))
+        }),
+        _ => None,
     }
-    out
 }
 
 /// The lines of `text`, each with its line end.
