@@ -25,7 +25,8 @@ use corpus::{corpus_dir, labelled_sample};
 
 #[path = "common/events.rs"]
 mod events;
-use events::{pipeline_events, replay, Ev};
+use conbool::message::Recorded;
+use events::{pipeline_events, replay};
 
 /// Labelled messages (bytes, spam): every 8th of the shared corpus, or generated ones.
 fn messages() -> Vec<(Vec<u8>, bool)> {
@@ -76,7 +77,7 @@ fn bench(c: &mut Criterion) {
             .with_model(model)
             .expect("attaches"),
     );
-    let evs: Vec<Vec<Ev>> = msgs
+    let evs: Vec<Vec<Recorded>> = msgs
         .iter()
         .map(|(m, _)| pipeline_events(m).unwrap_or_default())
         .collect();

@@ -24,7 +24,8 @@ mod corpus;
 
 #[path = "common/events.rs"]
 mod events;
-use events::{replay, Ev};
+use conbool::message::Recorded;
+use events::replay;
 
 #[path = "common/rule_sets.rs"]
 mod rule_sets;
@@ -33,7 +34,7 @@ use rule_sets::{events, messages, sets};
 fn bench(c: &mut Criterion) {
     let msgs = messages();
     let bytes: u64 = msgs.iter().map(|m| m.len() as u64).sum();
-    let evs: Vec<Vec<Ev>> = msgs.iter().map(|m| events(m)).collect();
+    let evs: Vec<Vec<Recorded>> = msgs.iter().map(|m| events(m)).collect();
     let sets = sets();
     eprintln!(
         "{} messages, {} bytes; default {} rules, big {} rules",
@@ -46,12 +47,12 @@ fn bench(c: &mut Criterion) {
     let mut sizes = [0usize; 6];
     for ev in evs.iter().flatten() {
         let (k, n) = match ev {
-            Ev::Header(_, n, v) => (0, n.len() + v.len()),
-            Ev::HeaderEnd => (1, 0),
-            Ev::PartStart(_, c, _) => (2, c.len()),
-            Ev::Text(t) => (3, t.len()),
-            Ev::RawBody(r) => (4, r.len()),
-            Ev::Url(u) => (5, u.len()),
+            Recorded::Header { name, value, .. } => (0, name.len() + value.len()),
+            Recorded::HeaderEnd => (1, 0),
+            Recorded::PartStart { content_type, .. } => (2, content_type.len()),
+            Recorded::Text(t) => (3, t.len()),
+            Recorded::RawBody(r) => (4, r.len()),
+            Recorded::Url(u) => (5, u.len()),
         };
         counts[k] += 1;
         sizes[k] += n;

@@ -41,14 +41,15 @@ mod corpus;
 #[path = "../benches/common/events.rs"]
 #[allow(dead_code)]
 mod events;
-use events::{replay, Ev};
+use conbool::message::Recorded;
+use events::replay;
 
 #[path = "../benches/common/rule_sets.rs"]
 mod rule_sets;
 
 /// One scan of every message; returns how many were spam (so nothing is optimised away).
 #[inline(never)]
-fn scan_all(rules: &Arc<CompiledRules>, evs: &[Vec<Ev>], sizes: &[u64]) -> usize {
+fn scan_all(rules: &Arc<CompiledRules>, evs: &[Vec<Recorded>], sizes: &[u64]) -> usize {
     let mut spam = 0;
     for (ev, &size) in evs.iter().zip(sizes) {
         let mut scan = Scan::new(Arc::clone(rules));
@@ -61,7 +62,7 @@ fn scan_all(rules: &Arc<CompiledRules>, evs: &[Vec<Ev>], sizes: &[u64]) -> usize
 
 /// `n` scans of every message (the part callgrind counts).
 #[inline(never)]
-fn passes(rules: &Arc<CompiledRules>, evs: &[Vec<Ev>], sizes: &[u64], n: usize) -> usize {
+fn passes(rules: &Arc<CompiledRules>, evs: &[Vec<Recorded>], sizes: &[u64], n: usize) -> usize {
     (0..n).map(|_| scan_all(rules, evs, sizes)).sum()
 }
 
@@ -112,7 +113,7 @@ fn main() {
 }
 
 /// The bench's messages, their sizes and their scan events.
-fn corpus() -> (Vec<Vec<u8>>, Vec<u64>, Vec<Vec<Ev>>) {
+fn corpus() -> (Vec<Vec<u8>>, Vec<u64>, Vec<Vec<Recorded>>) {
     let msgs = rule_sets::messages();
     let sizes = msgs.iter().map(|m| m.len() as u64).collect();
     let evs = msgs.iter().map(|m| rule_sets::events(m)).collect();
@@ -198,7 +199,7 @@ fn teddy(rounds: usize, needles: Vec<String>) {
         .iter()
         .flatten()
         .filter_map(|e| match e {
-            Ev::Text(t) => Some(t.as_slice()),
+            Recorded::Text(t) => Some(t.as_slice()),
             _ => None,
         })
         .flatten()
@@ -252,18 +253,21 @@ fn digest(want: &str) {
     let mut all = std::collections::hash_map::DefaultHasher::new();
     let mut n = 0usize;
     for (ev, &size) in evs.iter().zip(&sizes) {
-        let hits_of = |events: &[Ev]| -> Vec<u32> {
+        let hits_of = |events: &[Recorded]| -> Vec<u32> {
             let mut scan = Scan::new(Arc::clone(&rules));
             replay(events, &mut scan);
             scan.finish(size);
             scan.verdict().hits.iter().map(|r| r.0).collect()
         };
         let hits = hits_of(ev);
-        let cut: Vec<Ev> = ev
+        let cut: Vec<Recorded> = ev
             .iter()
             .flat_map(|e| match e {
-                Ev::Text(t) => t.chunks(1000).map(|c| Ev::Text(c.to_vec())).collect(),
-                Ev::RawBody(r) => r.chunks(1000).map(|c| Ev::RawBody(c.to_vec())).collect(),
+                Recorded::Text(t) => t.chunks(1000).map(|c| Recorded::Text(c.to_vec())).collect(),
+                Recorded::RawBody(r) => r
+                    .chunks(1000)
+                    .map(|c| Recorded::RawBody(c.to_vec()))
+                    .collect(),
                 other => vec![other.clone()],
             })
             .collect();

@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
-use conbool::message::{ScanEvent, ScanSink};
+use conbool::message::{Recorded, Recorder, ScanEvent, ScanSink};
 use conbool::rules::{CompiledRules, RuleSource, DEFAULT_RULES};
 use conbool::smtp::encode::canonical_crlf;
 
 use crate::corpus::{corpus_dir, labelled_sample};
-use crate::events::{pipeline_events, Ev, Recorder};
+use crate::events::pipeline_events;
 
 /// Messages as bytes: every 8th labelled message, or generated ones.
 pub fn messages() -> Vec<Vec<u8>> {
@@ -40,11 +40,11 @@ pub fn messages() -> Vec<Vec<u8>> {
 
 /// Events for one message, from the message pipeline (as the relay makes them), or made
 /// without it when it refuses the message.
-pub fn events(msg: &[u8]) -> Vec<Ev> {
+pub fn events(msg: &[u8]) -> Vec<Recorded> {
     pipeline_events(msg).unwrap_or_else(|| {
-        let mut rec = Recorder(Vec::new());
+        let mut rec = Recorder::default();
         naive_events(&canonical_crlf(msg), &mut rec);
-        rec.0
+        rec.events
     })
 }
 

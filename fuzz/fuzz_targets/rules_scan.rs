@@ -7,8 +7,8 @@
 use std::sync::{Arc, OnceLock};
 
 use arbitrary::Arbitrary;
-use conbool::message::{ScanEvent, ScanSink};
-use conbool::rules::{CompiledRules, Envelope, Recorder, RuleSource, Scan, Verdict, DEFAULT_RULES};
+use conbool::message::{Recorder, ScanEvent, ScanSink};
+use conbool::rules::{CompiledRules, Envelope, RuleSource, Scan, Verdict, DEFAULT_RULES};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]

@@ -19,8 +19,8 @@ use bytes::Bytes;
 
 use crate::classify::Model;
 use crate::config::{Config, Spam};
-use crate::message::{feed_whole, MessageLimits, ScanSink};
-use crate::rules::{CompiledRules, Recorder, RuleSource, Scan, Where};
+use crate::message::{feed_whole, MessageLimits, Recorder, ScanSink};
+use crate::rules::{CompiledRules, RuleSource, Scan, Where};
 use crate::smtp::encode::canonical_crlf;
 
 /// Deepest MIME nesting walked (as the relay).

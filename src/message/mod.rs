@@ -109,6 +109,95 @@ pub trait ScanSink {
     fn event(&mut self, ev: ScanEvent<'_>);
 }
 
+/// A scan event, owned: a message's events, recorded to be fed again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// [`ScanEvent::Header`].
+    Header {
+        /// MIME depth (0 = message header).
+        depth: usize,
+        /// Field name.
+        name: Vec<u8>,
+        /// Decoded value.
+        value: Vec<u8>,
+    },
+    /// [`ScanEvent::HeaderEnd`].
+    HeaderEnd,
+    /// [`ScanEvent::PartStart`].
+    PartStart {
+        /// MIME depth.
+        depth: usize,
+        /// Lower-cased media type.
+        content_type: Vec<u8>,
+        /// File name, if any.
+        filename: Option<Vec<u8>>,
+    },
+    /// [`ScanEvent::Text`].
+    Text(Vec<u8>),
+    /// [`ScanEvent::RawBody`].
+    RawBody(Vec<u8>),
+    /// [`ScanEvent::Url`].
+    Url(Vec<u8>),
+}
+
+impl Recorded {
+    /// The event it records.
+    pub fn event(&self) -> ScanEvent<'_> {
+        match self {
+            Recorded::Header { depth, name, value } => ScanEvent::Header {
+                depth: *depth,
+                name,
+                value,
+            },
+            Recorded::HeaderEnd => ScanEvent::HeaderEnd,
+            Recorded::PartStart {
+                depth,
+                content_type,
+                filename,
+            } => ScanEvent::PartStart {
+                depth: *depth,
+                content_type,
+                filename: filename.as_deref(),
+            },
+            Recorded::Text(t) => ScanEvent::Text(t),
+            Recorded::RawBody(r) => ScanEvent::RawBody(r),
+            Recorded::Url(u) => ScanEvent::Url(u),
+        }
+    }
+}
+
+/// A [`ScanSink`] that keeps every event.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    /// The events, in order.
+    pub events: Vec<Recorded>,
+}
+
+impl ScanSink for Recorder {
+    fn event(&mut self, ev: ScanEvent<'_>) {
+        self.events.push(match ev {
+            ScanEvent::Header { depth, name, value } => Recorded::Header {
+                depth,
+                name: name.to_vec(),
+                value: value.to_vec(),
+            },
+            ScanEvent::HeaderEnd => Recorded::HeaderEnd,
+            ScanEvent::PartStart {
+                depth,
+                content_type,
+                filename,
+            } => Recorded::PartStart {
+                depth,
+                content_type: content_type.to_vec(),
+                filename: filename.map(<[u8]>::to_vec),
+            },
+            ScanEvent::Text(t) => Recorded::Text(t.to_vec()),
+            ScanEvent::RawBody(r) => Recorded::RawBody(r.to_vec()),
+            ScanEvent::Url(u) => Recorded::Url(u.to_vec()),
+        });
+    }
+}
+
 /// Header edits applied when held bytes are released.
 #[derive(Clone, Debug, Default)]
 pub struct EditPlan {

@@ -2,20 +2,20 @@
 //!
 //! The scan itself keeps only which rules hit (a bit each), so that its cost does not grow with
 //! what it finds. Explaining a hit is done after the fact, offline, from the message's scan
-//! events ([`Recorder`]) and with the engine itself: each candidate place (one line of a part's
-//! text or of the raw body, one header field, one URL, one part) is fed alone to a fresh
-//! [`Scan`] of the same rules, and the first place where the rule hits on its own is where it
-//! hit. Only then is the rule's own matcher asked for the span inside that line or value (the
-//! leftmost phrase occurrence that satisfies the word edges, or the regex's leftmost match),
-//! so the place always agrees with the engine's decision. A hit that only happens across
-//! places (a phrase with a line break in it) is reported as not located.
+//! events ([`crate::message::Recorder`]) and with the engine itself: each candidate place (one
+//! line of a part's text or of the raw body, one header field, one URL, one part) is fed alone
+//! to a fresh [`Scan`] of the same rules, and the first place where the rule hits on its own is
+//! where it hit. Only then is the rule's own matcher asked for the span inside that line or
+//! value (the leftmost phrase occurrence that satisfies the word edges, or the regex's leftmost
+//! match), so the place always agrees with the engine's decision. A hit that only happens
+//! across places (a phrase with a line break in it) is reported as not located.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use regex::bytes::RegexBuilder;
 
-use crate::message::{ScanEvent, ScanSink};
+use crate::message::{Recorded, ScanEvent, ScanSink};
 use crate::rules::compile::CompiledRules;
 use crate::rules::file::{Matcher, Target};
 use crate::rules::phrase::is_word;
@@ -28,95 +28,6 @@ const CONTEXT_BYTES: usize = 30;
 const MAX_MATCH_BYTES: usize = 120;
 /// How deep meta rules' sub-rules are located.
 const MAX_META_DEPTH: usize = 4;
-
-/// A scan event, owned: a message's events, recorded to be fed again.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Recorded {
-    /// [`ScanEvent::Header`].
-    Header {
-        /// MIME depth (0 = message header).
-        depth: usize,
-        /// Field name.
-        name: Vec<u8>,
-        /// Decoded value.
-        value: Vec<u8>,
-    },
-    /// [`ScanEvent::HeaderEnd`].
-    HeaderEnd,
-    /// [`ScanEvent::PartStart`].
-    PartStart {
-        /// MIME depth.
-        depth: usize,
-        /// Lower-cased media type.
-        content_type: Vec<u8>,
-        /// File name, if any.
-        filename: Option<Vec<u8>>,
-    },
-    /// [`ScanEvent::Text`].
-    Text(Vec<u8>),
-    /// [`ScanEvent::RawBody`].
-    RawBody(Vec<u8>),
-    /// [`ScanEvent::Url`].
-    Url(Vec<u8>),
-}
-
-impl Recorded {
-    /// The event it records.
-    pub fn event(&self) -> ScanEvent<'_> {
-        match self {
-            Recorded::Header { depth, name, value } => ScanEvent::Header {
-                depth: *depth,
-                name,
-                value,
-            },
-            Recorded::HeaderEnd => ScanEvent::HeaderEnd,
-            Recorded::PartStart {
-                depth,
-                content_type,
-                filename,
-            } => ScanEvent::PartStart {
-                depth: *depth,
-                content_type,
-                filename: filename.as_deref(),
-            },
-            Recorded::Text(t) => ScanEvent::Text(t),
-            Recorded::RawBody(r) => ScanEvent::RawBody(r),
-            Recorded::Url(u) => ScanEvent::Url(u),
-        }
-    }
-}
-
-/// A [`ScanSink`] that keeps every event.
-#[derive(Debug, Default)]
-pub struct Recorder {
-    /// The events, in order.
-    pub events: Vec<Recorded>,
-}
-
-impl ScanSink for Recorder {
-    fn event(&mut self, ev: ScanEvent<'_>) {
-        self.events.push(match ev {
-            ScanEvent::Header { depth, name, value } => Recorded::Header {
-                depth,
-                name: name.to_vec(),
-                value: value.to_vec(),
-            },
-            ScanEvent::HeaderEnd => Recorded::HeaderEnd,
-            ScanEvent::PartStart {
-                depth,
-                content_type,
-                filename,
-            } => Recorded::PartStart {
-                depth,
-                content_type: content_type.to_vec(),
-                filename: filename.map(<[u8]>::to_vec),
-            },
-            ScanEvent::Text(t) => Recorded::Text(t.to_vec()),
-            ScanEvent::RawBody(r) => Recorded::RawBody(r.to_vec()),
-            ScanEvent::Url(u) => Recorded::Url(u.to_vec()),
-        });
-    }
-}
 
 /// Where one rule hit.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -30,7 +30,7 @@ mod verdict;
 
 pub use classifier::CLASSIFIER_BANDS;
 pub use compile::{CompiledRules, DEFAULT_RULES};
-pub use explain::{Recorded, Recorder, Where};
+pub use explain::Where;
 pub use file::{RuleError, RuleSource, RuleSpec, Target};
 pub use line::MAX_LINE_BYTES;
 pub use scan::{Envelope, Scan};
