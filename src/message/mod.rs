@@ -173,9 +173,9 @@ pub struct Recorder {
     pub events: Vec<Recorded>,
 }
 
-impl ScanSink for Recorder {
-    fn event(&mut self, ev: ScanEvent<'_>) {
-        self.events.push(match ev {
+impl From<ScanEvent<'_>> for Recorded {
+    fn from(ev: ScanEvent<'_>) -> Recorded {
+        match ev {
             ScanEvent::Header { depth, name, value } => Recorded::Header {
                 depth,
                 name: name.to_vec(),
@@ -194,7 +194,13 @@ impl ScanSink for Recorder {
             ScanEvent::Text(t) => Recorded::Text(t.to_vec()),
             ScanEvent::RawBody(r) => Recorded::RawBody(r.to_vec()),
             ScanEvent::Url(u) => Recorded::Url(u.to_vec()),
-        });
+        }
+    }
+}
+
+impl ScanSink for Recorder {
+    fn event(&mut self, ev: ScanEvent<'_>) {
+        self.events.push(ev.into());
     }
 }
 
@@ -669,26 +675,11 @@ mod tests {
         }
     }
 
-    /// A structural event, owned.
-    #[derive(Clone, Debug, PartialEq, Eq)]
-    enum Structural {
-        Header {
-            depth: usize,
-            name: Vec<u8>,
-            value: Vec<u8>,
-        },
-        HeaderEnd,
-        PartStart {
-            depth: usize,
-            content_type: Vec<u8>,
-            filename: Option<Vec<u8>>,
-        },
-    }
-
     /// Events between two structural events: what must not depend on how input was cut.
     #[derive(Clone, Debug, Default, PartialEq, Eq)]
     struct Seg {
-        ev: Option<Structural>,
+        /// The structural event (`Header`, `HeaderEnd`, `PartStart`) the segment starts with.
+        ev: Option<Recorded>,
         raw: Vec<u8>,
         text: Vec<u8>,
         urls: Vec<Vec<u8>>,
@@ -708,7 +699,7 @@ mod tests {
             &mut self.segs[n - 1]
         }
 
-        fn open(&mut self, ev: Structural) {
+        fn open(&mut self, ev: Recorded) {
             self.segs.push(Seg {
                 ev: Some(ev),
                 ..Seg::default()
@@ -719,24 +710,10 @@ mod tests {
     impl ScanSink for Recorder {
         fn event(&mut self, ev: ScanEvent<'_>) {
             match ev {
-                ScanEvent::Header { depth, name, value } => self.open(Structural::Header {
-                    depth,
-                    name: name.to_vec(),
-                    value: value.to_vec(),
-                }),
-                ScanEvent::HeaderEnd => self.open(Structural::HeaderEnd),
-                ScanEvent::PartStart {
-                    depth,
-                    content_type,
-                    filename,
-                } => self.open(Structural::PartStart {
-                    depth,
-                    content_type: content_type.to_vec(),
-                    filename: filename.map(<[u8]>::to_vec),
-                }),
                 ScanEvent::Text(t) => self.cur().text.extend_from_slice(t),
                 ScanEvent::RawBody(r) => self.cur().raw.extend_from_slice(r),
                 ScanEvent::Url(u) => self.cur().urls.push(u.to_vec()),
+                structural => self.open(structural.into()),
             }
         }
     }
@@ -762,11 +739,11 @@ mod tests {
             self.segs
                 .iter()
                 .filter_map(|s| match s.ev.clone()? {
-                    Structural::Header { depth, name, value } => {
+                    Recorded::Header { depth, name, value } => {
                         Some(NaiveEvent::Header { depth, name, value })
                     }
-                    Structural::HeaderEnd => Some(NaiveEvent::HeaderEnd),
-                    Structural::PartStart {
+                    Recorded::HeaderEnd => Some(NaiveEvent::HeaderEnd),
+                    Recorded::PartStart {
                         depth,
                         content_type,
                         filename,
@@ -781,6 +758,8 @@ mod tests {
                             urls,
                         })
                     }
+                    // Segments start with structural events only.
+                    Recorded::Text(_) | Recorded::RawBody(_) | Recorded::Url(_) => None,
                 })
                 .collect()
         }
@@ -1063,7 +1042,7 @@ mod tests {
             let got = run_whole(&msg);
             files += 1;
             for seg in &got.segs {
-                parts += usize::from(matches!(seg.ev, Some(Structural::PartStart { .. })));
+                parts += usize::from(matches!(seg.ev, Some(Recorded::PartStart { .. })));
                 text += seg.text.len();
                 urls += seg.urls.len();
             }
@@ -1111,11 +1090,11 @@ mod tests {
         let mut out = Vec::new();
         for seg in &o.segs {
             match &seg.ev {
-                Some(Structural::Header { depth, name, value }) => {
+                Some(Recorded::Header { depth, name, value }) => {
                     out.push(format!("H{depth} {}: {}", lossy(name), lossy(value)))
                 }
-                Some(Structural::HeaderEnd) => out.push("END".into()),
-                Some(Structural::PartStart {
+                Some(Recorded::HeaderEnd) => out.push("END".into()),
+                Some(Recorded::PartStart {
                     depth,
                     content_type,
                     filename,
@@ -1123,7 +1102,7 @@ mod tests {
                     Some(f) => format!("P{depth} {} [{}]", lossy(content_type), lossy(f)),
                     None => format!("P{depth} {}", lossy(content_type)),
                 }),
-                None => {}
+                _ => {}
             }
             if !seg.text.is_empty() {
                 out.push(format!("T {}", lossy(&seg.text)));
@@ -1548,7 +1527,7 @@ mod tests {
             .segs
             .iter()
             .filter_map(|s| match s.ev {
-                Some(Structural::PartStart { depth, .. }) => Some(depth),
+                Some(Recorded::PartStart { depth, .. }) => Some(depth),
                 _ => None,
             })
             .collect();
@@ -1576,7 +1555,7 @@ mod tests {
         let parts = got
             .segs
             .iter()
-            .filter(|s| matches!(s.ev, Some(Structural::PartStart { .. })))
+            .filter(|s| matches!(s.ev, Some(Recorded::PartStart { .. })))
             .count();
         assert_eq!(parts, 10);
         assert_eq!(got.output, many.as_bytes());
@@ -1640,7 +1619,7 @@ mod tests {
         let mut charset = String::new();
         for seg in &o.segs {
             match &seg.ev {
-                Some(Structural::Header { name, value, .. })
+                Some(Recorded::Header { name, value, .. })
                     if name.eq_ignore_ascii_case(b"content-type") =>
                 {
                     let v = String::from_utf8_lossy(value).to_ascii_lowercase();
@@ -1656,14 +1635,14 @@ mod tests {
                         })
                         .unwrap_or_default();
                 }
-                Some(Structural::PartStart { content_type, .. }) => {
+                Some(Recorded::PartStart { content_type, .. }) => {
                     out.push((
                         String::from_utf8_lossy(content_type).into_owned(),
                         std::mem::take(&mut charset),
                         String::from_utf8_lossy(&seg.text).into_owned(),
                     ));
                 }
-                Some(Structural::HeaderEnd) => {}
+                Some(Recorded::HeaderEnd) => {}
                 _ => {}
             }
         }
