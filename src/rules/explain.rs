@@ -20,7 +20,7 @@ use crate::rules::compile::CompiledRules;
 use crate::rules::file::{Matcher, Target};
 use crate::rules::phrase::is_word;
 use crate::rules::scan::Scan;
-use crate::rules::RuleId;
+use crate::rules::{url_host_of, RuleId};
 
 /// Bytes of context shown on each side of a match.
 const CONTEXT_BYTES: usize = 30;
@@ -131,7 +131,12 @@ impl CompiledRules {
             };
         };
         let text = content(&text);
-        let (matched, context) = match span(&spec.matcher, text) {
+        let found = match spec.target {
+            // The host is what the rule matched; the URL is its context.
+            Target::UrlHost => host_span(text),
+            _ => span(&spec.matcher, text),
+        };
+        let (matched, context) = match found {
             Some((s, e)) => excerpt(text, s, e),
             None => (escape(cut(text, MAX_MATCH_BYTES)), None),
         };
@@ -341,6 +346,13 @@ fn span(matcher: &Matcher, text: &[u8]) -> Option<(usize, usize)> {
             .map(|m| (m.start(), m.end())),
         _ => None,
     }
+}
+
+/// Where in URL `url` its host is (as `url_host` takes it, before lower-casing).
+fn host_span(url: &[u8]) -> Option<(usize, usize)> {
+    let host = url_host_of(url);
+    let s = (host.as_ptr() as usize).checked_sub(url.as_ptr() as usize)?;
+    (s + host.len() <= url.len() && !host.is_empty()).then_some((s, s + host.len()))
 }
 
 /// The match `text[s..e]` (escaped), and the match with its context when there is some.
@@ -587,7 +599,12 @@ expr = "FREE && __HTML"
                 None,
             ),
             ("BIG", "size", (None, None), Some("4321 bytes")),
-            ("HOST", "url_host", text("https://bit.ly/abc", None), None),
+            (
+                "HOST",
+                "url_host",
+                text("bit.ly", Some("https://bit.ly/abc")),
+                None,
+            ),
             (
                 "EXE",
                 "attachment_name",

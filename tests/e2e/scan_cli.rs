@@ -49,7 +49,7 @@ fn scan_says_where_each_rule_hit() {
     for want in [
         "  MISSING_DATE +0.5 header Date: absent",
         "  MISSING_DATE_AND_MESSAGE_ID +0.5 meta: MISSING_DATE && MISSING_MESSAGE_ID",
-        "  URL_SHORTENER +0.5 url_host: \"http://bit.ly/x1\"",
+        "  URL_SHORTENER +0.5 url_host: \"bit.ly\" in \"http://bit.ly/x1\"",
         "  CLICK_HERE +1.2 body: \"click here\" in \"Claim your prize now, click here: http://bit.ly/x1\"",
     ] {
         assert!(lines.contains(&want), "{want:?} in\n{out}");
