@@ -361,9 +361,11 @@ pub fn format_outcome(file: &str, o: &Outcome, located: &[Located], json: bool) 
 /// A text line for rule `what` hit at `p` (indented `depth` steps), then its sub-rules'.
 fn push_place(s: &mut String, depth: usize, what: &str, p: &Where) {
     s.push_str(&format!("\n{:w$}{what} {}: ", "", p.target, w = 2 * depth));
+    // Quoted, with the quotes inside escaped (the rest is escaped already).
+    let quoted = |t: &str| format!("\"{}\"", t.replace('"', "\\\""));
     match (&p.matched, &p.context, &p.note) {
-        (Some(m), Some(c), _) => s.push_str(&format!("\"{m}\" in \"{c}\"")),
-        (Some(m), None, _) => s.push_str(&format!("\"{m}\"")),
+        (Some(m), Some(c), _) => s.push_str(&format!("{} in {}", quoted(m), quoted(c))),
+        (Some(m), None, _) => s.push_str(&quoted(m)),
         (None, _, Some(n)) => s.push_str(n),
         (None, _, None) => s.push_str("not located"),
     }
@@ -460,7 +462,7 @@ mod tests {
                 place: Where {
                     target: "body".into(),
                     matched: Some("free".into()),
-                    context: Some("all free now".into()),
+                    context: Some("all \"free\" now".into()),
                     ..Where::default()
                 },
             },
@@ -483,13 +485,13 @@ mod tests {
         ];
         assert_eq!(
             format_outcome("m.eml", &o, &located, false),
-            "m.eml: YES 7.2 (A,B_C)\n  A +2.0 body: \"free\" in \"all free now\"\n  B_C +5.2 meta: X && __Y\n    __Y raw: not located"
+            "m.eml: YES 7.2 (A,B_C)\n  A +2.0 body: \"free\" in \"all \\\"free\\\" now\"\n  B_C +5.2 meta: X && __Y\n    __Y raw: not located"
         );
         assert_eq!(
             format_outcome("m.eml", &o, &located, true),
             concat!(
                 r#"{"file":"m.eml","spam":true,"flag":"YES","score":7.2,"rules":["A","B_C"],"hits":["#,
-                r#"{"rule":"A","score":2.0,"target":"body","match":"free","context":"all free now"},"#,
+                r#"{"rule":"A","score":2.0,"target":"body","match":"free","context":"all \"free\" now"},"#,
                 r#"{"rule":"B_C","score":5.2,"target":"meta","note":"X && __Y","parts":["#,
                 r#"{"rule":"__Y","target":"raw","located":false}]}]}"#
             )

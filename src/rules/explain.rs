@@ -393,12 +393,13 @@ fn cut(b: &[u8], max: usize) -> &[u8] {
 }
 
 /// `b` as text: UTF-8 where it is, control characters and other bytes as `\xNN` (line ends as
-/// `\r` and `\n`).
+/// `\r` and `\n`, a backslash doubled).
 fn escape(b: &[u8]) -> String {
     let mut out = String::with_capacity(b.len());
     for chunk in b.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
+                '\\' => out.push_str("\\\\"),
                 '\r' => out.push_str("\\r"),
                 '\n' => out.push_str("\\n"),
                 '\t' => out.push_str("\\t"),
@@ -655,8 +656,8 @@ expr = "FREE && __HTML"
     #[test]
     fn escapes_what_is_not_text() {
         assert_eq!(
-            escape(b"a\tb\r\n\x01\xff\xc3\xa9"),
-            "a\\tb\\r\\n\\x01\\xffé"
+            escape(b"a\tb\r\n\x01\xff\xc3\xa9 \\x41"),
+            "a\\tb\\r\\n\\x01\\xffé \\\\x41"
         );
         let (m, c) = excerpt(&[b'x'; 100], 40, 45);
         assert_eq!(m, "xxxxx");
