@@ -10,7 +10,7 @@ use aho_corasick::StartKind;
 use crate::rules::file::{self, Action, Cidr, Matcher, RuleError, RuleSource, RuleSpec, Target};
 use crate::rules::line::{self, push_lower, LineBatch, RegexGroup, Scratch, MAX_LINE_BYTES};
 use crate::rules::meta::{self, Expr};
-use crate::rules::phrase::{Owner, PhraseSet, PhraseSetBuilder};
+use crate::rules::phrase::{Owner, PhraseSet, PhraseSetBuilder, SAMPLED_VALUE_MIN_LEN};
 use crate::rules::verdict::HitSet;
 use crate::rules::RuleId;
 
@@ -310,9 +310,13 @@ impl ValueBuilder {
         self,
         group: impl FnOnce(&[(String, RuleId)]) -> Result<RegexGroup, String>,
     ) -> Result<ValueMatcher, String> {
+        let starts = match self.phrases.min_len() {
+            Some(n) if n >= SAMPLED_VALUE_MIN_LEN => StartKind::Anchored,
+            _ => StartKind::Unanchored,
+        };
         Ok(ValueMatcher {
             phrases: (!self.phrases.is_empty())
-                .then(|| self.phrases.build(StartKind::Unanchored))
+                .then(|| self.phrases.build(starts))
                 .transpose()?,
             regexes: (!self.regexes.is_empty())
                 .then(|| group(&self.regexes))

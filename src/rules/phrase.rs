@@ -57,6 +57,12 @@ const PRE_SLOTS_PER_PHRASE: usize = 64;
 /// punctuation pairs, which only costs a false candidate).
 const FOLD64: u64 = 0x2020_2020_2020_2020;
 
+/// A value target's phrases all at least this long are matched by the sampled scan (the value as
+/// a one-chunk stream: a probe every 5 bytes or more), not by an unanchored DFA walk, which
+/// visits every byte and, with hundreds of phrases, a transition table far bigger than the
+/// cache (200 generated `Subject` phrases: 0.4 MB, walked at about 3 ns a byte).
+pub(crate) const SAMPLED_VALUE_MIN_LEN: usize = 8;
+
 /// No gate literal ([`PhraseSet`]'s `gate_of`).
 const NO_GATE: u32 = u32::MAX;
 
@@ -521,9 +527,13 @@ impl PhraseSetBuilder {
 }
 
 impl PhraseSet {
-    /// Matches a whole, already lower-cased value (unanchored walk).
+    /// Matches a whole, already lower-cased value: an unanchored walk, or, for a set built for
+    /// the sampled scan ([`SAMPLED_VALUE_MIN_LEN`]), the value as a one-chunk stream.
     pub fn match_value(&self, lower: &[u8], hits: &mut HitSet) {
         let Some(mut sid) = self.unanchored_start else {
+            let mut stream = PhraseStream::default();
+            stream.feed(self, lower, hits);
+            stream.finish(self, hits);
             return;
         };
         for (i, &b) in lower.iter().enumerate() {
@@ -1159,6 +1169,12 @@ mod tests {
     }
 
     fn build(phrases: &[(&str, bool)]) -> PhraseSet {
+        build_with(phrases, StartKind::Both)
+    }
+
+    /// The set built with `starts` only: [`StartKind::Anchored`] makes `match_value` scan the
+    /// value as a stream.
+    fn build_with(phrases: &[(&str, bool)], starts: StartKind) -> PhraseSet {
         let mut b = PhraseSetBuilder::default();
         for (i, (p, w)) in phrases.iter().enumerate() {
             b.add(
@@ -1169,7 +1185,7 @@ mod tests {
                 },
             );
         }
-        b.build(StartKind::Both).expect("builds")
+        b.build(starts).expect("builds")
     }
 
     fn stream(set: &PhraseSet, chunks: &[&[u8]], n: usize) -> Vec<bool> {
@@ -1243,6 +1259,8 @@ mod tests {
                 .map(|(p, w)| naive(hay, p.as_bytes(), *w))
                 .collect();
             assert_eq!(value(&set, hay, n), want, "{row}: value");
+            let sampled = build_with(PHRASES, StartKind::Anchored);
+            assert_eq!(value(&sampled, hay, n), want, "{row}: sampled value");
             assert_cuts(&set, hay, &want, row, |_| true);
         }
     }
@@ -1429,6 +1447,8 @@ mod tests {
                 "round {round} cuts {cut} {cut2}"
             );
             assert_eq!(value(&set, &hay, nphr), want, "round {round}: value");
+            let sampled = build_with(&refs, StartKind::Anchored);
+            assert_eq!(value(&sampled, &hay, nphr), want, "round {round}: sampled");
         }
     }
 }
