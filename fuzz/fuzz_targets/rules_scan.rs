@@ -1,7 +1,8 @@
-//! Arbitrary event sequences into a scan with the default rules and a few body and raw-body
-//! regexes (some gated by the phrase scan, some by the literal search): never panics, and
-//! cutting every text and raw-body chunk in two gives the same verdict (split invariance), and
-//! locating each rule of the verdict in the events (`conbool scan`'s explanation) never panics.
+//! Arbitrary event sequences into a scan with the default rules, a few body and raw-body regexes
+//! (some gated by the phrase scan, some by the literal search) and header phrases (scanned
+//! sampled or walked): never panics, cutting every text and raw-body chunk in two gives the same
+//! verdict (split invariance), and locating each rule of the verdict in the events (`conbool
+//! scan`'s explanation) never panics.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
@@ -78,6 +79,23 @@ description = "gated by the raw body's phrase scan"
 score = 0.1
 target = "raw"
 regex = '(?i)visibility:hidden.{0,20}opacity'
+
+[[rule]]
+name = "FUZZ_SUBJECT_SAMPLED"
+description = "value phrases of 8 bytes or more: the sampled scan"
+score = 0.1
+target = "header"
+header = "Subject"
+phrases = ["limited offer", "act now today"]
+word_bounded = true
+
+[[rule]]
+name = "FUZZ_FROM_WALKED"
+description = "short value phrases: the automaton walk"
+score = 0.1
+target = "header"
+header = "From"
+phrases = ["win", "prize"]
 
 [[rule]]
 name = "FUZZ_RAW_SEARCHED"
