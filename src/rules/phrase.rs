@@ -15,7 +15,10 @@
 //! per byte is a table probe every `stride` bytes, the same for 5 rules or 5,000; the
 //! comparisons only run where a phrase really may start.
 //!
-//! Values (header values, URLs, file names) are short and whole: they get a plain unanchored walk.
+//! Values (header values, URLs, file names) are short and whole: they get a plain unanchored
+//! walk, unless all of the target's phrases are at least [`SAMPLED_VALUE_MIN_LEN`] bytes: then
+//! each value is scanned as a one-chunk stream (hundreds of phrases make a DFA far bigger than
+//! the cache, which a walk visits at every byte).
 //!
 //! A stream's set may also hold *gate* literals of the target's regexes (`src/rules/line.rs`):
 //! an occurrence of one is not a hit but is handed, with its stream offset, to the line stream,
@@ -351,7 +354,7 @@ pub(crate) struct PhraseSet {
     gate_of: Box<[u32]>,
     /// The automaton's start for anchored walks (a stream's candidates), when built with one.
     anchored_start: Option<aho_corasick::automaton::StateID>,
-    /// Its start for unanchored walks (values), when built with one.
+    /// Its start for unanchored walks (values not scanned sampled), when built with one.
     unanchored_start: Option<aho_corasick::automaton::StateID>,
     /// Gram length (at most 8) and sampling stride.
     pub gram: usize,
@@ -426,8 +429,9 @@ impl PhraseSetBuilder {
     }
 
     /// The set, its automaton with the starts `starts` asks for: a stream's set walks only
-    /// anchored (from candidate starts), a value's only unanchored, and a DFA with both starts
-    /// has two transition tables (twice the memory, which the walks then miss in the cache).
+    /// anchored (from candidate starts), as does a value's that is scanned sampled
+    /// ([`SAMPLED_VALUE_MIN_LEN`]); another value's only unanchored. A DFA with both starts has
+    /// two transition tables (twice the memory, which the walks then miss in the cache).
     pub fn build(self, starts: StartKind) -> Result<PhraseSet, String> {
         let dfa = DFA::builder()
             .match_kind(MatchKind::Standard)
