@@ -36,10 +36,11 @@ pub struct Where {
     /// `attachment_name`, `size`, `meta`, `classifier`, ...
     pub target: String,
     /// The bytes of the message it matched (escaped: UTF-8 as it is, other bytes and control
-    /// characters as `\xNN`, `\r`, `\n`, `\t`; at most [`MAX_MATCH_BYTES`]).
+    /// characters as `\xNN`, `\r`, `\n`, `\t`, a backslash doubled; at most 120 bytes,
+    /// `MAX_MATCH_BYTES`).
     pub matched: Option<String>,
-    /// The match with up to [`CONTEXT_BYTES`] of its line or value on each side (escaped), when
-    /// there is more to show than the match.
+    /// The match with up to 30 bytes (`CONTEXT_BYTES`) of its line or value on each side
+    /// (escaped), when there is more to show than the match.
     pub context: Option<String>,
     /// What a rule that matches no text found: `absent`, a size, its expression, the
     /// classifier's probability.
