@@ -73,7 +73,7 @@ fn refuse(problem: impl Into<String>) -> ModelError {
 
 impl Model {
     /// A model from real-valued weights (`weights.len()` must be a power of two within
-    /// [`MIN_BITS`]..=[`MAX_BITS`]), quantised to 16 bits.
+    /// `MIN_BITS..=MAX_BITS`), quantised to 16 bits.
     pub fn from_weights(weights: &[f32], bias: f32, trained_on: u32) -> Result<Model, ModelError> {
         let bits = weights.len().trailing_zeros();
         if !weights.len().is_power_of_two() || !(MIN_BITS..=MAX_BITS).contains(&bits) {

@@ -254,7 +254,7 @@ fn has_verdict_word(name: &[u8]) -> bool {
     })
 }
 
-/// The distinct features of one message (at most [`MAX_TOKENS`] plus [`MAX_URL_TOKENS`] from
+/// The distinct features of one message (at most [`MAX_TOKENS`] plus `MAX_URL_TOKENS` from
 /// URLs; a hash may be in both classes and then counts twice), and the model that scores
 /// them when one is attached. The weights are looked up only when the probability is asked
 /// for, in one tight pass (the loads overlap there, rather than stalling each insert).

@@ -286,7 +286,7 @@ const SOFT_WIDTH: f64 = 2.0;
 
 /// What one held-out message with classifier probability `p` costs in [`pick_params`]: the
 /// share of it flagged at a soft cut-off at `FLAG_PROBABILITY` (logistic in the log-odds,
-/// [`SOFT_WIDTH`] wide), times `FALSE_POSITIVE_COST` for ham; the share not flagged for
+/// `SOFT_WIDTH` wide), times `FALSE_POSITIVE_COST` for ham; the share not flagged for
 /// spam. Counting messages at one cut-off instead made the pick turn on the few messages
 /// near it.
 pub fn soft_cost(p: f64, spam: bool) -> f64 {
@@ -384,7 +384,7 @@ fn inner_probabilities(
 }
 
 /// `params` with the step size (one of `steps`, e.g. [`STEPS`]) and ham weight (one of
-/// [`HAM_WEIGHTS`]) that do best in a [`INNER_FOLDS`]-fold cross-validation over the
+/// [`HAM_WEIGHTS`]) that do best in a `INNER_FOLDS`-fold cross-validation over the
 /// messages `keep` accepts, repeated for each fold assignment of [`INNER_SALTS`]: the
 /// lowest [`soft_cost`] summed over every held-out message of every assignment. Ties go to
 /// the smaller step, then the lighter weight. Only the accepted messages are looked at, so

@@ -7,7 +7,7 @@
 //!
 //! Per target, all literal phrases share one Aho-Corasick automaton and all regexes one
 //! `RegexSet`, so the cost of a scan grows with the bytes scanned, not with the number of rules
-//! (see `phrase` and `line` for how). Rules are listed in [`file`]; the built-in set is
+//! (see `phrase` and `line` for how). Rules are listed in [`mod@file`]; the built-in set is
 //! `rules/default.toml` ([`DEFAULT_RULES`]).
 //!
 //! Lifecycle of a [`Scan`]: [`Scan::new`], [`Scan::set_envelope`], the message's events through
