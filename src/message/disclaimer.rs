@@ -338,7 +338,9 @@ impl Inserter {
                     limit
                 }
             }
-            None => usize::MAX,
+            // Bytes past `settled` may still be the start of a part a footer goes on, whose
+            // base64 quanta are counted from its first byte.
+            None => settled,
         };
         self.release_to(limit, out);
         if finished && !self.closed {
@@ -928,6 +930,35 @@ mod tests {
             from = end;
         }
         top
+    }
+
+    /// A part whose header block ends at a line that is not a field (its content starts with
+    /// that line): cut inside that line, the bytes before the cut must not go out before the
+    /// part is known, or its base64 quanta are counted from the wrong byte and where the
+    /// re-encoded tail starts depends on the cut (found by the `disclaimer` fuzz target).
+    #[test]
+    fn content_starting_at_a_line_that_is_not_a_field_is_held_for_its_part() {
+        let f = footer();
+        let head = "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+            --b\r\nContent-Type: text/plain\r\n\r\n";
+        let msg = format!(
+            "{head}hello\r\n--b\r\nContent-Type: text/html\r\n\
+             Content-Transfer-Encoding: base64\r\nXnotafield.header\nQUJD=\r\n--b--\r\n"
+        );
+        let msg = msg.as_bytes();
+        // Held from the plain part's start on: both parts are footed.
+        for hold in head.len()..=msg.len() {
+            let (want, outcome) = run(msg, &[], hold, &f);
+            assert_eq!(outcome, Some(DisclaimerOutcome::Added), "hold {hold}");
+            for cut in 0..=msg.len() {
+                let (got, _) = run(msg, &[cut], hold, &f);
+                assert_eq!(
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(&want),
+                    "hold {hold} cut {cut}"
+                );
+            }
+        }
     }
 
     #[test]
