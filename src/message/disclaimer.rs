@@ -327,7 +327,7 @@ impl Inserter {
             Some(mut c) => {
                 let to = self.pushed;
                 self.scan(&mut c, to);
-                let hold = self.hold_point(&mut c);
+                let hold = self.hold_point(&mut c, settled);
                 let limit = settled.min(hold.unwrap_or(usize::MAX));
                 if hold.is_none() && c.cte == Cte::Base64 && c.padded_from.is_some() {
                     // Past B64_TAIL_MAX: the part is left alone.
@@ -369,12 +369,16 @@ impl Inserter {
         }
     }
 
-    /// Where the open part must be held from, if anywhere (bounds applied).
-    fn hold_point(&self, c: &mut Cand) -> Option<usize> {
+    /// Where the open part must be held from, if anywhere (bounds applied). The bounds are
+    /// measured to `settled`, not to the last byte pushed: the part's end may still be marked
+    /// anywhere after `settled` (a delimiter line not complete yet), and whether it is footed
+    /// must not depend on how far the input had come.
+    fn hold_point(&self, c: &mut Cand, settled: usize) -> Option<usize> {
+        let known = settled.min(self.pushed);
         match c.cte {
             Cte::Base64 => {
                 let from = c.padded_from.or((c.quantum > 0).then_some(c.group_start))?;
-                if self.pushed - from > B64_TAIL_MAX {
+                if known.saturating_sub(from) > B64_TAIL_MAX {
                     return None;
                 }
                 Some(from)
@@ -383,7 +387,7 @@ impl Inserter {
                 // A `<` not yet decided (it may start `</body`) stays too.
                 let open = (c.scanned < self.pushed).then_some(c.scanned);
                 let t = match c.body_tag {
-                    Some(t) if self.pushed - t > HTML_TAIL_MAX => {
+                    Some(t) if known.saturating_sub(t) > HTML_TAIL_MAX => {
                         c.body_tag = None;
                         None
                     }
@@ -930,6 +934,32 @@ mod tests {
             from = end;
         }
         top
+    }
+
+    /// A base64 part whose padded tail ends within [`B64_TAIL_MAX`] of its last quantum, before
+    /// a delimiter line padded with spaces: cut inside that line, more than the bound has come
+    /// in before the part's end is known. Whether the part is footed must not depend on the cut
+    /// (found by the `disclaimer` fuzz target).
+    #[test]
+    fn base64_tail_bound_is_measured_to_the_part_end_not_to_the_cut() {
+        let f = footer();
+        let head = "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+            Content-Transfer-Encoding: base64\r\n\r\n";
+        let lines = format!("{}\r\n", "A".repeat(72)).repeat(13);
+        let msg = format!("{head}QUJD=\r\n{lines}--b--{}\r\n", " ".repeat(80));
+        let msg = msg.as_bytes();
+        for hold in [head.len(), msg.len()] {
+            let (want, outcome) = run(msg, &[], hold, &f);
+            assert_eq!(outcome, Some(DisclaimerOutcome::Added), "hold {hold}");
+            for cut in head.len()..=msg.len() {
+                let (got, _) = run(msg, &[cut], hold, &f);
+                assert_eq!(
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(&want),
+                    "hold {hold} cut {cut}"
+                );
+            }
+        }
     }
 
     /// A part whose header block ends at a line that is not a field (its content starts with
