@@ -236,13 +236,14 @@ impl Walker {
     /// Bytes before this offset can no longer turn out to be the line break before a
     /// delimiter, nor the content of a part whose header block has not ended yet: a content
     /// end or start not yet marked is at or after it. In a header block, a line not yet
-    /// complete may turn out not to be a field, and then the content starts with it.
+    /// classified (at most `MAX_NAME_LEN + 2` bytes) may turn out not to be a field, and then
+    /// the content starts with it; a line taken as a field cannot.
     pub(crate) fn settled(&self) -> usize {
         match self.mode {
             Mode::Content if self.hold_state != Hold::None => {
                 self.pos.saturating_sub(self.hold.len())
             }
-            Mode::Header => self.pos.min(self.h.line_start),
+            Mode::Header if self.h.line == HLine::Start => self.pos.min(self.h.line_start),
             _ => self.pos,
         }
     }
