@@ -19,7 +19,7 @@ use bytes::Bytes;
 
 use crate::classify::Model;
 use crate::config::{Config, Spam};
-use crate::message::{feed_whole, MessageLimits, Recorder, ScanSink};
+use crate::message::{feed_whole, MessageLimits, Recorded, Recorder, ScanEvent, ScanSink};
 use crate::rules::{CompiledRules, RuleSource, Scan, Where};
 use crate::smtp::encode::canonical_crlf;
 
@@ -142,20 +142,68 @@ pub fn compile_spam_rules(
 /// Scans one message (file bytes: an mbox `From ` line is dropped, bare CR and LF become CRLF
 /// as under `bare_lf = "normalize"`).
 pub fn scan_message(rules: &Arc<CompiledRules>, limits: MessageLimits, msg: &[u8]) -> Outcome {
+    scan_recording(rules, limits, msg, false).0
+}
+
+/// A message's scan events as [`explain_message`] locates rules in them.
+struct Recording {
+    events: Vec<Recorded>,
+    /// How many events came before the verdict (all of them when the window was never
+    /// complete).
+    window: usize,
+    /// The classifier's probability when the verdict was taken.
+    probability: Option<f64>,
+    /// The message's size as scanned.
+    size: u64,
+}
+
+/// The scan, and a copy of every event it is given.
+struct Tee {
+    scan: Scan,
+    rec: Option<Recorder>,
+}
+
+impl ScanSink for Tee {
+    fn event(&mut self, ev: ScanEvent<'_>) {
+        self.scan.event(ev);
+        if let Some(rec) = &mut self.rec {
+            rec.event(ev);
+        }
+    }
+}
+
+/// [`scan_message`], and with `record` the events it scanned (`None` for a refused message).
+fn scan_recording(
+    rules: &Arc<CompiledRules>,
+    limits: MessageLimits,
+    msg: &[u8],
+    record: bool,
+) -> (Outcome, Option<Recording>) {
     let msg = Bytes::from(canonical_crlf(strip_from_line(msg)).into_owned());
-    let mut scan = Scan::new(Arc::clone(rules));
-    let mut window: Option<(crate::rules::Verdict, String)> = None;
-    let fed = feed_whole(limits, &msg, &mut scan, |scan| {
-        window = Some((scan.verdict(), scan.hit_names()));
+    let mut tee = Tee {
+        scan: Scan::new(Arc::clone(rules)),
+        rec: record.then(Recorder::default),
+    };
+    // The verdict, and with a recording how many events came before it and the probability.
+    let taken = |tee: &Tee| {
+        let recorded = tee
+            .rec
+            .as_ref()
+            .map(|r| (r.events.len(), tee.scan.probability()));
+        (tee.scan.verdict(), tee.scan.hit_names(), recorded)
+    };
+    let mut window = None;
+    let fed = feed_whole(limits, &msg, &mut tee, |tee| {
+        window = Some(taken(tee));
         ControlFlow::Continue(())
     });
     if fed.is_err() {
-        return refused("header block over limits.max_header_bytes");
+        return (refused("header block over limits.max_header_bytes"), None);
     }
-    scan.finish(msg.len() as u64);
-    let last = scan.verdict();
-    let (v, names) = window.unwrap_or_else(|| (last.clone(), scan.hit_names()));
-    Outcome {
+    tee.scan.finish(msg.len() as u64);
+    let last = tee.scan.verdict();
+    let (v, names, recorded) = window.unwrap_or_else(|| taken(&tee));
+    let outcome = Outcome {
         spam: v.spam,
         score: v.score,
         rules: names
@@ -165,7 +213,17 @@ pub fn scan_message(rules: &Arc<CompiledRules>, limits: MessageLimits, msg: &[u8
             .collect(),
         reject: last.reject,
         error: None,
-    }
+    };
+    let recording = tee
+        .rec
+        .zip(recorded)
+        .map(|(r, (window, probability))| Recording {
+            events: r.events,
+            window,
+            probability,
+            size: msg.len() as u64,
+        });
+    (outcome, recording)
 }
 
 /// One rule hit of a verdict and where it hit.
@@ -180,35 +238,18 @@ pub struct Located {
 }
 
 /// [`scan_message`], and where each rule of the verdict hit (see `src/rules/explain.rs`): the
-/// message's scan events are recorded in a second pass and each rule is located in them.
+/// scan's events are recorded as it goes and each rule is located in those before the verdict.
 pub fn explain_message(
     rules: &Arc<CompiledRules>,
     limits: MessageLimits,
     msg: &[u8],
 ) -> (Outcome, Vec<Located>) {
-    let outcome = scan_message(rules, limits, msg);
-    if outcome.error.is_some() {
+    let (outcome, recording) = scan_recording(rules, limits, msg, true);
+    let Some(r) = recording else {
         return (outcome, Vec::new());
-    }
-    let msg = Bytes::from(canonical_crlf(strip_from_line(msg)).into_owned());
-    let mut rec = Recorder::default();
-    let mut window = None;
-    let _ = feed_whole(limits, &msg, &mut rec, |rec| {
-        window = Some(rec.events.len());
-        ControlFlow::Continue(())
-    });
-    // The classifier's probability as the verdict took it: from the events up to the window.
-    let seen = window.unwrap_or(rec.events.len());
-    let mut scan = Scan::new(Arc::clone(rules));
-    for ev in rec.events.iter().take(seen) {
-        scan.event(ev.event());
-    }
-    if window.is_none() {
-        scan.finish(msg.len() as u64);
-    }
-    let probability = scan.probability();
+    };
     // The verdict's rules hit within the window, so their first places are there.
-    let window_events = rec.events.get(..seen).unwrap_or(&rec.events);
+    let before = r.events.get(..r.window).unwrap_or(&r.events);
     let located = outcome
         .rules
         .iter()
@@ -217,7 +258,7 @@ pub fn explain_message(
             Some(Located {
                 rule: name.clone(),
                 score: rules.score(id),
-                place: rules.locate(id, window_events, msg.len() as u64, probability),
+                place: rules.locate(id, before, r.size, r.probability),
             })
         })
         .collect();
