@@ -936,6 +936,25 @@ mod tests {
         top
     }
 
+    /// `msg` released at `hold` is footed, and cut at each of `cuts` gives the same output.
+    fn assert_footed_alike(
+        msg: &[u8],
+        hold: usize,
+        cuts: std::ops::RangeInclusive<usize>,
+        f: &Arc<Footer>,
+    ) {
+        let (want, outcome) = run(msg, &[], hold, f);
+        assert_eq!(outcome, Some(DisclaimerOutcome::Added), "hold {hold}");
+        for cut in cuts {
+            let (got, _) = run(msg, &[cut], hold, f);
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "hold {hold} cut {cut}"
+            );
+        }
+    }
+
     /// A base64 part whose padded tail ends within [`B64_TAIL_MAX`] of its last quantum, before
     /// a delimiter line padded with spaces: cut inside that line, more than the bound has come
     /// in before the part's end is known. Whether the part is footed must not depend on the cut
@@ -949,16 +968,7 @@ mod tests {
         let msg = format!("{head}QUJD=\r\n{lines}--b--{}\r\n", " ".repeat(80));
         let msg = msg.as_bytes();
         for hold in [head.len(), msg.len()] {
-            let (want, outcome) = run(msg, &[], hold, &f);
-            assert_eq!(outcome, Some(DisclaimerOutcome::Added), "hold {hold}");
-            for cut in head.len()..=msg.len() {
-                let (got, _) = run(msg, &[cut], hold, &f);
-                assert_eq!(
-                    String::from_utf8_lossy(&got),
-                    String::from_utf8_lossy(&want),
-                    "hold {hold} cut {cut}"
-                );
-            }
+            assert_footed_alike(msg, hold, head.len()..=msg.len(), &f);
         }
     }
 
@@ -978,16 +988,7 @@ mod tests {
         let msg = msg.as_bytes();
         // Held from the plain part's start on: both parts are footed.
         for hold in head.len()..=msg.len() {
-            let (want, outcome) = run(msg, &[], hold, &f);
-            assert_eq!(outcome, Some(DisclaimerOutcome::Added), "hold {hold}");
-            for cut in 0..=msg.len() {
-                let (got, _) = run(msg, &[cut], hold, &f);
-                assert_eq!(
-                    String::from_utf8_lossy(&got),
-                    String::from_utf8_lossy(&want),
-                    "hold {hold} cut {cut}"
-                );
-            }
+            assert_footed_alike(msg, hold, 0..=msg.len(), &f);
         }
     }
 
