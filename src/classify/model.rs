@@ -211,6 +211,17 @@ impl Model {
         1.0 / (1.0 + (-z).exp())
     }
 
+    /// What feature `feature` adds to the log-odds of a message with `n` distinct features:
+    /// `scale · weight / √n` (the probability is `σ(bias + the sum of these)`).
+    pub fn contribution(&self, feature: u32, n: usize) -> f64 {
+        f64::from(self.scale) * f64::from(self.weight(feature)) / (n.max(1) as f64).sqrt()
+    }
+
+    /// The log-odds of a message without features.
+    pub fn bias(&self) -> f64 {
+        f64::from(self.bias)
+    }
+
     /// Probability of spam for a set of distinct features.
     pub fn probability(&self, features: &[u32]) -> f64 {
         self.probability_of_sum(self.sum(features), features.len())

@@ -151,6 +151,7 @@ const fn domain(i: u32) -> u32 {
 /// What the lists above say about a lower-cased field name, in one look-up: `F_*` bits, the
 /// [`PRESENCE`] index in bits 8 to 15 and the [`DOMAIN_FIELDS`] index in bits 16 to 23
 /// (a test checks it against the lists).
+#[inline(always)]
 fn field_flags(lname: &[u8]) -> u32 {
     match lname {
         b"subject" => F_FULL | presence(9),
@@ -208,6 +209,7 @@ pub fn is_collection_artefact(name: &[u8]) -> bool {
 }
 
 /// [`is_collection_artefact`] of a lower-cased name.
+#[inline(always)]
 fn is_artefact_lower(name: &[u8]) -> bool {
     const EXACT: &[&[u8]] = &[
         b"x-keywords",
@@ -404,8 +406,12 @@ fn probe<const N: usize>(table: &mut [u32; N], h: u32) -> bool {
 
 /// Turns one message's scan events into [`Features`]. Feed it with [`ScanSink::event`], then
 /// call [`Tokenizer::finish`] (a word still open at the end of the text counts only then).
+///
+/// `NAMES`: also keep a readable name for every feature ([`Tokenizer::naming`], for
+/// `conbool scan` to say which tokens the probability came from). The scan's tokenizer is
+/// `Tokenizer<false>`: the naming code is not compiled into it.
 #[derive(Clone, Debug)]
-pub struct Tokenizer {
+pub struct Tokenizer<const NAMES: bool = false> {
     features: Features,
     word: WordState,
     /// The previous word of the current text part, for word pairs (0 = none).
@@ -416,6 +422,33 @@ pub struct Tokenizer {
     /// A `Url` event is being read: features go to the URL budget.
     in_url: bool,
     facts: Facts,
+    /// With `NAMES`: the features' names.
+    names: Names,
+}
+
+/// Readable names of features, the first one given to each (a [`Tokenizer`] with `NAMES`).
+#[derive(Clone, Debug, Default)]
+struct Names {
+    by_feature: Vec<(u32, String)>,
+    /// The previous text word, for the names of word pairs.
+    prev_word: String,
+}
+
+impl Names {
+    fn note(&mut self, h: u64, name: String) {
+        let f = fold(h).max(1);
+        if !self.by_feature.iter().any(|&(g, _)| g == f) {
+            self.by_feature.push((f, name));
+        }
+    }
+}
+
+/// `bytes` as text for a feature's name (lossy UTF-8, control characters as `?`).
+fn shown(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// What the tokenizer counts and remembers across events for its structural tokens.
@@ -472,6 +505,35 @@ impl Shape {
 impl Tokenizer {
     /// A tokenizer for one message; with a model, the probability is kept up to date.
     pub fn new(model: Option<Arc<Model>>) -> Tokenizer {
+        Tokenizer::make(model)
+    }
+}
+
+impl Tokenizer<true> {
+    /// A tokenizer that also names every feature it makes ([`Tokenizer::names`]): the same
+    /// features as [`Tokenizer::new`]'s, more slowly.
+    pub fn naming(model: Option<Arc<Model>>) -> Tokenizer<true> {
+        Tokenizer::make(model)
+    }
+
+    /// The message's features so far, each with its name, in the order they came.
+    pub fn named_features(&self) -> Vec<(u32, String)> {
+        self.features
+            .as_slice()
+            .iter()
+            .map(|&f| {
+                let name = self.names.by_feature.iter().find(|&&(g, _)| g == f);
+                (
+                    f,
+                    name.map_or_else(|| format!("feature {f:08x}"), |(_, n)| n.clone()),
+                )
+            })
+            .collect()
+    }
+}
+
+impl<const NAMES: bool> Tokenizer<NAMES> {
+    fn make(model: Option<Arc<Model>>) -> Tokenizer<NAMES> {
         Tokenizer {
             features: Features::new(model),
             word: WordState::default(),
@@ -480,6 +542,15 @@ impl Tokenizer {
             text_left: MAX_TEXT_BYTES,
             in_url: false,
             facts: Facts::default(),
+            names: Names::default(),
+        }
+    }
+
+    /// With `NAMES`, names the feature of hash `h` (`name` is not called otherwise).
+    #[inline(always)]
+    fn name(&mut self, h: u64, name: impl FnOnce() -> String) {
+        if NAMES {
+            self.names.note(h, name());
         }
     }
 
@@ -524,7 +595,15 @@ impl Tokenizer {
         if depth > 0 {
             if flags & F_PART != 0 {
                 let seed = hash_bytes(hash_bytes(SEED_PART, lname), b":");
-                self.words_of::<false>(seed, value, false, false);
+                let mut named = [0u8; 5 + MAX_NAME_BYTES];
+                let label = if NAMES {
+                    named[..5].copy_from_slice(b"part ");
+                    named[5..5 + lname.len()].copy_from_slice(lname);
+                    &named[..5 + lname.len()]
+                } else {
+                    lname
+                };
+                self.words_of::<false>(seed, label, value, false, false);
             }
             return;
         }
@@ -547,22 +626,28 @@ impl Tokenizer {
                 }
             }
             if i == 3 && !base.is_empty() {
-                self.add(hash_bytes(SEED_DKIM, base));
+                let h = hash_bytes(SEED_DKIM, base);
+                self.name(h, || format!("DKIM d= domain {}", shown(base)));
+                self.add(h);
             }
         }
-        self.add(hash_bytes(SEED_NAME, &name[..n]));
+        let h = hash_bytes(SEED_NAME, &name[..n]);
+        self.name(h, || format!("field {}", shown(&name[..n])));
+        self.add(h);
         if flags & F_NO_VALUE != 0 {
             return;
         }
         let seed = hash_bytes(hash_bytes(SEED_HEADER, lname), b":");
         let subject = lname == b"subject";
-        self.words_of::<false>(seed, value, subject, subject);
+        self.words_of::<false>(seed, lname, value, subject, subject);
         if flags & F_ADDRESS != 0 {
             let dom = address_domain(value);
             if !dom.is_empty() {
                 let mut low = [0u8; MAX_NAME_BYTES];
                 let dom = lower_into(&mut low, dom);
-                self.add(hash_bytes(hash_bytes(seed, b"@"), dom));
+                let h = hash_bytes(hash_bytes(seed, b"@"), dom);
+                self.name(h, || format!("{} domain {}", shown(lname), shown(dom)));
+                self.add(h);
             }
         }
     }
@@ -575,7 +660,9 @@ impl Tokenizer {
         }
         for (i, name) in PRESENCE.iter().enumerate() {
             if self.facts.present & (1 << i) == 0 {
-                self.add(hash_bytes(SEED_ABSENT, name));
+                let h = hash_bytes(SEED_ABSENT, name);
+                self.name(h, || format!("no {} field", shown(name)));
+                self.add(h);
             }
         }
         let domains = self.facts.domains;
@@ -588,14 +675,30 @@ impl Tokenizer {
                 (f, o) if f == o => b"same",
                 _ => b"differ",
             };
-            self.add(hash_bytes(hash_bytes(SEED_RELATION, &[i as u8]), relation));
+            let h = hash_bytes(hash_bytes(SEED_RELATION, &[i as u8]), relation);
+            self.name(h, || {
+                let field = DOMAIN_FIELDS.get(i).copied().unwrap_or(b"?");
+                format!("{} domain vs From's: {}", shown(field), shown(relation))
+            });
+            self.add(h);
         }
     }
 
     /// Adds `seed`'s bucket token when `count` has just reached one of [`COUNT_BUCKETS`].
     fn count_token(&mut self, seed: u64, count: u32) {
         if let Some(bucket) = COUNT_BUCKETS.iter().position(|&b| b == count) {
-            self.add(hash_bytes(seed, &[bucket as u8]));
+            let h = hash_bytes(seed, &[bucket as u8]);
+            self.name(h, || {
+                let what = match seed {
+                    SEED_URLS => "URLs",
+                    SEED_FOREIGN => "URLs outside From's domain",
+                    SEED_CAPS => "words in capitals",
+                    SEED_MIXED => "words mixing digits and letters",
+                    _ => "words with $",
+                };
+                format!("{what}: {count} or more")
+            });
+            self.add(h);
         }
     }
 
@@ -604,16 +707,23 @@ impl Tokenizer {
         self.end_word();
         self.prev = 0;
         let ct = &content_type[..content_type.len().min(MAX_NAME_BYTES)];
-        self.add(hash_bytes(SEED_TYPE, ct));
+        let h = hash_bytes(SEED_TYPE, ct);
+        self.name(h, || format!("a {} part", shown(ct)));
+        self.add(h);
         if depth == 0 && self.parts == 0 {
-            self.add(hash_bytes(SEED_TOP_TYPE, ct));
+            let h = hash_bytes(SEED_TOP_TYPE, ct);
+            self.name(h, || format!("message type {}", shown(ct)));
+            self.add(h);
         }
         self.parts += 1;
         if let Some(bucket) = [1u32, 2, 3, 5, 10, 30]
             .iter()
             .position(|&b| b == self.parts)
         {
-            self.add(hash_bytes(SEED_PARTS, &[bucket as u8]));
+            let h = hash_bytes(SEED_PARTS, &[bucket as u8]);
+            let parts = self.parts;
+            self.name(h, || format!("parts: {parts} or more"));
+            self.add(h);
         }
         if let Some(name) = filename {
             let name = name.trim_ascii_end();
@@ -627,7 +737,9 @@ impl Tokenizer {
             for (d, s) in low.iter_mut().zip(ext) {
                 *d = s.to_ascii_lowercase();
             }
-            self.add(hash_bytes(SEED_EXT, &low[..n]));
+            let h = hash_bytes(SEED_EXT, &low[..n]);
+            self.name(h, || format!("file name extension .{}", shown(&low[..n])));
+            self.add(h);
         }
     }
 
@@ -649,7 +761,9 @@ impl Tokenizer {
             for (d, c) in low.iter_mut().zip(&url[..s]) {
                 *d = c.to_ascii_lowercase();
             }
-            self.add(hash_bytes(SEED_SCHEME, &low[..s]));
+            let h = hash_bytes(SEED_SCHEME, &low[..s]);
+            self.name(h, || format!("URL scheme {}", shown(&low[..s])));
+            self.add(h);
         }
         let host = crate::rules::url_host_of(url);
         let host = &host[..host.len().min(MAX_NAME_BYTES)];
@@ -662,17 +776,27 @@ impl Tokenizer {
         self.count_token(SEED_URLS, self.facts.urls);
         let from = self.facts.domains[0];
         if !host.is_empty() && host.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
-            self.add(hash_bytes(SEED_HOST, b"<ip>"));
+            let h = hash_bytes(SEED_HOST, b"<ip>");
+            self.name(h, || "URL host an IP address".into());
+            self.add(h);
             self.facts.foreign_urls += 1;
             self.count_token(SEED_FOREIGN, self.facts.foreign_urls);
         } else {
-            self.add(hash_bytes(SEED_HOST, host));
+            let h = hash_bytes(SEED_HOST, host);
+            self.name(h, || format!("URL host {}", shown(host)));
+            self.add(h);
             let base = registrable(host);
-            self.add(hash_bytes(SEED_DOMAIN, base));
+            let h = hash_bytes(SEED_DOMAIN, base);
+            self.name(h, || format!("URL domain {}", shown(base)));
+            self.add(h);
             let tld = memchr::memrchr(b'.', host).map_or(&host[..0], |d| &host[d + 1..]);
-            self.add(hash_bytes(SEED_TLD, tld));
+            let h = hash_bytes(SEED_TLD, tld);
+            self.name(h, || format!("URL top-level domain {}", shown(tld)));
+            self.add(h);
             if from != 0 && hash_bytes(SEED_RELATION, base).max(1) == from {
-                self.add(hash_bytes(SEED_FOREIGN, b"from"));
+                let h = hash_bytes(SEED_FOREIGN, b"from");
+                self.name(h, || "a URL in From's domain".into());
+                self.add(h);
             } else {
                 self.facts.foreign_urls += 1;
                 self.count_token(SEED_FOREIGN, self.facts.foreign_urls);
@@ -680,18 +804,26 @@ impl Tokenizer {
         }
         let after = scheme_end.map_or(0, |s| s + 3);
         if let Some(slash) = url.get(after..).and_then(|r| memchr::memchr(b'/', r)) {
-            self.words_of::<true>(SEED_PATH, &url[after + slash..], true, false);
+            self.words_of::<true>(SEED_PATH, b"URL path", &url[after + slash..], true, false);
         }
     }
 
     /// Words of a whole value (a header value or a URL path), each hashed from `seed`, and
-    /// with `pairs` each pair of neighbouring words too.
+    /// with `pairs` each pair of neighbouring words too; `label` names where they are from.
     /// `URL`: the features count against the URL budget (as [`Tokenizer::add`] does while
     /// `in_url`).
-    fn words_of<const URL: bool>(&mut self, seed: u64, value: &[u8], digits: bool, pairs: bool) {
+    fn words_of<const URL: bool>(
+        &mut self,
+        seed: u64,
+        label: &[u8],
+        value: &[u8],
+        digits: bool,
+        pairs: bool,
+    ) {
         debug_assert_eq!(URL, self.in_url);
         let mut words = Words::new(value);
         let mut prev = 0u64;
+        let mut prev_at = (0, 0);
         while !(if URL {
             self.features.urls_full()
         } else {
@@ -713,12 +845,23 @@ impl Tokenizer {
                 let one_off = shape.digit > 0 && (shape.digit as usize == len || len > 4)
                     || shape.upper >= 3 && shape.lower >= 3;
                 if digits || !one_off {
+                    let word = || shown(&value[w.start..w.end].to_ascii_lowercase());
+                    self.name(h, || format!("{}: {}", shown(label), word()));
                     self.add_to::<URL>(h);
                     if pairs {
                         if prev != 0 {
-                            self.add_to::<URL>(prev.rotate_left(23) ^ h.wrapping_mul(K_PAIR));
+                            let pair = prev.rotate_left(23) ^ h.wrapping_mul(K_PAIR);
+                            self.name(pair, || {
+                                let first = value.get(prev_at.0..prev_at.1).unwrap_or_default();
+                                let first = shown(&first.to_ascii_lowercase());
+                                format!("{}: {first} {}", shown(label), word())
+                            });
+                            self.add_to::<URL>(pair);
                         }
                         prev = h;
+                        if NAMES {
+                            prev_at = (w.start, w.end);
+                        }
                     }
                 }
             }
@@ -758,6 +901,9 @@ impl Tokenizer {
                 self.end_word();
             } else if len >= 2 {
                 let (h, shape) = hash_word(SEED_TEXT, rest, w);
+                if NAMES {
+                    self.name_word(h, &rest[w.start..w.end].to_ascii_lowercase());
+                }
                 self.word_hash(h);
                 self.shape(shape);
             }
@@ -799,6 +945,15 @@ impl Tokenizer {
             let class = [w.buf[0], (len / 8).min(32) as u8];
             hash_bytes(SEED_SKIP, &class)
         };
+        if NAMES {
+            let word = if len <= MAX_TOKEN_BYTES {
+                shown(&self.word.buf[..len])
+            } else {
+                let first = shown(&self.word.buf[..1]);
+                format!("<a {}-byte word starting {first}>", len / 8 * 8)
+            };
+            self.name_word(h, word.as_bytes());
+        }
         self.word_hash(h);
         self.shape(shape);
     }
@@ -818,6 +973,20 @@ impl Tokenizer {
             self.facts.money_words += 1;
             self.count_token(SEED_MONEY, self.facts.money_words);
         }
+    }
+
+    /// Names a text word of hash `h` and its pair with the previous word (as
+    /// [`Tokenizer::word_hash`] adds them; called just before it).
+    fn name_word(&mut self, h: u64, word: &[u8]) {
+        let word = shown(word);
+        self.names.note(h, format!("text: {word}"));
+        if self.prev != 0 {
+            let pair = self.prev.rotate_left(23) ^ h.wrapping_mul(K_PAIR);
+            let first = &self.names.prev_word;
+            let name = format!("text: {first} {word}");
+            self.names.note(pair, name);
+        }
+        self.names.prev_word = word;
     }
 
     /// A text word's hash: the word and the pair with the previous word.
@@ -850,7 +1019,7 @@ impl Tokenizer {
     }
 }
 
-impl ScanSink for Tokenizer {
+impl<const NAMES: bool> ScanSink for Tokenizer<NAMES> {
     fn event(&mut self, ev: ScanEvent<'_>) {
         match ev {
             ScanEvent::Header { depth, name, value } => self.header(depth, name, value),

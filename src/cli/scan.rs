@@ -153,6 +153,8 @@ struct Recording {
     window: usize,
     /// The classifier's probability when the verdict was taken.
     probability: Option<f64>,
+    /// The verdict was taken at the message's end (it was shorter than the scan window).
+    at_end: bool,
     /// The message's size as scanned.
     size: u64,
 }
@@ -202,6 +204,7 @@ fn scan_recording(
     }
     tee.scan.finish(msg.len() as u64);
     let last = tee.scan.verdict();
+    let at_end = window.is_none();
     let (v, names, recorded) = window.unwrap_or_else(|| taken(&tee));
     let outcome = Outcome {
         spam: v.spam,
@@ -221,6 +224,7 @@ fn scan_recording(
             events: r.events,
             window,
             probability,
+            at_end,
             size: msg.len() as u64,
         });
     (outcome, recording)
@@ -255,10 +259,14 @@ pub fn explain_message(
         .iter()
         .filter_map(|name| {
             let id = rules.find(name)?;
+            let mut place = rules.locate(id, before, r.size, r.probability);
+            if rules.is_classifier_band(id) {
+                place.tokens = rules.classifier_tokens(before, r.at_end.then_some(r.size));
+            }
             Some(Located {
                 rule: name.clone(),
                 score: rules.score(id),
-                place: rules.locate(id, before, r.size, r.probability),
+                place,
             })
         })
         .collect();
@@ -413,6 +421,21 @@ fn push_place(s: &mut String, depth: usize, what: &str, p: &Where) {
     for (name, part) in &p.parts {
         push_place(s, depth + 1, name, part);
     }
+    let (raised, lowered): (Vec<_>, Vec<_>) = p.tokens.iter().partition(|(_, c)| *c > 0.0);
+    for (label, list) in [("spam-like", raised), ("ham-like", lowered)] {
+        if !list.is_empty() {
+            let shown: Vec<String> = list
+                .iter()
+                .map(|(name, c)| format!("{} {c:+.2}", quoted(name)))
+                .collect();
+            s.push_str(&format!(
+                "\n{:w$}{label}: {}",
+                "",
+                shown.join(", "),
+                w = 2 * (depth + 1)
+            ));
+        }
+    }
 }
 
 /// One rule hit of [`format_outcome`]'s JSON.
@@ -446,6 +469,14 @@ fn json_place(rule: &str, score: Option<f64>, p: &Where) -> String {
             .map(|(name, part)| json_place(name, None, part))
             .collect();
         s.push_str(&format!(",\"parts\":[{}]", parts.join(",")));
+    }
+    if !p.tokens.is_empty() {
+        let tokens: Vec<String> = p
+            .tokens
+            .iter()
+            .map(|(name, c)| format!("{{\"token\":{},\"weight\":{c:.3}}}", json_string(name)))
+            .collect();
+        s.push_str(&format!(",\"tokens\":[{}]", tokens.join(",")));
     }
     s.push('}');
     s
@@ -768,6 +799,62 @@ globs = ["text/*", "image/*"]
             );
         }
         assert!(seen.keys().any(|r| r.starts_with("__")), "{seen:?}");
+    }
+
+    /// The classifier's explanation (`conbool scan`'s spam-like and ham-like features) adds up
+    /// to the probability the scan took its verdict with, on every labelled message, and every
+    /// feature has a name: the naming tokenizer makes the scan's features, and each feature's
+    /// share is what the model gives it. The model's weights are pseudo-random (every feature
+    /// weighs something).
+    #[test]
+    fn the_classifier_explanation_adds_up_to_the_scan_probability() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+        let Ok(labels) = std::fs::read_to_string(dir.join("labels.tsv")) else {
+            eprintln!("skipping: no corpus at {}", dir.display());
+            return;
+        };
+        let weights: Vec<f32> = (0..1u32 << 16)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 16) as f32 / 65536.0 - 0.5)
+            .collect();
+        let model = Arc::new(Model::from_weights(&weights, 0.1, 1).expect("model"));
+        let rules = Arc::new(
+            CompiledRules::compile(
+                &[RuleSource {
+                    origin: "built-in".into(),
+                    text: crate::rules::DEFAULT_RULES.into(),
+                }],
+                5.0,
+            )
+            .and_then(|r| r.with_model(model))
+            .expect("compiles"),
+        );
+        let mut checked = 0;
+        for path in labels.lines().skip(1).filter_map(|l| l.split('\t').next()) {
+            let Ok(bytes) = std::fs::read(dir.join(path)) else {
+                continue;
+            };
+            let (_, Some(r)) = scan_recording(&rules, default_limits(), &bytes, true) else {
+                continue;
+            };
+            let before = r.events.get(..r.window).unwrap_or(&r.events);
+            let (each, p) = rules
+                .explain_classifier(before, r.at_end.then_some(r.size))
+                .expect("a model");
+            let want = r.probability.expect("a model");
+            assert!((p - want).abs() < 1e-9, "{path}: {p} against {want}");
+            assert!(
+                each.windows(2).all(|w| w[0].1 >= w[1].1),
+                "{path}: not in order"
+            );
+            let unnamed: Vec<&String> = each
+                .iter()
+                .map(|(name, _)| name)
+                .filter(|n| n.starts_with("feature "))
+                .collect();
+            assert!(unnamed.is_empty(), "{path}: {unnamed:?}");
+            checked += 1;
+        }
+        assert!(checked > 4000, "{checked}");
     }
 
     #[test]

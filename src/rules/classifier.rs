@@ -49,11 +49,41 @@ impl ClassifierRules {
     /// The model's spam probability for the message's tokens with the rules in `hits` as
     /// features.
     pub fn probability(&self, tokens: &Tokenizer, hits: &HitSet) -> f64 {
-        let extra = hits
-            .iter()
+        tokens
+            .features()
+            .probability_with_all(self.hit_features(hits))
+    }
+
+    /// The features the rules in `hits` add.
+    fn hit_features<'a>(&'a self, hits: &'a HitSet) -> impl Iterator<Item = u32> + 'a {
+        hits.iter()
             .filter_map(|id| self.rule_features.get(id.0 as usize).copied())
-            .filter(|&f| f != 0);
-        tokens.features().probability_with_all(extra)
+            .filter(|&f| f != 0)
+    }
+
+    /// Why the probability is what it is: every feature of `tokens` (a naming tokenizer fed
+    /// the same events as the scan's) and of the rules in `hits` (`name` gives a rule's name),
+    /// with what it adds to the log-odds, largest first; and the probability they give
+    /// (`σ(bias + their sum)`, the scan's own).
+    pub fn explain<'r>(
+        &self,
+        tokens: &Tokenizer<true>,
+        hits: &HitSet,
+        name: impl Fn(RuleId) -> &'r str,
+    ) -> (Vec<(String, f64)>, f64) {
+        let mut named = tokens.named_features();
+        named.extend(hits.iter().filter_map(|id| {
+            let f = *self.rule_features.get(id.0 as usize)?;
+            (f != 0).then(|| (f, format!("rule {}", name(id))))
+        }));
+        let n = named.len();
+        let mut each: Vec<(String, f64)> = named
+            .into_iter()
+            .map(|(f, what)| (what, self.model.contribution(f, n)))
+            .collect();
+        let z = self.model.bias() + each.iter().map(|(_, c)| c).sum::<f64>();
+        each.sort_by(|a, b| b.1.total_cmp(&a.1));
+        (each, 1.0 / (1.0 + (-z).exp()))
     }
 }
 
@@ -106,6 +136,13 @@ impl CompiledRules {
             .filter(|s| s.target != Target::Classifier)
             .map(|s| rule_feature(&s.name))
             .collect()
+    }
+
+    /// Whether rule `id` is one of the classifier's band rules.
+    pub fn is_classifier_band(&self, id: RuleId) -> bool {
+        self.classifier
+            .as_ref()
+            .is_some_and(|c| c.bands.iter().any(|&(b, _, _)| b == id))
     }
 
     /// The attached classifier model, if any.

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use regex::bytes::RegexBuilder;
 
+use crate::classify::Tokenizer;
 use crate::message::{Recorded, ScanEvent, ScanSink};
 use crate::rules::compile::CompiledRules;
 use crate::rules::file::{Matcher, Target};
@@ -30,7 +31,7 @@ const MAX_MATCH_BYTES: usize = 120;
 const MAX_META_DEPTH: usize = 4;
 
 /// Where one rule hit.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Where {
     /// What the rule looked at: `body`, `raw`, `header Subject`, `any_header`, `url`,
     /// `attachment_name`, `size`, `meta`, `classifier`, ...
@@ -48,7 +49,16 @@ pub struct Where {
     /// For a meta rule: its sub-rules (named `__…`, never listed themselves) that hit, by name,
     /// and where.
     pub parts: Vec<(String, Where)>,
+    /// For the classifier's band rule: the message's features that moved the probability
+    /// most, by name, with what each added to the log-odds: up to [`SPAM_LIKE`] that raised
+    /// it, largest first, then up to [`HAM_LIKE`] that lowered it, lowest last.
+    pub tokens: Vec<(String, f64)>,
 }
+
+/// Most features listed that raised the classifier's probability.
+pub const SPAM_LIKE: usize = 8;
+/// Most features listed that lowered it.
+pub const HAM_LIKE: usize = 5;
 
 impl Where {
     /// Whether a place was found (a hit made only across places is not located).
@@ -147,6 +157,49 @@ impl CompiledRules {
             context,
             ..Where::default()
         }
+    }
+
+    /// The features that moved the classifier's probability most (see [`Where::tokens`]) in
+    /// the message whose scan events are `events`, as [`CompiledRules::explain_classifier`]
+    /// takes them.
+    pub fn classifier_tokens(
+        self: &Arc<Self>,
+        events: &[Recorded],
+        finished: Option<u64>,
+    ) -> Vec<(String, f64)> {
+        let Some((mut each, _)) = self.explain_classifier(events, finished) else {
+            return Vec::new();
+        };
+        let ham_like = each.iter().rev().take_while(|(_, c)| *c < 0.0).count();
+        let lowest = each.split_off(each.len() - ham_like.min(HAM_LIKE));
+        each.truncate(SPAM_LIKE);
+        each.retain(|(_, c)| *c > 0.0);
+        each.extend(lowest);
+        each
+    }
+
+    /// Every classifier feature of the message whose scan events are `events` with what it
+    /// adds to the log-odds (largest first), and the probability they give: the scan's own
+    /// after those events, and after its end when `finished` gives the message's size (a
+    /// verdict taken at the end of a message shorter than the scan window). `None` without a
+    /// model.
+    pub fn explain_classifier(
+        self: &Arc<Self>,
+        events: &[Recorded],
+        finished: Option<u64>,
+    ) -> Option<(Vec<(String, f64)>, f64)> {
+        let c = self.classifier.as_ref()?;
+        let mut scan = Scan::new(Arc::clone(self));
+        let mut tokens = Tokenizer::naming(Some(Arc::clone(&c.model)));
+        for ev in events {
+            scan.event(ev.event());
+            tokens.event(ev.event());
+        }
+        if let Some(size) = finished {
+            scan.finish(size);
+            tokens.finish();
+        }
+        Some(c.explain(&tokens, &scan.rule_hits(), |id| self.name(id)))
     }
 
     /// The sub-rules of meta rule `id` that hit in `events`, located.
