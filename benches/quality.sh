@@ -8,7 +8,8 @@
 #
 # Both see the same messages with the collectors' artefact headers (X-Spam-*, X-Bogosity,
 # Status ... see ../shared/corpus/README.md, and the other receiving filters' verdicts:
-# X-Barracuda-*, X-Amavis*, ...; `is_collection_artefact` in src/classify/token.rs) removed and
+# X-Barracuda-*, X-Amavis*, ...; and the fields final delivery into the collectors' mailboxes
+# added: Delivered-To, X-Original-To, ...; `is_collection_artefact` in src/classify/token.rs) removed and
 # the mbox `From ` line dropped: SpamAssassin would otherwise read its own old verdicts, and
 # both would learn other filters' ones. conbool's tokenizer ignores those fields anyway. SpamAssassin runs with `-L` semantics (local_tests_only: no DNS, Razor, Pyzor
 # or DCC), Bayes on (sa-learn on the other folds), auto-learn and TxRep/AWL off,
@@ -56,8 +57,8 @@ perl -MFile::Path=make_path -e '
     sub artefact {
         my ($n) = @_;
         return 0 if length($n) > 64;
-        return $n eq "status" unless $n =~ /^x/;
-        return 1 if grep { $n eq $_ } qw(x-keywords x-uidl x-account-key x-status xstatus xlevel xchecker-version);
+        return ($n eq "status" || $n eq "delivered-to" || $n eq "envelope-to") ? 1 : 0 unless $n =~ /^x/;
+        return 1 if grep { $n eq $_ } qw(x-keywords x-uidl x-account-key x-status xstatus xlevel xchecker-version x-original-to x-envelope-from x-envelope-to x-delivered-to x-rcpt-to);
         return 1 if grep { index($n, $_) == 0 } qw(x-mozilla- x-bogosity x-asg- x-barracuda x-amavis x-policyd x-greylist x-ironport-anti x-cloudmark x-authority-analysis);
         return $n =~ /spam|viru|scan|scor/ ? 1 : 0;
     }

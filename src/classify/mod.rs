@@ -24,8 +24,12 @@
 //! - at the verdict, the name of each rule the message hits ([`rule_feature`]).
 //!
 //! Header fields that collectors' own filters and clients add (`X-Spam-*`, `X-Bogosity`,
-//! `Status`, ... see [`is_collection_artefact`]) are never tokenized: a model that learns them
-//! scores well on archives and fails in production.
+//! `Status`, ... see [`is_collection_artefact`]) and those that final delivery into their
+//! mailboxes adds (`Delivered-To`, `X-Original-To`, ...) are never tokenized: a model that learns
+//! them scores well on archives and fails in production. `Return-Path`, which final delivery
+//! writes from the envelope, is read from the envelope at the relay
+//! ([`Tokenizer::envelope_sender`]), so a model trained on delivered mail sees the same field
+//! there.
 #![forbid(unsafe_code)]
 
 mod model;

@@ -202,6 +202,13 @@ fn field_flags(lname: &[u8]) -> u32 {
 /// In the labelled corpus such fields sit on one class of one source only (420 of the 560
 /// csdmc2010 spam carry Barracuda's fields, 410 of its 480 ham `XChecker-Version`): a model
 /// that learns them scores well on the archive and has nothing to go on in production.
+/// Also the fields that final delivery into the collector's mailbox added (`Delivered-To`,
+/// `X-Original-To`, `Envelope-To`, `X-Envelope-From`, `X-Envelope-To`, `X-Delivered-To`,
+/// `X-Rcpt-To`): the relay sees mail before its final delivery, so they are never there, and
+/// in the corpus they tell classes apart (`X-Original-To` on 425 of the 560 csdmc2010 spam and
+/// on 479 of its 480 ham; `Delivered-To` on 60 % of the spamassassin spam and 93 % of its ham).
+/// (`Return-Path`, which final delivery writes too, is the envelope sender: the relay has it,
+/// see [`Tokenizer::envelope_sender`].)
 /// `benches/quality.sh` drops the same fields from the copies both filters see.
 pub fn is_collection_artefact(name: &[u8]) -> bool {
     let mut low = [0u8; MAX_NAME_BYTES];
@@ -219,6 +226,11 @@ fn is_artefact_lower(name: &[u8]) -> bool {
         b"xstatus",
         b"xlevel",
         b"xchecker-version",
+        b"x-original-to",
+        b"x-envelope-from",
+        b"x-envelope-to",
+        b"x-delivered-to",
+        b"x-rcpt-to",
     ];
     const PREFIX: &[&[u8]] = &[
         b"x-mozilla-",
@@ -239,6 +251,8 @@ fn is_artefact_lower(name: &[u8]) -> bool {
                 || has_verdict_word(name)
         }
         Some(b's') => name == b"status",
+        Some(b'd') => name == b"delivered-to",
+        Some(b'e') => name == b"envelope-to",
         _ => false,
     }
 }
@@ -460,6 +474,9 @@ struct Facts {
     domains: [u64; 6],
     /// The top-level header block has ended (its tokens are out).
     header_done: bool,
+    /// The envelope sender stood for `Return-Path` ([`Tokenizer::envelope_sender`]): the
+    /// message's own `Return-Path` fields are not read.
+    envelope_sender: bool,
     urls: u32,
     /// URLs whose registrable domain is not `From`'s.
     foreign_urls: u32,
@@ -510,7 +527,7 @@ impl Tokenizer {
 }
 
 impl Tokenizer<true> {
-    /// A tokenizer that also names every feature it makes ([`Tokenizer::names`]): the same
+    /// A tokenizer that also names every feature it makes ([`Tokenizer::named_features`]): the same
     /// features as [`Tokenizer::new`]'s, more slowly.
     pub fn naming(model: Option<Arc<Model>>) -> Tokenizer<true> {
         Tokenizer::make(model)
@@ -554,6 +571,21 @@ impl<const NAMES: bool> Tokenizer<NAMES> {
         }
     }
 
+    /// The envelope sender (`MAIL FROM`, without angle brackets; empty for the null sender),
+    /// given before the message's events: the tokens of the `Return-Path: <sender>` field that
+    /// final delivery writes, and the message's own `Return-Path` fields are then not read (a
+    /// delivering server drops them: Postfix's `message_drop_headers`). The labelled corpus
+    /// was collected after final delivery, so its messages carry that field; the relay sees
+    /// mail before it, with the envelope instead, and this keeps the two alike.
+    pub fn envelope_sender(&mut self, sender: &[u8]) {
+        let mut value = Vec::with_capacity(sender.len() + 2);
+        value.push(b'<');
+        value.extend_from_slice(sender);
+        value.push(b'>');
+        self.header(0, b"Return-Path", &value);
+        self.facts.envelope_sender = true;
+    }
+
     /// The text ended: an open word counts.
     pub fn finish(&mut self) {
         self.end_word();
@@ -581,7 +613,7 @@ impl<const NAMES: bool> Tokenizer<NAMES> {
             *d = s.to_ascii_lowercase();
         }
         let lname = &lname[..n];
-        if is_artefact_lower(lname) {
+        if is_artefact_lower(lname) || self.facts.envelope_sender && lname == b"return-path" {
             return;
         }
         let flags = field_flags(lname);
@@ -1636,6 +1668,16 @@ mod tests {
         ("authority", "X-Authority-Analysis", true),
         ("keywords", "X-Keywords", true),
         ("account_key", "X-Account-Key", true),
+        ("delivered_to", "Delivered-To", true),
+        ("original_to", "X-Original-To", true),
+        ("envelope_to", "Envelope-To", true),
+        ("x_envelope_from", "X-Envelope-From", true),
+        ("x_envelope_to", "X-Envelope-To", true),
+        ("x_delivered_to", "X-Delivered-To", true),
+        ("rcpt_to", "X-Rcpt-To", true),
+        ("return_path", "Return-Path", false),
+        ("delivered_like", "Delivered", false),
+        ("envelope_like", "Envelope", false),
         ("x_and_one", "Xy", false),
         ("one_letter", "S", false),
         (
@@ -1692,6 +1734,40 @@ mod tests {
         for (name, perl) in names.iter().zip(said) {
             assert_eq!(is_collection_artefact(name.as_bytes()), perl, "{name}");
         }
+    }
+
+    /// The relay's envelope sender stands for the `Return-Path` field final delivery writes
+    /// (the corpus's messages carry it, the relay's do not), and the message's own
+    /// `Return-Path` is then not read.
+    #[test]
+    fn the_envelope_sender_stands_for_return_path() {
+        let rest: &[(&[u8], &[u8])] = &[
+            (b"From", b"\"Shop\" <news@shop.example>"),
+            (b"Subject", b"Your order"),
+        ];
+        let features = |envelope: Option<&[u8]>, return_path: Option<&[u8]>| {
+            let mut t = Tokenizer::new(None);
+            if let Some(sender) = envelope {
+                t.envelope_sender(sender);
+            }
+            let mut headers = Vec::new();
+            headers.extend(return_path.map(|v| (&b"Return-Path"[..], v)));
+            headers.extend_from_slice(rest);
+            feed_header(&mut t, &headers);
+            sorted(&t.into_features())
+        };
+        let delivered = features(None, Some(b"<bounce@mailer.example>"));
+        assert_eq!(features(Some(b"bounce@mailer.example"), None), delivered);
+        assert_eq!(
+            features(
+                Some(b"bounce@mailer.example"),
+                Some(b"<forged@elsewhere.example>")
+            ),
+            delivered
+        );
+        assert_ne!(features(None, None), delivered);
+        // The null sender is `Return-Path: <>`.
+        assert_eq!(features(Some(b""), None), features(None, Some(b"<>")));
     }
 
     #[test]

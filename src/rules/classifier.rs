@@ -165,6 +165,51 @@ mod tests {
     use crate::message::{ScanEvent, ScanSink};
     use crate::rules::{RuleSource, Scan};
 
+    /// At the relay the envelope sender stands for the `Return-Path` field that the labelled
+    /// messages got at their final delivery: the model sees the same features either way.
+    #[test]
+    fn the_scan_gives_the_envelope_sender_to_the_classifier() {
+        let weights: Vec<f32> = (0..1u32 << 12)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 16) as f32 / 65536.0 - 0.5)
+            .collect();
+        let model = Arc::new(Model::from_weights(&weights, 0.0, 1).expect("model"));
+        let source = RuleSource {
+            origin: "built-in".into(),
+            text: crate::rules::DEFAULT_RULES.into(),
+        };
+        let rules = CompiledRules::compile(&[source], 5.0).expect("compiles");
+        let rules = Arc::new(rules.with_model(model).expect("attaches"));
+        let probability = |envelope: Option<&str>, return_path: Option<&[u8]>| {
+            let mut scan = Scan::new(Arc::clone(&rules));
+            if let Some(sender) = envelope {
+                scan.set_envelope(&crate::rules::Envelope {
+                    helo: "mx.example".into(),
+                    client_ip: "192.0.2.1".parse().expect("address"),
+                    mail_from: sender.into(),
+                    rcpts: vec!["user@example.com".into()],
+                });
+            }
+            if let Some(v) = return_path {
+                scan.event(ScanEvent::Header {
+                    depth: 0,
+                    name: b"Return-Path",
+                    value: v,
+                });
+            }
+            scan.event(ScanEvent::Header {
+                depth: 0,
+                name: b"From",
+                value: b"news@shop.example",
+            });
+            scan.event(ScanEvent::HeaderEnd);
+            scan.finish(100);
+            scan.probability().expect("a model")
+        };
+        let delivered = probability(None, Some(b"<bounce@mailer.example>"));
+        assert_eq!(probability(Some("bounce@mailer.example"), None), delivered);
+        assert_ne!(probability(None, None), delivered);
+    }
+
     /// A model that weighs nothing but the hit of rule `MARKER`: the band follows that hit
     /// alone, and exactly one band is hit, before and after the message ends.
     #[test]

@@ -50,8 +50,8 @@ pub struct Where {
     /// and where.
     pub parts: Vec<(String, Where)>,
     /// For the classifier's band rule: the message's features that moved the probability
-    /// most, by name, with what each added to the log-odds: up to [`SPAM_LIKE`] that raised
-    /// it, largest first, then up to [`HAM_LIKE`] that lowered it, lowest last.
+    /// most, by name, with what each added to the log-odds: up to `SPAM_LIKE` (8) that raised
+    /// it, largest first, then up to `HAM_LIKE` (5) that lowered it, lowest last.
     pub tokens: Vec<(String, f64)>,
 }
 

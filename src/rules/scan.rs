@@ -144,6 +144,9 @@ impl Scan {
             rules.rcpt.match_value(r, &mut self.scratch, &mut self.hits);
             rules.rcpt.match_domain(&domain_of(r), &mut self.hits);
         }
+        if let Some(t) = &mut self.tokens {
+            t.envelope_sender(from);
+        }
     }
 
     /// The message ended and was `total_size` bytes: size rules are decided, streams end, and
