@@ -708,14 +708,25 @@ target = "content_type"
 globs = ["text/*", "image/*"]
 "#;
 
+    /// The shared corpus's folder and its `labels.tsv` (`None`, said on stderr, when there is
+    /// none: the tests that read it skip).
+    fn corpus_labels() -> Option<(PathBuf, String)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+        match std::fs::read_to_string(dir.join("labels.tsv")) {
+            Ok(labels) => Some((dir, labels)),
+            Err(_) => {
+                eprintln!("skipping: no corpus at {}", dir.display());
+                None
+            }
+        }
+    }
+
     /// Where a rule hit, located for every rule of every verdict over the whole corpus (the
     /// labelled messages, the malformed ones and the SMTP payloads): the explainer finds each
     /// hit where the engine alone finds it, so none is left "not located".
     #[test]
     fn every_corpus_hit_is_located() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-        let Ok(labels) = std::fs::read_to_string(dir.join("labels.tsv")) else {
-            eprintln!("skipping: no corpus at {}", dir.display());
+        let Some((dir, labels)) = corpus_labels() else {
             return;
         };
         let mut paths: Vec<PathBuf> = labels
@@ -808,9 +819,7 @@ globs = ["text/*", "image/*"]
     /// weighs something).
     #[test]
     fn the_classifier_explanation_adds_up_to_the_scan_probability() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-        let Ok(labels) = std::fs::read_to_string(dir.join("labels.tsv")) else {
-            eprintln!("skipping: no corpus at {}", dir.display());
+        let Some((dir, labels)) = corpus_labels() else {
             return;
         };
         let weights: Vec<f32> = (0..1u32 << 16)
@@ -859,9 +868,7 @@ globs = ["text/*", "image/*"]
 
     #[test]
     fn corpus_precision_and_recall() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-        let Ok(labels) = std::fs::read_to_string(dir.join("labels.tsv")) else {
-            eprintln!("skipping: no corpus at {}", dir.display());
+        let Some((dir, labels)) = corpus_labels() else {
             return;
         };
         let rules = CompiledRules::builtin(5.0);
