@@ -102,4 +102,27 @@ fn scan_with_a_model_gives_the_classifier_probability() {
         out.contains("  CLASSIFIER_99 +5.0 classifier: p = "),
         "{out}"
     );
+    // Under the band, the features that raised the spam's probability, by name: words only
+    // the spam has.
+    let spam_like = out
+        .lines()
+        .find(|l| l.starts_with("    spam-like: "))
+        .unwrap_or_else(|| panic!("a spam-like line in\n{out}"));
+    assert!(
+        [
+            "\"text: prize\"",
+            "\"text: claim\"",
+            "\"subject: won\"",
+            "\"URL host bit.ly\""
+        ]
+        .iter()
+        .any(|t| spam_like.contains(t)),
+        "{spam_like}"
+    );
+    let json = conbool(
+        &["scan", "--json", "--model", "t.model", "spam1.eml"],
+        &dir,
+        None,
+    );
+    assert!(json.contains(r#""tokens":[{"token":""#), "{json}");
 }
