@@ -623,7 +623,14 @@ impl<const NAMES: bool> Tokenizer<NAMES> {
         } else {
             OTHER_VALUE_BYTES
         };
-        let value = &value[..value.len().min(budget)];
+        let mut value = &value[..value.len().min(budget)];
+        if lname == b"received" {
+            // `...; date-time` (RFC 5321 section 4.4): the time a hop took the message is not
+            // a property of the message, and in an archive it is the time of the collection.
+            if let Some(semi) = memchr::memrchr(b';', value) {
+                value = &value[..semi];
+            }
+        }
         if depth > 0 {
             if flags & F_PART != 0 {
                 let seed = hash_bytes(hash_bytes(SEED_PART, lname), b":");
@@ -1768,6 +1775,21 @@ mod tests {
         assert_ne!(features(None, None), delivered);
         // The null sender is `Return-Path: <>`.
         assert_eq!(features(Some(b""), None), features(None, Some(b"<>")));
+    }
+
+    /// A `Received` field's date-time (after its last `;`) gives no tokens: in an archive it
+    /// is the time of the collection, at the relay today's.
+    #[test]
+    fn the_time_of_a_hop_is_not_a_token() {
+        let features = |received: &[u8]| {
+            let mut t = Tokenizer::new(None);
+            feed_header(&mut t, &[(b"Received", received), (b"Subject", b"hello")]);
+            sorted(&t.into_features())
+        };
+        let hop = b"from mx.sender.example (mx.sender.example [192.0.2.7]) by mail.example.org";
+        let dated = [&hop[..], b"; Tue, 1 Oct 2002 10:11:12 +0100"].concat();
+        assert_eq!(features(&dated), features(hop));
+        assert_ne!(features(hop), features(b"by mail.example.org"));
     }
 
     #[test]
