@@ -325,7 +325,9 @@ impl Inserter {
         }
         let limit = match self.cur.take() {
             Some(mut c) => {
-                let to = self.pushed;
+                // Only to `settled`: bytes after it may turn out to be the delimiter line that
+                // ends the part (its boundary may hold base64 characters or `</body`).
+                let to = settled.min(self.pushed);
                 self.scan(&mut c, to);
                 let hold = self.hold_point(&mut c, settled);
                 let limit = settled.min(hold.unwrap_or(usize::MAX));
@@ -988,6 +990,41 @@ mod tests {
         let msg = msg.as_bytes();
         // Held from the plain part's start on: both parts are footed.
         for hold in head.len()..=msg.len() {
+            assert_footed_alike(msg, hold, 0..=msg.len(), &f);
+        }
+    }
+
+    /// A base64 part whose delimiter line is cut before its line end: the boundary's letters
+    /// are base64 characters, and counted as the part's they complete its last quantum, so
+    /// the tail was not re-encoded and the footer went after it as a quantum of its own.
+    /// Bytes past the walker's settled offset are not the part's yet (found by the
+    /// `disclaimer` fuzz target).
+    #[test]
+    fn base64_quanta_are_not_counted_into_an_undecided_delimiter_line() {
+        let f = footer();
+        let head = "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+            Content-Transfer-Encoding: base64\r\n\r\n";
+        // Seven base64 characters: a quantum of three that the delimiter's `b` would fill.
+        let msg = format!("{head}QUJDREU\r\n--b\r\nContent-Type: image/png\r\n\r\nx\r\n--b--\r\n");
+        let msg = msg.as_bytes();
+        for hold in [head.len(), msg.len()] {
+            assert_footed_alike(msg, hold, 0..=msg.len(), &f);
+        }
+    }
+
+    /// The same for HTML: a boundary holding `</body` must not be taken, cut before its line
+    /// end, for the part's last `</body` (the footer went at the end of the part instead).
+    #[test]
+    fn html_body_tag_is_not_taken_from_an_undecided_delimiter_line() {
+        let f = footer();
+        let head = "Content-Type: multipart/alternative; boundary=\"</body>\"\r\n\r\n--</body>\r\n\
+            Content-Type: text/html\r\n\r\n";
+        let msg = format!(
+            "{head}<p>x</p></body></html>\r\n--</body>\r\nContent-Type: image/png\r\n\r\nx\r\n\
+             --</body>--\r\n"
+        );
+        let msg = msg.as_bytes();
+        for hold in [head.len(), msg.len()] {
             assert_footed_alike(msg, hold, 0..=msg.len(), &f);
         }
     }
