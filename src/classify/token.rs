@@ -131,12 +131,25 @@ const PART_FIELDS: &[&[u8]] = &[
     b"content-disposition",
 ];
 
+/// Fields whose value ends in `; date-time` (RFC 5321 section 4.4), cut off before tokens are
+/// taken: the time a hop took the message is not a property of the message, and in an archive
+/// it is the time of the collection.
+#[cfg_attr(not(test), allow(dead_code))] // encoded in field_flags
+const DATED: &[&[u8]] = &[b"received"];
+
+/// The field final delivery writes from the envelope: once the relay has given the envelope
+/// sender ([`Tokenizer::envelope_sender`]), the message's own are not read.
+#[cfg_attr(not(test), allow(dead_code))] // encoded in field_flags
+const ENVELOPE: &[&[u8]] = &[b"return-path"];
+
 const F_FULL: u32 = 1;
 const F_NO_VALUE: u32 = 2;
 const F_ADDRESS: u32 = 4;
 const F_PART: u32 = 8;
 const F_PRESENCE: u32 = 16;
 const F_DOMAIN: u32 = 32;
+const F_DATED: u32 = 64;
+const F_ENVELOPE: u32 = 128;
 
 /// Flags for the [`PRESENCE`] field at `i`.
 const fn presence(i: u32) -> u32 {
@@ -160,8 +173,8 @@ fn field_flags(lname: &[u8]) -> u32 {
         b"cc" => F_FULL | F_ADDRESS | presence(14),
         b"reply-to" => F_FULL | F_ADDRESS | presence(7) | domain(1),
         b"sender" => F_FULL | F_ADDRESS | domain(5),
-        b"return-path" => F_FULL | F_ADDRESS | presence(8) | domain(2),
-        b"received" => F_FULL | presence(5),
+        b"return-path" => F_FULL | F_ADDRESS | F_ENVELOPE | presence(8) | domain(2),
+        b"received" => F_FULL | F_DATED | presence(5),
         b"content-type" => F_FULL | F_PART,
         b"x-mailer" => F_FULL | presence(12),
         b"user-agent" => F_FULL | presence(13),
@@ -613,10 +626,13 @@ impl<const NAMES: bool> Tokenizer<NAMES> {
             *d = s.to_ascii_lowercase();
         }
         let lname = &lname[..n];
-        if is_artefact_lower(lname) || self.facts.envelope_sender && lname == b"return-path" {
+        if is_artefact_lower(lname) {
             return;
         }
         let flags = field_flags(lname);
+        if self.facts.envelope_sender && flags & F_ENVELOPE != 0 {
+            return;
+        }
         let budget = if depth > 0 || flags & F_FULL != 0 || flags & F_DOMAIN != 0 {
             // `dkim-signature`: only its `d=` is read (below).
             MAX_HEADER_VALUE_BYTES
@@ -624,9 +640,7 @@ impl<const NAMES: bool> Tokenizer<NAMES> {
             OTHER_VALUE_BYTES
         };
         let mut value = &value[..value.len().min(budget)];
-        if lname == b"received" {
-            // `...; date-time` (RFC 5321 section 4.4): the time a hop took the message is not
-            // a property of the message, and in an archive it is the time of the collection.
+        if flags & F_DATED != 0 {
             if let Some(semi) = memchr::memrchr(b';', value) {
                 value = &value[..semi];
             }
@@ -1854,6 +1868,8 @@ mod tests {
             PRESENCE,
             DOMAIN_FIELDS,
             PART_FIELDS,
+            DATED,
+            ENVELOPE,
         ];
         let mut names: Vec<&[u8]> = lists.concat();
         names.extend([&b"x-other"[..], b"", b"subjec", b"subjects"]);
@@ -1864,6 +1880,8 @@ mod tests {
                 (NO_VALUE, F_NO_VALUE),
                 (ADDRESS, F_ADDRESS),
                 (PART_FIELDS, F_PART),
+                (DATED, F_DATED),
+                (ENVELOPE, F_ENVELOPE),
             ] {
                 if list.contains(&name) {
                     want |= bit;
