@@ -6,12 +6,14 @@
 #   LABELS=path/labels.tsv FOLDS=5 bash benches/quality.sh
 #   QUICK=1 bash benches/quality.sh               # every 4th message, 3 folds (CI)
 #
-# Both see the same messages with the collectors' artefact headers (X-Spam-*, X-Bogosity,
-# Status ... see ../shared/corpus/README.md, and the other receiving filters' verdicts:
-# X-Barracuda-*, X-Amavis*, ...; and the fields final delivery into the collectors' mailboxes
-# added: Delivered-To, X-Original-To, ...; `is_collection_artefact` in src/classify/token.rs) removed and
-# the mbox `From ` line dropped: SpamAssassin would otherwise read its own old verdicts, and
-# both would learn other filters' ones. conbool's tokenizer ignores those fields anyway. SpamAssassin runs with `-L` semantics (local_tests_only: no DNS, Razor, Pyzor
+# Both see the same messages, written by `conbool eval --copies-out`: with the collectors'
+# artefact headers (X-Spam-*, X-Bogosity, Status ... see ../shared/corpus/README.md, and the
+# other receiving filters' verdicts: X-Barracuda-*, X-Amavis*, ...; and the fields final
+# delivery into the collectors' mailboxes added: Delivered-To, X-Original-To, ...;
+# `is_collection_artefact` in src/classify/token.rs) removed, the collectors' own `Received`
+# hops removed (benches/corpus-internal-hosts.txt) and the mbox `From ` line dropped:
+# SpamAssassin would otherwise read its own old verdicts, both would learn other filters'
+# ones and the collectors' relays, which the relay never sees. SpamAssassin runs with `-L` semantics (local_tests_only: no DNS, Razor, Pyzor
 # or DCC), Bayes on (sa-learn on the other folds), auto-learn and TxRep/AWL off,
 # required_score 5.0. Installs spamassassin with apt-get when missing.
 set -euo pipefail
@@ -19,6 +21,8 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 LABELS="${LABELS:-$ROOT/../shared/corpus/labels.tsv}"
 FOLDS="${FOLDS:-5}"
 WORK="${WORK:-$(mktemp -d)}"
+# The collectors' hosts of ../shared/corpus (`conbool eval --internal-hosts`); empty: none.
+INTERNAL_HOSTS="${INTERNAL_HOSTS-$ROOT/benches/corpus-internal-hosts.txt}"
 if [ "${QUICK:-0}" = 1 ]; then FOLDS="${FOLDS_QUICK:-3}"; STEP=4; else STEP=1; fi
 
 if [ ! -f "$LABELS" ]; then echo "skipping: no labels at $LABELS"; exit 0; fi
@@ -28,46 +32,18 @@ if ! command -v sa-learn >/dev/null; then
 fi
 
 cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
-BASE="$(cd "$(dirname "$LABELS")" && pwd)"
-mkdir -p "$WORK/msgs"
-# The message set (every STEP-th line), as clean copies under $WORK/msgs with a labels file:
-# byte for byte what `conbool eval` judges (`without_artefacts` in src/cli/train.rs).
-# The copies keep their paths relative to the labels file, so `conbool eval` deals the same
-# folds here as on the corpus itself (it orders messages by a hash of the path).
-awk -v step="$STEP" 'NR == 1 { print; next } (NR - 2) % step == 0' "$LABELS" > "$WORK/labels.tsv"
-perl -MFile::Path=make_path -e '
-    my ($base, $out, $labels) = @ARGV;
-    open my $l, "<", $labels or die; <$l>;
-    while (<$l>) {
-        chomp; my ($p) = split /\t/;
-        open my $in, "<:raw", "$base/$p" or die "$base/$p: $!"; local $/; my $m = <$in>; close $in;
-        $m =~ s/\AFrom [^\n]*\n//;
-        my ($h, $sep, $b) = $m =~ /\A(.*?)(\r?\n\r?\n)(.*)\z/s ? ($1, $2, $3) : ($m, "", "");
-        my @keep; my $drop = 0;
-        for my $line (split /(?<=\n)/, $h) {
-            if ($line =~ /^[ \t]/) { push @keep, $line unless $drop; next }
-            # The fields `is_collection_artefact` (src/classify/token.rs) names: keep both alike.
-            $drop = $line =~ /^([!-9;-~]+)[ \t]*:/ && artefact(lc $1);
-            push @keep, $line unless $drop;
-        }
-        (my $dir = "$out/$p") =~ s{/[^/]*\z}{};
-        make_path($dir);
-        open my $o, ">:raw", "$out/$p" or die; print $o join("", @keep), $sep, $b; close $o;
-    }
-    sub artefact {
-        my ($n) = @_;
-        return 0 if length($n) > 64;
-        return ($n eq "status" || $n eq "delivered-to" || $n eq "envelope-to") ? 1 : 0 unless $n =~ /^x/;
-        return 1 if grep { $n eq $_ } qw(x-keywords x-uidl x-account-key x-status xstatus xlevel xchecker-version x-original-to x-envelope-from x-envelope-to x-delivered-to x-rcpt-to);
-        return 1 if grep { index($n, $_) == 0 } qw(x-mozilla- x-bogosity x-asg- x-barracuda x-amavis x-policyd x-greylist x-ironport-anti x-cloudmark x-authority-analysis);
-        return $n =~ /spam|viru|scan|scor/ ? 1 : 0;
-    }
-' "$BASE" "$WORK/msgs" "$WORK/labels.tsv"
-awk 'NR == 1 { print; next } { print $1 "\t" $2 "\t" $3 }' FS='\t' OFS='\t' \
-    "$WORK/labels.tsv" > "$WORK/msgs/labels.tsv"
+# The messages as `conbool eval` judges them, written by it (`--copies-out`: without the mbox
+# `From ` line, the collectors' and other filters' fields and the collectors' own `Received`
+# hops, `prepared` in src/cli/train.rs), then every STEP-th of them. The copies keep their
+# paths relative to the labels file, so `conbool eval` deals the same folds here as on the
+# corpus itself (it orders messages by a hash of the path).
+"$ROOT/target/release/conbool" eval --labels "$LABELS" ${INTERNAL_HOSTS:+--internal-hosts "$INTERNAL_HOSTS"} \
+    --copies-out "$WORK/msgs"
+awk -v step="$STEP" 'NR == 1 { print; next } (NR - 2) % step == 0' "$WORK/msgs/labels.tsv" \
+    > "$WORK/msgs/judged.tsv"
 
-echo "== conbool ($FOLDS-fold cross-validation, $(($(wc -l < "$WORK/msgs/labels.tsv") - 1)) messages)"
-"$ROOT/target/release/conbool" eval --labels "$WORK/msgs/labels.tsv" --folds "$FOLDS" \
+echo "== conbool ($FOLDS-fold cross-validation, $(($(wc -l < "$WORK/msgs/judged.tsv") - 1)) messages)"
+"$ROOT/target/release/conbool" eval --labels "$WORK/msgs/judged.tsv" --folds "$FOLDS" \
     --folds-out "$WORK/folds.tsv" | tee "$WORK/conbool.txt"
 
 echo

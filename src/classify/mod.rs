@@ -32,10 +32,12 @@
 //! there.
 #![forbid(unsafe_code)]
 
+mod hops;
 mod model;
 mod token;
 mod train;
 
+pub use hops::{Hop, InternalHosts};
 pub use model::{Model, ModelError, MODEL_VERSION, TOKENIZER_VERSION};
 pub use token::{
     is_collection_artefact, rule_feature, Features, Tokenizer, MAX_TEXT_BYTES, MAX_TOKENS,

@@ -12,12 +12,15 @@
 //! `--config` (built-in rules and defaults without it). A rules-only table is printed first,
 //! for comparison.
 //!
-//! Messages are judged as [`crate::cli::train::without_artefacts`] has them: without the
-//! collectors' header fields and other filters' verdicts, which neither rules nor classifier
-//! should score on (`../shared/corpus/README.md`).
+//! Messages are judged as [`crate::cli::train::prepared`] has them: without the collectors'
+//! header fields and other filters' verdicts, which neither rules nor classifier should score
+//! on (`../shared/corpus/README.md`), and with `--internal-hosts` without the `Received`
+//! fields the receiving side wrote (the relay sees mail before those hops). `--copies-out`
+//! writes the messages so prepared, for other filters to judge the same bytes
+//! (`benches/quality.sh`).
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,8 +30,8 @@ use crate::cli::scan::{
     compile_spam_rules, default_limits, load_model, scan_message, MAX_MIME_DEPTH, MAX_MIME_PARTS,
 };
 use crate::cli::train::{
-    features_with_rules, pick_params, read_labels, read_training_messages, train_on, Labelled,
-    FINAL_RUNS, STEPS,
+    features_with_rules, pick_params, read_internal_hosts, read_labels, read_training_messages,
+    train_on, Labelled, FINAL_RUNS, STEPS,
 };
 use crate::config::{Config, Spam};
 use crate::message::MessageLimits;
@@ -49,6 +52,16 @@ pub struct EvalArgs {
     /// Configuration file: `spam.rules`, `spam.threshold` and `[limits]` come from it.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
+    /// The receiving side's hosts, one per line: the `Received` fields they wrote at the top
+    /// of each message are dropped before judging (as `conbool train --internal-hosts`).
+    #[arg(long, value_name = "FILE")]
+    pub internal_hosts: Option<PathBuf>,
+    /// Write every message as `conbool eval` judges it (without the collectors' fields and,
+    /// with `--internal-hosts`, the receiving side's hops) under this folder at its path in
+    /// the labels file, with a `labels.tsv`, for other filters to judge the same bytes; then
+    /// stop without judging.
+    #[arg(long, value_name = "DIR")]
+    pub copies_out: Option<PathBuf>,
     /// Write `path label source fold` lines here (for other filters to use the same folds).
     #[arg(long, value_name = "FILE.tsv")]
     pub folds_out: Option<PathBuf>,
@@ -293,6 +306,43 @@ pub fn main(args: EvalArgs) -> ExitCode {
     }
 }
 
+/// `--copies-out`: each message under `dir` at its path in the labels file, and the labels
+/// file (`path label source`) beside them.
+fn write_copies(
+    dir: &Path,
+    labels: &[Labelled],
+    messages: &[Vec<u8>],
+    hops: usize,
+) -> Result<String, String> {
+    let mut text = String::from("path\tlabel\tsource\n");
+    for (l, m) in labels.iter().zip(messages) {
+        let relative = Path::new(&l.name);
+        if !relative
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(format!(
+                "{}: a copy is written only for a path inside the labels file's folder",
+                l.name
+            ));
+        }
+        let path = dir.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        std::fs::write(&path, m).map_err(|e| format!("{}: {e}", path.display()))?;
+        let label = if l.spam { "spam" } else { "ham" };
+        let _ = writeln!(text, "{}\t{label}\t{}", l.name, l.source);
+    }
+    let path = dir.join("labels.tsv");
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(format!(
+        "{} messages written under {} with labels.tsv ({hops} Received fields dropped as the receiving side's)\n",
+        labels.len(),
+        dir.display()
+    ))
+}
+
 /// Does the evaluation and returns what `conbool eval` prints.
 pub fn run(args: &EvalArgs) -> Result<String, String> {
     let started = Instant::now();
@@ -314,8 +364,20 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
         ..spam
     };
     let labels = read_labels(&args.labels)?;
-    let messages = read_training_messages(&labels)?;
+    let internal = read_internal_hosts(args.internal_hosts.as_deref())?;
+    let (messages, hops) = read_training_messages(&labels, &internal)?;
+    if let Some(dir) = &args.copies_out {
+        return write_copies(dir, &labels, &messages, hops);
+    }
     let mut out = String::new();
+    if let Some(path) = &args.internal_hosts {
+        let _ = writeln!(
+            out,
+            "internal hosts from {}: {hops} Received fields dropped as the receiving side's ({:.2} a message)\n",
+            path.display(),
+            hops as f64 / labels.len() as f64
+        );
+    }
     let rules_only = compile_spam_rules(&spam, None)?;
     let flagged: Vec<bool> = messages
         .iter()
@@ -503,7 +565,7 @@ mod tests {
         let Some(dir) = shared_corpus() else { return };
         let all = read_labels(&dir.join("labels.tsv")).expect("labels");
         let labels: Vec<Labelled> = all.into_iter().step_by(12).collect();
-        let messages = read_training_messages(&labels).expect("messages");
+        let (messages, _) = read_training_messages(&labels, "").expect("messages");
         let limits = default_limits();
         let rules_only = crate::cli::train::training_rules().expect("rules");
         let features: Vec<Vec<u32>> = messages

@@ -21,7 +21,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::classify::{is_collection_artefact, train, Model, Tokenizer, TrainParams};
+use crate::classify::{
+    is_collection_artefact, train, Hop, InternalHosts, Model, Tokenizer, TrainParams,
+};
 use crate::cli::scan::{compile_spam_rules, default_limits, strip_from_line, MAX_SCAN_FILE_BYTES};
 use crate::message::header::{classify, LineClass};
 use crate::message::{feed_whole, MessageLimits, ScanEvent, ScanSink};
@@ -52,6 +54,11 @@ pub struct TrainArgs {
     /// average 8).
     #[arg(long, default_value_t = FINAL_RUNS)]
     pub final_runs: u32,
+    /// The receiving side's hosts (the collector's, or the operator's own servers), one per
+    /// line: the `Received` fields they wrote at the top of each message are dropped before
+    /// training, as the relay sees mail before those hops (README: spam detection quality).
+    #[arg(long, value_name = "FILE")]
+    pub internal_hosts: Option<PathBuf>,
 }
 
 /// Runs averaged into the model that `conbool train` writes (and `conbool eval` judges a
@@ -122,45 +129,105 @@ pub fn read_labels(path: &Path) -> Result<Vec<Labelled>, String> {
     Ok(out)
 }
 
-/// Reads every message file as [`without_artefacts`] has it: what `conbool train` learns
-/// from and `conbool eval` judges.
-pub fn read_training_messages(labels: &[Labelled]) -> Result<Vec<Vec<u8>>, String> {
+/// Reads every message file as [`prepared`] has it with the internal hosts of its source
+/// (`internal_hosts`: the text of a `--internal-hosts` list, see [`InternalHosts::parse`]):
+/// what `conbool train` learns from and `conbool eval` judges. Also how many `Received`
+/// fields were dropped as the receiving side's.
+pub fn read_training_messages(
+    labels: &[Labelled],
+    internal_hosts: &str,
+) -> Result<(Vec<Vec<u8>>, usize), String> {
     let mut messages = read_messages(labels)?;
-    for m in &mut messages {
-        *m = without_artefacts(m);
+    let mut lists: std::collections::HashMap<&str, InternalHosts> = Default::default();
+    let mut hops = 0;
+    for (m, l) in messages.iter_mut().zip(labels) {
+        let internal = match lists.entry(&l.source) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(InternalHosts::parse(internal_hosts, Some(&l.source))?)
+            }
+        };
+        let (kept, dropped) = prepared(m, internal);
+        *m = kept;
+        hops += dropped;
     }
-    Ok(messages)
+    Ok((messages, hops))
 }
 
-/// `message` without a leading mbox `From ` line and without the top-level header fields
-/// that [`is_collection_artefact`] names (each with its continuation lines): the collectors'
-/// own fields and other filters' verdicts, which `../shared/corpus/README.md` says to leave
-/// out of features *and rules* and to measure quality without. The tokenizer ignores them
-/// anyway; without them here the rules (and the scan window, which counts from the message's
-/// start) see what `benches/quality.sh`'s copies hold, byte for byte, so `conbool eval` on the
-/// corpus and on those copies agree. The header block ends at the first empty line (CRLF or
-/// LF); a line in it that is not a field is kept, and so is everything after it.
+/// Reads a `--internal-hosts` list of `conbool train` and `conbool eval` and checks it (none:
+/// an empty list, no `Received` field dropped).
+pub fn read_internal_hosts(path: Option<&Path>) -> Result<String, String> {
+    let Some(path) = path else {
+        return Ok(String::new());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    InternalHosts::parse(&text, None).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(text)
+}
+
+/// [`prepared`] without a list of internal hosts.
 pub fn without_artefacts(message: &[u8]) -> Vec<u8> {
+    prepared(message, &InternalHosts::default()).0
+}
+
+/// `message` as the relay would have scanned it, as far as a collected message tells: without
+/// a leading mbox `From ` line, without the top-level header fields that
+/// [`is_collection_artefact`] names (each with its continuation lines: the collectors' own
+/// fields, other filters' verdicts and final delivery's fields, which
+/// `../shared/corpus/README.md` says to leave out of features *and rules* and to measure
+/// quality without), and without the receiving side's own `Received` fields at the top (the
+/// walk of [`InternalHosts::hop`]; none when `internal` is empty). Also how many `Received`
+/// fields that dropped.
+///
+/// The tokenizer ignores the artefact fields anyway; without them here the rules (and the scan
+/// window, which counts from the message's start) see what `conbool eval --copies-out` writes
+/// for other filters, byte for byte. The header block ends at the first empty line (CRLF or
+/// LF); a line in it that is not a field is kept, and so is everything after it.
+pub fn prepared(message: &[u8], internal: &InternalHosts) -> (Vec<u8>, usize) {
     let m = strip_from_line(message);
     let end = header_block_end(m);
     let (head, rest) = m.split_at(end);
-    let mut out = Vec::with_capacity(m.len());
-    let mut drop = false;
+    // The header block as units: a field with its continuation lines (`Some` name length and
+    // colon offset), or a line that is no field with the continuation lines after it.
+    type Unit = (std::ops::Range<usize>, Option<(usize, usize)>);
+    let mut units: Vec<Unit> = Vec::new();
+    let mut at = 0;
     for line in head.split_inclusive(|&b| b == b'\n') {
         let text = line.strip_suffix(b"\n").unwrap_or(line);
-        match classify(text, true, false) {
-            Some(LineClass::Continuation) => {}
-            Some(LineClass::Field { name_len, .. }) => {
-                drop = text.get(..name_len).is_some_and(is_collection_artefact);
+        let range = at..at + line.len();
+        at = range.end;
+        match (classify(text, true, false), units.last_mut()) {
+            (Some(LineClass::Continuation), Some(last)) => last.0.end = range.end,
+            (Some(LineClass::Field { name_len, colon }), _) => {
+                units.push((range, Some((name_len, colon))))
             }
-            _ => drop = false,
+            _ => units.push((range, None)),
         }
+    }
+    let mut out = Vec::with_capacity(m.len());
+    let mut walking = !internal.is_empty();
+    let mut hops = 0;
+    for (range, field) in units {
+        let unit = &head[range];
+        let drop = match field {
+            None => false,
+            Some((name_len, _)) if is_collection_artefact(&unit[..name_len]) => true,
+            Some((name_len, colon))
+                if walking && unit[..name_len].eq_ignore_ascii_case(b"received") =>
+            {
+                let hop = internal.hop(unit.get(colon + 1..).unwrap_or_default());
+                walking = hop == Hop::Internal;
+                hops += usize::from(hop != Hop::External);
+                hop != Hop::External
+            }
+            Some(_) => false,
+        };
         if !drop {
-            out.extend_from_slice(line);
+            out.extend_from_slice(unit);
         }
     }
     out.extend_from_slice(rest);
-    out
+    (out, hops)
 }
 
 /// Where the header block of `m` ends: at the first empty line (the line end before it
@@ -442,7 +509,8 @@ pub fn main(args: TrainArgs) -> ExitCode {
     let started = Instant::now();
     let run = || -> Result<String, String> {
         let labels = read_labels(&args.labels)?;
-        let messages = read_training_messages(&labels)?;
+        let internal = read_internal_hosts(args.internal_hosts.as_deref())?;
+        let (messages, hops) = read_training_messages(&labels, &internal)?;
         let limits = default_limits();
         let rules = training_rules()?;
         let features: Vec<Vec<u32>> = messages
@@ -467,10 +535,15 @@ pub fn main(args: TrainArgs) -> ExitCode {
         std::fs::write(&args.out, &bytes).map_err(|e| format!("{}: {e}", args.out.display()))?;
         let spam = labels.iter().filter(|l| l.spam).count();
         Ok(format!(
-            "conbool train: {} messages ({} spam, {} ham), step {} and ham weight {} (inner cross-validation), seed {}, {} runs, {} bytes written to {} in {:.1} s",
+            "conbool train: {} messages ({} spam, {} ham{}), step {} and ham weight {} (inner cross-validation), seed {}, {} runs, {} bytes written to {} in {:.1} s",
             labels.len(),
             spam,
             labels.len() - spam,
+            if internal.is_empty() {
+                String::new()
+            } else {
+                format!(", {hops} Received fields dropped as the receiving side's")
+            },
             params.learning_rate,
             params.ham_weight,
             params.seed,
@@ -584,8 +657,9 @@ mod tests {
         }
     }
 
-    /// What `conbool train` and `conbool eval` keep of a message (byte for byte
-    /// `benches/quality.sh`'s copies: checked on the whole corpus when this was written).
+    /// What `conbool train` and `conbool eval` keep of a message without a list of internal
+    /// hosts (the same bytes as `benches/quality.sh`'s perl wrote when it made the copies:
+    /// checked on the whole corpus when this was written).
     #[test]
     fn without_artefacts_rows() {
         let rows: &[(&str, &[u8], &[u8])] = &[
@@ -630,6 +704,102 @@ mod tests {
                 "{row}"
             );
         }
+    }
+
+    /// The receiving side's `Received` fields go from the top, down to the one where the
+    /// message came in; other fields between them stay, and so does everything from the
+    /// first hop the receiving side did not write.
+    #[test]
+    fn prepared_drops_the_receiving_sides_hops() {
+        let list = InternalHosts::parse("mx.example\n203.0.113.7\n", None).expect("parses");
+        let rows: &[(&str, &str, &str, usize)] = &[
+            (
+                "inside_then_boundary",
+                "Received: from localhost (localhost [127.0.0.1])\r\n\tby store.mx.example with LMTP\r\nX-Note: kept\r\nReceived: from gw.mx.example ([10.0.0.2]) by store.mx.example;\r\n Mon, 1 Jan 2024\r\nReceived: from bot.example ([198.51.100.9])\r\n\tby gw.mx.example with SMTP\r\nReceived: from pc ([192.168.1.2]) by bot.example\r\nSubject: hi\r\n\r\nbody\r\n",
+                "X-Note: kept\r\nReceived: from pc ([192.168.1.2]) by bot.example\r\nSubject: hi\r\n\r\nbody\r\n",
+                3,
+            ),
+            (
+                "listed_public_address_is_inside",
+                "Received: from relay ([203.0.113.7]) by mx.example\nReceived: from bot.example ([198.51.100.9]) by relay.mx.example\nReceived: by bot.example\n\nx",
+                "Received: by bot.example\n\nx",
+                2,
+            ),
+            (
+                "first_hop_external_nothing_dropped",
+                "Received: from a ([198.51.100.9]) by other.example\nReceived: from b ([198.51.100.8]) by mx.example\n\nx",
+                "Received: from a ([198.51.100.9]) by other.example\nReceived: from b ([198.51.100.8]) by mx.example\n\nx",
+                0,
+            ),
+            (
+                "walk_stops_at_the_boundary",
+                "Received: from bot ([198.51.100.9]) by mx.example\nReceived: from x ([10.1.1.1]) by mx.example\n\nx",
+                "Received: from x ([10.1.1.1]) by mx.example\n\nx",
+                1,
+            ),
+            (
+                "artefacts_too",
+                "X-Spam-Flag: YES\nReceived: by mx.example\nX-Conbool-Flag: NO\nReceived: by other.example\n\nx",
+                "Received: by other.example\n\nx",
+                1,
+            ),
+            (
+                "body_received_untouched",
+                "Subject: s\n\nReceived: by mx.example\n",
+                "Subject: s\n\nReceived: by mx.example\n",
+                0,
+            ),
+        ];
+        for &(row, input, want, hops) in rows {
+            let (kept, dropped) = prepared(input.as_bytes(), &list);
+            assert_eq!(String::from_utf8_lossy(&kept), want, "{row}");
+            assert_eq!(dropped, hops, "{row}");
+            let (unlisted, none) = prepared(input.as_bytes(), &InternalHosts::default());
+            assert_eq!(unlisted, without_artefacts(input.as_bytes()), "{row}");
+            assert_eq!(none, 0, "{row}");
+        }
+    }
+
+    /// `benches/corpus-internal-hosts.txt` names every collector of the labelled corpus:
+    /// after the walk, hardly any message's first `Received` field was written by an
+    /// internal host (a collector's host the list misses stops the walk early and leaves
+    /// its hops there, on hundreds of messages). The few left are the senders' own: hops
+    /// that spam forges under the one where it came in (`by 9RN8VV8Y.netnoteinc.com`), and
+    /// hops between private addresses inside a sender's network.
+    #[test]
+    fn the_corpus_list_leaves_no_collector_hop_on_top() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let Ok(labels) = read_labels(&root.join("../shared/corpus/labels.tsv")) else {
+            eprintln!("skipping: no corpus");
+            return;
+        };
+        let text = read_internal_hosts(Some(&root.join("benches/corpus-internal-hosts.txt")))
+            .expect("the list");
+        let (messages, hops) = read_training_messages(&labels, &text).expect("messages");
+        assert!(hops > 2 * labels.len(), "{hops} hops dropped");
+        let mut left = Vec::new();
+        for (m, l) in messages.iter().zip(&labels) {
+            let list = InternalHosts::parse(&text, Some(&l.source)).expect("parses");
+            let head = &m[..header_block_end(m)];
+            let unfolded = String::from_utf8_lossy(head)
+                .replace("\r\n", "\n")
+                .replace("\n ", " ")
+                .replace("\n\t", " ");
+            let first = unfolded.lines().find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("received").then_some(value)
+            });
+            if let Some(value) = first {
+                if list.hop(value.as_bytes()) != Hop::External {
+                    left.push(l.name.clone());
+                }
+            }
+        }
+        assert!(
+            left.len() <= labels.len() / 200,
+            "{} messages keep an internal hop on top: {left:?}",
+            left.len()
+        );
     }
 
     #[test]
