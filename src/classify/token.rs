@@ -63,6 +63,8 @@ const MAX_NAME_BYTES: usize = 64;
 const TABLE_SLOTS: usize = (2 * MAX_TOKENS).next_power_of_two();
 /// Slots of the URL features' dedup table, likewise.
 const URL_TABLE_SLOTS: usize = (2 * MAX_URL_TOKENS).next_power_of_two();
+// The tables' slots hold an index into the feature list, plus one, as a `u16`.
+const _: () = assert!(MAX_TOKENS + MAX_URL_TOKENS < u16::MAX as usize);
 
 /// Header fields whose values are not tokenized: timestamps and signatures.
 #[cfg_attr(not(test), allow(dead_code))] // encoded in field_flags
@@ -297,10 +299,12 @@ fn has_verdict_word(name: &[u8]) -> bool {
 /// for, in one tight pass (the loads overlap there, rather than stalling each insert).
 #[derive(Clone, Debug)]
 pub struct Features {
-    /// Open addressing over the feature hashes (0 = empty), at most half full.
-    table: Box<[u32; TABLE_SLOTS]>,
+    /// Open addressing over the feature hashes, at most half full: each slot holds one more
+    /// than the index of its feature in `list` (0 = empty). Two bytes a slot rather than the
+    /// hash's four: the tables are zeroed for every message, and that costs by the byte.
+    table: Box<[u16; TABLE_SLOTS]>,
     /// The same for URL features.
-    url_table: Box<[u32; URL_TABLE_SLOTS]>,
+    url_table: Box<[u16; URL_TABLE_SLOTS]>,
     list: Vec<u32>,
     /// How many of `list` came from header fields, parts and text (kept apart from `urls`
     /// rather than worked out from the length: each insert checks it).
@@ -396,7 +400,7 @@ impl Features {
     #[inline(always)]
     fn insert(&mut self, h: u32) {
         let h = h.max(1);
-        if !self.full() && probe(&mut self.table, h) {
+        if !self.full() && probe(&mut self.table, &self.list, h) {
             self.list.push(h);
             self.others += 1;
         }
@@ -405,7 +409,7 @@ impl Features {
     #[inline(always)]
     fn insert_url(&mut self, h: u32) {
         let h = h.max(1);
-        if !self.urls_full() && probe(&mut self.url_table, h) {
+        if !self.urls_full() && probe(&mut self.url_table, &self.list, h) {
             self.list.push(h);
             self.urls += 1;
         }
@@ -419,20 +423,22 @@ pub fn rule_feature(name: &str) -> u32 {
     fold(hash_bytes(SEED_RULE, name.as_bytes())).max(1)
 }
 
-/// Puts `h` (non-zero) into an open-addressing table of `N` slots (a power of two) no more
-/// than half full; whether it was new. Linear probing from the slot the top bits of `h` name
-/// (`h * N >> 32`): the low bits of [`fold`]'s product depend only on the low bits of the
-/// word hash and cluster more, and the compiler sees the index in range.
+/// Looks `h` up in an open-addressing table of `N` slots (a power of two) no more than half
+/// full, whose slots index `list` (plus one; 0 = empty); when it is not there, takes the slot
+/// for `list`'s next entry, which the caller then pushes. Whether it was new. Linear probing
+/// from the slot the top bits of `h` name (`h * N >> 32`): the low bits of [`fold`]'s product
+/// depend only on the low bits of the word hash and cluster more, and the compiler sees the
+/// index in range.
 #[inline(always)]
-fn probe<const N: usize>(table: &mut [u32; N], h: u32) -> bool {
+fn probe<const N: usize>(table: &mut [u16; N], list: &[u32], h: u32) -> bool {
     let mut at = ((u64::from(h) * N as u64) >> 32) as usize;
     loop {
         let slot = &mut table[at];
         if *slot == 0 {
-            *slot = h;
+            *slot = (list.len() + 1) as u16;
             return true;
         }
-        if *slot == h {
+        if list.get(usize::from(*slot) - 1) == Some(&h) {
             return false;
         }
         at = (at + 1) % N;
