@@ -725,9 +725,8 @@ impl<const NAMES: bool> Tokenizer<NAMES> {
         if std::mem::replace(&mut self.facts.header_done, true) {
             return;
         }
-        for (i, name) in PRESENCE.iter().enumerate() {
+        for (i, (&h, name)) in ABSENT.iter().zip(PRESENCE).enumerate() {
             if self.facts.present & (1 << i) == 0 {
-                let h = hash_bytes(SEED_ABSENT, name);
                 self.name(h, || format!("no {} field", shown(name)));
                 self.add(h);
             }
@@ -735,14 +734,15 @@ impl<const NAMES: bool> Tokenizer<NAMES> {
         let domains = self.facts.domains;
         let from = domains[0];
         for (i, other) in domains.iter().enumerate().skip(1) {
-            let relation: &[u8] = match (from, *other) {
-                (0, 0) => b"none",
-                (0, _) => b"no-from",
-                (_, 0) => b"missing",
-                (f, o) if f == o => b"same",
-                _ => b"differ",
+            let r = match (from, *other) {
+                (0, 0) => 0,
+                (0, _) => 1,
+                (_, 0) => 2,
+                (f, o) if f == o => 3,
+                _ => 4,
             };
-            let h = hash_bytes(hash_bytes(SEED_RELATION, &[i as u8]), relation);
+            let relation = RELATIONS[r];
+            let h = RELATION[i][r];
             self.name(h, || {
                 let field = DOMAIN_FIELDS.get(i).copied().unwrap_or(b"?");
                 format!("{} domain vs From's: {}", shown(field), shown(relation))
@@ -1129,6 +1129,38 @@ const SEED_MIXED: u64 = 0x1_5000;
 const SEED_MONEY: u64 = 0x1_6000;
 const SEED_RULE: u64 = 0x1_7000;
 
+/// [`hash_bytes`] of each [`PRESENCE`] name from `SEED_ABSENT`: the tokens of absent fields,
+/// worked out when compiling (every message has some).
+const ABSENT: [u64; PRESENCE.len()] = {
+    let mut t = [0; PRESENCE.len()];
+    let mut i = 0;
+    while i < t.len() {
+        t[i] = hash_const(SEED_ABSENT, PRESENCE[i]);
+        i += 1;
+    }
+    t
+};
+
+/// How a [`DOMAIN_FIELDS`] field's domain relates to `From`'s.
+const RELATIONS: [&[u8]; 5] = [b"none", b"no-from", b"missing", b"same", b"differ"];
+
+/// The token of each [`DOMAIN_FIELDS`] field (by index) and each of [`RELATIONS`]:
+/// [`hash_bytes`] of the relation from that of the index, worked out when compiling.
+const RELATION: [[u64; RELATIONS.len()]; DOMAIN_FIELDS.len()] = {
+    let mut t = [[0; RELATIONS.len()]; DOMAIN_FIELDS.len()];
+    let mut i = 0;
+    while i < t.len() {
+        let seed = hash_const(SEED_RELATION, &[i as u8]);
+        let mut r = 0;
+        while r < RELATIONS.len() {
+            t[i][r] = hash_const(seed, RELATIONS[r]);
+            r += 1;
+        }
+        i += 1;
+    }
+    t
+};
+
 /// The domain of the last address in a header value (`user@Host.example>` → `Host.example`).
 fn address_domain(value: &[u8]) -> &[u8] {
     let Some(at) = memchr::memrchr(b'@', value) else {
@@ -1205,6 +1237,24 @@ fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
     let mut at = 0;
     while at < bytes.len() {
         h = (h ^ load(bytes, at, bytes.len() - at)).wrapping_mul(K_MUL);
+        h ^= h >> 29;
+        at += 8;
+    }
+    h
+}
+
+/// [`hash_bytes`] for constants, a byte at a time.
+const fn hash_const(seed: u64, bytes: &[u8]) -> u64 {
+    let mut h = (seed ^ bytes.len() as u64).wrapping_mul(K_MUL);
+    let mut at = 0;
+    while at < bytes.len() {
+        let mut v = 0u64;
+        let mut i = 0;
+        while i < 8 && at + i < bytes.len() {
+            v |= (bytes[at + i] as u64) << (8 * i);
+            i += 1;
+        }
+        h = (h ^ v).wrapping_mul(K_MUL);
         h ^= h >> 29;
         at += 8;
     }
@@ -2105,6 +2155,26 @@ mod tests {
             assert_eq!(word_end(s), want, "from {n}");
             let want = s.iter().position(|&b| WORD[b as usize] != 0);
             assert_eq!(word_start(s), want, "from {n}");
+        }
+    }
+
+    #[test]
+    fn constant_hashes_match_hash_bytes() {
+        let bytes: Vec<u8> = (0..40u8).map(|b| b.wrapping_mul(37) ^ 0xA5).collect();
+        for len in 0..bytes.len() {
+            for seed in [0, SEED_ABSENT, u64::MAX] {
+                let b = &bytes[..len];
+                assert_eq!(hash_const(seed, b), hash_bytes(seed, b), "{len} bytes");
+            }
+        }
+        for (i, name) in PRESENCE.iter().enumerate() {
+            assert_eq!(ABSENT[i], hash_bytes(SEED_ABSENT, name), "no {name:?}");
+        }
+        for (i, row) in RELATION.iter().enumerate() {
+            for (r, relation) in RELATIONS.iter().enumerate() {
+                let want = hash_bytes(hash_bytes(SEED_RELATION, &[i as u8]), relation);
+                assert_eq!(row[r], want, "field {i} relation {relation:?}");
+            }
         }
     }
 
