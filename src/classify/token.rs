@@ -1354,7 +1354,11 @@ fn hash_word(seed: u64, bytes: &[u8], w: Span) -> (u64, Shape) {
             return (h, shape);
         }
     }
-    hash_lower_at(seed, bytes.get(start..).unwrap_or_default(), len)
+    let src = bytes.get(start..).unwrap_or_default();
+    if w.plain {
+        return (hash_plain_at(seed, src, len), Shape::default());
+    }
+    hash_lower_at(seed, src, len)
 }
 
 /// Whether the word `w` of `bytes` holds a digit, eight bytes at a time.
@@ -1391,6 +1395,21 @@ fn hash_lower_at(seed: u64, src: &[u8], len: usize) -> (u64, Shape) {
         at += 8;
     }
     (h, shape)
+}
+
+/// [`hash_lower_at`] of a word known to hold no capital, digit or `$` (a [`Span::plain`]
+/// one): nothing to lower-case and an empty shape, so only the hash (the same one).
+#[inline]
+fn hash_plain_at(seed: u64, src: &[u8], len: usize) -> u64 {
+    let len = len.min(MAX_TOKEN_BYTES).min(src.len());
+    let mut h = (seed ^ len as u64).wrapping_mul(K_MUL);
+    let mut at = 0;
+    while at < len {
+        h = (h ^ load(src, at, len - at)).wrapping_mul(K_MUL);
+        h ^= h >> 29;
+        at += 8;
+    }
+    h
 }
 
 /// The words of a byte string (runs of [`WORD`] bytes), found 64 bytes at a time: one bit
