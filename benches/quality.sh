@@ -11,9 +11,9 @@
 # other receiving filters' verdicts: X-Barracuda-*, X-Amavis*, ...; and the fields final
 # delivery into the collectors' mailboxes added: Delivered-To, X-Original-To, ...;
 # `is_collection_artefact` in src/classify/token.rs) removed, the collectors' own `Received`
-# hops removed (benches/corpus-internal-hosts.txt) and the mbox `From ` line dropped:
-# SpamAssassin would otherwise read its own old verdicts, both would learn other filters'
-# ones and the collectors' relays, which the relay never sees. SpamAssassin runs with `-L` semantics (local_tests_only: no DNS, Razor, Pyzor
+# hops above the entry hop removed (benches/corpus-internal-hosts.txt) and the mbox `From `
+# line dropped: SpamAssassin would otherwise read its own old verdicts, both would learn other
+# filters' ones and the collectors' relays, which are not there at the relay's place. SpamAssassin runs with `-L` semantics (local_tests_only: no DNS, Razor, Pyzor
 # or DCC), Bayes on (sa-learn on the other folds), auto-learn and TxRep/AWL off,
 # required_score 5.0. Installs spamassassin with apt-get when missing.
 set -euo pipefail
@@ -32,11 +32,14 @@ if ! command -v sa-learn >/dev/null; then
 fi
 
 cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
-# The messages as `conbool eval` judges them, written by it (`--copies-out`: without the mbox
-# `From ` line, the collectors' and other filters' fields and the collectors' own `Received`
-# hops, `prepared` in src/cli/train.rs), then every STEP-th of them. The copies keep their
-# paths relative to the labels file, so `conbool eval` deals the same folds here as on the
-# corpus itself (it orders messages by a hash of the path).
+# The messages as they arrive at the relay's place, written by `conbool eval --copies-out`:
+# without the mbox `From ` line, the collectors' and other filters' fields and the collectors'
+# own `Received` hops above the one where each message came in (`prepared` in
+# src/cli/train.rs). That one stays, as the MTA in front of SpamAssassin would write it;
+# `conbool eval --internal-hosts` drops it again (the relay writes it after its scan), so
+# conbool judges here exactly what it judges on the corpus. Then every STEP-th message. The
+# copies keep their paths relative to the labels file, so `conbool eval` deals the same folds
+# here as on the corpus itself (it orders messages by a hash of the path).
 "$ROOT/target/release/conbool" eval --labels "$LABELS" ${INTERNAL_HOSTS:+--internal-hosts "$INTERNAL_HOSTS"} \
     --copies-out "$WORK/msgs"
 awk -v step="$STEP" 'NR == 1 { print; next } (NR - 2) % step == 0' "$WORK/msgs/labels.tsv" \
@@ -44,6 +47,7 @@ awk -v step="$STEP" 'NR == 1 { print; next } (NR - 2) % step == 0' "$WORK/msgs/l
 
 echo "== conbool ($FOLDS-fold cross-validation, $(($(wc -l < "$WORK/msgs/judged.tsv") - 1)) messages)"
 "$ROOT/target/release/conbool" eval --labels "$WORK/msgs/judged.tsv" --folds "$FOLDS" \
+    ${INTERNAL_HOSTS:+--internal-hosts "$INTERNAL_HOSTS"} \
     --folds-out "$WORK/folds.tsv" | tee "$WORK/conbool.txt"
 
 echo

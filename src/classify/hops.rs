@@ -23,6 +23,26 @@
 
 use std::net::IpAddr;
 
+/// Whether a field (by name) records a check the receiving side made as a message came in:
+/// above its `Received` fields, such a field is the receiving side's too, as the relay would
+/// not have it (it checks neither DKIM nor SPF). `Authentication-Results` (RFC 8601: written
+/// by the verifier for its own site), `ARC-Authentication-Results`, `Received-SPF`, sendmail's
+/// `X-Authentication-Warning`, OpenDKIM's `DKIM-Filter`, Exim's `Delivery-Date`, Gmail's
+/// `X-Gmail-Received`. In the labelled corpus `Delivery-Date` sits above the entry hop on 353
+/// spamassassin spam and 12 of its ham, `Authentication-Results` on 272 foff-milter messages.
+pub fn is_receiving_trace(name: &[u8]) -> bool {
+    const TRACE: &[&[u8]] = &[
+        b"authentication-results",
+        b"arc-authentication-results",
+        b"received-spf",
+        b"x-authentication-warning",
+        b"dkim-filter",
+        b"delivery-date",
+        b"x-gmail-received",
+    ];
+    TRACE.iter().any(|t| name.eq_ignore_ascii_case(t))
+}
+
 /// Host names of the receiving side (lower case), loaded from a list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct InternalHosts {

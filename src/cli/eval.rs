@@ -16,8 +16,8 @@
 //! header fields and other filters' verdicts, which neither rules nor classifier should score
 //! on (`../shared/corpus/README.md`), and with `--internal-hosts` without the `Received`
 //! fields the receiving side wrote (the relay sees mail before those hops). `--copies-out`
-//! writes the messages so prepared, for other filters to judge the same bytes
-//! (`benches/quality.sh`).
+//! writes the messages so prepared, but with the hop where each came in, for other filters
+//! behind an MTA (`benches/quality.sh`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -31,7 +31,7 @@ use crate::cli::scan::{
 };
 use crate::cli::train::{
     features_with_rules, pick_params, read_internal_hosts, read_labels, read_training_messages,
-    train_on, Labelled, FINAL_RUNS, STEPS,
+    train_on, EntryHop, Labelled, FINAL_RUNS, STEPS,
 };
 use crate::config::{Config, Spam};
 use crate::message::MessageLimits;
@@ -56,10 +56,12 @@ pub struct EvalArgs {
     /// of each message are dropped before judging (as `conbool train --internal-hosts`).
     #[arg(long, value_name = "FILE")]
     pub internal_hosts: Option<PathBuf>,
-    /// Write every message as `conbool eval` judges it (without the collectors' fields and,
-    /// with `--internal-hosts`, the receiving side's hops) under this folder at its path in
-    /// the labels file, with a `labels.tsv`, for other filters to judge the same bytes; then
-    /// stop without judging.
+    /// Write every message as it arrives at the relay's place, for other filters to judge:
+    /// without the collectors' fields and, with `--internal-hosts`, the receiving side's
+    /// hops above the one where the message came in (kept: a filter behind an MTA sees the
+    /// field its MTA writes; `conbool eval --internal-hosts` on the copies drops it again, so
+    /// it judges what it judges on the originals). Under this folder at each message's path in
+    /// the labels file, with a `labels.tsv`; then stop without judging.
     #[arg(long, value_name = "DIR")]
     pub copies_out: Option<PathBuf>,
     /// Write `path label source fold` lines here (for other filters to use the same folds).
@@ -337,7 +339,7 @@ fn write_copies(
     let path = dir.join("labels.tsv");
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(format!(
-        "{} messages written under {} with labels.tsv ({hops} Received fields dropped as the receiving side's)\n",
+        "{} messages written under {} with labels.tsv ({hops} Received fields above the entry hop dropped as the receiving side's)\n",
         labels.len(),
         dir.display()
     ))
@@ -365,10 +367,11 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
     };
     let labels = read_labels(&args.labels)?;
     let internal = read_internal_hosts(args.internal_hosts.as_deref())?;
-    let (messages, hops) = read_training_messages(&labels, &internal)?;
     if let Some(dir) = &args.copies_out {
+        let (messages, hops) = read_training_messages(&labels, &internal, EntryHop::Keep)?;
         return write_copies(dir, &labels, &messages, hops);
     }
+    let (messages, hops) = read_training_messages(&labels, &internal, EntryHop::Drop)?;
     let mut out = String::new();
     if let Some(path) = &args.internal_hosts {
         let _ = writeln!(
@@ -565,7 +568,7 @@ mod tests {
         let Some(dir) = shared_corpus() else { return };
         let all = read_labels(&dir.join("labels.tsv")).expect("labels");
         let labels: Vec<Labelled> = all.into_iter().step_by(12).collect();
-        let (messages, _) = read_training_messages(&labels, "").expect("messages");
+        let (messages, _) = read_training_messages(&labels, "", EntryHop::Drop).expect("messages");
         let limits = default_limits();
         let rules_only = crate::cli::train::training_rules().expect("rules");
         let features: Vec<Vec<u32>> = messages
@@ -625,6 +628,88 @@ mod tests {
             t.recall_pct(),
             t.fp_pct()
         );
+    }
+
+    /// `--copies-out` writes each message as it arrives at the relay's place (the entry hop
+    /// kept) at its path with a labels file, and `eval --internal-hosts` on the copies judges
+    /// the bytes it judges on the originals; a path outside the folder is refused.
+    #[test]
+    fn copies_keep_the_entry_hop_and_judge_alike() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            eval: EvalArgs,
+        }
+        let parse = |args: &[&str]| {
+            <Cli as clap::Parser>::try_parse_from(
+                std::iter::once("eval").chain(args.iter().copied()),
+            )
+            .expect("flags")
+            .eval
+        };
+        let dir = std::env::temp_dir().join(format!("conbool-copies-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("in/ham")).expect("dir");
+        let message = "From x Mon\nReceived: by store.mx.example\nX-Spam-Flag: NO\nReceived: from a.example ([198.51.100.9]) by mx.example\nReceived: by a.example\nSubject: hi\n\nbody\n";
+        std::fs::write(dir.join("in/ham/one.eml"), message).expect("message");
+        std::fs::write(
+            dir.join("in/labels.tsv"),
+            "path\tlabel\tsource\nham/one.eml\tham\tsrc\n",
+        )
+        .expect("labels");
+        std::fs::write(dir.join("hosts"), "mx.example src\n").expect("hosts");
+        let (labels, copies, hosts) = (
+            dir.join("in/labels.tsv"),
+            dir.join("out"),
+            dir.join("hosts"),
+        );
+        let path = |p: &Path| p.to_str().expect("utf-8").to_string();
+        let said = run(&parse(&[
+            "--labels",
+            &path(&labels),
+            "--internal-hosts",
+            &path(&hosts),
+            "--copies-out",
+            &path(&copies),
+        ]))
+        .expect("copies");
+        assert!(
+            said.contains("1 messages written") && said.contains("(1 Received"),
+            "{said}"
+        );
+        let copy = std::fs::read(copies.join("ham/one.eml")).expect("the copy");
+        assert_eq!(
+            String::from_utf8_lossy(&copy),
+            "Received: from a.example ([198.51.100.9]) by mx.example\nReceived: by a.example\nSubject: hi\n\nbody\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(copies.join("labels.tsv")).expect("labels"),
+            "path\tlabel\tsource\nham/one.eml\tham\tsrc\n"
+        );
+        let text = read_internal_hosts(Some(&hosts)).expect("hosts");
+        let originals = read_labels(&labels).expect("labels");
+        let copied = read_labels(&copies.join("labels.tsv")).expect("labels");
+        let (a, _) = read_training_messages(&originals, &text, EntryHop::Drop).expect("read");
+        let (b, _) = read_training_messages(&copied, &text, EntryHop::Drop).expect("read");
+        assert_eq!(a, b);
+        std::fs::write(
+            dir.join("in/labels.tsv"),
+            "path\tlabel\tsource\n../one.eml\tham\tsrc\n",
+        )
+        .expect("labels");
+        std::fs::write(dir.join("one.eml"), message).expect("message");
+        let refused = run(&parse(&[
+            "--labels",
+            &path(&labels),
+            "--copies-out",
+            &path(&copies),
+        ]))
+        .expect_err("refused");
+        assert!(
+            refused.contains("inside the labels file's folder"),
+            "{refused}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -22,7 +22,8 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::classify::{
-    is_collection_artefact, train, Hop, InternalHosts, Model, Tokenizer, TrainParams,
+    is_collection_artefact, is_receiving_trace, train, Hop, InternalHosts, Model, Tokenizer,
+    TrainParams,
 };
 use crate::cli::scan::{compile_spam_rules, default_limits, strip_from_line, MAX_SCAN_FILE_BYTES};
 use crate::message::header::{classify, LineClass};
@@ -129,13 +130,25 @@ pub fn read_labels(path: &Path) -> Result<Vec<Labelled>, String> {
     Ok(out)
 }
 
+/// Whether [`prepared`] keeps the `Received` field where a message came in to the receiving
+/// side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryHop {
+    /// Dropped too: the relay's view (it writes that field itself, after its scan). What
+    /// `conbool train` learns from and `conbool eval` judges.
+    Drop,
+    /// Kept: the view of a filter behind an MTA at the relay's place, whose MTA writes it
+    /// before the filter runs (`conbool eval --copies-out`, for SpamAssassin).
+    Keep,
+}
+
 /// Reads every message file as [`prepared`] has it with the internal hosts of its source
-/// (`internal_hosts`: the text of a `--internal-hosts` list, see [`InternalHosts::parse`]):
-/// what `conbool train` learns from and `conbool eval` judges. Also how many `Received`
-/// fields were dropped as the receiving side's.
+/// (`internal_hosts`: the text of a `--internal-hosts` list, see [`InternalHosts::parse`]).
+/// Also how many `Received` fields were dropped as the receiving side's.
 pub fn read_training_messages(
     labels: &[Labelled],
     internal_hosts: &str,
+    entry: EntryHop,
 ) -> Result<(Vec<Vec<u8>>, usize), String> {
     let mut messages = read_messages(labels)?;
     let mut lists: std::collections::HashMap<&str, InternalHosts> = Default::default();
@@ -147,7 +160,7 @@ pub fn read_training_messages(
                 e.insert(InternalHosts::parse(internal_hosts, Some(&l.source))?)
             }
         };
-        let (kept, dropped) = prepared(m, internal);
+        let (kept, dropped) = prepared(m, internal, entry);
         *m = kept;
         hops += dropped;
     }
@@ -167,24 +180,25 @@ pub fn read_internal_hosts(path: Option<&Path>) -> Result<String, String> {
 
 /// [`prepared`] without a list of internal hosts.
 pub fn without_artefacts(message: &[u8]) -> Vec<u8> {
-    prepared(message, &InternalHosts::default()).0
+    prepared(message, &InternalHosts::default(), EntryHop::Drop).0
 }
 
 /// `message` as the relay would have scanned it, as far as a collected message tells: without
-/// a leading mbox `From ` line, without the top-level header fields that
+/// mbox `From ` lines, without the top-level header fields that
 /// [`is_collection_artefact`] names (each with its continuation lines: the collectors' own
 /// fields, other filters' verdicts and final delivery's fields, which
 /// `../shared/corpus/README.md` says to leave out of features *and rules* and to measure
 /// quality without), and without the receiving side's own `Received` fields at the top (the
-/// walk of [`InternalHosts::hop`]; none when `internal` is empty). Also how many `Received`
-/// fields that dropped.
+/// walk of [`InternalHosts::hop`]; none when `internal` is empty; the field where the message
+/// came in kept or not as `entry` says) and the results of its checks above them
+/// ([`is_receiving_trace`]). Also how many `Received` fields that dropped.
 ///
 /// The tokenizer ignores the artefact fields anyway; without them here the rules (and the scan
 /// window, which counts from the message's start) see what `conbool eval --copies-out` writes
 /// for other filters, byte for byte. The header block ends at the first empty line (CRLF or
 /// LF); a line in it that is not a field is kept, and so is everything after it.
-pub fn prepared(message: &[u8], internal: &InternalHosts) -> (Vec<u8>, usize) {
-    let m = strip_from_line(message);
+pub fn prepared(message: &[u8], internal: &InternalHosts, entry: EntryHop) -> (Vec<u8>, usize) {
+    let m = message;
     let end = header_block_end(m);
     let (head, rest) = m.split_at(end);
     // The header block as units: a field with its continuation lines (`Some` name length and
@@ -204,24 +218,45 @@ pub fn prepared(message: &[u8], internal: &InternalHosts) -> (Vec<u8>, usize) {
             _ => units.push((range, None)),
         }
     }
-    let mut out = Vec::with_capacity(m.len());
+    // The walk down the `Received` fields from the top: which go, and where it ended.
+    let mut gone = vec![false; units.len()];
+    let mut walked = 0;
     let mut walking = !internal.is_empty();
+    for (i, (range, field)) in units.iter().enumerate() {
+        let Some((name_len, colon)) = *field else {
+            continue;
+        };
+        let unit = &head[range.clone()];
+        if !walking || !unit[..name_len].eq_ignore_ascii_case(b"received") {
+            continue;
+        }
+        let hop = internal.hop(unit.get(colon + 1..).unwrap_or_default());
+        walking = hop == Hop::Internal;
+        gone[i] = match hop {
+            Hop::Internal => true,
+            Hop::Boundary => entry == EntryHop::Drop,
+            Hop::External => false,
+        };
+        if hop != Hop::External {
+            walked = i;
+        }
+    }
+    let mut out = Vec::with_capacity(m.len());
     let mut hops = 0;
-    for (range, field) in units {
+    for (i, (range, field)) in units.into_iter().enumerate() {
         let unit = &head[range];
         let drop = match field {
-            None => false,
-            Some((name_len, _)) if is_collection_artefact(&unit[..name_len]) => true,
-            Some((name_len, colon))
-                if walking && unit[..name_len].eq_ignore_ascii_case(b"received") =>
-            {
-                let hop = internal.hop(unit.get(colon + 1..).unwrap_or_default());
-                walking = hop == Hop::Internal;
-                hops += usize::from(hop != Hop::External);
-                hop != Hop::External
+            // An mbox `From ` line (no field: `From :` with a space is one) wherever it is
+            // in the header block: one left at the top once the fields above it go would
+            // otherwise be taken for the mbox line only when prepared again (fuzz target
+            // `received_walk`).
+            None => unit.starts_with(b"From "),
+            Some((name_len, _)) => {
+                let name = &unit[..name_len];
+                is_collection_artefact(name) || gone[i] || i < walked && is_receiving_trace(name)
             }
-            Some(_) => false,
         };
+        hops += usize::from(gone[i]);
         if !drop {
             out.extend_from_slice(unit);
         }
@@ -230,17 +265,16 @@ pub fn prepared(message: &[u8], internal: &InternalHosts) -> (Vec<u8>, usize) {
     (out, hops)
 }
 
-/// Where the header block of `m` ends: at the first empty line (the line end before it
-/// stays with the separator, as `\r?\n\r?\n`), or at the end when there is none.
+/// Where the header block of `m` ends: where its first empty line starts (each field keeps
+/// its own line end, so a dropped field takes it along), or at the end when there is none.
 fn header_block_end(m: &[u8]) -> usize {
+    if m.starts_with(b"\n") || m.starts_with(b"\r\n") {
+        return 0;
+    }
     for lf in memchr::memchr_iter(b'\n', m) {
         let next = m.get(lf + 1..).unwrap_or_default();
         if next.starts_with(b"\n") || next.starts_with(b"\r\n") {
-            return if lf > 0 && m.get(lf - 1) == Some(&b'\r') {
-                lf - 1
-            } else {
-                lf
-            };
+            return lf + 1;
         }
     }
     m.len()
@@ -510,7 +544,7 @@ pub fn main(args: TrainArgs) -> ExitCode {
     let run = || -> Result<String, String> {
         let labels = read_labels(&args.labels)?;
         let internal = read_internal_hosts(args.internal_hosts.as_deref())?;
-        let (messages, hops) = read_training_messages(&labels, &internal)?;
+        let (messages, hops) = read_training_messages(&labels, &internal, EntryHop::Drop)?;
         let limits = default_limits();
         let rules = training_rules()?;
         let features: Vec<Vec<u32>> = messages
@@ -658,8 +692,7 @@ mod tests {
     }
 
     /// What `conbool train` and `conbool eval` keep of a message without a list of internal
-    /// hosts (the same bytes as `benches/quality.sh`'s perl wrote when it made the copies:
-    /// checked on the whole corpus when this was written).
+    /// hosts.
     #[test]
     fn without_artefacts_rows() {
         let rows: &[(&str, &[u8], &[u8])] = &[
@@ -676,9 +709,14 @@ mod tests {
             (
                 "mbox_line_and_last_field",
                 b"From a@b Mon Jan 1 00:00:00 2024\nTo: a@b\nStatus: RO\n\nx",
-                // The last field's line end stays with the separator, as in the script.
-                b"To: a@b\n\n\nx",
+                b"To: a@b\n\nx",
             ),
+            (
+                "last_field_crlf",
+                b"To: a\r\nStatus: RO\r\n\r\nx\r\n",
+                b"To: a\r\n\r\nx\r\n",
+            ),
+            ("blank_first", b"\nStatus: RO\n", b"\nStatus: RO\n"),
             (
                 "blank_before_colon",
                 b"Status : RO\nTo: a\n\n",
@@ -694,6 +732,17 @@ mod tests {
                 "mixed_separator",
                 b"To: a\r\n\nXLevel: 1\n",
                 b"To: a\r\n\nXLevel: 1\n",
+            ),
+            ("two_mbox_lines", b"From a\nFrom b\nTo: a\n\n", b"To: a\n\n"),
+            (
+                "from_field_with_a_space_is_a_field",
+                b"From x\nStatus: RO\nFrom : a@b\n\n",
+                b"From : a@b\n\n",
+            ),
+            (
+                "mbox_line_under_artefacts",
+                b"From a\nX-UIDL: 1\nFrom b\nTo: a\n\nFrom c\n",
+                b"To: a\n\nFrom c\n",
             ),
             ("empty", b"", b""),
         ];
@@ -744,6 +793,18 @@ mod tests {
                 1,
             ),
             (
+                "the_receiving_sides_checks_above_its_hops",
+                "Authentication-Results: mx.example; dkim=pass\nReceived: by store.mx.example\nDelivery-Date: Mon\nReceived: from bot ([198.51.100.9]) by mx.example\nAuthentication-Results: bot.example; spf=pass\nReceived: by bot.example\n\nx",
+                "Authentication-Results: bot.example; spf=pass\nReceived: by bot.example\n\nx",
+                2,
+            ),
+            (
+                "checks_kept_without_a_receiving_hop",
+                "Authentication-Results: a.example; dkim=pass\nReceived: by other.example\n\nx",
+                "Authentication-Results: a.example; dkim=pass\nReceived: by other.example\n\nx",
+                0,
+            ),
+            (
                 "body_received_untouched",
                 "Subject: s\n\nReceived: by mx.example\n",
                 "Subject: s\n\nReceived: by mx.example\n",
@@ -751,10 +812,17 @@ mod tests {
             ),
         ];
         for &(row, input, want, hops) in rows {
-            let (kept, dropped) = prepared(input.as_bytes(), &list);
+            let (kept, dropped) = prepared(input.as_bytes(), &list, EntryHop::Drop);
             assert_eq!(String::from_utf8_lossy(&kept), want, "{row}");
             assert_eq!(dropped, hops, "{row}");
-            let (unlisted, none) = prepared(input.as_bytes(), &InternalHosts::default());
+            // Kept, the entry hop is the top one, and the walk over that drops it alone.
+            let (with_entry, fewer) = prepared(input.as_bytes(), &list, EntryHop::Keep);
+            let (again, one) = prepared(&with_entry, &list, EntryHop::Drop);
+            assert_eq!(again, kept, "{row}");
+            assert_eq!(fewer + one, dropped, "{row}");
+            assert!(one <= 1, "{row}");
+            let (unlisted, none) =
+                prepared(input.as_bytes(), &InternalHosts::default(), EntryHop::Drop);
             assert_eq!(unlisted, without_artefacts(input.as_bytes()), "{row}");
             assert_eq!(none, 0, "{row}");
         }
@@ -775,7 +843,8 @@ mod tests {
         };
         let text = read_internal_hosts(Some(&root.join("benches/corpus-internal-hosts.txt")))
             .expect("the list");
-        let (messages, hops) = read_training_messages(&labels, &text).expect("messages");
+        let (messages, hops) =
+            read_training_messages(&labels, &text, EntryHop::Drop).expect("messages");
         assert!(hops > 2 * labels.len(), "{hops} hops dropped");
         let mut left = Vec::new();
         for (m, l) in messages.iter().zip(&labels) {
