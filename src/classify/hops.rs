@@ -16,10 +16,10 @@
 //! Internal are the names listed (each with its subdomains), the addresses and networks
 //! listed, `localhost`, and private, loopback and link-local addresses. An archive's list may
 //! limit an entry to some of its sources (csdmc2010 collected part of its mail through Gmail,
-//! whose hosts are the senders' in the other archives). A `from` clause with an address literal (`[192.0.2.1]`,
-//! as MTAs record the peer) is judged by that address, and a public one by the reverse name
-//! recorded with it, never by the name the peer announced (`HELO`): a sender can announce any
-//! name.
+//! whose hosts are the senders' in the other archives). A `from` clause with an address
+//! literal (`[192.0.2.1]`, as MTAs record the peer) is judged by that address, and a public one
+//! by the reverse name recorded with it, never by the name the peer announced (`HELO`): a
+//! sender can announce any name.
 
 use std::net::IpAddr;
 
@@ -81,9 +81,7 @@ impl InternalHosts {
                 continue;
             };
             let mut sources = words.peekable();
-            if sources.peek().is_some() && !sources.any(|s| Some(s) == source) {
-                continue;
-            }
+            let applies = sources.peek().is_none() || sources.any(|s| Some(s) == source);
             let (addr, prefix) = match entry.split_once('/') {
                 Some((a, p)) => (a, Some(p)),
                 None => (entry, None),
@@ -100,7 +98,9 @@ impl InternalHosts {
                         ))
                     }
                 };
-                networks.push((ip, bits));
+                if applies {
+                    networks.push((ip, bits));
+                }
                 continue;
             }
             let name = entry.trim_start_matches("*.").trim_start_matches('.');
@@ -115,7 +115,9 @@ impl InternalHosts {
                     i + 1
                 ));
             }
-            names.push(name.to_ascii_lowercase().into_bytes());
+            if applies {
+                names.push(name.to_ascii_lowercase().into_bytes());
+            }
         }
         Ok(InternalHosts { names, networks })
     }
@@ -482,6 +484,8 @@ mod tests {
         assert!(bad.contains("line 2"), "{bad}");
         assert!(InternalHosts::parse("exa_mple.org", None).is_err());
         assert!(InternalHosts::parse("192.0.2.0/33", None).is_err());
+        // An entry limited to another source is checked all the same.
+        assert!(InternalHosts::parse("exa_mple.org other", None).is_err());
     }
 
     /// Entries limited to sources, and networks.

@@ -183,8 +183,8 @@ pub fn without_artefacts(message: &[u8]) -> Vec<u8> {
     prepared(message, &InternalHosts::default(), EntryHop::Drop).0
 }
 
-/// `message` as the relay would have scanned it, as far as a collected message tells: without
-/// mbox `From ` lines, without the top-level header fields that
+/// The message `m` as the relay would have scanned it, as far as a collected message tells:
+/// without mbox `From ` lines, without the top-level header fields that
 /// [`is_collection_artefact`] names (each with its continuation lines: the collectors' own
 /// fields, other filters' verdicts and final delivery's fields, which
 /// `../shared/corpus/README.md` says to leave out of features *and rules* and to measure
@@ -196,9 +196,9 @@ pub fn without_artefacts(message: &[u8]) -> Vec<u8> {
 /// The tokenizer ignores the artefact fields anyway; without them here the rules (and the scan
 /// window, which counts from the message's start) see what `conbool eval --copies-out` writes
 /// for other filters, byte for byte. The header block ends at the first empty line (CRLF or
-/// LF); a line in it that is not a field is kept, and so is everything after it.
-pub fn prepared(message: &[u8], internal: &InternalHosts, entry: EntryHop) -> (Vec<u8>, usize) {
-    let m = message;
+/// LF); a line in it that is not a field is kept (but for an mbox `From ` line), and so is
+/// everything after it.
+pub fn prepared(m: &[u8], internal: &InternalHosts, entry: EntryHop) -> (Vec<u8>, usize) {
     let end = header_block_end(m);
     let (head, rest) = m.split_at(end);
     // The header block as units: a field with its continuation lines (`Some` name length and
