@@ -23,6 +23,8 @@
 
 use std::net::IpAddr;
 
+use crate::rules::file::Cidr;
+
 /// Whether a field (by name) records a check the receiving side made as a message came in:
 /// above its `Received` fields, such a field is the receiving side's too, as the relay would
 /// not have it (it checks neither DKIM nor SPF). `Authentication-Results` (RFC 8601: written
@@ -47,8 +49,8 @@ pub fn is_receiving_trace(name: &[u8]) -> bool {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct InternalHosts {
     names: Vec<Vec<u8>>,
-    /// Listed networks: an address and the length of its prefix.
-    networks: Vec<(IpAddr, u32)>,
+    /// Listed addresses and networks.
+    networks: Vec<Cidr>,
 }
 
 /// What one `Received` field is, walking down from the top of the header block.
@@ -82,24 +84,17 @@ impl InternalHosts {
             };
             let mut sources = words.peekable();
             let applies = sources.peek().is_none() || sources.any(|s| Some(s) == source);
-            let (addr, prefix) = match entry.split_once('/') {
-                Some((a, p)) => (a, Some(p)),
-                None => (entry, None),
-            };
+            let addr = entry.split('/').next().unwrap_or_default();
             if let Ok(ip) = addr.parse::<IpAddr>() {
-                let max = if ip.is_ipv4() { 32 } else { 128 };
-                let bits = match prefix.map(str::parse::<u32>) {
-                    None => max,
-                    Some(Ok(b)) if b <= max => b,
-                    Some(_) => {
-                        return Err(format!(
-                            "line {}: {entry:?}: the prefix length is 0 to {max}",
-                            i + 1
-                        ))
-                    }
+                let Some(net) = Cidr::parse(entry) else {
+                    let max = if ip.is_ipv4() { 32 } else { 128 };
+                    return Err(format!(
+                        "line {}: {entry:?}: the prefix length is 0 to {max}",
+                        i + 1
+                    ));
                 };
                 if applies {
-                    networks.push((ip, bits));
+                    networks.push(net);
                 }
                 continue;
             }
@@ -154,18 +149,10 @@ impl InternalHosts {
         }
     }
 
-    /// Private, loopback and link-local addresses, and the listed networks.
+    /// Private, loopback and link-local addresses, and the listed networks (as a rule's
+    /// `client_ip` matches: an IPv4-mapped IPv6 address is in an IPv4 network).
     fn is_internal_address(&self, ip: IpAddr) -> bool {
-        is_private(ip)
-            || self.networks.iter().any(|&(net, bits)| match (net, ip) {
-                (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(
-                    u128::from(u32::from(n)) << 96,
-                    u128::from(u32::from(a)) << 96,
-                    bits,
-                ),
-                (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(u128::from(n), u128::from(a), bits),
-                _ => false,
-            })
+        is_private(ip) || self.networks.iter().any(|net| net.contains(ip))
     }
 
     fn is_internal_name(&self, host: &[u8]) -> bool {
@@ -332,12 +319,6 @@ fn address(word: &[u8]) -> Option<IpAddr> {
         _ => inner,
     };
     std::str::from_utf8(inner).ok()?.parse().ok()
-}
-
-/// Whether the first `bits` bits of two addresses (as 128-bit numbers, IPv4 in the top 32
-/// bits) are equal.
-fn prefix_eq(a: u128, b: u128, bits: u32) -> bool {
-    bits == 0 || (a ^ b) >> (128 - bits.min(128)) == 0
 }
 
 /// Private, loopback, link-local or unspecified: an address inside someone's own network.
