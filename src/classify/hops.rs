@@ -117,6 +117,17 @@ impl InternalHosts {
         Ok(InternalHosts { names, networks })
     }
 
+    /// The first line (from 1) of `text` whose entry is limited to sources, if any: only
+    /// `conbool train` and `conbool eval` know a message's source.
+    pub fn limited_line(text: &str) -> Option<usize> {
+        text.lines()
+            .position(|line| {
+                let line = line.split('#').next().unwrap_or_default();
+                line.split_whitespace().nth(1).is_some()
+            })
+            .map(|i| i + 1)
+    }
+
     /// Nothing listed: [`InternalHosts::hop`] is not asked (no field is dropped).
     pub fn is_empty(&self) -> bool {
         self.names.is_empty() && self.networks.is_empty()
@@ -180,6 +191,60 @@ impl InternalHosts {
     }
 }
 
+/// What the walk makes of one top-level header field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// Not the receiving side's (or the walk has ended): the field stays.
+    Kept,
+    /// A `Received` field the receiving side wrote ([`Hop::Internal`] or [`Hop::Boundary`]).
+    Hop(Hop),
+    /// A check the receiving side recorded ([`is_receiving_trace`]) above the end of the walk.
+    Trace,
+}
+
+/// The walk down a message's top-level header fields, one field at a time in their order (as
+/// the scan gives them to the tokenizer, and as `conbool train` reads a file): `Received`
+/// fields go while their `by` host is internal, up to and including the one where the message
+/// came in; a receiving trace ([`is_receiving_trace`]) goes while the walk is on. Deciding a
+/// trace when it is seen, without waiting for the `Received` field below it, means a trace
+/// between the last internal hop and a first `Received` field that is not (or at the top of
+/// a message whose first `Received` field is not) goes too. Such a field is no sender's hop
+/// record, and the relay trusts no check it did not make itself. It also keeps the walk a
+/// one-pass filter the streaming tokenizer can run ([`crate::classify::Tokenizer`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Walk {
+    on: bool,
+}
+
+impl Walk {
+    /// A walk with `hosts` (none when nothing is listed).
+    pub fn new(hosts: &InternalHosts) -> Walk {
+        Walk {
+            on: !hosts.is_empty(),
+        }
+    }
+
+    /// The next top-level field, by name and value (folded or not).
+    pub fn field(&mut self, hosts: &InternalHosts, name: &[u8], value: &[u8]) -> Fate {
+        if !self.on {
+            return Fate::Kept;
+        }
+        if name.eq_ignore_ascii_case(b"received") {
+            let hop = hosts.hop(value);
+            self.on = hop == Hop::Internal;
+            return match hop {
+                Hop::External => Fate::Kept,
+                hop => Fate::Hop(hop),
+            };
+        }
+        if is_receiving_trace(name) {
+            Fate::Trace
+        } else {
+            Fate::Kept
+        }
+    }
+}
+
 /// The `from` clause of a `Received` field: `from helo (reverse [address])`.
 #[derive(Debug, PartialEq, Eq)]
 struct Peer<'a> {
@@ -235,7 +300,7 @@ impl<'a> Clauses<'a> {
                     let Some(from) = out.from.as_mut() else {
                         continue;
                     };
-                    if word.starts_with(b"[") {
+                    if word.starts_with(b"[") || depth > 0 && is_bare_address(word) {
                         from.address = from.address.or(address(word));
                     } else if depth > 0 && from.reverse.is_none() && !after_helo {
                         let host = word.rsplit(|&b| b == b'@').next().unwrap_or(word);
@@ -254,6 +319,12 @@ impl<'a> Clauses<'a> {
         }
         out
     }
+}
+
+/// An address written without brackets in a comment, as Exchange records the peer
+/// (`from mail.example (192.0.2.1)`, `(2001:db8::1)`).
+fn is_bare_address(word: &[u8]) -> bool {
+    std::str::from_utf8(word).is_ok_and(|w| w.parse::<IpAddr>().is_ok())
 }
 
 /// A dotted host name, or `localhost` (not `HELO`, `helo=name`, `unknown` ...).
@@ -437,6 +508,21 @@ mod tests {
                 "from mail.jmason.org ([192.0.2.1] helo=x.example) by mx.jmason.org with esmtp (Exim 4.96)",
                 Hop::Boundary,
             ),
+            (
+                "exchange_bare_address_is_the_peer",
+                "from mail.csmining.org (203.0.113.9) by mx.csmining.org (10.1.2.3) with Microsoft SMTP Server id 15.20.8207.12",
+                Hop::Boundary,
+            ),
+            (
+                "exchange_bare_private_address",
+                "from relay.example (10.1.2.4) by mx.csmining.org (10.1.2.3) with Microsoft SMTP Server id 15.20.8207.12",
+                Hop::Internal,
+            ),
+            (
+                "exchange_bare_ipv6_address",
+                "from SN7PR11MB6798.csmining.org (2001:db8:806:262::8) by DM4PR11MB5971.csmining.org with HTTPS",
+                Hop::Boundary,
+            ),
             ("no_by_clause", "from a.example ([192.0.2.1])", Hop::External),
             ("empty", "", Hop::External),
             (
@@ -448,6 +534,54 @@ mod tests {
         let h = hosts();
         for &(name, value, want) in rows {
             assert_eq!(h.hop(value.as_bytes()), want, "{name}");
+        }
+    }
+
+    /// The walk over whole header blocks: field names and values, and what becomes of each.
+    #[test]
+    fn walk_rows() {
+        let internal = "from gw.csmining.org ([10.0.0.2]) by mx.csmining.org with SMTP";
+        let boundary = "from a.example ([192.0.2.1]) by mx.csmining.org with SMTP";
+        let sender = "from b.example ([192.0.2.9]) by a.example with SMTP";
+        let kept = Fate::Kept;
+        let trace = Fate::Trace;
+        type Field = (&'static str, &'static str, Fate);
+        let rows: &[(&str, &[Field])] = &[
+            (
+                "traces_above_and_between_hops_go_below_the_boundary_stay",
+                &[
+                    ("Delivery-Date", "Thu, 1 Jan 2026", trace),
+                    ("Received", internal, Fate::Hop(Hop::Internal)),
+                    ("Subject", "not a trace", kept),
+                    ("Authentication-Results", "mx.csmining.org; spf=pass", trace),
+                    ("Received", boundary, Fate::Hop(Hop::Boundary)),
+                    ("Authentication-Results", "a.example; spf=pass", kept),
+                    ("Received", sender, kept),
+                    ("Received", internal, kept),
+                ],
+            ),
+            (
+                "a_first_hop_that_is_not_internal_ends_the_walk",
+                &[
+                    ("received-spf", "pass", trace),
+                    ("Received", sender, kept),
+                    ("Received", boundary, kept),
+                    ("X-Authentication-Warning", "a.example: claimed", kept),
+                ],
+            ),
+        ];
+        let h = hosts();
+        for (row, fields) in rows {
+            let mut walk = Walk::new(&h);
+            for &(name, value, want) in *fields {
+                let got = walk.field(&h, name.as_bytes(), value.as_bytes());
+                assert_eq!(got, want, "{row}: {name}: {value}");
+            }
+            let none = InternalHosts::default();
+            let mut walk = Walk::new(&none);
+            for &(name, value, _) in *fields {
+                assert_eq!(walk.field(&none, name.as_bytes(), value.as_bytes()), kept);
+            }
         }
     }
 
@@ -467,6 +601,9 @@ mod tests {
         assert!(InternalHosts::parse("192.0.2.0/33", None).is_err());
         // An entry limited to another source is checked all the same.
         assert!(InternalHosts::parse("exa_mple.org other", None).is_err());
+        let limited = "# a list\nmx.example  # comment words\n\n192.0.2.0/24 archive\n";
+        assert_eq!(InternalHosts::limited_line(limited), Some(4));
+        assert_eq!(InternalHosts::limited_line("mx.example # archive\n"), None);
     }
 
     /// Entries limited to sources, and networks.

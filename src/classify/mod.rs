@@ -37,7 +37,7 @@ mod model;
 mod token;
 mod train;
 
-pub use hops::{is_receiving_trace, Hop, InternalHosts};
+pub use hops::{is_receiving_trace, Fate, Hop, InternalHosts, Walk};
 pub use model::{Model, ModelError, MODEL_VERSION, TOKENIZER_VERSION};
 pub use token::{
     is_collection_artefact, rule_feature, Features, Tokenizer, MAX_TEXT_BYTES, MAX_TOKENS,

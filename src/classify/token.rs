@@ -11,6 +11,7 @@
 use std::cell::Cell;
 use std::sync::Arc;
 
+use crate::classify::hops::{Fate, InternalHosts, Walk};
 use crate::classify::model::Model;
 use crate::message::{ScanEvent, ScanSink};
 use crate::swar::{in_range, HIGH, ONES};
@@ -463,6 +464,9 @@ pub struct Tokenizer<const NAMES: bool = false> {
     /// A `Url` event is being read: features go to the URL budget.
     in_url: bool,
     facts: Facts,
+    /// The receiving side's hosts and the walk down the top-level fields
+    /// ([`Tokenizer::internal_hosts`]).
+    walk: Option<(Arc<InternalHosts>, Walk)>,
     /// With `NAMES`: the features' names.
     names: Names,
 }
@@ -577,6 +581,11 @@ impl Tokenizer<true> {
 }
 
 impl<const NAMES: bool> Tokenizer<NAMES> {
+    /// [`Tokenizer::new`], or with `NAMES` [`Tokenizer::naming`].
+    pub fn with_model(model: Option<Arc<Model>>) -> Tokenizer<NAMES> {
+        Tokenizer::make(model)
+    }
+
     fn make(model: Option<Arc<Model>>) -> Tokenizer<NAMES> {
         Tokenizer {
             features: Features::new(model),
@@ -586,7 +595,20 @@ impl<const NAMES: bool> Tokenizer<NAMES> {
             text_left: MAX_TEXT_BYTES,
             in_url: false,
             facts: Facts::default(),
+            walk: None,
             names: Names::default(),
+        }
+    }
+
+    /// The receiving side's own hosts (`spam.internal_hosts`), given before the message's
+    /// events: its `Received` fields at the top and the checks it recorded above them are not
+    /// read ([`Walk`]), as `conbool train --internal-hosts` leaves them out of what a model
+    /// learns from. At the relay they are the hops of the servers that handed the message
+    /// over (Exchange's, on mail a tenant's servers route through it).
+    pub fn internal_hosts(&mut self, hosts: Arc<InternalHosts>) {
+        if !hosts.is_empty() {
+            let walk = Walk::new(&hosts);
+            self.walk = Some((hosts, walk));
         }
     }
 
@@ -631,6 +653,11 @@ impl<const NAMES: bool> Tokenizer<NAMES> {
     }
 
     fn header(&mut self, depth: usize, name: &[u8], value: &[u8]) {
+        if let (0, Some((hosts, walk))) = (depth, &mut self.walk) {
+            if walk.field(hosts, name, value) != Fate::Kept {
+                return;
+            }
+        }
         if self.features.full() {
             return;
         }

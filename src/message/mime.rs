@@ -1053,6 +1053,34 @@ fn emit_field(
     sink.event(ScanEvent::Header { depth, name, value });
 }
 
+/// The value of one whole header field as the scan gives it in [`ScanEvent::Header`]:
+/// unfolded, trimmed, capped and RFC 2047-decoded as the walk does it. `field` is the field's
+/// lines (line ends included), the first starting with the name; `name_len` and `colon` are
+/// what [`classify`] found on that first line.
+pub(crate) fn field_value(field: &[u8], name_len: usize, colon: usize) -> Vec<u8> {
+    let mut acc = FieldAcc::default();
+    acc.start(name_len, colon);
+    for (i, line) in field.split_inclusive(|&b| b == b'\n').enumerate() {
+        if i > 0 {
+            acc.fold();
+        }
+        let (part, ends) = match line.strip_suffix(b"\n") {
+            Some(part) => (part, true),
+            None => (line, false),
+        };
+        acc.line_part(part, ends);
+    }
+    acc.end();
+    let unfolded = acc.value();
+    if has_encoded_word(unfolded) {
+        let mut decoded = Vec::new();
+        decode_rfc2047(unfolded, &mut decoded);
+        decoded
+    } else {
+        unfolded.to_vec()
+    }
+}
+
 /// Whether `s` has `=?` (where an RFC 2047 encoded-word could start). Looks for the `?`: header
 /// values are often full of `=` (DKIM tags, base64 padding) but seldom hold a `?`.
 fn has_encoded_word(s: &[u8]) -> bool {

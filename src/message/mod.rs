@@ -38,6 +38,7 @@ pub use disclaimer::{DisclaimerOutcome, Footer, SkipReason, B64_TAIL_MAX, HTML_T
 use std::sync::Arc;
 
 use disclaimer::{Inserter, Shape};
+pub(crate) use mime::field_value;
 use mime::{Mark, Walker};
 
 /// The marker header on every message that got a disclaimer; its value is the tenant name.
