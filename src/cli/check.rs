@@ -140,7 +140,8 @@ pub fn check(path: &Path) -> Report {
 }
 
 /// The rules: `spam.rules` (or the built-in set) compile, every rule's inline tests pass, and
-/// the `spam.model` file (when set) is a model this build can use.
+/// the `spam.model` file (when set) is a model this build can use, and the
+/// `spam.internal_hosts` list (when set) reads.
 fn rules_section(config: &Config, path: &Path, report: &mut Report) {
     let file = path.display();
     let readable = config.spam.rules.iter().all(|p| p.is_file());
@@ -157,6 +158,25 @@ fn rules_section(config: &Config, path: &Path, report: &mut Report) {
             )),
             Err(e) => {
                 report.problems.push(format!("{file}: spam.model: {e}"));
+                return;
+            }
+        }
+    }
+    if let Some(list) = &config.spam.internal_hosts {
+        match crate::cli::scan::load_internal_hosts(list) {
+            Ok(hosts) if config.spam.model.is_some() => report.notes.push(format!(
+                "{file}: spam.internal_hosts: {}: {} hosts and networks",
+                list.display(),
+                hosts.len()
+            )),
+            Ok(_) => report.notes.push(format!(
+                "{file}: spam.internal_hosts: {}: no effect without spam.model (only the classifier reads it)",
+                list.display()
+            )),
+            Err(e) => {
+                report
+                    .problems
+                    .push(format!("{file}: spam.internal_hosts: {e}"));
                 return;
             }
         }
@@ -731,6 +751,42 @@ client_key = "client-key.pem"
             report.problems
         );
         assert_eq!(report.code(), 1);
+    }
+
+    /// `spam.internal_hosts`: a list with an entry limited to sources (which only `conbool
+    /// train` and `eval` know) is a problem; a good one without a model is a note.
+    #[test]
+    fn the_internal_hosts_list_is_checked() {
+        let world = World::new();
+        let (dir, _) = valid_setup_in("internalhosts", &world);
+        let config = dir.write(
+            "conbool.toml",
+            &CONFIG.replace(
+                "rules = [\"rules.toml\"]",
+                "rules = [\"rules.toml\"]\ninternal_hosts = \"hosts.txt\"",
+            ),
+        );
+        dir.write("hosts.txt", "outlook.com\n10.0.0.0/8 archive\n");
+        let report = check(&config);
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains("spam.internal_hosts") && p.contains("line 2")),
+            "{:?}",
+            report.problems
+        );
+        dir.write("hosts.txt", "outlook.com\n10.0.0.0/8\n");
+        let report = check(&config);
+        assert_eq!(report.code(), 0, "{:?}", report.problems);
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|n| n.contains("spam.internal_hosts") && n.contains("no effect")),
+            "{:?}",
+            report.notes
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::classify::Model;
+use crate::classify::{InternalHosts, Model};
 use crate::config::{Config, Spam};
 use crate::message::{feed_whole, MessageLimits, Recorded, Recorder, ScanEvent, ScanSink};
 use crate::rules::{CompiledRules, RuleSource, Scan, Where};
@@ -31,6 +31,9 @@ pub const MAX_MIME_PARTS: usize = 1000;
 pub const MAX_RULE_FILE_BYTES: u64 = 16 << 20;
 /// The largest model file read (`2^24` weights).
 pub const MAX_MODEL_FILE_BYTES: u64 = 40 << 20;
+
+/// The longest `spam.internal_hosts` list read (a list of host names and networks).
+pub const MAX_INTERNAL_HOSTS_FILE_BYTES: u64 = 1 << 20;
 /// The largest message file scanned (`limits.max_message_size` is far below).
 pub const MAX_SCAN_FILE_BYTES: u64 = 1 << 30;
 
@@ -49,6 +52,11 @@ pub struct ScanArgs {
     /// A classifier model file (`conbool train`); replaces `spam.model`.
     #[arg(long, value_name = "FILE")]
     pub model: Option<PathBuf>,
+    /// A list of the hosts that handed the messages over (`conbool train --internal-hosts`,
+    /// without sources): their `Received` fields on top are not the classifier's; replaces
+    /// `spam.internal_hosts`.
+    #[arg(long, value_name = "FILE")]
+    pub internal_hosts: Option<PathBuf>,
     /// One JSON object per file and line: file, spam, flag, score, rules, and hits (each rule
     /// with its score and where it hit).
     #[arg(long)]
@@ -109,6 +117,32 @@ pub fn load_model(path: &Path) -> Result<Arc<Model>, String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Reads and checks the list of internal hosts that `spam.internal_hosts` names.
+pub fn load_internal_hosts(path: &Path) -> Result<Arc<InternalHosts>, String> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            f.take(MAX_INTERNAL_HOSTS_FILE_BYTES + 1)
+                .read_to_end(&mut bytes)
+        })
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let shown = path.display();
+    if bytes.len() as u64 > MAX_INTERNAL_HOSTS_FILE_BYTES {
+        return Err(format!(
+            "{shown}: longer than {MAX_INTERNAL_HOSTS_FILE_BYTES} bytes"
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| format!("{shown}: not UTF-8"))?;
+    if let Some(line) = InternalHosts::limited_line(&text) {
+        return Err(format!(
+            "{shown}: line {line}: an entry limited to sources is for `conbool train` and `eval` only"
+        ));
+    }
+    InternalHosts::parse(&text, None)
+        .map(Arc::new)
+        .map_err(|e| format!("{shown}: {e}"))
+}
+
 /// The rules and model that `[spam]` names: `spam.rules` (or the built-in set) with the
 /// `spam.model` classifier attached when set.
 pub fn load_spam_rules(spam: &Spam) -> Result<Arc<CompiledRules>, String> {
@@ -132,11 +166,14 @@ pub fn compile_spam_rules(
         read_rule_files(&spam.rules)?
     };
     let rules = CompiledRules::compile(&sources, spam.threshold).map_err(|e| e.to_string())?;
-    match model {
-        Some(m) => rules.with_model(m).map_err(|e| e.to_string()),
-        None => Ok(rules),
-    }
-    .map(Arc::new)
+    let Some(model) = model else {
+        return Ok(Arc::new(rules));
+    };
+    let rules = rules.with_model(model).map_err(|e| e.to_string())?;
+    Ok(Arc::new(match &spam.internal_hosts {
+        Some(path) => rules.with_internal_hosts(load_internal_hosts(path)?),
+        None => rules,
+    }))
 }
 
 /// Scans one message (file bytes: an mbox `From ` line is dropped, bare CR and LF become CRLF
@@ -308,6 +345,9 @@ pub fn main(args: ScanArgs) -> ExitCode {
     }
     if let Some(t) = args.threshold {
         spam.threshold = t;
+    }
+    if let Some(h) = &args.internal_hosts {
+        spam.internal_hosts = Some(h.clone());
     }
     if let Some(m) = &args.model {
         spam.model = Some(m.clone());

@@ -76,6 +76,7 @@ impl Config {
                 threshold: defaults::SPAM_THRESHOLD,
                 rules: Vec::new(),
                 model: None,
+                internal_hosts: None,
             },
             tenants: vec![Tenant {
                 name: defaults::TENANT.to_string(),
@@ -258,6 +259,10 @@ pub struct Spam {
     pub rules: Vec<PathBuf>,
     /// `model`: a classifier model file (`conbool train`); none means rules only.
     pub model: Option<PathBuf>,
+    /// `internal_hosts`: a list of the hosts that hand mail to the relay (the tenants'
+    /// Exchange servers), whose `Received` fields at the top of a message the classifier does
+    /// not read; the same list `conbool train --internal-hosts` takes (without sources).
+    pub internal_hosts: Option<PathBuf>,
 }
 
 /// How to use TLS toward a tenant's next hop (`next_hop_tls`).

@@ -191,6 +191,7 @@ pub(super) struct RawSpam {
     pub threshold: f64,
     pub rules: Vec<PathBuf>,
     pub model: Option<PathBuf>,
+    pub internal_hosts: Option<PathBuf>,
 }
 
 impl Default for RawSpam {
@@ -199,6 +200,7 @@ impl Default for RawSpam {
             threshold: defaults::SPAM_THRESHOLD,
             rules: Vec::new(),
             model: None,
+            internal_hosts: None,
         }
     }
 }

@@ -502,10 +502,14 @@ impl Validator<'_> {
             .map(|(i, p)| self.path(&format!("spam.rules[{i}]"), p))
             .collect();
         let model = raw.model.map(|p| self.path("spam.model", p));
+        let internal_hosts = raw
+            .internal_hosts
+            .map(|p| self.path("spam.internal_hosts", p));
         Spam {
             threshold: raw.threshold,
             rules,
             model,
+            internal_hosts,
         }
     }
 

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::classify::{rule_feature, Model, Tokenizer};
+use crate::classify::{rule_feature, InternalHosts, Model, Tokenizer};
 use crate::rules::compile::CompiledRules;
 use crate::rules::file::{Action, Matcher, RuleError, RuleSpec, Target};
 use crate::rules::verdict::HitSet;
@@ -34,9 +34,19 @@ pub(crate) struct ClassifierRules {
     pub bands: Vec<(RuleId, f64, f64)>,
     /// Per rule id: the feature its hit adds ([`rule_feature`]; 0 for the bands).
     pub rule_features: Vec<u32>,
+    /// The receiving side's hosts, whose `Received` fields the tokenizer does not read
+    /// (`spam.internal_hosts`; [`CompiledRules::with_internal_hosts`]).
+    pub internal_hosts: Arc<InternalHosts>,
 }
 
 impl ClassifierRules {
+    /// A tokenizer for one message, with the model and the internal hosts.
+    pub fn tokenizer<const NAMES: bool>(&self) -> Tokenizer<NAMES> {
+        let mut t = Tokenizer::with_model(Some(Arc::clone(&self.model)));
+        t.internal_hosts(Arc::clone(&self.internal_hosts));
+        t
+    }
+
     /// Sets the band rule that the probability of `tokens` and the rules hit so far falls in
     /// (every other rule's hits are final by now: no rule reads the bands).
     pub fn set_hit(&self, tokens: &Tokenizer, hits: &mut HitSet) {
@@ -124,8 +134,20 @@ impl CompiledRules {
             model,
             bands,
             rule_features,
+            internal_hosts: Arc::default(),
         });
         Ok(self)
+    }
+
+    /// These rules with the receiving side's own hosts (`spam.internal_hosts`): the
+    /// classifier does not read their `Received` fields at the top of a message, nor the
+    /// checks recorded above them ([`crate::classify::Walk`]). The rules still see everything.
+    /// Without a model attached first there is nothing for them to do.
+    pub fn with_internal_hosts(mut self, hosts: Arc<InternalHosts>) -> CompiledRules {
+        if let Some(c) = &mut self.classifier {
+            c.internal_hosts = hosts;
+        }
+        self
     }
 
     /// The classifier features of the rules `hits` names (as [`ClassifierRules::set_hit`]
@@ -165,10 +187,8 @@ mod tests {
     use crate::message::{ScanEvent, ScanSink};
     use crate::rules::{RuleSource, Scan};
 
-    /// At the relay the envelope sender stands for the `Return-Path` field that the labelled
-    /// messages got at their final delivery: the model sees the same features either way.
-    #[test]
-    fn the_scan_gives_the_envelope_sender_to_the_classifier() {
+    /// The built-in rules with a model of pseudo-random weights (every feature counts).
+    fn default_rules_with_a_model() -> CompiledRules {
         let weights: Vec<f32> = (0..1u32 << 12)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 16) as f32 / 65536.0 - 0.5)
             .collect();
@@ -178,7 +198,14 @@ mod tests {
             text: crate::rules::DEFAULT_RULES.into(),
         };
         let rules = CompiledRules::compile(&[source], 5.0).expect("compiles");
-        let rules = Arc::new(rules.with_model(model).expect("attaches"));
+        rules.with_model(model).expect("attaches")
+    }
+
+    /// At the relay the envelope sender stands for the `Return-Path` field that the labelled
+    /// messages got at their final delivery: the model sees the same features either way.
+    #[test]
+    fn the_scan_gives_the_envelope_sender_to_the_classifier() {
+        let rules = Arc::new(default_rules_with_a_model());
         let probability = |envelope: Option<&str>, return_path: Option<&[u8]>| {
             let mut scan = Scan::new(Arc::clone(&rules));
             if let Some(sender) = envelope {
@@ -208,6 +235,38 @@ mod tests {
         let delivered = probability(None, Some(b"<bounce@mailer.example>"));
         assert_eq!(probability(Some("bounce@mailer.example"), None), delivered);
         assert_ne!(probability(None, None), delivered);
+    }
+
+    /// Mail that Exchange Online routes to the relay carries Exchange's own hops and checks on
+    /// top. With `spam.internal_hosts` listing Exchange's hosts the classifier reads the
+    /// message as the sender sent it (as `conbool train --internal-hosts` leaves a mailbox
+    /// export); without, Exchange's fields are features too.
+    #[test]
+    fn internal_hosts_keep_exchanges_hops_from_the_classifier() {
+        const EXCHANGE: &str = "Received: from SN7PR11MB6798.namprd11.prod.outlook.com (2603:10b6:806:262::8)\r\n by DM4PR11MB5971.namprd11.prod.outlook.com with HTTPS; Mon, 30 Nov 2026\r\n 09:12:03 +0000\r\nReceived: from BN9PR03CA0571.namprd03.prod.outlook.com (2603:10b6:408:10d::6)\r\n by SN7PR11MB6798.namprd11.prod.outlook.com (2603:10b6:806:262::8) with\r\n Microsoft SMTP Server (version=TLS1_2,\r\n cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) id 15.20.8207.21; Mon, 30 Nov\r\n 2026 09:12:02 +0000\r\nAuthentication-Results: spf=pass (sender IP is 198.51.100.25)\r\n smtp.mailfrom=shop.example; dkim=pass (signature was verified)\r\n header.d=shop.example;dmarc=pass action=none header.from=shop.example;\r\nReceived-SPF: Pass (protection.outlook.com: domain of shop.example designates\r\n 198.51.100.25 as permitted sender) receiver=protection.outlook.com;\r\n client-ip=198.51.100.25; helo=mail.shop.example; pr=C\r\nReceived: from mail.shop.example (198.51.100.25) by\r\n BN2PEPF000044A7.mail.protection.outlook.com (10.167.243.158) with Microsoft SMTP\r\n Server (version=TLS1_3, cipher=TLS_AES_256_GCM_SHA384) id 15.20.8207.12 via\r\n Frontend Transport; Mon, 30 Nov 2026 09:12:01 +0000\r\n";
+        const SENT: &str = "Received: from pc.shop.example ([192.168.1.20]) by mail.shop.example\r\n with ESMTPSA id 4c1; Mon, 30 Nov 2026 09:12:00 +0000\r\nFrom: news@shop.example\r\nSubject: Our winter sale\r\nDate: Mon, 30 Nov 2026 09:11:59 +0000\r\n\r\nTwenty per cent off everything this week.\r\n";
+        let exchange = InternalHosts::parse("outlook.com\n2603:1000::/24\n", None).expect("list");
+        let walking =
+            Arc::new(default_rules_with_a_model().with_internal_hosts(Arc::new(exchange)));
+        let plain = Arc::new(default_rules_with_a_model());
+        let probability = |rules: &Arc<CompiledRules>, msg: &str| {
+            let msg = bytes::Bytes::from(msg.to_string());
+            let mut scan = Scan::new(Arc::clone(rules));
+            let _ = crate::message::feed_whole(
+                crate::cli::scan::default_limits(),
+                &msg,
+                &mut scan,
+                |_| std::ops::ControlFlow::Continue(()),
+            )
+            .expect("fed");
+            scan.finish(msg.len() as u64);
+            scan.probability().expect("a model")
+        };
+        let routed = format!("{EXCHANGE}{SENT}");
+        let sent = probability(&plain, SENT);
+        assert_eq!(probability(&walking, &routed), sent);
+        assert_eq!(probability(&walking, SENT), sent);
+        assert_ne!(probability(&plain, &routed), sent);
     }
 
     /// A model that weighs nothing but the hit of rule `MARKER`: the band follows that hit

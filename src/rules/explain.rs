@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use regex::bytes::RegexBuilder;
 
-use crate::classify::Tokenizer;
 use crate::message::{Recorded, ScanEvent, ScanSink};
 use crate::rules::compile::CompiledRules;
 use crate::rules::file::{Matcher, Target};
@@ -190,7 +189,7 @@ impl CompiledRules {
     ) -> Option<(Vec<(String, f64)>, f64)> {
         let c = self.classifier.as_ref()?;
         let mut scan = Scan::new(Arc::clone(self));
-        let mut tokens = Tokenizer::naming(Some(Arc::clone(&c.model)));
+        let mut tokens = c.tokenizer::<true>();
         for ev in events {
             scan.event(ev.event());
             tokens.event(ev.event());

@@ -98,10 +98,7 @@ impl StreamState {
 impl Scan {
     /// A scan for one message.
     pub fn new(rules: Arc<CompiledRules>) -> Scan {
-        let tokens = rules
-            .classifier
-            .as_ref()
-            .map(|c| Box::new(Tokenizer::new(Some(Arc::clone(&c.model)))));
+        let tokens = rules.classifier.as_ref().map(|c| Box::new(c.tokenizer()));
         Scan {
             hits: HitSet::new(rules.len()),
             seen: vec![false; rules.presence_slots],
