@@ -31,8 +31,7 @@ pub const MAX_MIME_PARTS: usize = 1000;
 pub const MAX_RULE_FILE_BYTES: u64 = 16 << 20;
 /// The largest model file read (`2^24` weights).
 pub const MAX_MODEL_FILE_BYTES: u64 = 40 << 20;
-
-/// The longest `spam.internal_hosts` list read (a list of host names and networks).
+/// The largest list of internal hosts read (`spam.internal_hosts`, `--internal-hosts`).
 pub const MAX_INTERNAL_HOSTS_FILE_BYTES: u64 = 1 << 20;
 /// The largest message file scanned (`limits.max_message_size` is far below).
 pub const MAX_SCAN_FILE_BYTES: u64 = 1 << 30;
@@ -108,31 +107,34 @@ fn read_rule_files(paths: &[PathBuf]) -> Result<Vec<RuleSource>, String> {
 
 /// Reads and checks a model file (`spam.model`).
 pub fn load_model(path: &Path) -> Result<Arc<Model>, String> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_MODEL_FILE_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = read_capped(path, MAX_MODEL_FILE_BYTES)?;
     Model::from_bytes(&bytes)
         .map(Arc::new)
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Reads and checks the list of internal hosts that `spam.internal_hosts` names.
-pub fn load_internal_hosts(path: &Path) -> Result<Arc<InternalHosts>, String> {
+/// A file's bytes, refused (with its name) when it cannot be read or is longer than `max`.
+fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
     std::fs::File::open(path)
-        .and_then(|f| {
-            f.take(MAX_INTERNAL_HOSTS_FILE_BYTES + 1)
-                .read_to_end(&mut bytes)
-        })
+        .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    let shown = path.display();
-    if bytes.len() as u64 > MAX_INTERNAL_HOSTS_FILE_BYTES {
-        return Err(format!(
-            "{shown}: longer than {MAX_INTERNAL_HOSTS_FILE_BYTES} bytes"
-        ));
+    if bytes.len() as u64 > max {
+        return Err(format!("{}: longer than {max} bytes", path.display()));
     }
-    let text = String::from_utf8(bytes).map_err(|_| format!("{shown}: not UTF-8"))?;
+    Ok(bytes)
+}
+
+/// Reads a list of internal hosts (`spam.internal_hosts`, `--internal-hosts`) as text.
+pub fn read_internal_hosts_text(path: &Path) -> Result<String, String> {
+    let bytes = read_capped(path, MAX_INTERNAL_HOSTS_FILE_BYTES)?;
+    String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))
+}
+
+/// Reads and checks the list of internal hosts that `spam.internal_hosts` names.
+pub fn load_internal_hosts(path: &Path) -> Result<Arc<InternalHosts>, String> {
+    let text = read_internal_hosts_text(path)?;
+    let shown = path.display();
     if let Some(line) = InternalHosts::limited_line(&text) {
         return Err(format!(
             "{shown}: line {line}: an entry limited to sources is for `conbool train` and `eval` only"

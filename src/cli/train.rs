@@ -25,7 +25,10 @@ use crate::classify::{
     is_collection_artefact, is_receiving_trace, train, Fate, Hop, InternalHosts, Model, Tokenizer,
     TrainParams, Walk,
 };
-use crate::cli::scan::{compile_spam_rules, default_limits, strip_from_line, MAX_SCAN_FILE_BYTES};
+use crate::cli::scan::{
+    compile_spam_rules, default_limits, read_internal_hosts_text, strip_from_line,
+    MAX_SCAN_FILE_BYTES,
+};
 use crate::message::header::{classify, LineClass};
 use crate::message::{feed_whole, field_value, MessageLimits, ScanEvent, ScanSink};
 use crate::rules::{CompiledRules, Scan};
@@ -173,7 +176,7 @@ pub fn read_internal_hosts(path: Option<&Path>) -> Result<String, String> {
     let Some(path) = path else {
         return Ok(String::new());
     };
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = read_internal_hosts_text(path)?;
     InternalHosts::parse(&text, None).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(text)
 }
