@@ -17,9 +17,14 @@
 //! listed, `localhost`, and private, loopback and link-local addresses. An archive's list may
 //! limit an entry to some of its sources (csdmc2010 collected part of its mail through Gmail,
 //! whose hosts are the senders' in the other archives). A `from` clause with an address
-//! literal (`[192.0.2.1]`, as MTAs record the peer) is judged by that address, and a public one
-//! by the reverse name recorded with it, never by the name the peer announced (`HELO`): a
-//! sender can announce any name.
+//! literal (`[192.0.2.1]`, as MTAs record the peer, or a bare address in a comment, as Exchange
+//! does) is judged by that address, and a public one by the reverse name recorded with it,
+//! never by the name the peer announced (`HELO`): a sender can announce any name.
+//!
+//! [`Walk`] takes the fields one at a time, so the same walk serves `conbool train` and `eval`
+//! (which drop the fields from the message files) and the tokenizer at the relay, which skips
+//! them as the scan gives them (`spam.internal_hosts`: the hops and checks of the servers that
+//! hand mail to the relay, such as a tenant's Exchange).
 
 use std::net::IpAddr;
 
