@@ -43,8 +43,8 @@ fn bench(c: &mut Criterion) {
         sets[0].1.len(),
         sets[3].1.len()
     );
-    let mut counts = [0usize; 6];
-    let mut sizes = [0usize; 6];
+    let mut counts = [0usize; 7];
+    let mut sizes = [0usize; 7];
     for ev in evs.iter().flatten() {
         let (k, n) = match ev {
             Recorded::Header { name, value, .. } => (0, name.len() + value.len()),
@@ -53,12 +53,13 @@ fn bench(c: &mut Criterion) {
             Recorded::Text(t) => (3, t.len()),
             Recorded::RawBody(r) => (4, r.len()),
             Recorded::Url(u) => (5, u.len()),
+            Recorded::Link { href, text } => (6, href.len() + text.len()),
         };
         counts[k] += 1;
         sizes[k] += n;
     }
     eprintln!(
-        "events (count/bytes): header {}/{}, part {}, text {}/{}, raw {}/{}, url {}/{}",
+        "events (count/bytes): header {}/{}, part {}, text {}/{}, raw {}/{}, url {}/{}, link {}",
         counts[0],
         sizes[0],
         counts[2],
@@ -67,7 +68,8 @@ fn bench(c: &mut Criterion) {
         counts[4],
         sizes[4],
         counts[5],
-        sizes[5]
+        sizes[5],
+        counts[6]
     );
     let mut g = c.benchmark_group("rules");
     g.throughput(Throughput::Bytes(bytes));

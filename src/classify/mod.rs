@@ -40,7 +40,7 @@ mod train;
 pub use hops::{is_receiving_trace, Fate, Hop, InternalHosts, Walk};
 pub use model::{Model, ModelError, MODEL_VERSION, TOKENIZER_VERSION};
 pub use token::{
-    is_collection_artefact, rule_feature, Features, Tokenizer, MAX_TEXT_BYTES, MAX_TOKENS,
-    MAX_TOKEN_BYTES,
+    is_collection_artefact, registrable, rule_feature, Features, Tokenizer, MAX_TEXT_BYTES,
+    MAX_TOKENS, MAX_TOKEN_BYTES,
 };
 pub use train::{train, TrainParams};

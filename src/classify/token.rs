@@ -1126,6 +1126,8 @@ impl<const NAMES: bool> ScanSink for Tokenizer<NAMES> {
             } => self.part_start(depth, content_type, filename),
             ScanEvent::Text(t) => self.text(t),
             ScanEvent::Url(u) => self.url(u),
+            // The link's target came as a `Url`; its text as `Text`.
+            ScanEvent::Link { .. } => {}
         }
     }
 }
@@ -1237,7 +1239,7 @@ fn lower_into<'a>(buf: &'a mut [u8; MAX_NAME_BYTES], src: &[u8]) -> &'a [u8] {
 
 /// A cheap stand-in for the registrable domain of a lower-case host: its last two labels, or
 /// three when the second-level label is short (`example.co.uk`, `example.com.br`).
-fn registrable(host: &[u8]) -> &[u8] {
+pub fn registrable(host: &[u8]) -> &[u8] {
     let host = host.strip_suffix(b".").unwrap_or(host);
     let Some(last) = memchr::memrchr(b'.', host) else {
         return host;

@@ -1,12 +1,18 @@
 //! HTML reduced to text for the scanner, streaming: tags, comments and `<script>`/`<style>`
 //! content dropped, common entities decoded, whitespace runs collapsed to one space, block-level
 //! tags turned into a space so words on either side stay apart, and `href` targets reported as
-//! URLs. This is enough for phrase matching, not a browser: no DOM, no error recovery beyond
-//! "treat it as text".
+//! URLs. A link whose text reads like an address (`<a href="https://x.example/">www.bank.example</a>`)
+//! is reported with its target and that text ([`ScanEvent::Link`]). This is enough for phrase
+//! matching, not a browser: no DOM, no error recovery beyond "treat it as text".
 
 use memchr::{memchr, memchr2};
 
+use super::ScanEvent;
 use crate::swar::{eq_bytes, load};
+
+/// Where the reducer reports what it finds besides text: [`ScanEvent::Url`] for each `href`
+/// and [`ScanEvent::Link`] for each link whose text reads like an address.
+pub(crate) type OnRef<'a> = &'a mut dyn for<'x> FnMut(ScanEvent<'x>);
 
 /// Longest `href` value kept; longer ones are reported cut at this length.
 pub(crate) const MAX_HREF_LEN: usize = 2048;
@@ -17,6 +23,10 @@ const MAX_NAME: usize = 16;
 
 /// Longest entity name (`&...;`) recognised.
 const MAX_ENTITY: usize = 10;
+
+/// Most bytes of a link's text kept to compare with its target: a displayed address is short,
+/// and a longer text is no address.
+pub(crate) const MAX_LINK_TEXT: usize = 256;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -68,6 +78,15 @@ pub(crate) struct HtmlText {
     entity_len: usize,
     /// `script` or `style` while in [`State::RawText`].
     raw_tag: &'static [u8],
+    /// The tag being read had an `href` (its value, cleaned, in `tag_href`).
+    tag_has_href: bool,
+    tag_href: Vec<u8>,
+    /// An `<a href>` is open: its target and its text so far (at most [`MAX_LINK_TEXT`]).
+    link_open: bool,
+    link_href: Vec<u8>,
+    link_text: Vec<u8>,
+    /// Where the open link's text not yet in `link_text` starts in the caller's `out`.
+    link_mark: usize,
 }
 
 impl Default for HtmlText {
@@ -91,11 +110,24 @@ impl HtmlText {
             entity: [0; MAX_ENTITY],
             entity_len: 0,
             raw_tag: b"",
+            tag_has_href: false,
+            tag_href: Vec::new(),
+            link_open: false,
+            link_href: Vec::new(),
+            link_text: Vec::new(),
+            link_mark: 0,
         }
     }
 
-    /// Reduces `input`, appending text to `out` and calling `url` for each `href` target.
-    pub(crate) fn feed(&mut self, input: &[u8], out: &mut Vec<u8>, url: &mut dyn FnMut(&[u8])) {
+    /// Reduces `input`, appending text to `out` and telling `url` each `href` target and each
+    /// link whose text reads like an address (the caller may clear `out` between calls).
+    pub(crate) fn feed(&mut self, input: &[u8], out: &mut Vec<u8>, url: OnRef<'_>) {
+        self.link_mark = out.len();
+        self.feed_bytes(input, out, url);
+        self.keep_link_text(out);
+    }
+
+    fn feed_bytes(&mut self, input: &[u8], out: &mut Vec<u8>, url: OnRef<'_>) {
         let mut i = 0;
         while i < input.len() {
             match self.state {
@@ -259,7 +291,7 @@ impl HtmlText {
         input: &[u8],
         start: usize,
         out: &mut Vec<u8>,
-        url: &mut dyn FnMut(&[u8]),
+        url: OnRef<'_>,
     ) -> Option<usize> {
         /// Most `href` values in one tag handled here; more go to the byte machine.
         const MAX_HREFS: usize = 4;
@@ -330,13 +362,14 @@ impl HtmlText {
         }
         self.name.make_ascii_lowercase();
         self.name_len = name.len().min(MAX_NAME);
+        self.tag_has_href = false;
         for &(a, b) in &hrefs[..n_hrefs] {
             self.capture = true;
             self.href.clear();
             self.href.extend_from_slice(&s[a..b]);
             self.end_value(url);
         }
-        self.end_tag(out);
+        self.end_tag(out, url);
         Some(start + j + 1)
     }
 
@@ -367,7 +400,7 @@ impl HtmlText {
     }
 
     /// Ends the document: a dangling entity is written as it was.
-    pub(crate) fn finish(&mut self, out: &mut Vec<u8>, url: &mut dyn FnMut(&[u8])) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>, url: OnRef<'_>) {
         match self.state {
             State::Entity => self.literal_entity(out),
             State::TagOpen => self.push_text(out, b"<"),
@@ -375,15 +408,17 @@ impl HtmlText {
             _ => {}
         }
         self.state = State::Text;
+        self.link_open = false; // a link never closed is not reported
     }
 
     /// One byte in a state without a fast path; returns whether `c` was consumed (false: look
     /// at it again in the new state).
-    fn byte(&mut self, c: u8, out: &mut Vec<u8>, url: &mut dyn FnMut(&[u8])) -> bool {
+    fn byte(&mut self, c: u8, out: &mut Vec<u8>, url: OnRef<'_>) -> bool {
         match self.state {
             State::TagOpen => {
                 self.name_len = 0;
                 self.closing = false;
+                self.tag_has_href = false;
                 if c == b'!' {
                     self.state = State::Bang;
                 } else if c == b'?' {
@@ -419,7 +454,7 @@ impl HtmlText {
             }
             State::TagName => {
                 if c == b'>' {
-                    self.end_tag(out);
+                    self.end_tag(out, url);
                 } else if is_space(c) || c == b'/' {
                     self.state = State::InTag;
                 } else {
@@ -428,7 +463,7 @@ impl HtmlText {
             }
             State::InTag => {
                 if c == b'>' {
-                    self.end_tag(out);
+                    self.end_tag(out, url);
                 } else if !(is_space(c) || c == b'/') {
                     self.attr_len = 0;
                     self.state = State::AttrName;
@@ -439,7 +474,7 @@ impl HtmlText {
                 if c == b'=' {
                     self.state = State::BeforeValue;
                 } else if c == b'>' {
-                    self.end_tag(out);
+                    self.end_tag(out, url);
                 } else if is_space(c) {
                     self.state = State::AfterAttrName;
                 } else if c == b'/' {
@@ -453,7 +488,7 @@ impl HtmlText {
                 if c == b'=' {
                     self.state = State::BeforeValue;
                 } else if c == b'>' {
-                    self.end_tag(out);
+                    self.end_tag(out, url);
                 } else if !is_space(c) {
                     self.attr_len = 0;
                     self.state = State::AttrName;
@@ -469,7 +504,7 @@ impl HtmlText {
                 if c == b'"' || c == b'\'' {
                     self.state = State::Value { quote: c };
                 } else if c == b'>' {
-                    self.end_tag(out);
+                    self.end_tag(out, url);
                 } else {
                     self.state = State::Value { quote: 0 };
                     return false;
@@ -482,7 +517,7 @@ impl HtmlText {
                     self.state = State::InTag;
                 } else if c == b'>' {
                     self.end_value(url);
-                    self.end_tag(out);
+                    self.end_tag(out, url);
                 } else {
                     self.capture_bytes(&[c]);
                 }
@@ -539,7 +574,11 @@ impl HtmlText {
         }
     }
 
-    fn end_tag(&mut self, out: &mut Vec<u8>) {
+    #[inline(always)]
+    fn end_tag(&mut self, out: &mut Vec<u8>, url: OnRef<'_>) {
+        if self.is_a_tag() {
+            self.a_tag(out, url);
+        }
         let name = &self.name[..self.name_len];
         self.state = State::Text;
         if !self.closing && (name == b"script" || name == b"style") {
@@ -555,6 +594,55 @@ impl HtmlText {
         }
     }
 
+    /// The tag just read is `<a ...>` or `</a>`.
+    #[inline]
+    fn is_a_tag(&self) -> bool {
+        self.name_len == 1 && self.name[0] == b'a'
+    }
+
+    /// `<a ...>` or `</a>` ends: an open link ends, and an `<a href>` opens one.
+    #[inline(never)]
+    fn a_tag(&mut self, out: &[u8], url: OnRef<'_>) {
+        if self.link_open {
+            self.end_link(out, url);
+        }
+        if !self.closing && self.tag_has_href {
+            std::mem::swap(&mut self.link_href, &mut self.tag_href);
+            self.link_text.clear();
+            self.link_mark = out.len();
+            self.link_open = true;
+        }
+        self.tag_has_href = false;
+    }
+
+    /// Moves the open link's text written to `out` since the mark into `link_text`.
+    fn keep_link_text(&mut self, out: &[u8]) {
+        if self.link_open {
+            let new = out.get(self.link_mark..).unwrap_or_default();
+            let room = MAX_LINK_TEXT.saturating_sub(self.link_text.len());
+            self.link_text
+                .extend_from_slice(&new[..new.len().min(room)]);
+            self.link_mark = out.len();
+        }
+    }
+
+    /// The open link ends (`</a>`, or another `<a>`): reported when its text reads like an
+    /// address (one word, with a dot, no `@`), which the rules compare with its target.
+    fn end_link(&mut self, out: &[u8], url: OnRef<'_>) {
+        self.keep_link_text(out);
+        self.link_open = false;
+        let text = super::decode::trim_ws(&self.link_text);
+        let addressy = text.len() < MAX_LINK_TEXT
+            && text.contains(&b'.')
+            && !text.iter().any(|&b| b == b' ' || b == b'@');
+        if addressy {
+            url(ScanEvent::Link {
+                href: &self.link_href,
+                text,
+            });
+        }
+    }
+
     fn capture_bytes(&mut self, b: &[u8]) {
         if self.capture {
             let room = MAX_HREF_LEN.saturating_sub(self.href.len());
@@ -562,7 +650,7 @@ impl HtmlText {
         }
     }
 
-    fn end_value(&mut self, url: &mut dyn FnMut(&[u8])) {
+    fn end_value(&mut self, url: OnRef<'_>) {
         if !self.capture {
             return;
         }
@@ -571,18 +659,21 @@ impl HtmlText {
         if v.is_empty() {
             return;
         }
-        if find_amp(v).is_some() {
-            let mut clean = Vec::with_capacity(v.len());
-            let mut rest = v;
-            while let Some(k) = find_amp(rest) {
-                clean.extend_from_slice(&rest[..k + 1]);
-                rest = &rest[k + 5..];
-            }
-            clean.extend_from_slice(rest);
-            url(&clean);
-        } else {
-            url(v);
+        // An `<a>`'s target is kept for its text to be compared with (`end_link`).
+        let link = !self.closing && self.is_a_tag();
+        if !link && find_amp(v).is_none() {
+            url(ScanEvent::Url(v));
+            return;
         }
+        self.tag_href.clear();
+        let mut rest = v;
+        while let Some(k) = find_amp(rest) {
+            self.tag_href.extend_from_slice(&rest[..k + 1]);
+            rest = &rest[k + 5..];
+        }
+        self.tag_href.extend_from_slice(rest);
+        self.tag_has_href = link;
+        url(ScanEvent::Url(&self.tag_href));
     }
 
     fn end_entity(&mut self, out: &mut Vec<u8>) {
@@ -993,7 +1084,15 @@ mod tests {
         let mut h = HtmlText::new();
         let mut out = Vec::new();
         let mut urls = Vec::new();
-        let mut on_url = |u: &[u8]| urls.push(String::from_utf8_lossy(u).into_owned());
+        let mut on_url = |e: ScanEvent<'_>| match e {
+            ScanEvent::Url(u) => urls.push(String::from_utf8_lossy(u).into_owned()),
+            ScanEvent::Link { href, text } => urls.push(format!(
+                "link: {} -> {}",
+                String::from_utf8_lossy(text),
+                String::from_utf8_lossy(href)
+            )),
+            _ => {}
+        };
         for c in chunks {
             h.feed(c, &mut out, &mut on_url);
         }
@@ -1116,6 +1215,57 @@ mod tests {
             &["h1"],
         ),
         ("closing_tag_spaces", "a</ p >b</>c", "a b c", &[]),
+        (
+            "link_text_shows_an_address",
+            "<a href=\"http://evil.example/l?a&amp;b\">www.bank.example</a>",
+            "www.bank.example",
+            &[
+                "http://evil.example/l?a&b",
+                "link: www.bank.example -> http://evil.example/l?a&b",
+            ],
+        ),
+        (
+            "link_text_across_inline_tags_trimmed",
+            "<a href=h> <b>bank</b>.example\n</a>.",
+            "bank.example .",
+            &["h", "link: bank.example -> h"],
+        ),
+        (
+            "link_text_of_words_not_reported",
+            "<a href=h>Sign in at bank.example</a>",
+            "Sign in at bank.example",
+            &["h"],
+        ),
+        (
+            "link_text_with_at",
+            "<a href=h>me@bank.example</a>",
+            "me@bank.example",
+            &["h"],
+        ),
+        (
+            "link_never_closed",
+            "<a href=h>bank.example",
+            "bank.example",
+            &["h"],
+        ),
+        (
+            "link_ended_by_the_next",
+            "<a href=h1>a.example<a href=h2>b</a>",
+            "a.exampleb",
+            &["h1", "h2", "link: a.example -> h1"],
+        ),
+        (
+            "anchor_without_href",
+            "<a name=x>a.example</a>",
+            "a.example",
+            &[],
+        ),
+        (
+            "href_of_another_tag",
+            "<link href=h3><a>a.example</a>",
+            "a.example",
+            &["h3"],
+        ),
     ];
 
     /// Tags with every attribute shape (valueless names, `/`, spaces around `=`, quoted and
@@ -1151,6 +1301,8 @@ mod tests {
             b"&amp;",
             b"<br>",
             b"</a>",
+            b"www.bank.example",
+            b".example",
             b"<!-- c -->",
             b"<b>",
             b"x",
@@ -1195,9 +1347,39 @@ mod tests {
             let bytes: Vec<&[u8]> = input.chunks(1).collect();
             assert_eq!(
                 reduce_chunks(&bytes),
-                (text, urls),
+                (text.clone(), urls.clone()),
                 "row {name} byte by byte"
             );
+            assert_eq!(
+                reduce_chunks_clearing(&bytes),
+                (text, urls),
+                "row {name} byte by byte, the output taken after each"
+            );
         }
+    }
+
+    /// [`reduce_chunks`] with the output taken (and cleared) after each chunk, as the walker
+    /// does: a link's text is kept across calls.
+    fn reduce_chunks_clearing(chunks: &[&[u8]]) -> (String, Vec<String>) {
+        let mut h = HtmlText::new();
+        let mut out = Vec::new();
+        let mut all = Vec::new();
+        let mut urls = Vec::new();
+        let mut on_url = |e: ScanEvent<'_>| match e {
+            ScanEvent::Url(u) => urls.push(String::from_utf8_lossy(u).into_owned()),
+            ScanEvent::Link { href, text } => urls.push(format!(
+                "link: {} -> {}",
+                String::from_utf8_lossy(text),
+                String::from_utf8_lossy(href)
+            )),
+            _ => {}
+        };
+        for c in chunks {
+            h.feed(c, &mut out, &mut on_url);
+            all.append(&mut out);
+        }
+        h.finish(&mut out, &mut on_url);
+        all.append(&mut out);
+        (String::from_utf8_lossy(&all).into_owned(), urls)
     }
 }

@@ -979,8 +979,8 @@ impl TextPipe {
         self.dec = dec;
         if self.html_on {
             self.out.clear();
-            let mut on_url = |u: &[u8]| sink.event(ScanEvent::Url(u));
-            self.html.finish(&mut self.out, &mut on_url);
+            let mut on_ref = |e: ScanEvent<'_>| sink.event(e);
+            self.html.finish(&mut self.out, &mut on_ref);
             if !self.out.is_empty() {
                 sink.event(ScanEvent::Text(&self.out));
                 let mut on_url = |u: &[u8]| sink.event(ScanEvent::Url(u));
@@ -1018,8 +1018,8 @@ fn emit_text(
             out.clear();
             // Reduced text is mostly shorter than its HTML: one allocation up front.
             out.reserve(utf8.len());
-            let mut on_url = |u: &[u8]| sink.event(ScanEvent::Url(u));
-            h.feed(utf8, out, &mut on_url);
+            let mut on_ref = |e: ScanEvent<'_>| sink.event(e);
+            h.feed(utf8, out, &mut on_ref);
             out
         }
         None => utf8,

@@ -102,6 +102,15 @@ pub enum ScanEvent<'a> {
     RawBody(&'a [u8]),
     /// A URL found in text or HTML.
     Url(&'a [u8]),
+    /// An HTML link whose text reads like an address (one word with a dot, no `@`), with its
+    /// target: `<a href="http://x.example/">www.bank.example</a>`. Comes after the link's
+    /// `Url` and before the next structural event.
+    Link {
+        /// The `href` target (entities `&amp;` undone), as its `Url` event had it.
+        href: &'a [u8],
+        /// The link's text, HTML reduced, trimmed, shorter than `MAX_LINK_TEXT` bytes.
+        text: &'a [u8],
+    },
 }
 
 /// A consumer of scan events (the rule engine).
@@ -139,6 +148,13 @@ pub enum Recorded {
     RawBody(Vec<u8>),
     /// [`ScanEvent::Url`].
     Url(Vec<u8>),
+    /// [`ScanEvent::Link`].
+    Link {
+        /// The link's target.
+        href: Vec<u8>,
+        /// The link's text.
+        text: Vec<u8>,
+    },
 }
 
 impl Recorded {
@@ -163,6 +179,7 @@ impl Recorded {
             Recorded::Text(t) => ScanEvent::Text(t),
             Recorded::RawBody(r) => ScanEvent::RawBody(r),
             Recorded::Url(u) => ScanEvent::Url(u),
+            Recorded::Link { href, text } => ScanEvent::Link { href, text },
         }
     }
 }
@@ -195,6 +212,10 @@ impl From<ScanEvent<'_>> for Recorded {
             ScanEvent::Text(t) => Recorded::Text(t.to_vec()),
             ScanEvent::RawBody(r) => Recorded::RawBody(r.to_vec()),
             ScanEvent::Url(u) => Recorded::Url(u.to_vec()),
+            ScanEvent::Link { href, text } => Recorded::Link {
+                href: href.to_vec(),
+                text: text.to_vec(),
+            },
         }
     }
 }
@@ -714,6 +735,9 @@ mod tests {
                 ScanEvent::Text(t) => self.cur().text.extend_from_slice(t),
                 ScanEvent::RawBody(r) => self.cur().raw.extend_from_slice(r),
                 ScanEvent::Url(u) => self.cur().urls.push(u.to_vec()),
+                ScanEvent::Link { href, text } => {
+                    self.cur().urls.push(naive::link_entry(href, text))
+                }
                 structural => self.open(structural.into()),
             }
         }
@@ -760,7 +784,10 @@ mod tests {
                         })
                     }
                     // Segments start with structural events only.
-                    Recorded::Text(_) | Recorded::RawBody(_) | Recorded::Url(_) => None,
+                    Recorded::Text(_)
+                    | Recorded::RawBody(_)
+                    | Recorded::Url(_)
+                    | Recorded::Link { .. } => None,
                 })
                 .collect()
         }

@@ -8,7 +8,7 @@ use super::header::{MAX_FIELD_BYTES, MAX_NAME_LEN};
 use super::html::HtmlText;
 use super::mime::DELIM_SCAN;
 use super::url::UrlFinder;
-use super::MessageLimits;
+use super::{MessageLimits, ScanEvent};
 
 /// What the scanner should be told about one message.
 #[derive(Debug, Default)]
@@ -200,6 +200,11 @@ struct TextSpec {
     html: bool,
 }
 
+/// A [`ScanEvent::Link`] among a part's URLs (sorted with them), as the split tests list it.
+pub(super) fn link_entry(href: &[u8], text: &[u8]) -> Vec<u8> {
+    [b"link: ", text, b" -> ", href].concat()
+}
+
 fn decode_text(raw: &[u8], spec: &TextSpec) -> (Vec<u8>, Vec<Vec<u8>>) {
     let decoded = match spec.info.cte {
         Cte::Identity => raw.to_vec(),
@@ -212,7 +217,11 @@ fn decode_text(raw: &[u8], spec: &TextSpec) -> (Vec<u8>, Vec<Vec<u8>>) {
     let text = if spec.html {
         let mut h = HtmlText::new();
         let mut out = Vec::new();
-        let mut on = |u: &[u8]| urls.push(u.to_vec());
+        let mut on = |e: ScanEvent<'_>| match e {
+            ScanEvent::Url(u) => urls.push(u.to_vec()),
+            ScanEvent::Link { href, text } => urls.push(link_entry(href, text)),
+            _ => {}
+        };
         h.feed(&utf8, &mut out, &mut on);
         h.finish(&mut out, &mut on);
         out

@@ -37,6 +37,7 @@ pub struct CompiledRules {
     pub(crate) helo: ValueMatcher,
     pub(crate) url: ValueMatcher,
     pub(crate) url_host: ValueMatcher,
+    pub(crate) link_text_host: ValueMatcher,
     pub(crate) attachment_name: ValueMatcher,
     pub(crate) content_type: ValueMatcher,
     pub(crate) client_ip: Vec<(Cidr, RuleId)>,
@@ -396,6 +397,7 @@ impl CompiledRules {
         let mut helo = ValueBuilder::default();
         let mut url = ValueBuilder::default();
         let mut url_host = ValueBuilder::default();
+        let mut link_text_host = ValueBuilder::default();
         let mut attachment_name = ValueBuilder::default();
         let mut content_type = ValueBuilder::default();
         let mut client_ip = Vec::new();
@@ -420,6 +422,7 @@ impl CompiledRules {
                 Target::Helo => Some(&mut helo),
                 Target::Url => Some(&mut url),
                 Target::UrlHost => Some(&mut url_host),
+                Target::LinkTextHost => Some(&mut link_text_host),
                 Target::AttachmentName => Some(&mut attachment_name),
                 Target::ContentType => Some(&mut content_type),
                 Target::HeaderPresent | Target::HeaderAbsent => {
@@ -527,6 +530,9 @@ impl CompiledRules {
             helo: helo.build().map_err(at("target helo"))?,
             url: url.build().map_err(at("target url"))?,
             url_host: url_host.build().map_err(at("target url_host"))?,
+            link_text_host: link_text_host
+                .build()
+                .map_err(at("target link_text_host"))?,
             attachment_name: attachment_name
                 .build()
                 .map_err(at("target attachment_name"))?,

@@ -143,7 +143,7 @@ impl CompiledRules {
         let text = content(&text);
         let found = match spec.target {
             // The host is what the rule matched; the URL is its context.
-            Target::UrlHost => host_span(text),
+            Target::UrlHost | Target::LinkTextHost => host_span(text),
             _ => span(&spec.matcher, text),
         };
         let (matched, context) = match found {
@@ -247,6 +247,7 @@ fn target_name(target: Target) -> &'static str {
         Target::ClientIp => "client_ip",
         Target::Url => "url",
         Target::UrlHost => "url_host",
+        Target::LinkTextHost => "link_text_host",
         Target::AttachmentName => "attachment_name",
         Target::ContentType => "content_type",
         Target::Size => "size",
@@ -333,6 +334,12 @@ fn first_place<'a>(
         Target::Url | Target::UrlHost => events.iter().find_map(|ev| match ev {
             Recorded::Url(u) if hits_alone(&after_header, ev.event(), &[]) => {
                 Some(Cow::Borrowed(u.as_slice()))
+            }
+            _ => None,
+        }),
+        Target::LinkTextHost => events.iter().find_map(|ev| match ev {
+            Recorded::Link { text, .. } if hits_alone(&after_header, ev.event(), &[]) => {
+                Some(Cow::Borrowed(text.as_slice()))
             }
             _ => None,
         }),

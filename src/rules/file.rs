@@ -29,7 +29,12 @@
 //! - `globs`: `*` and `?` over the whole value, case-insensitive (`attachment_name`,
 //!   `content_type`; file names lose trailing dots and spaces first, as Windows does).
 //! - `domains`: the value's domain (the URL host, the HELO name, the part after `@` of
-//!   `mail_from`/`rcpt`) equals a listed domain or is below it.
+//!   `mail_from`/`rcpt`, the host a link's text shows) equals a listed domain or is below it.
+//! - `link_text_host`: the host an HTML link's text shows (`<a href="https://x.example/">
+//!   www.bank.example</a>`: its text one word with a dot and no `@`, a host name with a
+//!   letters-only top-level label, not a file name like `invoice.pdf` unless it has a scheme or
+//!   `www.`), looked at only when the registrable domain of the link's web target (`http`,
+//!   `https`) is another.
 //! - `header`, `any_header`, `header_present`, `header_absent` look at the top-level header only.
 //! - `meta`: `expr` over rule names with `&&`/`and`, `||`/`or`, `!`/`not`, parentheses.
 //! - A name starting with `__` makes a sub-rule: no score, not listed, only read by metas.
@@ -38,7 +43,8 @@
 //!
 //! Inline tests: `[[rule.test]]` with `input` (a snippet in the rule's target: body text, raw
 //! bytes, a header value, `Name: value` for `any_header`, header lines for presence rules, a
-//! URL, a file name, a media type, an envelope value, an IP address, a byte count) or `message`
+//! URL, `shown-text href` for `link_text_host`, a file name, a media type, an envelope value,
+//! an IP address, a byte count) or `message`
 //! (header lines, blank line, body), and `hit` (default true). See `CompiledRules::self_test`.
 //!
 //! Must not touch: files on disk (the caller reads them), scanning.
@@ -148,6 +154,10 @@ pub enum Target {
     Url,
     /// The host of each URL, lower-cased, without user, port or trailing dot.
     UrlHost,
+    /// The host an HTML link's text shows (`<a href="http://x.example/">www.bank.example</a>`:
+    /// `www.bank.example`, lower-cased) when its registrable domain is not that of the link's
+    /// web target (the `href`): what the reader is shown is not where the link goes.
+    LinkTextHost,
     /// The file name of each MIME part that has one.
     AttachmentName,
     /// The media type of each MIME part (lower-cased `type/subtype`).
@@ -176,6 +186,7 @@ impl Target {
             "client_ip" => Target::ClientIp,
             "url" => Target::Url,
             "url_host" => Target::UrlHost,
+            "link_text_host" => Target::LinkTextHost,
             "attachment_name" => Target::AttachmentName,
             "content_type" => Target::ContentType,
             "size" => Target::Size,
@@ -185,7 +196,8 @@ impl Target {
     }
 
     const NAMES: &'static str = "body, raw, header, any_header, header_present, header_absent, \
-        mail_from, rcpt, helo, client_ip, url, url_host, attachment_name, content_type, size, meta";
+        mail_from, rcpt, helo, client_ip, url, url_host, link_text_host, attachment_name, \
+        content_type, size, meta";
 
     /// Whether values of this target are matched line by line as a stream.
     pub(crate) fn is_stream(self) -> bool {
@@ -671,7 +683,7 @@ fn validate(raw: RawRule, origin: &str, index: usize) -> Result<RuleSpec, RuleEr
         Target::Body | Target::Raw | Target::Header | Target::AnyHeader | Target::Url => {
             &["phrases", "regex"]
         }
-        Target::MailFrom | Target::Rcpt | Target::Helo | Target::UrlHost => {
+        Target::MailFrom | Target::Rcpt | Target::Helo | Target::UrlHost | Target::LinkTextHost => {
             &["phrases", "regex", "domains"]
         }
         Target::AttachmentName | Target::ContentType => &["phrases", "regex", "globs"],

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::classify::Tokenizer;
+use crate::classify::{registrable, Tokenizer};
 use crate::message::{ScanEvent, ScanSink};
 use crate::rules::compile::{CompiledRules, StreamMatcher};
 use crate::rules::file::Action;
@@ -352,6 +352,54 @@ impl Scan {
     }
 }
 
+impl Scan {
+    /// An HTML link whose text reads like an address: `link_text_host` rules look at the host
+    /// it shows when that is not where its web target goes.
+    fn link(&mut self, href: &[u8], text: &[u8]) {
+        let rules = &*self.rules;
+        if rules.link_text_host.is_empty() {
+            return;
+        }
+        let Some(shown) = shown_host(text) else {
+            return;
+        };
+        let web = href.trim_ascii();
+        let is_web = [&b"http://"[..], b"https://"].iter().any(|s| {
+            web.get(..s.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(s))
+        });
+        let target = url_host(web).to_ascii_lowercase();
+        if !is_web || target.is_empty() || registrable(&shown) == registrable(&target) {
+            return;
+        }
+        rules
+            .link_text_host
+            .match_value(&shown, &mut self.scratch, &mut self.hits);
+        rules.link_text_host.match_domain(&shown, &mut self.hits);
+    }
+}
+
+/// The host a link's text shows (`https://www.bank.example/login`, `www.bank.example`,
+/// `Bank.example`), lower-cased: a dotted name whose last label is letters (2 to 24), and with
+/// neither a scheme nor `www.` not a file name (`invoice.pdf`, `index.html`).
+fn shown_host(text: &[u8]) -> Option<Vec<u8>> {
+    const FILE_TYPES: &[&[u8]] = &[
+        b"pdf", b"htm", b"html", b"php", b"asp", b"aspx", b"jsp", b"doc", b"docx", b"xls", b"xlsx",
+        b"ppt", b"pptx", b"txt", b"csv", b"zip", b"jpg", b"jpeg", b"png", b"gif", b"svg", b"exe",
+        b"ics",
+    ];
+    let host = url_host(text).to_ascii_lowercase();
+    let dot = memchr::memrchr(b'.', &host)?;
+    let (name, tld) = (&host[..dot], &host[dot + 1..]);
+    let labels_ok = !name.is_empty()
+        && host
+            .split(|&b| b == b'.')
+            .all(|l| !l.is_empty() && l.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-'));
+    let tld_ok = (2..=24).contains(&tld.len()) && tld.iter().all(u8::is_ascii_alphabetic);
+    let marked = text.windows(3).any(|w| w == b"://") || host.starts_with(b"www.");
+    (labels_ok && tld_ok && (marked || !FILE_TYPES.contains(&tld))).then_some(host)
+}
+
 impl ScanSink for Scan {
     fn event(&mut self, ev: ScanEvent<'_>) {
         if self.finished {
@@ -374,6 +422,7 @@ impl ScanSink for Scan {
                 self.raw.feed(&self.rules.raw, chunk, &mut self.hits);
             }
             ScanEvent::Url(u) => self.url(u),
+            ScanEvent::Link { href, text } => self.link(href, text),
         }
     }
 }
@@ -442,6 +491,73 @@ pub(crate) fn url_host(url: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_host_rows() {
+        let rows: &[(&str, &str, Option<&str>)] = &[
+            ("bare", "Bank.Example", Some("bank.example")),
+            ("www", "www.bank.example.", Some("www.bank.example")),
+            (
+                "with_scheme_and_path",
+                "https://bank.example:443/login?x",
+                Some("bank.example"),
+            ),
+            ("file_name", "invoice.pdf", None),
+            (
+                "file_name_with_www_is_a_host",
+                "www.invoice.pdf",
+                Some("www.invoice.pdf"),
+            ),
+            ("number", "1.5", None),
+            ("version", "v2.0", None),
+            ("no_dot", "localhost", None),
+            ("empty_label", "bank..example", None),
+            ("odd_bytes", "bank_x.example", None),
+            ("long_tld", "a.abcdefghijklmnopqrstuvwxy", None),
+            ("ip", "192.0.2.1", None),
+        ];
+        for &(row, text, want) in rows {
+            let got = shown_host(text.as_bytes());
+            assert_eq!(got.as_deref(), want.map(str::as_bytes), "{row}");
+        }
+    }
+
+    /// `link_text_host` through the whole pipeline: an HTML part whose link shows one host and
+    /// goes to another domain hits; the same domain, a link of words, and a mail link do not.
+    #[test]
+    fn link_text_host_through_a_message() {
+        let rules = Arc::new(
+            CompiledRules::compile(
+                &[crate::rules::RuleSource {
+                    origin: "test".into(),
+                    text: "[[rule]]\nname = \"SHOWN\"\ndescription = \"d\"\nscore = 1.0\ntarget = \"link_text_host\"\ndomains = [\"bank.example\"]\n".into(),
+                }],
+                5.0,
+            )
+            .expect("compiles"),
+        );
+        let hits = |link: &str| {
+            let msg = format!(
+                "Subject: s\r\nContent-Type: text/html\r\n\r\n<p>Dear customer, <a href=\"{link}\">www.Bank.example</a></p>\r\n"
+            );
+            let msg = bytes::Bytes::from(msg);
+            let mut scan = Scan::new(Arc::clone(&rules));
+            let _ = crate::message::feed_whole(
+                crate::cli::scan::default_limits(),
+                &msg,
+                &mut scan,
+                |_| std::ops::ControlFlow::Continue(()),
+            )
+            .expect("fed");
+            scan.finish(msg.len() as u64);
+            scan.rule_hits().iter().count()
+        };
+        assert_eq!(hits("http://login.evil.example/x?a=1&amp;b=2"), 1);
+        assert_eq!(hits("https://198.51.100.7/"), 1);
+        assert_eq!(hits("https://secure.bank.example/login"), 0);
+        assert_eq!(hits("mailto:help@evil.example"), 0);
+        assert_eq!(hits("/relative"), 0);
+    }
 
     #[test]
     fn url_hosts() {

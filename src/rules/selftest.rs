@@ -119,6 +119,16 @@ fn run_test(
                 .map_err(|_| format!("{snippet:?} is not an IP address"))?
         }
         Target::Url | Target::UrlHost => scan.event(ScanEvent::Url(bytes)),
+        Target::LinkTextHost => {
+            let mut words = snippet.split_whitespace();
+            let (Some(text), Some(href), None) = (words.next(), words.next(), words.next()) else {
+                return Err("a link_text_host input is `shown-text href`".into());
+            };
+            scan.event(ScanEvent::Link {
+                href: href.as_bytes(),
+                text: text.as_bytes(),
+            });
+        }
         Target::AttachmentName => scan.event(ScanEvent::PartStart {
             depth: 1,
             content_type: b"application/octet-stream",
