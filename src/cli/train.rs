@@ -874,13 +874,10 @@ mod tests {
     /// hops between private addresses inside a sender's network.
     #[test]
     fn the_corpus_list_leaves_no_collector_hop_on_top() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let Ok(labels) = read_labels(&root.join("../shared/corpus/labels.tsv")) else {
+        let Some((labels, text)) = corpus_and_list() else {
             eprintln!("skipping: no corpus");
             return;
         };
-        let text = read_internal_hosts(Some(&root.join("benches/corpus-internal-hosts.txt")))
-            .expect("the list");
         let (messages, hops) =
             read_training_messages(&labels, &text, EntryHop::Drop).expect("messages");
         assert!(hops > 2 * labels.len(), "{hops} hops dropped");
@@ -916,6 +913,16 @@ mod tests {
         );
     }
 
+    /// The labelled corpus's labels and `benches/corpus-internal-hosts.txt`, when the corpus is
+    /// there.
+    fn corpus_and_list() -> Option<(Vec<Labelled>, String)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let labels = read_labels(&root.join("../shared/corpus/labels.tsv")).ok()?;
+        let text = read_internal_hosts(Some(&root.join("benches/corpus-internal-hosts.txt")))
+            .expect("the list");
+        Some((labels, text))
+    }
+
     /// The tokenizer's features of `msg` (a file's bytes), read to its end, walking the
     /// fields with `hosts` as the relay does with `spam.internal_hosts`; sorted (where a URL's
     /// features fall among the text's depends on where the pieces fed cut the body, and
@@ -943,13 +950,10 @@ mod tests {
     /// what `conbool train --internal-hosts` reads, the message with those fields removed.
     #[test]
     fn the_tokenizer_walks_as_train_prepares() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let Ok(labels) = read_labels(&root.join("../shared/corpus/labels.tsv")) else {
+        let Some((labels, text)) = corpus_and_list() else {
             eprintln!("skipping: no corpus");
             return;
         };
-        let text = read_internal_hosts(Some(&root.join("benches/corpus-internal-hosts.txt")))
-            .expect("the list");
         let messages = read_messages(&labels).expect("messages");
         let mut differ = 0;
         for (m, l) in messages.iter().zip(&labels) {

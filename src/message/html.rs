@@ -1081,8 +1081,15 @@ mod tests {
     }
 
     fn reduce_chunks(chunks: &[&[u8]]) -> (String, Vec<String>) {
+        reduce(chunks, false)
+    }
+
+    /// The text and the URLs (links as `link: text -> href`) of `chunks` fed in turn; with
+    /// `take_each`, the output is taken (and cleared) after each chunk, as the walker does.
+    fn reduce(chunks: &[&[u8]], take_each: bool) -> (String, Vec<String>) {
         let mut h = HtmlText::new();
         let mut out = Vec::new();
+        let mut all = Vec::new();
         let mut urls = Vec::new();
         let mut on_url = |e: ScanEvent<'_>| match e {
             ScanEvent::Url(u) => urls.push(String::from_utf8_lossy(u).into_owned()),
@@ -1095,9 +1102,13 @@ mod tests {
         };
         for c in chunks {
             h.feed(c, &mut out, &mut on_url);
+            if take_each {
+                all.append(&mut out);
+            }
         }
         h.finish(&mut out, &mut on_url);
-        (String::from_utf8_lossy(&out).into_owned(), urls)
+        all.append(&mut out);
+        (String::from_utf8_lossy(&all).into_owned(), urls)
     }
 
     /// Whitespace collapsing against the byte-at-a-time rule, for runs of every shape.
@@ -1351,35 +1362,10 @@ mod tests {
                 "row {name} byte by byte"
             );
             assert_eq!(
-                reduce_chunks_clearing(&bytes),
+                reduce(&bytes, true),
                 (text, urls),
                 "row {name} byte by byte, the output taken after each"
             );
         }
-    }
-
-    /// [`reduce_chunks`] with the output taken (and cleared) after each chunk, as the walker
-    /// does: a link's text is kept across calls.
-    fn reduce_chunks_clearing(chunks: &[&[u8]]) -> (String, Vec<String>) {
-        let mut h = HtmlText::new();
-        let mut out = Vec::new();
-        let mut all = Vec::new();
-        let mut urls = Vec::new();
-        let mut on_url = |e: ScanEvent<'_>| match e {
-            ScanEvent::Url(u) => urls.push(String::from_utf8_lossy(u).into_owned()),
-            ScanEvent::Link { href, text } => urls.push(format!(
-                "link: {} -> {}",
-                String::from_utf8_lossy(text),
-                String::from_utf8_lossy(href)
-            )),
-            _ => {}
-        };
-        for c in chunks {
-            h.feed(c, &mut out, &mut on_url);
-            all.append(&mut out);
-        }
-        h.finish(&mut out, &mut on_url);
-        all.append(&mut out);
-        (String::from_utf8_lossy(&all).into_owned(), urls)
     }
 }

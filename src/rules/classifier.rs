@@ -252,17 +252,9 @@ mod tests {
             Arc::new(default_rules_with_a_model().with_internal_hosts(Arc::new(exchange)));
         let plain = Arc::new(default_rules_with_a_model());
         let probability = |rules: &Arc<CompiledRules>, msg: &str| {
-            let msg = bytes::Bytes::from(msg.to_string());
-            let mut scan = Scan::new(Arc::clone(rules));
-            let _ = crate::message::feed_whole(
-                crate::cli::scan::default_limits(),
-                &msg,
-                &mut scan,
-                |_| std::ops::ControlFlow::Continue(()),
-            )
-            .expect("fed");
-            scan.finish(msg.len() as u64);
-            scan.probability().expect("a model")
+            crate::rules::scan::scanned(rules, msg.as_bytes())
+                .probability()
+                .expect("a model")
         };
         let routed = format!("{EXCHANGE}{SENT}");
         let sent = probability(&plain, SENT);

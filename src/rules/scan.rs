@@ -488,6 +488,20 @@ pub(crate) fn url_host(url: &[u8]) -> &[u8] {
     host.strip_suffix(b".").unwrap_or(host)
 }
 
+/// A scan of the whole message `msg` (canonical CRLF) with `rules`, finished.
+#[cfg(test)]
+pub(crate) fn scanned(rules: &Arc<CompiledRules>, msg: &[u8]) -> Scan {
+    let msg = bytes::Bytes::copy_from_slice(msg);
+    let mut scan = Scan::new(Arc::clone(rules));
+    let limits = crate::cli::scan::default_limits();
+    let _ = crate::message::feed_whole(limits, &msg, &mut scan, |_| {
+        std::ops::ControlFlow::Continue(())
+    })
+    .expect("fed");
+    scan.finish(msg.len() as u64);
+    scan
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,17 +554,7 @@ mod tests {
             let msg = format!(
                 "Subject: s\r\nContent-Type: text/html\r\n\r\n<p>Dear customer, <a href=\"{link}\">www.Bank.example</a></p>\r\n"
             );
-            let msg = bytes::Bytes::from(msg);
-            let mut scan = Scan::new(Arc::clone(&rules));
-            let _ = crate::message::feed_whole(
-                crate::cli::scan::default_limits(),
-                &msg,
-                &mut scan,
-                |_| std::ops::ControlFlow::Continue(()),
-            )
-            .expect("fed");
-            scan.finish(msg.len() as u64);
-            scan.rule_hits().iter().count()
+            scanned(&rules, msg.as_bytes()).rule_hits().iter().count()
         };
         assert_eq!(hits("http://login.evil.example/x?a=1&amp;b=2"), 1);
         assert_eq!(hits("https://198.51.100.7/"), 1);
