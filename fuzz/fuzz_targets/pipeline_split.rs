@@ -49,6 +49,9 @@ impl ScanSink for Recorder {
             ScanEvent::RawBody(b) => self.cur().raw.extend_from_slice(b),
             ScanEvent::Text(t) => self.cur().text.extend_from_slice(t),
             ScanEvent::Url(u) => self.cur().urls.push(u.to_vec()),
+            ScanEvent::Link { href, text } => {
+                self.cur().urls.push([b"link: ", text, b" -> ", href].concat())
+            }
         }
     }
 }

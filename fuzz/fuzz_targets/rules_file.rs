@@ -27,6 +27,10 @@ fuzz_target!(|text: &str| {
             scan.event(ScanEvent::Text(text.as_bytes()));
             scan.event(ScanEvent::RawBody(text.as_bytes()));
             scan.event(ScanEvent::Url(text.as_bytes()));
+            scan.event(ScanEvent::Link {
+                href: text.as_bytes(),
+                text: text.as_bytes(),
+            });
             scan.finish(text.len() as u64);
             let _ = (scan.verdict(), scan.hit_names());
         }

@@ -28,6 +28,10 @@ enum Op {
     Text(Vec<u8>),
     RawBody(Vec<u8>),
     Url(Vec<u8>),
+    Link {
+        href: Vec<u8>,
+        text: Vec<u8>,
+    },
     Envelope {
         helo: String,
         ip: [u8; 16],
@@ -153,6 +157,9 @@ fn run(
                 scan_and_record(&mut scan, ScanEvent::RawBody(c))
             }),
             Op::Url(u) => scan_and_record(&mut scan, ScanEvent::Url(u)),
+            Op::Link { href, text } => {
+                scan_and_record(&mut scan, ScanEvent::Link { href, text })
+            }
             Op::Envelope {
                 helo,
                 ip,

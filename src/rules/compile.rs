@@ -38,6 +38,8 @@ pub struct CompiledRules {
     pub(crate) url: ValueMatcher,
     pub(crate) url_host: ValueMatcher,
     pub(crate) link_text_host: ValueMatcher,
+    /// `from_name_brand` rules: every phrase in one automaton.
+    pub(crate) from_name_brand: Option<crate::rules::scan::BrandMatcher>,
     pub(crate) attachment_name: ValueMatcher,
     pub(crate) content_type: ValueMatcher,
     pub(crate) client_ip: Vec<(Cidr, RuleId)>,
@@ -398,6 +400,7 @@ impl CompiledRules {
         let mut url = ValueBuilder::default();
         let mut url_host = ValueBuilder::default();
         let mut link_text_host = ValueBuilder::default();
+        let mut from_name_brand = Vec::new();
         let mut attachment_name = ValueBuilder::default();
         let mut content_type = ValueBuilder::default();
         let mut client_ip = Vec::new();
@@ -423,6 +426,13 @@ impl CompiledRules {
                 Target::Url => Some(&mut url),
                 Target::UrlHost => Some(&mut url_host),
                 Target::LinkTextHost => Some(&mut link_text_host),
+                Target::FromNameBrand => {
+                    if let Matcher::Phrases { phrases, .. } = &spec.matcher {
+                        let lower = phrases.iter().map(|p| p.to_ascii_lowercase().into_bytes());
+                        from_name_brand.push((id, lower.collect()));
+                    }
+                    None
+                }
                 Target::AttachmentName => Some(&mut attachment_name),
                 Target::ContentType => Some(&mut content_type),
                 Target::HeaderPresent | Target::HeaderAbsent => {
@@ -486,6 +496,8 @@ impl CompiledRules {
                     metas.push((id, e));
                 }
                 (Matcher::None, None) => {}
+                // `from_name_brand` keeps its phrases itself (above).
+                (Matcher::Phrases { .. }, None) if spec.target == Target::FromNameBrand => {}
                 // file::validate only lets through matchers the target takes.
                 _ => return Err(spec.error("target", "matcher does not fit the target")),
             }
@@ -533,6 +545,8 @@ impl CompiledRules {
             link_text_host: link_text_host
                 .build()
                 .map_err(at("target link_text_host"))?,
+            from_name_brand: crate::rules::scan::BrandMatcher::new(from_name_brand)
+                .map_err(|e| at("target from_name_brand")(e.to_string()))?,
             attachment_name: attachment_name
                 .build()
                 .map_err(at("target attachment_name"))?,

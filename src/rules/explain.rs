@@ -248,6 +248,7 @@ fn target_name(target: Target) -> &'static str {
         Target::Url => "url",
         Target::UrlHost => "url_host",
         Target::LinkTextHost => "link_text_host",
+        Target::FromNameBrand => "from_name_brand",
         Target::AttachmentName => "attachment_name",
         Target::ContentType => "content_type",
         Target::Size => "size",
@@ -334,6 +335,18 @@ fn first_place<'a>(
         Target::Url | Target::UrlHost => events.iter().find_map(|ev| match ev {
             Recorded::Url(u) if hits_alone(&after_header, ev.event(), &[]) => {
                 Some(Cow::Borrowed(u.as_slice()))
+            }
+            _ => None,
+        }),
+        Target::FromNameBrand => events.iter().find_map(|ev| match ev {
+            Recorded::Header {
+                depth: 0,
+                name,
+                value,
+            } if name.eq_ignore_ascii_case(b"from")
+                && hits_alone(&[], ev.event(), &after_header) =>
+            {
+                Some(Cow::Borrowed(value.as_slice()))
             }
             _ => None,
         }),

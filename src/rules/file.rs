@@ -30,6 +30,9 @@
 //!   `content_type`; file names lose trailing dots and spaces first, as Windows does).
 //! - `domains`: the value's domain (the URL host, the HELO name, the part after `@` of
 //!   `mail_from`/`rcpt`, the host a link's text shows) equals a listed domain or is below it.
+//! - `from_name_brand`: `phrases` (brands) in the display name of the top-level `From` field
+//!   that its address's domain does not hold (`"PayPal" <service@other.example>`); see
+//!   [`Target::FromNameBrand`].
 //! - `link_text_host`: the host an HTML link's text shows (`<a href="https://x.example/">
 //!   www.bank.example</a>`: its text one word with a dot and no `@`, a host name with a
 //!   letters-only top-level label, not a file name like `invoice.pdf` unless it has a scheme or
@@ -158,6 +161,11 @@ pub enum Target {
     /// `www.bank.example`, lower-cased) when its registrable domain is not that of the link's
     /// web target (the `href`): what the reader is shown is not where the link goes.
     LinkTextHost,
+    /// The display name of the top-level `From` field, for `phrases` that name a brand: a
+    /// phrase hits when the name holds it (at word edges, ASCII case-insensitive; a capital
+    /// `I` after a small letter read as `l`, as in `WaImart`) and the address's domain does not
+    /// (letters and digits compared: `Wells Fargo` is in `wellsfargo.com`).
+    FromNameBrand,
     /// The file name of each MIME part that has one.
     AttachmentName,
     /// The media type of each MIME part (lower-cased `type/subtype`).
@@ -187,6 +195,7 @@ impl Target {
             "url" => Target::Url,
             "url_host" => Target::UrlHost,
             "link_text_host" => Target::LinkTextHost,
+            "from_name_brand" => Target::FromNameBrand,
             "attachment_name" => Target::AttachmentName,
             "content_type" => Target::ContentType,
             "size" => Target::Size,
@@ -196,8 +205,8 @@ impl Target {
     }
 
     const NAMES: &'static str = "body, raw, header, any_header, header_present, header_absent, \
-        mail_from, rcpt, helo, client_ip, url, url_host, link_text_host, attachment_name, \
-        content_type, size, meta";
+        mail_from, rcpt, helo, client_ip, url, url_host, link_text_host, from_name_brand, \
+        attachment_name, content_type, size, meta";
 
     /// Whether values of this target are matched line by line as a stream.
     pub(crate) fn is_stream(self) -> bool {
@@ -687,6 +696,7 @@ fn validate(raw: RawRule, origin: &str, index: usize) -> Result<RuleSpec, RuleEr
             &["phrases", "regex", "domains"]
         }
         Target::AttachmentName | Target::ContentType => &["phrases", "regex", "globs"],
+        Target::FromNameBrand => &["phrases"],
         Target::HeaderPresent | Target::HeaderAbsent => &[""],
         Target::ClientIp => &["cidrs"],
         Target::Size => &["min_bytes", "max_bytes"],

@@ -36,6 +36,8 @@ pub struct Scan {
     /// Per presence slot: the header was seen.
     seen: Vec<bool>,
     header_done: bool,
+    /// The top-level `From` field was seen (only the first counts).
+    from_seen: bool,
     /// Header and raw body bytes seen (an estimate of the size until `finish`).
     size_seen: u64,
     finished: bool,
@@ -106,6 +108,7 @@ impl Scan {
             body: StreamState::default(),
             raw: StreamState::default(),
             header_done: false,
+            from_seen: false,
             size_seen: 0,
             finished: false,
             scratch: Scratch::default(),
@@ -294,6 +297,12 @@ impl Scan {
             &mut self.scratch,
             &mut self.hits,
         );
+        if let Some(brands) = &rules.from_name_brand {
+            if !self.from_seen && name.eq_ignore_ascii_case(b"from") {
+                self.from_seen = true;
+                brands.match_from(value, &mut self.line_buf, &mut self.hits);
+            }
+        }
     }
 
     fn header_end(&mut self) {
@@ -377,6 +386,88 @@ impl Scan {
             .match_value(&shown, &mut self.scratch, &mut self.hits);
         rules.link_text_host.match_domain(&shown, &mut self.hits);
     }
+}
+
+/// The phrases of every `from_name_brand` rule in one automaton, each with its rule and its
+/// letters and digits (what the address's domain must hold for the brand to be its own).
+#[derive(Debug)]
+pub(crate) struct BrandMatcher {
+    ac: aho_corasick::AhoCorasick,
+    phrases: Vec<(RuleId, Vec<u8>)>,
+}
+
+/// The most bytes of a `From` display name looked at for brands.
+const MAX_DISPLAY_NAME: usize = 256;
+
+impl BrandMatcher {
+    /// `None` without rules.
+    pub(crate) fn new(
+        rules: Vec<(RuleId, Vec<Vec<u8>>)>,
+    ) -> Result<Option<BrandMatcher>, aho_corasick::BuildError> {
+        let mut patterns = Vec::new();
+        let mut phrases = Vec::new();
+        for (id, list) in rules {
+            for p in list {
+                phrases.push((id, compact(&p)));
+                patterns.push(p);
+            }
+        }
+        if patterns.is_empty() {
+            return Ok(None);
+        }
+        let ac = aho_corasick::AhoCorasick::new(&patterns)?;
+        Ok(Some(BrandMatcher { ac, phrases }))
+    }
+
+    /// Sets the rules whose brand the display name of `From` value `from` holds at word
+    /// edges (ASCII case-insensitive, a capital `I` after a small letter read as `l`) while the
+    /// address's domain does not hold its letters and digits. A value without `<addr>` has no
+    /// display name. `buf` is scratch space.
+    fn match_from(&self, from: &[u8], buf: &mut Vec<u8>, hits: &mut HitSet) {
+        let Some(open) = memchr::memrchr(b'<', from) else {
+            return;
+        };
+        let shown = &from[..open.min(MAX_DISPLAY_NAME)];
+        buf.clear();
+        buf.extend(shown.iter().enumerate().map(|(i, &b)| {
+            let after_small = i > 0 && shown[i - 1].is_ascii_lowercase();
+            if b == b'I' && after_small {
+                b'l'
+            } else {
+                b.to_ascii_lowercase()
+            }
+        }));
+        let domain = || {
+            let addr = &from[open + 1..];
+            let addr = &addr[..memchr::memchr(b'>', addr).unwrap_or(addr.len())];
+            let at = memchr::memrchr(b'@', addr).map_or(addr.len(), |at| at + 1);
+            compact(&addr[at..])
+        };
+        let mut compact_domain: Option<Vec<u8>> = None;
+        let word = |b: &u8| b.is_ascii_alphanumeric();
+        for m in self.ac.find_overlapping_iter(buf.as_slice()) {
+            let before = m.start().checked_sub(1).and_then(|i| buf.get(i));
+            let after = buf.get(m.end());
+            if before.is_some_and(word) || after.is_some_and(word) {
+                continue;
+            }
+            let Some((id, brand)) = self.phrases.get(m.pattern().as_usize()) else {
+                continue;
+            };
+            let domain = compact_domain.get_or_insert_with(domain);
+            if !brand.is_empty() && memchr::memmem::find(domain, brand).is_none() {
+                hits.set(*id);
+            }
+        }
+    }
+}
+
+/// The letters and digits of `s`, lower-cased.
+fn compact(s: &[u8]) -> Vec<u8> {
+    s.iter()
+        .filter(|b| b.is_ascii_alphanumeric())
+        .map(u8::to_ascii_lowercase)
+        .collect()
 }
 
 /// The host a link's text shows (`https://www.bank.example/login`, `www.bank.example`,
@@ -505,6 +596,77 @@ pub(crate) fn scanned(rules: &Arc<CompiledRules>, msg: &[u8]) -> Scan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn foreign_brand_rows() {
+        let rows: &[(&str, &str, &str, bool)] = &[
+            (
+                "impersonated",
+                "\"PayPal Service\" <service@pp-secure.example>",
+                "paypal",
+                true,
+            ),
+            (
+                "own_domain",
+                "\"PayPal\" <service@mail.paypal.com>",
+                "paypal",
+                false,
+            ),
+            (
+                "words_compacted",
+                "Wells Fargo <alerts@wellsfargo.com>",
+                "wells fargo",
+                false,
+            ),
+            (
+                "words_elsewhere",
+                "Wells Fargo <alerts@bank.example>",
+                "wells fargo",
+                true,
+            ),
+            (
+                "capital_i_for_l",
+                "Hello WaImart <a@shop.example>",
+                "walmart",
+                true,
+            ),
+            (
+                "capital_i_at_word_start",
+                "Walmart Inc <a@Walmart.com>",
+                "walmart",
+                false,
+            ),
+            ("not_at_word_edges", "Upsilon <a@b.example>", "ups", false),
+            (
+                "inside_a_longer_word",
+                "Amazonia Tours <a@b.example>",
+                "amazon",
+                false,
+            ),
+            (
+                "apostrophe",
+                "Lowe's Update <u@myvgv.example>",
+                "lowe's",
+                true,
+            ),
+            ("no_display_name", "paypal@evil.example", "paypal", false),
+            (
+                "brand_only_in_address",
+                "Support <paypal@evil.example>",
+                "paypal",
+                false,
+            ),
+            ("no_at", "PayPal <undisclosed>", "paypal", true),
+        ];
+        for &(row, from, brand, want) in rows {
+            let m = BrandMatcher::new(vec![(RuleId(0), vec![brand.as_bytes().to_vec()])])
+                .expect("builds")
+                .expect("a phrase");
+            let mut hits = HitSet::new(1);
+            m.match_from(from.as_bytes(), &mut Vec::new(), &mut hits);
+            assert_eq!(hits.get(RuleId(0)), want, "{row}");
+        }
+    }
 
     #[test]
     fn shown_host_rows() {

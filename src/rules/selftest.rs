@@ -119,6 +119,11 @@ fn run_test(
                 .map_err(|_| format!("{snippet:?} is not an IP address"))?
         }
         Target::Url | Target::UrlHost => scan.event(ScanEvent::Url(bytes)),
+        Target::FromNameBrand => scan.event(ScanEvent::Header {
+            depth: 0,
+            name: b"From",
+            value: bytes,
+        }),
         Target::LinkTextHost => {
             let mut words = snippet.split_whitespace();
             let (Some(text), Some(href), None) = (words.next(), words.next(), words.next()) else {
