@@ -605,10 +605,10 @@ impl<const NAMES: bool> Tokenizer<NAMES> {
     /// read ([`Walk`]), as `conbool train --internal-hosts` leaves them out of what a model
     /// learns from. At the relay they are the hops of the servers that handed the message
     /// over (Exchange's, on mail a tenant's servers route through it).
-    pub fn internal_hosts(&mut self, hosts: Arc<InternalHosts>) {
+    /// With none listed the tokenizer keeps no walk (and no reference).
+    pub fn internal_hosts(&mut self, hosts: &Arc<InternalHosts>) {
         if !hosts.is_empty() {
-            let walk = Walk::new(&hosts);
-            self.walk = Some((hosts, walk));
+            self.walk = Some((Arc::clone(hosts), Walk::new(hosts)));
         }
     }
 

@@ -214,12 +214,9 @@ pub fn prepared(m: &[u8], internal: &InternalHosts, entry: EntryHop) -> (Vec<u8>
     let mut at = 0;
     loop {
         let view = &m[at..];
-        if out.is_empty() {
-            let first_line = memchr::memchr(b'\n', view).map_or(view.len(), |lf| lf + 1);
-            if view.starts_with(b"From ") || is_capture_line(view, first_line) {
-                at += first_line;
-                continue;
-            }
+        if out.is_empty() && (view.starts_with(b"From ") || is_capture_line(view)) {
+            at += first_line(view).len();
+            continue;
         }
         let (head_end, dropped) = prepare_head(view, internal, entry, &mut out);
         hops += dropped;
@@ -232,19 +229,27 @@ pub fn prepared(m: &[u8], internal: &InternalHosts, entry: EntryHop) -> (Vec<u8>
     }
 }
 
-/// Whether the first line of `m` (`first_line` bytes) is text that whoever saved the message
-/// wrote above it: neither a field nor empty, with a field on the next line. 73 of the
-/// foff-milter fixtures start with the log line of the tool that saved them (`✅ Loading
-/// modern TOML configuration: ...`); the relay's parser would read such a message as all body.
-fn is_capture_line(m: &[u8], first_line: usize) -> bool {
-    let line = |l: &[u8]| -> Option<LineClass> {
-        let l = l.strip_suffix(b"\n").unwrap_or(l);
-        classify(l, true, false)
-    };
-    let next = &m[first_line..];
-    let next = &next[..memchr::memchr(b'\n', next).map_or(next.len(), |lf| lf + 1)];
-    line(&m[..first_line]) == Some(LineClass::NotHeader)
-        && matches!(line(next), Some(LineClass::Field { .. }))
+/// Whether the first line of `m` is text that whoever saved the message wrote above it:
+/// neither a field nor empty, with a field on the next line. 73 of the foff-milter fixtures
+/// start with the log line of the tool that saved them (`✅ Loading modern TOML configuration:
+/// ...`); the relay's parser would read such a message as all body.
+fn is_capture_line(m: &[u8]) -> bool {
+    let first = first_line(m);
+    line_class(first) == Some(LineClass::NotHeader)
+        && matches!(
+            line_class(first_line(&m[first.len()..])),
+            Some(LineClass::Field { .. })
+        )
+}
+
+/// The first line of `s`, with its LF (all of `s` when it has none).
+fn first_line(s: &[u8]) -> &[u8] {
+    &s[..memchr::memchr(b'\n', s).map_or(s.len(), |lf| lf + 1)]
+}
+
+/// What `line` (with or without its LF) is in a top-level header block, as the parser decides.
+fn line_class(line: &[u8]) -> Option<LineClass> {
+    classify(line.strip_suffix(b"\n").unwrap_or(line), true, false)
 }
 
 /// The header block of `m` (see [`prepared`]) to `out` without the fields that go. Returns
@@ -285,10 +290,8 @@ fn prepare_head(
         }
     };
     while at < m.len() {
-        let line_end = memchr::memchr(b'\n', &m[at..]).map_or(m.len(), |lf| at + lf + 1);
-        let text = &m[at..line_end];
-        let text = text.strip_suffix(b"\n").unwrap_or(text);
-        match classify(text, true, false) {
+        let line = first_line(&m[at..]);
+        match line_class(line) {
             Some(LineClass::Continuation) if field.is_some() => {}
             Some(LineClass::Field { name_len, colon }) => {
                 end_field(field.take(), at, out);
@@ -296,7 +299,7 @@ fn prepare_head(
             }
             _ => break,
         }
-        at = line_end;
+        at += line.len();
     }
     end_field(field, at, out);
     (at, hops)
@@ -931,7 +934,7 @@ mod tests {
         let msg = Bytes::from(canonical_crlf(strip_from_line(msg)).into_owned());
         let mut t = Tokenizer::new(None);
         if let Some(h) = hosts {
-            t.internal_hosts(h);
+            t.internal_hosts(&h);
         }
         let _ = feed_whole(
             default_limits(),
@@ -960,9 +963,8 @@ mod tests {
             let list = Arc::new(InternalHosts::parse(&text, Some(&l.source)).expect("parses"));
             let (kept, _) = prepared(m, &list, EntryHop::Drop);
             // The relay never gets the line a fixture's saving tool wrote above it.
-            let first = memchr::memchr(b'\n', m).map_or(m.len(), |lf| lf + 1);
-            let m = if is_capture_line(m, first) {
-                &m[first..]
+            let m = if is_capture_line(m) {
+                &m[first_line(m).len()..]
             } else {
                 &m[..]
             };

@@ -43,9 +43,7 @@ impl ClassifierRules {
     /// A tokenizer for one message, with the model and the internal hosts.
     pub fn tokenizer<const NAMES: bool>(&self) -> Tokenizer<NAMES> {
         let mut t = Tokenizer::with_model(Some(Arc::clone(&self.model)));
-        if !self.internal_hosts.is_empty() {
-            t.internal_hosts(Arc::clone(&self.internal_hosts));
-        }
+        t.internal_hosts(&self.internal_hosts);
         t
     }
 

@@ -377,8 +377,11 @@ impl Scan {
             web.get(..s.len())
                 .is_some_and(|p| p.eq_ignore_ascii_case(s))
         });
+        if !is_web {
+            return;
+        }
         let target = url_host(web).to_ascii_lowercase();
-        if !is_web || target.is_empty() || registrable(&shown) == registrable(&target) {
+        if target.is_empty() || registrable(&shown) == registrable(&target) {
             return;
         }
         rules
@@ -480,12 +483,10 @@ fn shown_host(text: &[u8]) -> Option<Vec<u8>> {
         b"ics",
     ];
     let host = url_host(text).to_ascii_lowercase();
-    let dot = memchr::memrchr(b'.', &host)?;
-    let (name, tld) = (&host[..dot], &host[dot + 1..]);
-    let labels_ok = !name.is_empty()
-        && host
-            .split(|&b| b == b'.')
-            .all(|l| !l.is_empty() && l.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-'));
+    let tld = &host[memchr::memrchr(b'.', &host)? + 1..];
+    let labels_ok = host
+        .split(|&b| b == b'.')
+        .all(|l| !l.is_empty() && l.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-'));
     let tld_ok = (2..=24).contains(&tld.len()) && tld.iter().all(u8::is_ascii_alphabetic);
     let marked = text.windows(3).any(|w| w == b"://") || host.starts_with(b"www.");
     (labels_ok && tld_ok && (marked || !FILE_TYPES.contains(&tld))).then_some(host)
