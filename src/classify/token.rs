@@ -231,6 +231,17 @@ fn field_flags(lname: &[u8]) -> u32 {
 /// learn the relay's old verdicts) and Exchange's organization and forest fields
 /// (`X-MS-Exchange-Organization-SCL` ...), which Exchange's header firewall strips from mail
 /// arriving from outside and then stamps inside.
+/// And the transport fields Exchange Online stamps on every message it routes
+/// (`X-MS-Exchange-*`: `CrossTenant-*`, `Transport-*`, `AtpMessageProperties` ...;
+/// `X-MS-TrafficTypeDiagnostic`, `X-MS-PublicTrafficType`, `X-MS-Office365-Filtering-*`,
+/// `X-MS-Oob-TLC-*`, `X-EOPAttributedMessage`, `X-EOPTenantAttributedMessage`,
+/// `X-Forefront-*`, `X-OriginatorOrg`, `X-IncomingHeaderCount`, `X-IncomingTopHeaderMarker`).
+/// The relay sits behind the tenant's Exchange, which
+/// stamps or re-stamps them on all mail it hands over, so there they tell nothing about the
+/// sender; in the corpus they are on five foff-milter spam sent from Microsoft 365 tenants
+/// and on no ham, and a model that learns them pushed every message a tenant's Exchange
+/// routes towards spam (README: "At the relay"). `X-MS-Has-Attach` and
+/// `X-MS-TNEF-Correlator`, which the sender's Outlook or Exchange writes, stay.
 pub fn is_collection_artefact(name: &[u8]) -> bool {
     let mut low = [0u8; MAX_NAME_BYTES];
     name.len() <= MAX_NAME_BYTES && is_artefact_lower(lower_into(&mut low, name))
@@ -265,8 +276,17 @@ fn is_artefact_lower(name: &[u8]) -> bool {
         b"x-cloudmark",
         b"x-authority-analysis",
         b"x-conbool-",
-        b"x-ms-exchange-organization-",
-        b"x-ms-exchange-forest-",
+        b"x-ms-exchange-",
+        b"x-ms-traffictypediagnostic",
+        b"x-ms-publictraffictype",
+        b"x-ms-office365-filtering-",
+        b"x-ms-oob-tlc-",
+        b"x-eopattributedmessage",
+        b"x-eoptenantattributedmessage",
+        b"x-forefront-",
+        b"x-originatororg",
+        b"x-incomingheadercount",
+        b"x-incomingtopheadermarker",
     ];
     match name.first() {
         Some(b'x') => {
@@ -1824,9 +1844,29 @@ mod tests {
         (
             "exchange_cross_tenant",
             "X-MS-Exchange-CrossTenant-Id",
-            false,
+            true,
         ),
+        (
+            "exchange_transport",
+            "X-MS-Exchange-Transport-EndToEndLatency",
+            true,
+        ),
+        ("traffic_type", "X-MS-TrafficTypeDiagnostic", true),
+        ("public_traffic", "X-MS-PublicTrafficType", true),
+        (
+            "filtering_id",
+            "X-MS-Office365-Filtering-Correlation-Id",
+            true,
+        ),
+        ("oob_classifiers", "X-MS-Oob-TLC-OOBClassifiers", true),
+        ("eop_attributed", "X-EOPAttributedMessage", true),
+        ("eop_tenant", "X-EOPTenantAttributedMessage", true),
+        ("forefront_prvs", "X-Forefront-PRVS", true),
+        ("originator_org", "X-OriginatorOrg", true),
+        ("header_count", "X-IncomingHeaderCount", true),
         ("exchange_has_attach", "X-MS-Has-Attach", false),
+        ("exchange_tnef", "X-MS-TNEF-Correlator", false),
+        ("ms_like", "X-MS-Exchange", false),
         ("conbool_like", "X-Conbo", false),
         ("return_path", "Return-Path", false),
         ("delivered_like", "Delivered", false),
