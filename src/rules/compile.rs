@@ -428,8 +428,14 @@ impl CompiledRules {
                 Target::LinkTextHost => Some(&mut link_text_host),
                 Target::FromNameBrand => {
                     if let Matcher::Phrases { phrases, .. } = &spec.matcher {
-                        let lower = phrases.iter().map(|p| p.to_ascii_lowercase().into_bytes());
-                        from_name_brand.push((id, lower.collect()));
+                        let mut lower = Vec::with_capacity(phrases.len());
+                        for p in phrases {
+                            let p = p.to_ascii_lowercase().into_bytes();
+                            crate::rules::scan::brand_entry(&p)
+                                .map_err(|e| spec.error("phrases", e))?;
+                            lower.push(p);
+                        }
+                        from_name_brand.push((id, lower));
                     }
                     None
                 }
@@ -546,7 +552,7 @@ impl CompiledRules {
                 .build()
                 .map_err(at("target link_text_host"))?,
             from_name_brand: crate::rules::scan::BrandMatcher::new(from_name_brand)
-                .map_err(|e| at("target from_name_brand")(e.to_string()))?,
+                .map_err(at("target from_name_brand"))?,
             attachment_name: attachment_name
                 .build()
                 .map_err(at("target attachment_name"))?,

@@ -31,8 +31,9 @@
 //! - `domains`: the value's domain (the URL host, the HELO name, the part after `@` of
 //!   `mail_from`/`rcpt`, the host a link's text shows) equals a listed domain or is below it.
 //! - `from_name_brand`: `phrases` (brands) in the display name of the top-level `From` field
-//!   that its address's domain does not hold (`"PayPal" <service@other.example>`); see
-//!   [`Target::FromNameBrand`].
+//!   that its address's domain does not hold (`"PayPal" <service@other.example>`); a phrase
+//!   `brand = key key ...` names what the domain may hold instead (`"apple id = apple"`,
+//!   `"amazon = amazon aws"`); see [`Target::FromNameBrand`].
 //! - `link_text_host`: the host an HTML link's text shows (`<a href="https://x.example/">
 //!   www.bank.example</a>`: its text one word with a dot and no `@`, a host name with a
 //!   letters-only top-level label, not a file name like `invoice.pdf` unless it has a scheme or
@@ -164,7 +165,9 @@ pub enum Target {
     /// The display name of the top-level `From` field, for `phrases` that name a brand: a
     /// phrase hits when the name holds it (at word edges, ASCII case-insensitive; a capital
     /// `I` after a small letter read as `l`, as in `WaImart`) and the address's domain does not
-    /// (letters and digits compared: `Wells Fargo` is in `wellsfargo.com`).
+    /// (letters and digits compared: `Wells Fargo` is in `wellsfargo.com`). A phrase
+    /// `brand = key key ...` looks for `brand` and hits when the domain holds none of the keys
+    /// (`apple id = apple`: `Apple ID` mails from `apple.com`).
     FromNameBrand,
     /// The file name of each MIME part that has one.
     AttachmentName,

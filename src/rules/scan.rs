@@ -391,40 +391,72 @@ impl Scan {
     }
 }
 
-/// The phrases of every `from_name_brand` rule in one automaton, each with its rule and its
-/// letters and digits (what the address's domain must hold for the brand to be its own).
+/// The phrases of every `from_name_brand` rule in one automaton, each with its rule and the
+/// letters and digits the address's domain must hold one of for the brand to be its own.
 #[derive(Debug)]
 pub(crate) struct BrandMatcher {
     ac: aho_corasick::AhoCorasick,
-    phrases: Vec<(RuleId, Vec<u8>)>,
+    phrases: Vec<(RuleId, Vec<Vec<u8>>)>,
 }
 
 /// The most bytes of a `From` display name looked at for brands.
 const MAX_DISPLAY_NAME: usize = 256;
 
+/// One `from_name_brand` phrase, lower-cased: `brand` (the domain must hold the brand's
+/// letters and digits: `wells fargo` is in `wellsfargo.com`) or `brand = key key ...` (the
+/// domain must hold the letters and digits of one of the keys: `apple id = apple`,
+/// `amazon = amazon aws`). The name to look for, and the keys; an error for an empty name
+/// or an `=` with no key.
+pub(crate) fn brand_entry(phrase: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>), String> {
+    let (name, keys) = match memchr::memchr(b'=', phrase) {
+        Some(eq) => {
+            let keys: Vec<Vec<u8>> = phrase[eq + 1..]
+                .split(u8::is_ascii_whitespace)
+                .map(compact)
+                .filter(|k| !k.is_empty())
+                .collect();
+            if keys.is_empty() {
+                return Err(format!(
+                    "{:?}: no domain key after `=`",
+                    String::from_utf8_lossy(phrase)
+                ));
+            }
+            (phrase[..eq].trim_ascii(), keys)
+        }
+        None => (phrase.trim_ascii(), vec![compact(phrase)]),
+    };
+    if name.is_empty() || compact(name).is_empty() {
+        return Err(format!(
+            "{:?}: no brand name",
+            String::from_utf8_lossy(phrase)
+        ));
+    }
+    Ok((name.to_vec(), keys))
+}
+
 impl BrandMatcher {
-    /// `None` without rules.
-    pub(crate) fn new(
-        rules: Vec<(RuleId, Vec<Vec<u8>>)>,
-    ) -> Result<Option<BrandMatcher>, aho_corasick::BuildError> {
+    /// `None` without rules. Each rule's phrases as [`brand_entry`] reads them (lower-cased,
+    /// checked by the compiler before).
+    pub(crate) fn new(rules: Vec<(RuleId, Vec<Vec<u8>>)>) -> Result<Option<BrandMatcher>, String> {
         let mut patterns = Vec::new();
         let mut phrases = Vec::new();
         for (id, list) in rules {
             for p in list {
-                phrases.push((id, compact(&p)));
-                patterns.push(p);
+                let (name, keys) = brand_entry(&p)?;
+                phrases.push((id, keys));
+                patterns.push(name);
             }
         }
         if patterns.is_empty() {
             return Ok(None);
         }
-        let ac = aho_corasick::AhoCorasick::new(&patterns)?;
+        let ac = aho_corasick::AhoCorasick::new(&patterns).map_err(|e| e.to_string())?;
         Ok(Some(BrandMatcher { ac, phrases }))
     }
 
     /// Sets the rules whose brand the display name of `From` value `from` holds at word
     /// edges (ASCII case-insensitive, a capital `I` after a small letter read as `l`) while the
-    /// address's domain does not hold its letters and digits. A value without `<addr>` has no
+    /// address's domain holds none of its keys ([`brand_entry`]). A value without `<addr>` has no
     /// display name. `buf` is scratch space.
     fn match_from(&self, from: &[u8], buf: &mut Vec<u8>, hits: &mut HitSet) {
         let Some(open) = memchr::memrchr(b'<', from) else {
@@ -454,11 +486,14 @@ impl BrandMatcher {
             if before.is_some_and(word) || after.is_some_and(word) {
                 continue;
             }
-            let Some((id, brand)) = self.phrases.get(m.pattern().as_usize()) else {
+            let Some((id, keys)) = self.phrases.get(m.pattern().as_usize()) else {
                 continue;
             };
             let domain = compact_domain.get_or_insert_with(domain);
-            if !brand.is_empty() && memchr::memmem::find(domain, brand).is_none() {
+            if !keys
+                .iter()
+                .any(|k| memchr::memmem::find(domain, k).is_some())
+            {
                 hits.set(*id);
             }
         }
@@ -658,6 +693,30 @@ mod tests {
                 false,
             ),
             ("no_at", "PayPal <undisclosed>", "paypal", true),
+            (
+                "one_key_of_several",
+                "Amazon Web Services <invoicing@aws.com>",
+                "amazon = amazon aws",
+                false,
+            ),
+            (
+                "no_key",
+                "Amazon Support <help@secure-login.example>",
+                "amazon = amazon aws",
+                true,
+            ),
+            (
+                "name_longer_than_key",
+                "Apple ID <no_reply@email.apple.com>",
+                "apple id = apple",
+                false,
+            ),
+            (
+                "name_longer_than_domain_without_key",
+                "Apple ID <no_reply@email.apple.com>",
+                "apple id",
+                true,
+            ),
         ];
         for &(row, from, brand, want) in rows {
             let m = BrandMatcher::new(vec![(RuleId(0), vec![brand.as_bytes().to_vec()])])
@@ -666,6 +725,22 @@ mod tests {
             let mut hits = HitSet::new(1);
             m.match_from(from.as_bytes(), &mut Vec::new(), &mut hits);
             assert_eq!(hits.get(RuleId(0)), want, "{row}");
+        }
+    }
+
+    #[test]
+    fn brand_entries() {
+        let keys = |v: &[&str]| v.iter().map(|k| k.as_bytes().to_vec()).collect::<Vec<_>>();
+        assert_eq!(
+            brand_entry(b"wells fargo"),
+            Ok((b"wells fargo".to_vec(), keys(&["wellsfargo"])))
+        );
+        assert_eq!(
+            brand_entry(b" apple id =  apple icloud.com "),
+            Ok((b"apple id".to_vec(), keys(&["apple", "icloudcom"])))
+        );
+        for bad in ["= apple", "apple =", "apple = - .", "'' = apple", ""] {
+            assert!(brand_entry(bad.as_bytes()).is_err(), "{bad:?}");
         }
     }
 
