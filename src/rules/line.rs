@@ -9,11 +9,12 @@
 //! holds `wire` or `transfer` (in any case). Such a rule runs alone, and only on the lines (or
 //! values) where a literal search found one of its literals, and only while its rule has not hit
 //! yet. The search runs over the lower-cased text (over a stream's lines, the folded text:
-//! below): Teddy (SIMD) when the target has at most 64 literals, up to eight Teddy searchers over
-//! groups of them for up to 512 (their matches merged), an Aho-Corasick automaton beyond. Each literal is searched as its suffix from its
-//! rarest four-byte gram ([`needle`]; Teddy tells literals apart by their first bytes, so `here=`
-//! searched as `ere=` no longer stops the search at every `here`), and the rest of the literal
-//! (its head) is compared in place before the regex runs. The search reports the leftmost-longest
+//! below): Teddy (SIMD) when the target has at most 64 literals, up to eight Teddy searchers
+//! over groups of them for up to 512 (their matches merged), an Aho-Corasick automaton beyond.
+//! Each literal is searched as its suffix from its rarest four-byte gram ([`needle`]; Teddy
+//! tells literals apart by their first bytes, so `here=` searched as `ere=` no longer stops the
+//! search at every `here`), and the rest of the literal (its head) is compared in place before
+//! the regex runs. The search reports the leftmost-longest
 //! needle and is restarted one byte after each start, so every start of every needle is seen
 //! (needles that start the same way at the same place are prefixes of the longest one, which
 //! stands for them).
@@ -1164,8 +1165,8 @@ impl RegexGroup {
     }
 
     /// Runs the regexes that needle `lit`, found at `at` in `line`, lets through (`lower` is the
-    /// line lower-cased, or folded for a stream group): each once per line, when its literal's head ends at `at` and its further
-    /// required sets are in the line too.
+    /// line lower-cased, or folded for a stream group): each once per line, when its literal's
+    /// head ends at `at` and its further required sets are in the line too.
     fn try_line(
         &self,
         lit: usize,
