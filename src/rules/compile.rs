@@ -428,14 +428,13 @@ impl CompiledRules {
                 Target::LinkTextHost => Some(&mut link_text_host),
                 Target::FromNameBrand => {
                     if let Matcher::Phrases { phrases, .. } = &spec.matcher {
-                        let mut lower = Vec::with_capacity(phrases.len());
                         for p in phrases {
-                            let p = p.to_ascii_lowercase().into_bytes();
-                            crate::rules::scan::brand_entry(&p)
-                                .map_err(|e| spec.error("phrases", e))?;
-                            lower.push(p);
+                            let entry = crate::rules::scan::brand_entry(
+                                &p.to_ascii_lowercase().into_bytes(),
+                            )
+                            .map_err(|e| spec.error("phrases", e))?;
+                            from_name_brand.push((id, entry));
                         }
-                        from_name_brand.push((id, lower));
                     }
                     None
                 }
@@ -552,7 +551,7 @@ impl CompiledRules {
                 .build()
                 .map_err(at("target link_text_host"))?,
             from_name_brand: crate::rules::scan::BrandMatcher::new(from_name_brand)
-                .map_err(at("target from_name_brand"))?,
+                .map_err(|e| at("target from_name_brand")(e.to_string()))?,
             attachment_name: attachment_name
                 .build()
                 .map_err(at("target attachment_name"))?,

@@ -402,12 +402,15 @@ pub(crate) struct BrandMatcher {
 /// The most bytes of a `From` display name looked at for brands.
 const MAX_DISPLAY_NAME: usize = 256;
 
+/// A `from_name_brand` phrase as [`brand_entry`] reads it: the name to look for (lower-cased)
+/// and the letters and digits the address's domain must hold one of.
+pub(crate) type BrandEntry = (Vec<u8>, Vec<Vec<u8>>);
+
 /// One `from_name_brand` phrase, lower-cased: `brand` (the domain must hold the brand's
 /// letters and digits: `wells fargo` is in `wellsfargo.com`) or `brand = key key ...` (the
 /// domain must hold the letters and digits of one of the keys: `apple id = apple`,
-/// `amazon = amazon aws`). The name to look for, and the keys; an error for an empty name
-/// or an `=` with no key.
-pub(crate) fn brand_entry(phrase: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>), String> {
+/// `amazon = amazon aws`). An error for an empty name or an `=` with no key.
+pub(crate) fn brand_entry(phrase: &[u8]) -> Result<BrandEntry, String> {
     let (name, keys) = match memchr::memchr(b'=', phrase) {
         Some(eq) => {
             let keys: Vec<Vec<u8>> = phrase[eq + 1..]
@@ -435,22 +438,20 @@ pub(crate) fn brand_entry(phrase: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>), Stri
 }
 
 impl BrandMatcher {
-    /// `None` without rules. Each rule's phrases as [`brand_entry`] reads them (lower-cased,
-    /// checked by the compiler before).
-    pub(crate) fn new(rules: Vec<(RuleId, Vec<Vec<u8>>)>) -> Result<Option<BrandMatcher>, String> {
-        let mut patterns = Vec::new();
-        let mut phrases = Vec::new();
-        for (id, list) in rules {
-            for p in list {
-                let (name, keys) = brand_entry(&p)?;
-                phrases.push((id, keys));
-                patterns.push(name);
-            }
-        }
-        if patterns.is_empty() {
+    /// `None` without phrases. Each phrase with its rule, as [`brand_entry`] read it.
+    pub(crate) fn new(
+        entries: Vec<(RuleId, BrandEntry)>,
+    ) -> Result<Option<BrandMatcher>, aho_corasick::BuildError> {
+        if entries.is_empty() {
             return Ok(None);
         }
-        let ac = aho_corasick::AhoCorasick::new(&patterns).map_err(|e| e.to_string())?;
+        let mut patterns = Vec::with_capacity(entries.len());
+        let mut phrases = Vec::with_capacity(entries.len());
+        for (id, (name, keys)) in entries {
+            patterns.push(name);
+            phrases.push((id, keys));
+        }
+        let ac = aho_corasick::AhoCorasick::new(&patterns)?;
         Ok(Some(BrandMatcher { ac, phrases }))
     }
 
@@ -719,7 +720,8 @@ mod tests {
             ),
         ];
         for &(row, from, brand, want) in rows {
-            let m = BrandMatcher::new(vec![(RuleId(0), vec![brand.as_bytes().to_vec()])])
+            let entry = brand_entry(brand.as_bytes()).expect("a brand");
+            let m = BrandMatcher::new(vec![(RuleId(0), entry)])
                 .expect("builds")
                 .expect("a phrase");
             let mut hits = HitSet::new(1);
