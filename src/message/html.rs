@@ -1093,11 +1093,9 @@ mod tests {
         let mut urls = Vec::new();
         let mut on_url = |e: ScanEvent<'_>| match e {
             ScanEvent::Url(u) => urls.push(String::from_utf8_lossy(u).into_owned()),
-            ScanEvent::Link { href, text } => urls.push(format!(
-                "link: {} -> {}",
-                String::from_utf8_lossy(text),
-                String::from_utf8_lossy(href)
-            )),
+            ScanEvent::Link { href, text } => urls.push(
+                String::from_utf8_lossy(&super::super::naive::link_entry(href, text)).into_owned(),
+            ),
             _ => {}
         };
         for c in chunks {

@@ -545,11 +545,12 @@ fn finders(set: &[Vec<u8>]) -> Vec<memchr::memmem::Finder<'static>> {
 
 /// `bytes` folded ([`push_folded`]) when `yes`, else as they are.
 fn folded_if(yes: bool, bytes: &[u8]) -> Vec<u8> {
-    if yes {
-        bytes.iter().map(|&b| fold(b)).collect()
-    } else {
-        bytes.to_vec()
+    if !yes {
+        return bytes.to_vec();
     }
+    let mut out = Vec::with_capacity(bytes.len());
+    push_folded(&mut out, bytes);
+    out
 }
 
 /// Whether every set has a string in `lower`.
