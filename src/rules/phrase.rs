@@ -98,6 +98,11 @@ struct GramTable {
     /// Per set slot, by rank: bit `o` set when some phrase has such a gram at offset `o`; `short`
     /// for grams checked by their own bytes only, `long` for those with 8 bytes in `long_bits`.
     offsets: Box<[Offsets]>,
+    /// One bit per slot, as `bits`: some gram there is checked by its own bytes only (a `short`
+    /// offset). Where it is clear, a hit with 8 bytes at hand is first checked in `long_bits`,
+    /// before the rank and the offsets are looked up: with many phrases those tables are far
+    /// bigger than the two bitmaps, and most hits of common grams end there.
+    short_bits: Box<[u64]>,
     long_bits: Box<[u64]>,
     long_shift: u32,
 }
@@ -162,8 +167,12 @@ impl GramTable {
                 *w |= 1 << (slot % 64);
             }
         }
-        for &(slot, _, _) in &slots {
+        let mut short_bits = vec![0u64; FILTER_WORDS].into_boxed_slice();
+        for &(slot, _, long) in &slots {
             bits[slot / 64] |= 1 << (slot % 64);
+            if !long {
+                short_bits[slot / 64] |= 1 << (slot % 64);
+            }
         }
         let mut rank = vec![0u32; bits.len()].into_boxed_slice();
         let mut seen = 0u32;
@@ -186,6 +195,7 @@ impl GramTable {
             bits,
             rank,
             offsets,
+            short_bits,
             long_bits,
             long_shift,
         }
@@ -253,20 +263,29 @@ impl GramTable {
 
     #[cold]
     fn offsets_at(&self, slot: usize, key: u64, full: bool) -> u32 {
+        let long_hit = || {
+            let long = hash64(key | FOLD64, self.long_shift);
+            self.long_bits
+                .get(long / 64)
+                .is_some_and(|w| w & (1 << (long % 64)) != 0)
+        };
+        let short_here = self
+            .short_bits
+            .get(slot / 64)
+            .is_some_and(|w| w & (1 << (slot % 64)) != 0);
+        if full && !short_here && !long_hit() {
+            return 0;
+        }
         let Some(m) = self.offsets.get(slot_rank(&self.bits, &self.rank, slot)) else {
             return 0;
         };
-        if m.long == 0 {
-            return m.short;
-        }
-        if !full {
+        if m.long == 0 || !full {
             return m.short | m.long;
         }
-        let long = hash64(key | FOLD64, self.long_shift);
-        match self.long_bits.get(long / 64) {
-            Some(w) if w & (1 << (long % 64)) != 0 => m.short | m.long,
-            _ => m.short,
+        if short_here && !long_hit() {
+            return m.short;
         }
+        m.short | m.long
     }
 }
 
@@ -313,21 +332,32 @@ fn skip_rounds<const S: usize>(
 /// Whether `here` is `phrase` (lower-cased, as long as `here`) in any ASCII case. Eight bytes at
 /// a time folded first: a byte equal to a lower-cased one in any case is equal to it once both
 /// have 0x20 or-ed in, so a folded word that differs rules the phrase out (phrases listed
-/// together share their first bytes and mostly differ further on); the exact comparison runs
-/// only when every folded word agrees.
+/// together share their first bytes and mostly differ further on). The last word overlaps the
+/// one before it (a phrase under 8 bytes is one short word), so a phrase is ruled out without a
+/// byte loop; the exact comparison runs only when every folded word agrees.
 #[inline]
 fn eq_lower(here: &[u8], phrase: &[u8]) -> bool {
     if here.len() != phrase.len() {
         return false;
     }
+    let folded_differ = |h: u64, p: u64| h | FOLD64 != p | FOLD64;
     let (mut h, mut p) = (here, phrase);
     while let (Some((hw, hr)), Some((pw, pr))) =
         (h.split_first_chunk::<8>(), p.split_first_chunk::<8>())
     {
-        if u64::from_le_bytes(*hw) | FOLD64 != u64::from_le_bytes(*pw) | FOLD64 {
+        if folded_differ(u64::from_le_bytes(*hw), u64::from_le_bytes(*pw)) {
             return false;
         }
         (h, p) = (hr, pr);
+    }
+    if !h.is_empty() {
+        let last = match (here.last_chunk::<8>(), phrase.last_chunk::<8>()) {
+            (Some(hw), Some(pw)) => (u64::from_le_bytes(*hw), u64::from_le_bytes(*pw)),
+            _ => (key_of(h), key_of(p)),
+        };
+        if folded_differ(last.0, last.1) {
+            return false;
+        }
     }
     here.eq_ignore_ascii_case(phrase)
 }
@@ -1156,6 +1186,26 @@ mod tests {
                 b"payment now fre+ money",
             ),
             ("length_differs", b"payment now", b"payment no"),
+            ("under_eight_same", b"ViAgRa!", b"viagra!"),
+            ("under_eight_differs_last", b"viagrx", b"viagra"),
+            ("under_eight_differs_first", b"xiagra", b"viagra"),
+            ("eight_and_one_differs_last", b"payment x", b"payment y"),
+            ("tail_word_same", b"Payment Now Free", b"payment now free"),
+            (
+                "tail_differs_in_overlap_only",
+                b"payment now frex",
+                b"payment now free",
+            ),
+            (
+                "tail_differs_before_overlap",
+                b"payment Xow free",
+                b"payment now free",
+            ),
+            (
+                "tail_punct_folds_alike",
+                b"payment now fre@",
+                b"payment now fre`",
+            ),
             (
                 "high_bytes",
                 b"caf\xc3\xa9 au lait!",
@@ -1170,6 +1220,67 @@ mod tests {
                 "{row}"
             );
         }
+    }
+
+    /// The long-gram check before the rank look-up gives what the offsets alone give: for every
+    /// set slot and many keys, [`GramTable::offsets_at`] against the offsets read the plain way.
+    #[test]
+    fn offsets_at_checks_long_grams_first_alike() {
+        let phrases: &[&[u8]] = &[
+            b"payment now free money",
+            b"pay",
+            b"payments",
+            b"click here today",
+            b"here",
+            b"mailbox is full",
+        ];
+        let grams: Vec<Gram<'_>> = phrases
+            .iter()
+            .flat_map(|p| {
+                (0..p.len().saturating_sub(3).min(4)).map(move |o| {
+                    let long = p.get(o..o + MAX_GRAM);
+                    (&p[o..o + 4], o, long)
+                })
+            })
+            .collect();
+        let table = GramTable::build(4, &grams);
+        let plain = |slot: usize, key: u64, full: bool| -> u32 {
+            let m = table.offsets[slot_rank(&table.bits, &table.rank, slot)];
+            let long = hash64(key | FOLD64, table.long_shift);
+            let long_set = table.long_bits[long / 64] >> (long % 64) & 1 == 1;
+            if m.long == 0 || !full || long_set {
+                m.short | m.long
+            } else {
+                m.short
+            }
+        };
+        let mut keys: Vec<u64> = phrases
+            .iter()
+            .flat_map(|p| (0..p.len()).map(move |o| key_of(&p[o..])))
+            .collect();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            keys.push(x);
+        }
+        let mut seen = 0;
+        for key in keys {
+            let slot = hash64((key | FOLD64) & table.mask, FILTER_SHIFT);
+            if table.bits[slot / 64] >> (slot % 64) & 1 == 0 {
+                continue;
+            }
+            seen += 1;
+            for full in [false, true] {
+                assert_eq!(
+                    table.offsets_at(slot, key, full),
+                    plain(slot, key, full),
+                    "{key:016x} {full}"
+                );
+            }
+        }
+        assert!(seen >= phrases.len(), "{seen}");
     }
 
     fn build(phrases: &[(&str, bool)]) -> PhraseSet {
