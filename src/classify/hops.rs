@@ -274,7 +274,9 @@ const KEYWORDS: &[&[u8]] = &[b"from", b"by", b"via", b"with", b"id", b"for"];
 
 impl<'a> Clauses<'a> {
     /// Reads the `from` and `by` clauses; comments (nested parentheses) belong to the clause
-    /// they are in, and the value ends at its last `;` (the date).
+    /// they are in, and the value ends at its last `;` (the date). Reading stops at the first
+    /// clause that starts once both are read (`with`, `id`, `for` ... are not needed, and a
+    /// second `from` clause is not the peer's).
     fn of(value: &'a [u8]) -> Clauses<'a> {
         let value = match memchr::memrchr(b';', value) {
             Some(semi) => &value[..semi],
@@ -285,8 +287,11 @@ impl<'a> Clauses<'a> {
         let mut first_in_clause = false;
         let mut after_helo = false;
         for (word, depth) in Words::new(value) {
-            if depth == 0 {
+            if depth == 0 && (2..=4).contains(&word.len()) {
                 if let Some(k) = KEYWORDS.iter().find(|k| word.eq_ignore_ascii_case(k)) {
+                    if out.from.is_some() && out.by.is_some() {
+                        break;
+                    }
                     clause = k;
                     first_in_clause = true;
                     continue;
@@ -394,6 +399,14 @@ fn address(word: &[u8]) -> Option<IpAddr> {
         Some(p) if p.eq_ignore_ascii_case(b"ipv6:") => &inner[5..],
         _ => inner,
     };
+    // Host names have letters past `f`, `-` or `_`: only hex digits, `.` and `:` are parsed.
+    if inner.is_empty()
+        || !inner
+            .iter()
+            .all(|&b| b.is_ascii_hexdigit() || b == b'.' || b == b':')
+    {
+        return None;
+    }
     std::str::from_utf8(inner).ok()?.parse().ok()
 }
 
@@ -527,6 +540,26 @@ mod tests {
                 "exchange_bare_ipv6_address",
                 "from SN7PR11MB6798.csmining.org (2001:db8:806:262::8) by DM4PR11MB5971.csmining.org with HTTPS",
                 Hop::Boundary,
+            ),
+            (
+                "by_clause_before_from",
+                "by mx.csmining.org with SMTP from a.example ([192.0.2.1])",
+                Hop::Boundary,
+            ),
+            (
+                "a_second_from_clause_is_not_the_peer",
+                "from relay.csmining.org by mx.csmining.org with SMTP from x.example ([192.0.2.1])",
+                Hop::Internal,
+            ),
+            (
+                "host_name_of_hex_letters_is_no_address",
+                "from bad.cafe by mx.csmining.org with SMTP",
+                Hop::Boundary,
+            ),
+            (
+                "bare_ipv4_mapped_peer",
+                "from relay.example (::ffff:10.1.2.4) by mx.csmining.org with SMTP",
+                Hop::Internal,
             ),
             ("no_by_clause", "from a.example ([192.0.2.1])", Hop::External),
             ("empty", "", Hop::External),
