@@ -3,9 +3,22 @@
 //! pipeline never sees one (mbox lines are the caller's concern, not the parser's), so the helper
 //! lives here, outside the protocol and message cores.
 
-/// Drops a leading mbox `From ` line (through its LF), if any.
-pub fn strip_from_line(raw: &[u8]) -> &[u8] {
+use crate::message::header::{classify, LineClass};
+
+/// Whether `raw` starts with an mbox `From ` line: `From ` where the message parser reads no
+/// field. `From : a@example.com` is the `From` field in RFC 5322's obsolete syntax (space
+/// before the colon), not a line to drop.
+pub fn starts_with_from_line(raw: &[u8]) -> bool {
     if !raw.starts_with(b"From ") {
+        return false;
+    }
+    let line = &raw[..memchr::memchr(b'\n', raw).unwrap_or(raw.len())];
+    !matches!(classify(line, true, false), Some(LineClass::Field { .. }))
+}
+
+/// Drops a leading mbox `From ` line (through its LF), if any ([`starts_with_from_line`]).
+pub fn strip_from_line(raw: &[u8]) -> &[u8] {
+    if !starts_with_from_line(raw) {
         return raw;
     }
     match memchr::memchr(b'\n', raw) {
@@ -37,6 +50,16 @@ mod tests {
                 b"From: a@b\r\n\r\nx\r\n",
             ),
             ("only_the_line", b"From a@b", b""),
+            (
+                "obsolete_from_field_is_kept",
+                b"From : a@b\r\nSubject: x\r\n",
+                b"From : a@b\r\nSubject: x\r\n",
+            ),
+            (
+                "obsolete_from_field_with_tab_is_kept",
+                b"From \t: a@b\n",
+                b"From \t: a@b\n",
+            ),
             ("empty", b"", b""),
         ];
         for (name, input, want) in ROWS {

@@ -29,6 +29,7 @@ use crate::cli::scan::{
     compile_spam_rules, default_limits, read_internal_hosts_text, strip_from_line,
     MAX_SCAN_FILE_BYTES,
 };
+use crate::mbox::starts_with_from_line;
 use crate::message::header::{classify, LineClass};
 use crate::message::{feed_whole, field_value, MessageLimits, ScanEvent, ScanSink};
 use crate::rules::{CompiledRules, Scan};
@@ -214,7 +215,7 @@ pub fn prepared(m: &[u8], internal: &InternalHosts, entry: EntryHop) -> (Vec<u8>
     let mut at = 0;
     loop {
         let view = &m[at..];
-        if out.is_empty() && (view.starts_with(b"From ") || is_capture_line(view)) {
+        if out.is_empty() && (starts_with_from_line(view) || is_capture_line(view)) {
             at += first_line(view).len();
             continue;
         }
@@ -844,7 +845,15 @@ mod tests {
                 "Received: by other.example\n\nx",
                 0,
             ),
-
+            (
+                // Found by the fuzz target `received_walk`: with the artefact gone, the copy
+                // starts with `From :` (the From field, space before the colon), which is no
+                // mbox `From ` line to drop.
+                "obsolete_from_field_first_after_an_artefact",
+                "X-Spam-Flag: YES\nFrom : a@example.org\n\nx",
+                "From : a@example.org\n\nx",
+                0,
+            ),
             (
                 "body_received_untouched",
                 "Subject: s\n\nReceived: by mx.example\n",
