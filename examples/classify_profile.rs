@@ -13,9 +13,10 @@
 //! The ratio of the two totals is what the classifier adds. A list of internal hosts after the
 //! model (`classify_profile spam.model hosts.txt`, the list as `spam.internal_hosts` takes it)
 //! turns on the walk that drops the receiving side's `Received` fields, as at a relay
-//! configured with one (the model should then be trained with the same hosts). With `digest` as its argument it
-//! prints a hash of every message's classifier features instead (as `conbool train` takes
-//! them, rule hits included): a speed-up that must not change the features must not change it.
+//! configured with one (the model should then be trained with the same hosts). With `digest`
+//! as its argument it prints a hash of every message's classifier features instead (as
+//! `conbool train` takes them, rule hits included): a speed-up that must not change the
+//! features must not change it.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
