@@ -50,6 +50,7 @@ mod tests {
                 b"From: a@b\r\n\r\nx\r\n",
             ),
             ("only_the_line", b"From a@b", b""),
+            ("bare_from_line", b"From \nX: y\n", b"X: y\n"),
             (
                 "obsolete_from_field_is_kept",
                 b"From : a@b\r\nSubject: x\r\n",
