@@ -201,9 +201,41 @@ impl GramTable {
         }
     }
 
+    /// Rounds of four samples from `i` on (every `stride` bytes, while a round's
+    /// [`ROUND_BYTES`] are in `chunk`) with a set bit, noted in `out` as (position, which
+    /// samples: bit `k` for sample `k`) until it is full: where the next round starts and how
+    /// many were noted (fewer than [`HIT_ROUNDS`]: the rounds ran out).
+    #[inline(always)]
+    fn hit_rounds(
+        &self,
+        chunk: &[u8],
+        i: usize,
+        stride: usize,
+        out: &mut [(usize, u32); HIT_ROUNDS],
+    ) -> (usize, usize) {
+        let (bits, mask) = (&*self.bits, self.mask);
+        match stride {
+            1 => skip_rounds::<1>(bits, chunk, i, mask, out),
+            2 => skip_rounds::<2>(bits, chunk, i, mask, out),
+            3 => skip_rounds::<3>(bits, chunk, i, mask, out),
+            4 => skip_rounds::<4>(bits, chunk, i, mask, out),
+            5 => skip_rounds::<5>(bits, chunk, i, mask, out),
+            6 => skip_rounds::<6>(bits, chunk, i, mask, out),
+            7 => skip_rounds::<7>(bits, chunk, i, mask, out),
+            _ => skip_rounds::<8>(bits, chunk, i, mask, out),
+        }
+    }
+
+    /// The filter slot of a sample's 8 bytes.
+    #[inline(always)]
+    fn slot_of(&self, key: u64) -> usize {
+        hash64((key | FOLD64) & self.mask, FILTER_SHIFT)
+    }
+
     /// The first sample from `i` on (every `stride` bytes) whose 8 bytes are in `chunk` and
     /// whose gram's bit is set: its position, slot and key; else the first sample position
-    /// without 8 bytes left.
+    /// without 8 bytes left. One sample at a time: for the last samples of a chunk, after
+    /// [`GramTable::hit_rounds`].
     #[inline(always)]
     fn next_hit(
         &self,
@@ -212,25 +244,6 @@ impl GramTable {
         stride: usize,
     ) -> Result<(usize, usize, u64), usize> {
         let (bits, mask, shift) = (&*self.bits, self.mask, FILTER_SHIFT);
-        let (round, found) = match stride {
-            1 => skip_rounds::<1>(bits, chunk, i, mask),
-            2 => skip_rounds::<2>(bits, chunk, i, mask),
-            3 => skip_rounds::<3>(bits, chunk, i, mask),
-            4 => skip_rounds::<4>(bits, chunk, i, mask),
-            5 => skip_rounds::<5>(bits, chunk, i, mask),
-            6 => skip_rounds::<6>(bits, chunk, i, mask),
-            7 => skip_rounds::<7>(bits, chunk, i, mask),
-            _ => skip_rounds::<8>(bits, chunk, i, mask),
-        };
-        i = round;
-        if found != 0 {
-            // The round's first sample with its bit set.
-            let at = round + found.trailing_zeros() as usize * stride;
-            if let Some(eight) = chunk.get(at..).and_then(<[u8]>::first_chunk::<8>) {
-                let key = u64::from_le_bytes(*eight);
-                return Ok((at, hash64((key | FOLD64) & mask, shift), key));
-            }
-        }
         // Samples below `limit` have their 8 bytes in the chunk.
         let limit = chunk.len().saturating_sub(7);
         while i < limit {
@@ -292,19 +305,23 @@ impl GramTable {
 /// Bytes a round of [`skip_rounds`] reads: four samples `S <= MAX_STRIDE` apart, 8 bytes each.
 const ROUND_BYTES: usize = 3 * MAX_STRIDE + 8;
 
-/// Skips rounds of four samples `S` bytes apart from `i` on while none of their grams has its
-/// bit set in `bits`. Returns the position of the first round with a set bit and which of its
-/// samples have one (bit `k` for sample `k`), or of the first round without [`ROUND_BYTES`] in
-/// `chunk` and 0 (the caller goes on one sample at a time from there). One branch for four
-/// probes, nearly all of which miss; `S` a constant so that the four loads come from one
-/// bounds-checked window.
+/// Rounds [`GramTable::hit_rounds`] notes before their samples are checked: enough that the
+/// probe loop rarely stops, few enough to stay in registers' reach (a power of two).
+const HIT_ROUNDS: usize = 32;
+
+/// [`GramTable::hit_rounds`] for stride `S`: rounds of four samples `S` bytes apart from `i`
+/// on, each round's hits noted in `out` without a branch on them (a round without one is
+/// written and then overwritten); it stops when `out` is full or the next round has no
+/// [`ROUND_BYTES`] in `chunk` (the caller goes on one sample at a time from there). `S` a
+/// constant so that the four loads come from one bounds-checked window.
 #[inline(never)]
 fn skip_rounds<const S: usize>(
     bits: &[u64],
     chunk: &[u8],
     mut i: usize,
     mask: u64,
-) -> (usize, u32) {
+    out: &mut [(usize, u32); HIT_ROUNDS],
+) -> (usize, usize) {
     let Some(bits) = bits.first_chunk::<FILTER_WORDS>() else {
         return (i, 0);
     };
@@ -316,17 +333,18 @@ fn skip_rounds<const S: usize>(
         let slot = hash64((key | FOLD64) & mask, FILTER_SHIFT);
         bits[(slot / 64) % FILTER_WORDS] >> (slot % 64)
     };
+    let mut n = 0;
     while let Some(w) = chunk.get(i..).and_then(<[u8]>::first_chunk::<ROUND_BYTES>) {
         let (a, b, c, d) = (bit(w, 0), bit(w, S), bit(w, 2 * S), bit(w, 3 * S));
-        if (a | b | c | d) & 1 != 0 {
-            return (
-                i,
-                (a & 1 | (b & 1) << 1 | (c & 1) << 2 | (d & 1) << 3) as u32,
-            );
-        }
+        let found = (a & 1 | (b & 1) << 1 | (c & 1) << 2 | (d & 1) << 3) as u32;
+        out[n % HIT_ROUNDS] = (i, found);
+        n += usize::from(found != 0);
         i += 4 * S;
+        if n == HIT_ROUNDS {
+            break;
+        }
     }
-    (i, 0)
+    (i, n)
 }
 
 /// Whether `here` is `phrase` (lower-cased, as long as `here`) in any ASCII case. Eight bytes at
@@ -685,8 +703,43 @@ impl PhraseStream {
         if p >= offset {
             let mut i = (p - offset) as usize;
             let table = &set.table;
+            // Whole rounds first: the probe loop notes the rounds with a set bit and goes on,
+            // then their samples are checked in stream order. The loop has no branch that
+            // depends on the text, and the checks' loads of different hits can overlap.
+            let mut rounds = [(0usize, 0u32); HIT_ROUNDS];
             loop {
-                // The probe loop is kept to its own few registers; a hit leaves it.
+                let (next, n) = table.hit_rounds(chunk, i, set.stride, &mut rounds);
+                for &(round, found) in rounds.iter().take(n) {
+                    let mut found = found;
+                    while found != 0 {
+                        let at = round + found.trailing_zeros() as usize * set.stride;
+                        found &= found - 1;
+                        let Some(eight) = chunk.get(at..).and_then(<[u8]>::first_chunk::<8>) else {
+                            continue;
+                        };
+                        let key = u64::from_le_bytes(*eight);
+                        let m = table.offsets_at(table.slot_of(key), key, true);
+                        if m != 0 {
+                            self.candidates(
+                                set,
+                                m,
+                                offset + at as u64,
+                                hist,
+                                base,
+                                chunk,
+                                hits,
+                                &mut pending,
+                            );
+                        }
+                    }
+                }
+                i = next;
+                if n < HIT_ROUNDS {
+                    break;
+                }
+            }
+            loop {
+                // The last samples with 8 bytes in the chunk, one at a time.
                 let (at, slot, key) = match table.next_hit(chunk, i, set.stride) {
                     Ok(hit) => hit,
                     Err(end) => {
@@ -1463,6 +1516,39 @@ mod tests {
                 });
             }
             assert_eq!(stream(&set, &[&filler], 2), vec![false, false], "len {len}");
+        }
+    }
+
+    /// More rounds with a set bit in one chunk than the probe loop notes at once (decoys that
+    /// share the phrases' grams all along it): a phrase is found wherever it stands among
+    /// them, whole, byte by byte and split, and the decoys alone find nothing.
+    #[test]
+    fn more_noted_rounds_than_fit() {
+        let phrases = [("invoice attached", false), ("pay now", true)];
+        let set = build(&phrases);
+        let decoy: Vec<u8> = b"invoice attache, pay nowhere; invoices attach "
+            .iter()
+            .copied()
+            .cycle()
+            .take(40 * ROUND_BYTES)
+            .collect();
+        let mut rounds = [(0, 0); HIT_ROUNDS];
+        let (_, noted) = set.table.hit_rounds(&decoy, 0, set.stride, &mut rounds);
+        assert_eq!(noted, HIT_ROUNDS, "the decoys fill the notes");
+        assert_eq!(stream(&set, &[&decoy], 2), vec![false, false]);
+        for (i, (p, _)) in phrases.iter().enumerate() {
+            for at in (0..decoy.len()).step_by(37) {
+                let mut hay = decoy.clone();
+                hay.splice(at..at, format!(" {} ", p.to_ascii_uppercase()).bytes());
+                // Cutting a decoy word may make the other phrase too (`pay now| ...`).
+                let want: Vec<bool> = phrases
+                    .iter()
+                    .map(|(q, w)| naive(&hay, q.as_bytes(), *w))
+                    .collect();
+                assert!(want[i], "{p} at {at}");
+                let row = format!("{p} at {at}");
+                assert_cuts(&set, &hay, &want, &row, |c| c % 101 == 0);
+            }
         }
     }
 
