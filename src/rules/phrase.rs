@@ -8,7 +8,9 @@
 //! phrase picks the window of `stride` offsets whose grams look rarest in mail text (so
 //! `mailbox is full` is found through `lbox`, not `mail`). A bitmap keyed by a hash of those
 //! grams says whether a gram may belong to a phrase, and a rank table gives the in-phrase offsets
-//! seen there. The scanner tests one gram every `stride` bytes; on a bitmap hit, a second bitmap
+//! seen there. The scanner tests one gram every `stride` bytes, four to a round, and notes the
+//! rounds with a bit set without leaving its loop (the hits of common grams are too many for a
+//! branch per hit); then, for each noted sample in stream order, a second bitmap
 //! keyed by a hash of each candidate phrase start's first bytes (up to 8) must agree, then the
 //! phrases listed there are compared in place. A phrase that runs past the chunk end gets an
 //! anchored automaton walk, kept (with its `StateID`) to go on with the next chunk. So the work
