@@ -170,6 +170,23 @@ pub fn connect_from(addr: SocketAddr, from: IpAddr) -> io::Result<TcpStream> {
     Ok(socket.into())
 }
 
+/// A local address where connections are refused, held for as long as the returned socket
+/// lives: a socket bound to a free port that never listens. (Binding a listener to port 0 and
+/// dropping it would free the port for the next test's listener, and the "unreachable" hop
+/// would then answer.)
+pub fn refusing_port() -> (Socket, SocketAddr) {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    let addr = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("bound address");
+    (socket, addr)
+}
+
 impl Client {
     /// A client over an already connected stream; reads the greeting.
     pub fn over(s: TcpStream) -> (Client, String) {

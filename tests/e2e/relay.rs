@@ -7,7 +7,7 @@ use conbool::reactor::{self, RelayHandle};
 use conbool::relay::session::Snapshot;
 use conbool::rules::CompiledRules;
 
-use crate::peer::{scripted_next_hop, Client, HopScript, FAILSAFE};
+use crate::peer::{refusing_port, scripted_next_hop, Client, HopScript, FAILSAFE};
 
 fn start(next_hop: &str, edit: impl FnOnce(&mut Config)) -> RelayHandle {
     let mut config = Config::embedded_defaults();
@@ -66,13 +66,9 @@ fn message_goes_through_to_a_data_only_next_hop_with_headers_added() {
 
 #[test]
 fn unreachable_next_hop_gives_a_4xx_not_a_250() {
-    // A port nobody listens on: bind, learn the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let relay = start(&format!("127.0.0.1:{port}"), |_| {});
+    // A port nobody listens on, held so that no other test's listener takes it.
+    let (_held, hop) = refusing_port();
+    let relay = start(&hop.to_string(), |_| {});
     let (mut c, _) = Client::connect(relay.local_addrs[0]);
     c.cmd("EHLO e2e.test");
     // MAIL is answered at once; the failed connection is reported at RCPT.

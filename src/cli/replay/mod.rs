@@ -1646,9 +1646,17 @@ mod tests {
 
     #[test]
     fn nothing_listening_gives_connect_failures_not_a_hang() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port");
+        // A bound socket that never listens refuses connections, and holds its port against
+        // other tests' listeners for as long as it lives.
+        use socket2::{Domain, Protocol, Socket, Type};
+        let held = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+        held.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .expect("bind");
+        let port = held
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("bound address");
         let corpus = bundled();
         let mut opts = ReplayOptions::new(port);
         opts.sessions = 2;
