@@ -9,22 +9,26 @@ use crate::message::header::{classify, LineClass};
 /// field. `From : a@example.com` is the `From` field in RFC 5322's obsolete syntax (space
 /// before the colon), not a line to drop.
 pub fn starts_with_from_line(raw: &[u8]) -> bool {
-    if !raw.starts_with(b"From ") {
-        return false;
-    }
-    let line = &raw[..memchr::memchr(b'\n', raw).unwrap_or(raw.len())];
-    !matches!(classify(line, true, false), Some(LineClass::Field { .. }))
+    from_line_len(raw).is_some()
 }
 
 /// Drops a leading mbox `From ` line (through its LF), if any ([`starts_with_from_line`]).
 pub fn strip_from_line(raw: &[u8]) -> &[u8] {
-    if !starts_with_from_line(raw) {
-        return raw;
+    from_line_len(raw).map_or(raw, |n| &raw[n..])
+}
+
+/// The length of the mbox `From ` line `raw` starts with, its LF included, if it starts with
+/// one ([`starts_with_from_line`]).
+fn from_line_len(raw: &[u8]) -> Option<usize> {
+    if !raw.starts_with(b"From ") {
+        return None;
     }
-    match memchr::memchr(b'\n', raw) {
-        Some(i) => &raw[i + 1..],
-        None => &[],
+    let lf = memchr::memchr(b'\n', raw);
+    let line = &raw[..lf.unwrap_or(raw.len())];
+    if matches!(classify(line, true, false), Some(LineClass::Field { .. })) {
+        return None;
     }
+    Some(lf.map_or(raw.len(), |i| i + 1))
 }
 
 #[cfg(test)]
