@@ -10,7 +10,9 @@
 //! the family that did best in the TREC spam tracks (Goodman and Yih 2006; Sculley and
 //! Wachman 2007): each distinct token of a message sets one feature, the feature vector is
 //! scaled to unit length, and the probability of spam is `σ(bias + Σ w / √n)`. Hashing keeps
-//! the model a fixed array of `2^bits` quantised weights: loading is one checked copy.
+//! the model a fixed array of `2^bits` quantised weights: loading is one checked copy. The
+//! trainer scales each feature by its naive-Bayes evidence (NBSVM, Wang and Manning 2012) and
+//! folds that scale into the weights it writes, so scoring does not see it.
 //!
 //! Tokens ([`Tokenizer`]):
 //! - each top-level header field's name as sent (`MIME-Version` and `Mime-Version` differ);

@@ -99,6 +99,10 @@ pub struct EvalArgs {
     /// Average the weights of the later passes (models trained for cross-validation).
     #[arg(long, default_value_t = TrainParams::default().average, action = clap::ArgAction::Set)]
     pub average: bool,
+    /// Scale each feature by its naive-Bayes evidence in training (models trained for
+    /// cross-validation; `false`: plain logistic regression).
+    #[arg(long, default_value_t = TrainParams::default().evidence, action = clap::ArgAction::Set)]
+    pub evidence: bool,
     /// Differently shuffled training runs averaged into each model of the inner
     /// cross-validation that picks the step and ham weight.
     #[arg(long, default_value_t = TrainParams::default().runs)]
@@ -425,6 +429,7 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
                 .learning_rate
                 .unwrap_or(TrainParams::default().learning_rate),
             l2: args.l2,
+            evidence: args.evidence,
             ham_weight: args.ham_weight.unwrap_or(TrainParams::default().ham_weight),
             average: args.average,
             runs: args.runs,
