@@ -288,6 +288,11 @@ mod tests {
         (spam, ham)
     }
 
+    /// The model `params` trains on `ex`.
+    fn trained(ex: &[(&[u32], bool)], params: TrainParams) -> Model {
+        train(ex, &params).expect("trains")
+    }
+
     fn examples<'a>(spam: &'a [Vec<u32>], ham: &'a [Vec<u32>]) -> Vec<(&'a [u32], bool)> {
         spam.iter()
             .map(|v| (v.as_slice(), true))
@@ -319,14 +324,13 @@ mod tests {
         let (spam, ham) = toy();
         let ex = examples(&spam, &ham);
         let with = |runs| {
-            train(
+            trained(
                 &ex,
-                &TrainParams {
+                TrainParams {
                     runs,
                     ..TrainParams::default()
                 },
             )
-            .expect("trains")
         };
         assert_eq!(with(3), with(3));
         assert_ne!(with(1), with(3));
@@ -377,21 +381,21 @@ mod tests {
         }
         let ex = examples(&spam, &ham);
         let with = |evidence| {
-            train(
+            trained(
                 &ex,
-                &TrainParams {
+                TrainParams {
                     evidence,
                     runs: 2,
                     ..TrainParams::default()
                 },
             )
-            .expect("trains")
         };
-        assert_eq!(with(true).weight(all), 0);
-        assert_ne!(with(false).weight(all), 0);
-        assert_ne!(with(true), with(false));
+        let (scaled, plain) = (with(true), with(false));
+        assert_eq!(scaled.weight(all), 0);
+        assert_ne!(plain.weight(all), 0);
+        assert_ne!(scaled, plain);
         for (row, (v, is_spam)) in ex.iter().enumerate() {
-            let p = with(false).probability(v);
+            let p = plain.probability(v);
             assert_eq!(p > 0.5, *is_spam, "plain, row {row}: p = {p}");
         }
     }
@@ -403,15 +407,14 @@ mod tests {
         let (spam, ham) = toy();
         let ex = examples(&spam, &ham);
         let with = |seed| {
-            train(
+            trained(
                 &ex,
-                &TrainParams {
+                TrainParams {
                     seed,
                     runs: 2,
                     ..TrainParams::default()
                 },
             )
-            .expect("trains")
         };
         assert_eq!(with(0), with(0));
         assert_eq!(with(7), with(7));
