@@ -108,7 +108,9 @@ pub fn train(examples: &[(&[u32], bool)], params: &TrainParams) -> Result<Model,
     }
     let k = runs as f32;
     for (x, s) in w.iter_mut().zip(&scale) {
-        *x *= s / k;
+        // Divided first: without the evidence (a scale of 1) the weights are the plain
+        // trainer's, bit for bit.
+        *x = *x / k * s;
     }
     Model::from_weights(&w, bias / k, examples.len().min(u32::MAX as usize) as u32)
 }
