@@ -216,8 +216,17 @@ pub enum Fate {
 /// a message whose first `Received` field is not) goes too. Such a field is no sender's hop
 /// record, and the relay trusts no check it did not make itself. It also keeps the walk a
 /// one-pass filter the streaming tokenizer can run ([`crate::classify::Tokenizer`]).
+///
+/// Below the end of the walk a trace still goes when the host it names as its writer is
+/// internal ([`trace_writer`]): MTAs and their milters write their checks below their own
+/// `Received` field (Gmail's `Received-SPF` and `Authentication-Results`, OpenDKIM's
+/// `DKIM-Filter`), so the receiving side's checks of the hop where a message came in sit
+/// under that hop.
 #[derive(Clone, Copy, Debug)]
 pub struct Walk {
+    /// Some hosts are listed: traces can be the receiving side's.
+    listed: bool,
+    /// Still among the receiving side's `Received` fields.
     on: bool,
 }
 
@@ -225,16 +234,17 @@ impl Walk {
     /// A walk with `hosts` (none when nothing is listed).
     pub fn new(hosts: &InternalHosts) -> Walk {
         Walk {
+            listed: !hosts.is_empty(),
             on: !hosts.is_empty(),
         }
     }
 
     /// The next top-level field, by name and value (folded or not).
     pub fn field(&mut self, hosts: &InternalHosts, name: &[u8], value: &[u8]) -> Fate {
-        if !self.on {
+        if !self.listed {
             return Fate::Kept;
         }
-        if name.eq_ignore_ascii_case(b"received") {
+        if self.on && name.eq_ignore_ascii_case(b"received") {
             let hop = hosts.hop(value);
             self.on = hop == Hop::Internal;
             return match hop {
@@ -242,11 +252,55 @@ impl Walk {
                 hop => Fate::Hop(hop),
             };
         }
-        if is_receiving_trace(name) {
+        if !is_receiving_trace(name) {
+            return Fate::Kept;
+        }
+        if self.on || trace_writer(name, value).is_some_and(|w| hosts.is_internal_host(w)) {
             Fate::Trace
         } else {
             Fate::Kept
         }
+    }
+}
+
+/// The host a receiving trace ([`is_receiving_trace`]) names as the one that made its check,
+/// where its format names one: `Authentication-Results`' authserv-id (RFC 8601 section 2.2:
+/// the verifier's own name), the same after `i=N;` in `ARC-Authentication-Results` (RFC
+/// 8617), the first name of `Received-SPF`'s comment (`pass (mx.example: domain of ...`,
+/// RFC 7208 section 9.1) or its `receiver=` key, the name before the colon of
+/// `X-Authentication-Warning` (sendmail), and the host after the version of `DKIM-Filter`
+/// (OpenDKIM: `OpenDKIM Filter v2.11.0 mx.example 613FXt05104988`).
+pub fn trace_writer<'a>(name: &[u8], value: &'a [u8]) -> Option<&'a [u8]> {
+    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    let host = |w: &'a [u8]| Some(w).filter(|w| is_host_name(w));
+    if is(b"authentication-results") || is(b"arc-authentication-results") {
+        let value = if is(b"arc-authentication-results") {
+            &value[memchr::memchr(b';', value)? + 1..]
+        } else {
+            value
+        };
+        let (id, _) = Words::new(value).find(|&(_, depth)| depth == 0)?;
+        host(id.strip_suffix(b";").unwrap_or(id))
+    } else if is(b"received-spf") {
+        if let Some(at) = memchr::memmem::find(value, b"receiver=") {
+            let rest = &value[at + 9..];
+            let end = rest
+                .iter()
+                .position(|&b| b == b';' || b.is_ascii_whitespace())
+                .unwrap_or(rest.len());
+            return host(&rest[..end]);
+        }
+        let (first, _) = Words::new(value).find(|&(_, depth)| depth == 1)?;
+        host(first.strip_suffix(b":")?)
+    } else if is(b"x-authentication-warning") {
+        let (first, _) = Words::new(value).next()?;
+        host(first.strip_suffix(b":")?)
+    } else if is(b"dkim-filter") {
+        let mut words = Words::new(value).map(|(w, _)| w);
+        words.find(|w| w.len() > 1 && w[0] == b'v' && w[1].is_ascii_digit())?;
+        host(words.next()?)
+    } else {
+        None
     }
 }
 
@@ -599,6 +653,41 @@ mod tests {
                 ],
             ),
             (
+                "below_the_boundary_the_traces_an_internal_host_wrote_go",
+                &[
+                    ("Received", boundary, Fate::Hop(Hop::Boundary)),
+                    (
+                        "Received-SPF",
+                        "pass (mx.csmining.org: domain of a@b.example)",
+                        trace,
+                    ),
+                    (
+                        "Authentication-Results",
+                        "mx.csmining.org; dkim=pass",
+                        trace,
+                    ),
+                    (
+                        "DKIM-Filter",
+                        "OpenDKIM Filter v2.11.0 mx.csmining.org 6130",
+                        trace,
+                    ),
+                    ("Authentication-Results", "a.example; spf=pass", kept),
+                    ("Received", sender, kept),
+                    (
+                        "X-Authentication-Warning",
+                        "gw.jmason.org: set sender",
+                        trace,
+                    ),
+                    (
+                        "ARC-Authentication-Results",
+                        "i=1; mx.google.com; dkim=pass",
+                        kept,
+                    ),
+                    ("Received", internal, kept),
+                    ("Subject", "mx.csmining.org; dkim=pass", kept),
+                ],
+            ),
+            (
                 "a_first_hop_that_is_not_internal_ends_the_walk",
                 &[
                     ("received-spf", "pass", trace),
@@ -620,6 +709,64 @@ mod tests {
             for &(name, value, _) in *fields {
                 assert_eq!(walk.field(&none, name.as_bytes(), value.as_bytes()), kept);
             }
+        }
+    }
+
+    /// The host each receiving trace names as its writer, as its format gives it.
+    #[test]
+    fn trace_writer_rows() {
+        let rows: &[(&str, &str, Option<&str>)] = &[
+            (
+                "Authentication-Results",
+                "mx.example; spf=pass",
+                Some("mx.example"),
+            ),
+            (
+                "authentication-results",
+                " (comment) mx.example 1; dkim=pass",
+                Some("mx.example"),
+            ),
+            (
+                "Authentication-Results",
+                "spf=pass (sender IP is 192.0.2.1)",
+                None,
+            ),
+            ("Authentication-Results", "mx.example;", Some("mx.example")),
+            (
+                "ARC-Authentication-Results",
+                "i=2; mx.example; arc=pass",
+                Some("mx.example"),
+            ),
+            ("ARC-Authentication-Results", "mx.example", None),
+            (
+                "Received-SPF",
+                "pass (google.com: domain of a@b.example designates 192.0.2.1)",
+                Some("google.com"),
+            ),
+            (
+                "Received-SPF",
+                "Pass (mailfrom) identity=mailfrom; client-ip=192.0.2.1; receiver=mx.example;",
+                Some("mx.example"),
+            ),
+            ("Received-SPF", "none (no SPF record)", None),
+            (
+                "X-Authentication-Warning",
+                "host.example: user set sender",
+                Some("host.example"),
+            ),
+            ("X-Authentication-Warning", "Host claimed to be x", None),
+            (
+                "DKIM-Filter",
+                "OpenDKIM Filter v2.11.0 hotel.example 613FXt05104988",
+                Some("hotel.example"),
+            ),
+            ("DKIM-Filter", "OpenDKIM Filter", None),
+            ("Delivery-Date", "Thu, 1 Jan 2026 00:00:00 +0000", None),
+            ("Subject", "mx.example; spf=pass", None),
+        ];
+        for &(name, value, want) in rows {
+            let got = trace_writer(name.as_bytes(), value.as_bytes());
+            assert_eq!(got, want.map(str::as_bytes), "{name}: {value}");
         }
     }
 
