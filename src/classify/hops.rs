@@ -293,8 +293,8 @@ pub fn trace_writer<'a>(name: &[u8], value: &'a [u8]) -> Option<&'a [u8]> {
         } else {
             value
         };
-        let (id, _) = Words::new(value).find(|&(_, depth)| depth == 0)?;
-        host(id.strip_suffix(b";").unwrap_or(id))
+        let (word, _) = Words::new(value).find(|&(_, depth)| depth == 0)?;
+        host(word.split(|&b| b == b';').next()?)
     } else if is(b"received-spf") {
         if let Some(at) = memchr::memmem::find(value, b"receiver=") {
             let rest = &value[at + 9..];
@@ -760,6 +760,11 @@ mod tests {
                 None,
             ),
             ("Authentication-Results", "mx.example;", Some("mx.example")),
+            (
+                "Authentication-Results",
+                "mx.example;dkim=pass",
+                Some("mx.example"),
+            ),
             (
                 "ARC-Authentication-Results",
                 "i=2; mx.example; arc=pass",
