@@ -28,6 +28,7 @@
 
 use std::net::IpAddr;
 
+use crate::classify::token::tag_value;
 use crate::rules::file::Cidr;
 
 /// Whether a field (by name) is one the receiving side writes as a message comes in or passes
@@ -238,8 +239,6 @@ pub enum Fate {
 /// under that hop.
 #[derive(Clone, Copy, Debug)]
 pub struct Walk {
-    /// Some hosts are listed: traces can be the receiving side's.
-    listed: bool,
     /// Still among the receiving side's `Received` fields.
     on: bool,
 }
@@ -248,14 +247,13 @@ impl Walk {
     /// A walk with `hosts` (none when nothing is listed).
     pub fn new(hosts: &InternalHosts) -> Walk {
         Walk {
-            listed: !hosts.is_empty(),
             on: !hosts.is_empty(),
         }
     }
 
     /// The next top-level field, by name and value (folded or not).
     pub fn field(&mut self, hosts: &InternalHosts, name: &[u8], value: &[u8]) -> Fate {
-        if !self.listed {
+        if hosts.is_empty() {
             return Fate::Kept;
         }
         if self.on && name.eq_ignore_ascii_case(b"received") {
@@ -287,22 +285,17 @@ impl Walk {
 pub fn trace_writer<'a>(name: &[u8], value: &'a [u8]) -> Option<&'a [u8]> {
     let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
     let host = |w: &'a [u8]| Some(w).filter(|w| is_host_name(w));
-    if is(b"authentication-results") || is(b"arc-authentication-results") {
-        let value = if is(b"arc-authentication-results") {
-            &value[memchr::memchr(b';', value)? + 1..]
-        } else {
-            value
-        };
+    let authserv_id = |value: &'a [u8]| {
         let (word, _) = Words::new(value).find(|&(_, depth)| depth == 0)?;
         host(word.split(|&b| b == b';').next()?)
+    };
+    if is(b"authentication-results") {
+        authserv_id(value)
+    } else if is(b"arc-authentication-results") {
+        authserv_id(&value[memchr::memchr(b';', value)? + 1..])
     } else if is(b"received-spf") {
-        if let Some(at) = memchr::memmem::find(value, b"receiver=") {
-            let rest = &value[at + 9..];
-            let end = rest
-                .iter()
-                .position(|&b| b == b';' || b.is_ascii_whitespace())
-                .unwrap_or(rest.len());
-            return host(&rest[..end]);
+        if let Some(receiver) = tag_value(value, b"receiver") {
+            return host(receiver.split(|b| b.is_ascii_whitespace()).next()?);
         }
         let (first, _) = Words::new(value).find(|&(_, depth)| depth == 1)?;
         host(first.strip_suffix(b":")?)

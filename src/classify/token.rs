@@ -739,7 +739,7 @@ impl<const NAMES: bool> Tokenizer<NAMES> {
         if flags & F_DOMAIN != 0 {
             let i = ((flags >> 16) & 7) as usize;
             let dom = if i == 3 {
-                dkim_domain(value)
+                tag_value(value, b"d").unwrap_or_default()
             } else {
                 address_domain(value)
             };
@@ -1240,8 +1240,9 @@ fn address_domain(value: &[u8]) -> &[u8] {
     &dom[..end]
 }
 
-/// The `d=` tag of a DKIM signature.
-fn dkim_domain(value: &[u8]) -> &[u8] {
+/// The value of tag `name` in a `tag=value; tag=value` list (a DKIM signature's `d=`,
+/// `Received-SPF`'s `receiver=`), trimmed; `None` when the list has no such tag.
+pub(super) fn tag_value<'a>(value: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     let mut rest = value;
     while let Some(eq) = memchr::memchr(b'=', rest) {
         let tag = rest[..eq].trim_ascii();
@@ -1252,12 +1253,12 @@ fn dkim_domain(value: &[u8]) -> &[u8] {
             .trim_ascii();
         let after = &rest[eq + 1..];
         let end = memchr::memchr(b';', after).unwrap_or(after.len());
-        if tag.eq_ignore_ascii_case(b"d") {
-            return after[..end].trim_ascii();
+        if tag.eq_ignore_ascii_case(name) {
+            return Some(after[..end].trim_ascii());
         }
         rest = after.get(end..).unwrap_or_default();
     }
-    b""
+    None
 }
 
 /// `src` (cut to `buf`'s length) lower-cased into `buf`.
@@ -2137,7 +2138,7 @@ mod tests {
             ("missing", b"v=1; s=k", b""),
         ];
         for (row, value, want) in rows {
-            assert_eq!(dkim_domain(value), *want, "{row}");
+            assert_eq!(tag_value(value, b"d").unwrap_or_default(), *want, "{row}");
         }
         let rows: &[(&str, &[u8], &[u8])] = &[
             ("two", b"example.com", b"example.com"),
