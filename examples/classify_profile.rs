@@ -17,10 +17,14 @@
 //! as its argument it prints a hash of every message's classifier features instead (as
 //! `conbool train` takes them, rule hits included): a speed-up that must not change the
 //! features must not change it.
+//!
+//! `LABELS=FILE.tsv` reads another labels file instead, such as that of the copies `conbool
+//! eval --copies-out DIR` writes: the messages as the relay would see them, without the
+//! receiving side's hops and the collectors' fields (train the model on the same copies).
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use conbool::cli::scan::{default_limits, load_model, scan_message};
@@ -43,8 +47,9 @@ fn scan_all(rules: &Arc<CompiledRules>, messages: &[Vec<u8>]) -> usize {
 
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    let Ok(labels) = read_labels(&dir.join("labels.tsv")) else {
-        eprintln!("skipping: no corpus at {}", dir.display());
+    let file = std::env::var_os("LABELS").map_or_else(|| dir.join("labels.tsv"), PathBuf::from);
+    let Ok(labels) = read_labels(&file) else {
+        eprintln!("skipping: no labels at {}", file.display());
         return;
     };
     let messages = read_messages(&labels).expect("corpus files");
