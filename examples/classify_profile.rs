@@ -48,9 +48,12 @@ fn scan_all(rules: &Arc<CompiledRules>, messages: &[Vec<u8>]) -> usize {
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
     let file = std::env::var_os("LABELS").map_or_else(|| dir.join("labels.tsv"), PathBuf::from);
-    let Ok(labels) = read_labels(&file) else {
-        eprintln!("skipping: no labels at {}", file.display());
-        return;
+    let labels = match read_labels(&file) {
+        Ok(labels) => labels,
+        Err(e) => {
+            eprintln!("skipping: {e}");
+            return;
+        }
     };
     let messages = read_messages(&labels).expect("corpus files");
     let arg = std::env::args().nth(1).unwrap_or_else(|| "rules".into());
