@@ -6,6 +6,9 @@
 //! source's ham and spam spread evenly, by a hash of the path, so the split is the same on
 //! every run), and each fold is judged by a model trained on the other K−1. With `--model` the
 //! given model judges every message (held-out only if it was trained on other messages).
+//! The folds do not move with `--seed`, the training runs' shuffles do: `--seeds 0-6`
+//! cross-validates once per seed on the same folds and features and adds the mean of a run and
+//! the messages every seed misjudges, the figures to compare settings by.
 //!
 //! The verdict is the product's: each message goes through [`scan_message`], the relay's
 //! pipeline, rules and classifier, with `spam.rules`, `spam.threshold` and `[limits]` from
@@ -27,7 +30,8 @@ use std::time::Instant;
 
 use crate::classify::TrainParams;
 use crate::cli::scan::{
-    compile_spam_rules, default_limits, load_model, scan_message, MAX_MIME_DEPTH, MAX_MIME_PARTS,
+    compile_spam_rules, default_limits, load_model, scan_message, Outcome, MAX_MIME_DEPTH,
+    MAX_MIME_PARTS,
 };
 use crate::cli::train::{
     features_with_rules, pick_params, read_internal_hosts, read_labels, read_training_messages,
@@ -112,9 +116,46 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = FINAL_RUNS)]
     pub final_runs: u32,
     /// Seed of the training runs' shuffles (as `conbool train --seed`): the figures move
-    /// with it, so compare settings over several seeds.
+    /// with it, so compare settings over several seeds (`--seeds`).
     #[arg(long, default_value_t = TrainParams::default().seed)]
     pub seed: u64,
+    /// Cross-validate once per seed of a list (`0-6`, `0,2,5`), on the same folds and the
+    /// same features (read once): each seed's table, then the mean of the seeds and the
+    /// messages misjudged on every one (with `--verbose`, every message misjudged on some
+    /// seed, with on how many).
+    #[arg(long, value_name = "LIST", value_parser = parse_seeds, conflicts_with_all = ["seed", "model"])]
+    pub seeds: Option<Seeds>,
+}
+
+/// The most seeds one `--seeds` list may name.
+pub const MAX_SEEDS: usize = 64;
+
+/// The seeds of `--seeds`, ascending, each once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seeds(pub Vec<u64>);
+
+/// Reads a `--seeds` list: numbers and ranges `A-B`, separated by commas.
+pub fn parse_seeds(list: &str) -> Result<Seeds, String> {
+    let mut seeds = Vec::new();
+    for part in list.split(',').map(str::trim) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let number = |x: &str| {
+            x.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("{part:?}: a seed is a number and a range is A-B"))
+        };
+        let (a, b) = (number(a)?, number(b)?);
+        if a > b {
+            return Err(format!("{part:?}: a range runs from the lower seed up"));
+        }
+        if b - a >= MAX_SEEDS as u64 || seeds.len() + (b - a) as usize >= MAX_SEEDS {
+            return Err(format!("at most {MAX_SEEDS} seeds"));
+        }
+        seeds.extend(a..=b);
+    }
+    seeds.sort_unstable();
+    seeds.dedup();
+    Ok(Seeds(seeds))
 }
 
 /// Counts for one source (or all).
@@ -231,21 +272,37 @@ fn fnv(b: &[u8]) -> u64 {
 
 /// The table: one row per source (in first-seen order) and a pooled row.
 pub fn table(title: &str, labels: &[Labelled], flagged: &[bool], threshold: f64) -> String {
+    table_of_runs(title, labels, &[flagged], threshold)
+}
+
+/// [`table`] over several runs on the same messages: with more than one, the counts of false
+/// positives and spam caught are the means of a run, the rates those of all runs together.
+pub fn table_of_runs(title: &str, labels: &[Labelled], runs: &[&[bool]], threshold: f64) -> String {
     let mut sources: Vec<(&str, Tally)> = Vec::new();
     let mut pooled = Tally::default();
-    for (l, &f) in labels.iter().zip(flagged) {
-        let at = match sources.iter().position(|(s, _)| *s == l.source) {
-            Some(at) => at,
-            None => {
-                sources.push((&l.source, Tally::default()));
-                sources.len() - 1
+    for flagged in runs {
+        for (l, &f) in labels.iter().zip(flagged.iter()) {
+            let at = match sources.iter().position(|(s, _)| *s == l.source) {
+                Some(at) => at,
+                None => {
+                    sources.push((&l.source, Tally::default()));
+                    sources.len() - 1
+                }
+            };
+            if let Some((_, t)) = sources.get_mut(at) {
+                t.add(l.spam, f);
             }
-        };
-        if let Some((_, t)) = sources.get_mut(at) {
-            t.add(l.spam, f);
+            pooled.add(l.spam, f);
         }
-        pooled.add(l.spam, f);
     }
+    let n = runs.len().max(1);
+    let count = |c: usize| {
+        if n == 1 {
+            c.to_string()
+        } else {
+            format!("{:.2}", c as f64 / n as f64)
+        }
+    };
     let mut out = format!("{title} (threshold {threshold})\n");
     let _ = writeln!(
         out,
@@ -257,11 +314,11 @@ pub fn table(title: &str, labels: &[Labelled], flagged: &[bool], threshold: f64)
             out,
             "{:<14} {:>5} {:>10} {:>7.2} {:>5} {:>8} {:>8.2} {:>6.4}",
             name,
-            t.ham,
-            t.false_positives,
+            t.ham / n,
+            count(t.false_positives),
             t.fp_pct(),
-            t.spam,
-            t.caught,
+            t.spam / n,
+            count(t.caught),
             t.recall_pct(),
             t.f1()
         );
@@ -393,15 +450,15 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
     out.push_str(&table("rules only", &labels, &flagged, spam.threshold));
     out.push('\n');
 
-    let mut flagged = vec![false; labels.len()];
-    let mut judged: Vec<Option<crate::cli::scan::Outcome>> = vec![None; labels.len()];
-    let title;
     if let Some(path) = &args.model {
         let rules = compile_spam_rules(&spam, Some(load_model(path)?))?;
-        for (i, m) in messages.iter().enumerate() {
-            judged[i] = Some(scan_message(&rules, limits, m));
-        }
-        title = format!("rules + classifier {}", path.display());
+        let judged: Vec<Option<Outcome>> = messages
+            .iter()
+            .map(|m| Some(scan_message(&rules, limits, m)))
+            .collect();
+        let title = format!("rules + classifier {}", path.display());
+        let (text, _) = judged_table(&title, &labels, &judged, spam.threshold, args.verbose);
+        out.push_str(&text);
     } else {
         let k = args.folds.max(2);
         let folds = assign_folds(&labels, k);
@@ -421,113 +478,210 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
             out.push_str(&feature_counts(&labels, &features));
             out.push('\n');
         }
-        let mut train_s = 0.0;
-        let params = TrainParams {
-            bits: args.bits.clamp(8, 24),
-            epochs: args.epochs,
-            learning_rate: args
-                .learning_rate
-                .unwrap_or(TrainParams::default().learning_rate),
-            l2: args.l2,
-            evidence: args.evidence,
-            ham_weight: args.ham_weight.unwrap_or(TrainParams::default().ham_weight),
-            average: args.average,
-            runs: args.runs,
-            seed: args.seed,
+        let data = Folded {
+            labels: &labels,
+            messages: &messages,
+            features: &features,
+            folds: &folds,
+            k,
         };
-        let mut picked = Vec::new();
-        let mut probability = vec![0.0; labels.len()];
-        for fold in 0..k {
-            let t = Instant::now();
-            let train_here = |i: usize| folds.get(i) != Some(&fold);
-            let params = match args.ham_weight {
-                Some(_) => params,
-                None => {
-                    let given = args.learning_rate.map(|s| [s]);
-                    let steps = given.as_ref().map_or(STEPS, |s| s.as_slice());
-                    let p = pick_params(&features, &labels, &params, steps, train_here);
-                    picked.push(format!("{}/{}", p.learning_rate, p.ham_weight));
-                    p
-                }
-            };
-            let params = TrainParams {
-                runs: args.final_runs,
-                ..params
-            };
-            let model = train_on(&features, &labels, &params, train_here)?;
-            train_s += t.elapsed().as_secs_f64();
-            for (i, f) in features.iter().enumerate() {
-                if folds.get(i) == Some(&fold) {
-                    probability[i] = model.probability(f);
-                }
-            }
-            let rules: Arc<CompiledRules> = compile_spam_rules(&spam, Some(Arc::new(model)))?;
-            for (i, m) in messages.iter().enumerate() {
-                if folds.get(i) == Some(&fold) {
-                    judged[i] = Some(scan_message(&rules, limits, m));
-                }
-            }
-        }
-        if let Some(path) = &args.scores_out {
-            let mut text = String::from("path\tlabel\tsource\tfold\tprobability\tscore\tflagged\n");
+        let seeds = args
+            .seeds
+            .as_ref()
+            .map_or_else(|| vec![args.seed], |s| s.0.clone());
+        let mut scores =
+            String::from("path\tlabel\tsource\tfold\tprobability\tscore\tflagged\tseed\n");
+        let mut runs = Vec::new();
+        for (n, &seed) in seeds.iter().enumerate() {
+            let cv = cross_validate(args, seed, &spam, limits, &data)?;
             for (i, l) in labels.iter().enumerate() {
                 let label = if l.spam { "spam" } else { "ham" };
-                let (score, flag) = judged[i]
+                let (score, flag) = cv.judged[i]
                     .as_ref()
                     .map_or((0.0, false), |o| (o.score, o.spam));
                 let _ = writeln!(
-                    text,
-                    "{}\t{label}\t{}\t{}\t{}\t{score}\t{flag}",
-                    l.name, l.source, folds[i], probability[i]
+                    scores,
+                    "{}\t{label}\t{}\t{}\t{}\t{score}\t{flag}\t{seed}",
+                    l.name, l.source, folds[i], cv.probability[i]
                 );
             }
-            std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-        if args.sweep {
-            // The cut-off that keeps pooled false positives at or below 0.3 % of ham.
-            let mut ham: Vec<f64> = probability
-                .iter()
-                .zip(&labels)
-                .filter(|(_, l)| !l.spam)
-                .map(|(&p, _)| p)
-                .collect();
-            ham.sort_by(|a, b| b.total_cmp(a));
-            let allowed = ham.len() * 3 / 1000;
-            let best = ham.get(allowed).map_or(0.5, |&p| p + 1e-12);
-            for cut in [best, 0.5, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999] {
-                let flagged: Vec<bool> = probability.iter().map(|&p| p >= cut).collect();
-                out.push_str(&table(
-                    &format!("classifier alone, p >= {cut}"),
-                    &labels,
-                    &flagged,
-                    spam.threshold,
-                ));
+            if args.sweep {
+                out.push_str(&sweep(&labels, &cv.probability, spam.threshold));
+            }
+            let picked = if cv.picked.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", step/ham weight {} by inner cross-validation",
+                    cv.picked.join(" ")
+                )
+            };
+            let title = format!(
+                "rules + classifier, {k}-fold cross-validation (seed {seed}, {} runs per model, {} inner; training {:.2} s per fold{picked})",
+                args.final_runs.max(1),
+                args.runs.max(1),
+                cv.train_s / k as f64
+            );
+            let verbose = args.verbose && seeds.len() == 1;
+            let (text, flagged) =
+                judged_table(&title, &labels, &cv.judged, spam.threshold, verbose);
+            if n > 0 {
                 out.push('\n');
             }
+            out.push_str(&text);
+            runs.push(flagged);
         }
-        let picked = if picked.is_empty() {
-            String::new()
-        } else {
-            format!(
-                ", step/ham weight {} by inner cross-validation",
-                picked.join(" ")
-            )
+        if let Some(path) = &args.scores_out {
+            std::fs::write(path, scores).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        if seeds.len() > 1 {
+            out.push('\n');
+            out.push_str(&over_seeds(
+                &seeds,
+                &labels,
+                &runs,
+                spam.threshold,
+                args.verbose,
+            ));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n{} messages in {:.1} s",
+        labels.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(out)
+}
+
+/// What every seed's cross-validation reads: the messages, their features (read once) and
+/// the folds.
+struct Folded<'a> {
+    labels: &'a [Labelled],
+    messages: &'a [Vec<u8>],
+    features: &'a [Vec<u32>],
+    folds: &'a [usize],
+    k: usize,
+}
+
+/// One seed's cross-validation: each fold judged by a model trained on the other folds.
+struct CrossValidated {
+    /// The product's verdict on each message, by its fold's model.
+    judged: Vec<Option<Outcome>>,
+    /// The held-out classifier probability of each message.
+    probability: Vec<f64>,
+    /// Per fold, `step/ham weight` as the inner cross-validation picked them (empty with
+    /// `--ham-weight`).
+    picked: Vec<String>,
+    /// Seconds spent training, all folds.
+    train_s: f64,
+}
+
+/// Cross-validates with the training runs' shuffles seeded by `seed`.
+fn cross_validate(
+    args: &EvalArgs,
+    seed: u64,
+    spam: &Spam,
+    limits: MessageLimits,
+    data: &Folded<'_>,
+) -> Result<CrossValidated, String> {
+    let params = TrainParams {
+        bits: args.bits.clamp(8, 24),
+        epochs: args.epochs,
+        learning_rate: args
+            .learning_rate
+            .unwrap_or(TrainParams::default().learning_rate),
+        l2: args.l2,
+        evidence: args.evidence,
+        ham_weight: args.ham_weight.unwrap_or(TrainParams::default().ham_weight),
+        average: args.average,
+        runs: args.runs,
+        seed,
+    };
+    let n = data.labels.len();
+    let mut cv = CrossValidated {
+        judged: vec![None; n],
+        probability: vec![0.0; n],
+        picked: Vec::new(),
+        train_s: 0.0,
+    };
+    for fold in 0..data.k {
+        let t = Instant::now();
+        let train_here = |i: usize| data.folds.get(i) != Some(&fold);
+        let params = match args.ham_weight {
+            Some(_) => params,
+            None => {
+                let given = args.learning_rate.map(|s| [s]);
+                let steps = given.as_ref().map_or(STEPS, |s| s.as_slice());
+                let p = pick_params(data.features, data.labels, &params, steps, train_here);
+                cv.picked
+                    .push(format!("{}/{}", p.learning_rate, p.ham_weight));
+                p
+            }
         };
-        title = format!(
-            "rules + classifier, {k}-fold cross-validation (seed {}, {} runs per model, {} inner; training {:.2} s per fold{picked})",
-            args.seed,
-            args.final_runs.max(1),
-            args.runs.max(1),
-            train_s / k as f64
-        );
+        let params = TrainParams {
+            runs: args.final_runs,
+            ..params
+        };
+        let model = train_on(data.features, data.labels, &params, train_here)?;
+        cv.train_s += t.elapsed().as_secs_f64();
+        let held: Vec<usize> = (0..n)
+            .filter(|&i| data.folds.get(i) == Some(&fold))
+            .collect();
+        for &i in &held {
+            cv.probability[i] = model.probability(&data.features[i]);
+        }
+        let rules: Arc<CompiledRules> = compile_spam_rules(spam, Some(Arc::new(model)))?;
+        for &i in &held {
+            cv.judged[i] = Some(scan_message(&rules, limits, &data.messages[i]));
+        }
     }
-    for (i, j) in judged.iter().enumerate() {
-        flagged[i] = j.as_ref().is_some_and(|o| o.spam);
+    Ok(cv)
+}
+
+/// `--sweep`: the classifier alone at several probability cut-offs, the first the one that
+/// keeps pooled false positives at or below 0.3 % of ham.
+fn sweep(labels: &[Labelled], probability: &[f64], threshold: f64) -> String {
+    let mut ham: Vec<f64> = probability
+        .iter()
+        .zip(labels)
+        .filter(|(_, l)| !l.spam)
+        .map(|(&p, _)| p)
+        .collect();
+    ham.sort_by(|a, b| b.total_cmp(a));
+    let allowed = ham.len() * 3 / 1000;
+    let best = ham.get(allowed).map_or(0.5, |&p| p + 1e-12);
+    let mut out = String::new();
+    for cut in [best, 0.5, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999] {
+        let flagged: Vec<bool> = probability.iter().map(|&p| p >= cut).collect();
+        out.push_str(&table(
+            &format!("classifier alone, p >= {cut}"),
+            labels,
+            &flagged,
+            threshold,
+        ));
+        out.push('\n');
     }
-    out.push_str(&table(&title, &labels, &flagged, spam.threshold));
-    if args.verbose {
+    out
+}
+
+/// The table of the product's verdicts and, with `verbose`, every misjudged message with its
+/// score and rules; also each message's flag.
+fn judged_table(
+    title: &str,
+    labels: &[Labelled],
+    judged: &[Option<Outcome>],
+    threshold: f64,
+    verbose: bool,
+) -> (String, Vec<bool>) {
+    let flagged: Vec<bool> = judged
+        .iter()
+        .map(|j| j.as_ref().is_some_and(|o| o.spam))
+        .collect();
+    let mut out = table(title, labels, &flagged, threshold);
+    if verbose {
         out.push_str("\nmisjudged:\n");
-        for (l, j) in labels.iter().zip(&judged) {
+        for (l, j) in labels.iter().zip(judged) {
             let Some(o) = j else { continue };
             if o.spam != l.spam {
                 let label = if l.spam { "spam" } else { "ham" };
@@ -541,13 +695,83 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
             }
         }
     }
+    (out, flagged)
+}
+
+/// `--seeds`: the mean over the seeds' runs, each run's pooled false positives and missed
+/// spam, and the messages misjudged on every seed (with `verbose`, every message misjudged on
+/// some seed, most often first).
+fn over_seeds(
+    seeds: &[u64],
+    labels: &[Labelled],
+    runs: &[Vec<bool>],
+    threshold: f64,
+    verbose: bool,
+) -> String {
+    let list = seeds
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let views: Vec<&[bool]> = runs.iter().map(Vec::as_slice).collect();
+    let title = format!(
+        "rules + classifier, the mean of a run over {} seeds ({list})",
+        seeds.len()
+    );
+    let mut out = table_of_runs(&title, labels, &views, threshold);
+    let mut wrong = vec![0usize; labels.len()];
+    let (mut fps, mut missed) = (Vec::new(), Vec::new());
+    for run in runs {
+        let (mut fp, mut miss) = (0, 0);
+        for ((l, &f), w) in labels.iter().zip(run).zip(wrong.iter_mut()) {
+            if f != l.spam {
+                *w += 1;
+                fp += usize::from(f);
+                miss += usize::from(l.spam);
+            }
+        }
+        fps.push(fp.to_string());
+        missed.push(miss.to_string());
+    }
     let _ = writeln!(
         out,
-        "\n{} messages in {:.1} s",
-        labels.len(),
-        started.elapsed().as_secs_f64()
+        "false positives by seed: {}; spam missed by seed: {}",
+        fps.join(" / "),
+        missed.join(" / ")
     );
-    Ok(out)
+    let always = |spam: bool| {
+        labels
+            .iter()
+            .zip(&wrong)
+            .filter(|(l, &w)| l.spam == spam && w == runs.len())
+            .count()
+    };
+    let _ = writeln!(
+        out,
+        "misjudged on all {} seeds: {} ham, {} spam",
+        runs.len(),
+        always(false),
+        always(true)
+    );
+    if verbose {
+        let mut listed: Vec<(usize, &Labelled)> = wrong
+            .iter()
+            .zip(labels)
+            .filter(|(&w, _)| w > 0)
+            .map(|(&w, l)| (w, l))
+            .collect();
+        listed.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.spam.cmp(&b.1.spam)));
+        let _ = writeln!(
+            out,
+            "\nmisjudged (label, path, on how many of the {} seeds):",
+            runs.len()
+        );
+        for (w, l) in listed {
+            let label = if l.spam { "spam" } else { "ham" };
+            let _ = writeln!(out, "{label}\t{}\t{w}", l.name);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -715,6 +939,149 @@ mod tests {
             "{refused}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `--seeds`: each seed's table is the one `--seed` prints alone, the mean is that of the
+    /// runs, and the scores file holds every seed's verdicts.
+    #[test]
+    fn several_seeds_print_each_seed_and_their_mean() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            eval: EvalArgs,
+        }
+        let Some(dir) = shared_corpus() else { return };
+        let all = read_labels(&dir.join("labels.tsv")).expect("labels");
+        let tmp = std::env::temp_dir().join(format!("conbool-seeds-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).expect("dir");
+        let mut text = String::from("path\tlabel\tsource\n");
+        for l in all.iter().step_by(20) {
+            let label = if l.spam { "spam" } else { "ham" };
+            let _ = writeln!(text, "{}\t{label}\t{}", l.path.display(), l.source);
+        }
+        let (labels, scores) = (tmp.join("labels.tsv"), tmp.join("scores.tsv"));
+        std::fs::write(&labels, text).expect("labels");
+        let path = |p: &Path| p.to_str().expect("utf-8").to_string();
+        let (labels, scores) = (path(&labels), path(&scores));
+        let eval = |extra: &[&str]| {
+            let quick = [
+                "--labels",
+                &labels,
+                "--folds",
+                "3",
+                "--runs",
+                "1",
+                "--final-runs",
+                "2",
+                "--ham-weight",
+                "4",
+                "--learning-rate",
+                "30",
+            ];
+            let args = std::iter::once("eval")
+                .chain(quick)
+                .chain(extra.iter().copied());
+            let args = <Cli as clap::Parser>::try_parse_from(args)
+                .expect("flags")
+                .eval;
+            run(&args).expect("eval")
+        };
+        let table_of = |said: &str, seed: &str| -> String {
+            let at = said
+                .find(&format!("(seed {seed},"))
+                .expect("the seed's table");
+            let start = said[..at].rfind("rules + classifier").expect("title");
+            // The rows, without the title (it says how long training took).
+            let table = said[start..].split("\n\n").next().expect("table");
+            table.split_once('\n').expect("rows").1.to_string()
+        };
+        let pooled_fp = |table: &str| -> f64 {
+            let row = table
+                .lines()
+                .find(|l| l.starts_with("pooled"))
+                .expect("pooled");
+            row.split_whitespace()
+                .nth(2)
+                .expect("FP")
+                .parse()
+                .expect("a number")
+        };
+        let both = eval(&["--seeds", "0,1", "--scores-out", &scores]);
+        let one = eval(&["--seed", "1"]);
+        assert_eq!(table_of(&both, "1"), table_of(&one, "1"), "{both}\n{one}");
+        let mean = both
+            .split("\n\n")
+            .find(|t| t.starts_with("rules + classifier, the mean of a run over 2 seeds (0,1)"))
+            .expect("the mean");
+        let runs = pooled_fp(&table_of(&both, "0")) + pooled_fp(&table_of(&both, "1"));
+        assert_eq!(pooled_fp(mean), runs / 2.0, "{mean}");
+        assert!(mean.contains("misjudged on all 2 seeds: "), "{mean}");
+        let written = std::fs::read_to_string(&scores).expect("scores");
+        let n = all.iter().step_by(20).count();
+        assert_eq!(written.lines().count(), 1 + 2 * n);
+        assert!(written
+            .lines()
+            .next()
+            .expect("header")
+            .ends_with("\tflagged\tseed"));
+        for seed in ["0", "1"] {
+            let rows = written.lines().skip(1);
+            assert_eq!(
+                rows.filter(|l| l.ends_with(&format!("\t{seed}"))).count(),
+                n
+            );
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+
+    #[test]
+    fn seed_lists() {
+        assert_eq!(parse_seeds("0-6"), Ok(Seeds((0..=6).collect())));
+        assert_eq!(parse_seeds(" 5, 1-3 ,2,9"), Ok(Seeds(vec![1, 2, 3, 5, 9])));
+        assert_eq!(parse_seeds("4"), Ok(Seeds(vec![4])));
+        for bad in ["", "a", "3-1", "1-", "-1", "0-64", "0-40,100-130", "1--2"] {
+            assert!(parse_seeds(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_seeds("0-63").is_ok());
+    }
+
+    /// Over several runs the counts are a run's mean and the rates those of all runs; one run
+    /// is the plain table.
+    #[test]
+    fn tables_over_runs() {
+        let labels: Vec<Labelled> = ["ham", "ham", "spam", "spam"]
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Labelled {
+                path: PathBuf::from(format!("m{i}")),
+                name: format!("m{i}"),
+                spam: *l == "spam",
+                source: "s".into(),
+            })
+            .collect();
+        let (a, b) = ([true, false, true, true], [false, false, true, false]);
+        let one = table_of_runs("t", &labels, &[&a], 5.0);
+        assert_eq!(one, table("t", &labels, &a, 5.0));
+        let pooled = |t: &str| -> Vec<String> {
+            let row = t.lines().find(|l| l.starts_with("pooled")).expect("pooled");
+            row.split_whitespace().map(str::to_string).collect()
+        };
+        assert_eq!(pooled(&one)[1..7], ["2", "1", "50.00", "2", "2", "100.00"]);
+        let two = table_of_runs("t", &labels, &[&a, &b], 5.0);
+        assert_eq!(
+            pooled(&two)[1..7],
+            ["2", "0.50", "25.00", "2", "1.50", "75.00"]
+        );
+        let said = over_seeds(&[0, 1], &labels, &[a.to_vec(), b.to_vec()], 5.0, true);
+        assert!(
+            said.contains("false positives by seed: 1 / 0; spam missed by seed: 0 / 1"),
+            "{said}"
+        );
+        assert!(
+            said.contains("misjudged on all 2 seeds: 0 ham, 0 spam"),
+            "{said}"
+        );
+        assert!(said.contains("ham\tm0\t1\nspam\tm3\t1\n"), "{said}");
     }
 
     #[test]
