@@ -71,8 +71,9 @@ pub struct EvalArgs {
     /// Write `path label source fold` lines here (for other filters to use the same folds).
     #[arg(long, value_name = "FILE.tsv")]
     pub folds_out: Option<PathBuf>,
-    /// Write `path label source fold probability score flagged` lines here (cross-validation:
-    /// the held-out classifier probability and the product's score).
+    /// Write `path label source fold probability score flagged seed` lines here
+    /// (cross-validation: the held-out classifier probability, the product's score and flag,
+    /// and the training seed; with `--seeds`, every seed's lines).
     #[arg(long, value_name = "FILE.tsv")]
     pub scores_out: Option<PathBuf>,
     /// Also print every misjudged message with its score and rules.
