@@ -506,6 +506,9 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
                     l.name, l.source, folds[i], cv.probability[i]
                 );
             }
+            if n > 0 {
+                out.push('\n');
+            }
             if args.sweep {
                 out.push_str(&sweep(&labels, &cv.probability, spam.threshold));
             }
@@ -526,9 +529,6 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
             let verbose = args.verbose && seeds.len() == 1;
             let (text, flagged) =
                 judged_table(&title, &labels, &cv.judged, spam.threshold, verbose);
-            if n > 0 {
-                out.push('\n');
-            }
             out.push_str(&text);
             runs.push(flagged);
         }
