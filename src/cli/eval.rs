@@ -395,7 +395,7 @@ fn write_copies(
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         }
         std::fs::write(&path, m).map_err(|e| format!("{}: {e}", path.display()))?;
-        let label = if l.spam { "spam" } else { "ham" };
+        let label = l.label();
         let _ = writeln!(text, "{}\t{label}\t{}", l.name, l.source);
     }
     let path = dir.join("labels.tsv");
@@ -466,7 +466,7 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
         if let Some(path) = &args.folds_out {
             let mut text = String::from("path\tlabel\tsource\tfold\n");
             for (l, f) in labels.iter().zip(&folds) {
-                let label = if l.spam { "spam" } else { "ham" };
+                let label = l.label();
                 let _ = writeln!(text, "{}\t{label}\t{}\t{f}", l.name, l.source);
             }
             std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -496,7 +496,7 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
         for (n, &seed) in seeds.iter().enumerate() {
             let cv = cross_validate(args, seed, &spam, limits, &data)?;
             for (i, l) in labels.iter().enumerate() {
-                let label = if l.spam { "spam" } else { "ham" };
+                let label = l.label();
                 let (score, flag) = cv.judged[i]
                     .as_ref()
                     .map_or((0.0, false), |o| (o.score, o.spam));
@@ -685,7 +685,7 @@ fn judged_table(
         for (l, j) in labels.iter().zip(judged) {
             let Some(o) = j else { continue };
             if o.spam != l.spam {
-                let label = if l.spam { "spam" } else { "ham" };
+                let label = l.label();
                 let _ = writeln!(
                     out,
                     "{label}\t{}\t{:.1}\t{}",
@@ -768,7 +768,7 @@ fn over_seeds(
             runs.len()
         );
         for (w, l) in listed {
-            let label = if l.spam { "spam" } else { "ham" };
+            let label = l.label();
             let _ = writeln!(out, "{label}\t{}\t{w}", l.name);
         }
     }
@@ -957,7 +957,7 @@ mod tests {
         std::fs::create_dir_all(&tmp).expect("dir");
         let mut text = String::from("path\tlabel\tsource\n");
         for l in all.iter().step_by(20) {
-            let label = if l.spam { "spam" } else { "ham" };
+            let label = l.label();
             let _ = writeln!(text, "{}\t{label}\t{}", l.path.display(), l.source);
         }
         let (labels, scores) = (tmp.join("labels.tsv"), tmp.join("scores.tsv"));

@@ -84,6 +84,17 @@ pub struct Labelled {
     pub source: String,
 }
 
+impl Labelled {
+    /// Its label as the labels file writes it: `spam` or `ham`.
+    pub fn label(&self) -> &'static str {
+        if self.spam {
+            "spam"
+        } else {
+            "ham"
+        }
+    }
+}
+
 /// Reads a labels file.
 pub fn read_labels(path: &Path) -> Result<Vec<Labelled>, String> {
     let mut text = String::new();
