@@ -76,6 +76,11 @@ pub struct EvalArgs {
     /// and the training seed; with `--seeds`, every seed's lines).
     #[arg(long, value_name = "FILE.tsv")]
     pub scores_out: Option<PathBuf>,
+    /// Write `path label source fold features` lines here: each message's distinct feature
+    /// hashes as cross-validation trains on them (decimal, space-separated; the rules' hits
+    /// last), for other learners to be measured on the same features and folds.
+    #[arg(long, value_name = "FILE.tsv", conflicts_with = "model")]
+    pub features_out: Option<PathBuf>,
     /// Also print every misjudged message with its score and rules.
     #[arg(long)]
     pub verbose: bool,
@@ -475,6 +480,9 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
             .iter()
             .map(|m| features_with_rules(&rules_only, limits, m))
             .collect();
+        if let Some(path) = &args.features_out {
+            write_features(path, &labels, &folds, &features)?;
+        }
         if args.sweep {
             out.push_str(&feature_counts(&labels, &features));
             out.push('\n');
@@ -553,6 +561,25 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
         started.elapsed().as_secs_f64()
     );
     Ok(out)
+}
+
+/// `--features-out`: a header line, then `path label source fold features` per message.
+fn write_features(
+    path: &Path,
+    labels: &[Labelled],
+    folds: &[usize],
+    features: &[Vec<u32>],
+) -> Result<(), String> {
+    let mut text = String::from("path\tlabel\tsource\tfold\tfeatures\n");
+    for ((l, fold), fs) in labels.iter().zip(folds).zip(features) {
+        let _ = write!(text, "{}\t{}\t{}\t{fold}\t", l.name, l.label(), l.source);
+        for (i, f) in fs.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            let _ = write!(text, "{sep}{f}");
+        }
+        text.push('\n');
+    }
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// What every seed's cross-validation reads: the messages, their features (read once) and
@@ -777,6 +804,7 @@ fn over_seeds(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::path::Path;
 
     use super::*;
@@ -943,7 +971,8 @@ mod tests {
     }
 
     /// `--seeds`: each seed's table is the one `--seed` prints alone, the mean is that of the
-    /// runs, and the scores file holds every seed's verdicts.
+    /// runs, and the scores file holds every seed's verdicts; `--features-out` writes what
+    /// training reads, in the same folds.
     #[test]
     fn several_seeds_print_each_seed_and_their_mean() {
         #[derive(clap::Parser)]
@@ -961,9 +990,10 @@ mod tests {
             let _ = writeln!(text, "{}\t{label}\t{}", l.path.display(), l.source);
         }
         let (labels, scores) = (tmp.join("labels.tsv"), tmp.join("scores.tsv"));
+        let features = tmp.join("features.tsv");
         std::fs::write(&labels, text).expect("labels");
         let path = |p: &Path| p.to_str().expect("utf-8").to_string();
-        let (labels, scores) = (path(&labels), path(&scores));
+        let (labels, scores, features) = (path(&labels), path(&scores), path(&features));
         let eval = |extra: &[&str]| {
             let quick = [
                 "--labels",
@@ -1007,7 +1037,14 @@ mod tests {
                 .parse()
                 .expect("a number")
         };
-        let both = eval(&["--seeds", "0,1", "--scores-out", &scores]);
+        let both = eval(&[
+            "--seeds",
+            "0,1",
+            "--scores-out",
+            &scores,
+            "--features-out",
+            &features,
+        ]);
         let one = eval(&["--seed", "1"]);
         assert_eq!(table_of(&both, "1"), table_of(&one, "1"), "{both}\n{one}");
         let mean = both
@@ -1032,6 +1069,35 @@ mod tests {
                 n
             );
         }
+        // `--features-out`: every message's features as training reads them, in the folds
+        // the scores file gives.
+        let fold_of: HashMap<&str, &str> = written
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let cols: Vec<&str> = l.split('\t').collect();
+                Some((*cols.first()?, *cols.get(3)?))
+            })
+            .collect();
+        let listed = read_labels(Path::new(&labels)).expect("labels");
+        let (messages, _) = read_training_messages(&listed, "", EntryHop::Drop).expect("read");
+        let rules_only = crate::cli::train::training_rules().expect("rules");
+        let dumped = std::fs::read_to_string(&features).expect("features");
+        let mut lines = dumped.lines();
+        assert_eq!(lines.next(), Some("path\tlabel\tsource\tfold\tfeatures"));
+        let mut n_lines = 0;
+        for ((line, l), m) in lines.zip(&listed).zip(&messages) {
+            let cols: Vec<&str> = line.split('\t').collect();
+            assert_eq!(cols[..3], [l.name.as_str(), l.label(), &l.source], "{line}");
+            assert_eq!(Some(&cols[3]), fold_of.get(l.name.as_str()), "{line}");
+            let read: Vec<u32> = cols[4]
+                .split(' ')
+                .map(|f| f.parse().expect("a feature"))
+                .collect();
+            assert_eq!(read, features_with_rules(&rules_only, default_limits(), m));
+            n_lines += 1;
+        }
+        assert_eq!(n_lines, n);
         let _ = std::fs::remove_dir_all(&tmp);
     }
 
