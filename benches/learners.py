@@ -5,11 +5,13 @@
     python3 benches/learners.py --features F --scores S [--seed N]
 
 `conbool eval --features-out F --scores-out S` writes every message's distinct feature hashes
-(the rules' hits included) and the classifier's held-out probability in the same folds. Each
-learner here is trained on the same four folds and judges the fifth, by the classifier's
-probability alone (the rules' scores and the bands are the product's verdict, not measured
-here). For each it prints the spam caught when at most 2, 4, 6 or 10 ham score above the
-cut-off (pooled over the folds), and on the foff-milter source alone at most 1 of its 130 ham.
+(the rules' hits included) and the classifier's held-out probability, in the same folds. Each
+learner here is trained on four of those folds and scores the fifth; every learner, conbool's
+model too, is judged by its score alone (the rules' scores and the bands, which make the
+product's verdict, are left out). The learners here see the whole 32-bit hashes, where
+conbool's model folds them into 2^16 buckets: no collisions, which can only help them. For
+each it prints the spam caught when at most 2, 4, 6 or 10 ham score above the cut-off (pooled
+over the folds), and on the foff-milter source alone when at most 1 of its 130 ham does.
 
 Needs numpy, scipy and scikit-learn (`pip install numpy scipy scikit-learn`); LightGBM
 (`pip install lightgbm`) adds gradient-boosted trees when it is there. Not run in CI.
@@ -77,8 +79,8 @@ def row(name, score, y, src):
 
 
 def evidence(x, y):
-    """Each feature's naive-Bayes log ratio, and conbool's scale of it (signed root of the
-    ratio over its mean magnitude): `evidence` in src/classify/train.rs."""
+    """conbool's scale of each feature (the signed root of its naive-Bayes log ratio over the
+    ratios' mean magnitude: `evidence` in src/classify/train.rs), and the log ratio itself."""
     spam = np.asarray(x[y].sum(0)).ravel()
     ham = np.asarray(x[~y].sum(0)).ravel()
     ratio = np.log((spam + 1) / (y.sum() + 1)) - np.log((ham + 1) / ((~y).sum() + 1))
