@@ -1,4 +1,5 @@
-//! `conbool eval --labels FILE.tsv [--folds K] [--model MODEL] [--config FILE]`: measures spam
+//! `conbool eval --labels FILE.tsv [--folds K] [--model MODEL] [--config FILE]` (or
+//! `--spam PATH --ham PATH` instead of `--labels`, see [`crate::cli::mailboxes`]): measures spam
 //! detection quality on labelled messages, per source and pooled: ham flagged as spam (false
 //! positives, count and %), spam caught (recall), F1, and the threshold used.
 //!
@@ -29,13 +30,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::classify::TrainParams;
+use crate::cli::mailboxes::LabelledInput;
 use crate::cli::scan::{
     compile_spam_rules, default_limits, load_model, scan_message, Outcome, MAX_MIME_DEPTH,
     MAX_MIME_PARTS,
 };
 use crate::cli::train::{
-    features_with_rules, pick_params, read_internal_hosts, read_labels, read_training_messages,
-    train_on, EntryHop, Labelled, FINAL_RUNS, STEPS,
+    features_with_rules, pick_params, read_internal_hosts, read_training_messages, train_on,
+    EntryHop, Labelled, FINAL_RUNS, STEPS,
 };
 use crate::config::{Config, Spam};
 use crate::message::MessageLimits;
@@ -44,9 +46,9 @@ use crate::rules::CompiledRules;
 /// Flags of `conbool eval`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct EvalArgs {
-    /// Labelled messages: `path label source` per line (tab-separated, header line first).
-    #[arg(long, value_name = "FILE.tsv")]
-    pub labels: PathBuf,
+    /// The labelled messages: `--labels`, or `--spam` and `--ham`.
+    #[command(flatten)]
+    pub input: LabelledInput,
     /// Folds of the cross-validation (ignored with --model).
     #[arg(long, default_value_t = 5)]
     pub folds: usize,
@@ -310,15 +312,22 @@ pub fn table_of_runs(title: &str, labels: &[Labelled], runs: &[&[bool]], thresho
         }
     };
     let mut out = format!("{title} (threshold {threshold})\n");
+    // Wide enough for a source named by a path (`--spam PATH`).
+    let w = sources
+        .iter()
+        .map(|(s, _)| s.len())
+        .max()
+        .unwrap_or(0)
+        .max(14);
     let _ = writeln!(
         out,
-        "{:<14} {:>5} {:>10} {:>7} {:>5} {:>8} {:>8} {:>6}",
+        "{:<w$} {:>5} {:>10} {:>7} {:>5} {:>8} {:>8} {:>6}",
         "source", "ham", "FP", "FP %", "spam", "caught", "recall %", "F1"
     );
     for (name, t) in sources.iter().chain(std::iter::once(&("pooled", pooled))) {
         let _ = writeln!(
             out,
-            "{:<14} {:>5} {:>10} {:>7.2} {:>5} {:>8} {:>8.2} {:>6.4}",
+            "{:<w$} {:>5} {:>10} {:>7.2} {:>5} {:>8} {:>8.2} {:>6.4}",
             name,
             t.ham / n,
             count(t.false_positives),
@@ -432,7 +441,7 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
         model: None,
         ..spam
     };
-    let labels = read_labels(&args.labels)?;
+    let labels = args.input.read()?;
     let internal = read_internal_hosts(args.internal_hosts.as_deref())?;
     if let Some(dir) = &args.copies_out {
         let (messages, hops) = read_training_messages(&labels, &internal, EntryHop::Keep)?;
@@ -808,6 +817,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::cli::train::read_labels;
 
     fn shared_corpus() -> Option<PathBuf> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
@@ -1124,6 +1134,7 @@ mod tests {
                 name: format!("m{i}"),
                 spam: *l == "spam",
                 source: "s".into(),
+                part: None,
             })
             .collect();
         let (a, b) = ([true, false, true, true], [false, false, true, false]);
@@ -1171,6 +1182,7 @@ mod tests {
                 name: format!("m{i}"),
                 spam: i % 2 == 0,
                 source: if i < 20 { "a" } else { "b" }.into(),
+                part: None,
             })
             .collect();
         let folds = assign_folds(&labels, 5);

@@ -9,6 +9,7 @@ pub mod check;
 pub mod demo;
 pub mod eval;
 pub mod exchange;
+pub mod mailboxes;
 pub mod replay;
 pub mod run;
 pub mod scan;

@@ -1,5 +1,6 @@
-//! `conbool train --labels FILE.tsv --out MODEL`: trains the statistical classifier on
-//! labelled messages and writes the model file that `spam.model` names.
+//! `conbool train --labels FILE.tsv --out MODEL` (or `--spam PATH --ham PATH` instead of
+//! `--labels`, see [`crate::cli::mailboxes`]): trains the statistical classifier on labelled
+//! messages and writes the model file that `spam.model` names.
 //!
 //! The labels file has the columns `path label source` (tab-separated, a header line first,
 //! `label` is `ham` or `spam`, paths relative to the file), as `../shared/corpus/labels.tsv`.
@@ -25,9 +26,9 @@ use crate::classify::{
     is_collection_artefact, is_receiving_trace, train, Fate, Hop, InternalHosts, Model, Tokenizer,
     TrainParams, Walk,
 };
+use crate::cli::mailboxes::{read_message, LabelledInput};
 use crate::cli::scan::{
     compile_spam_rules, default_limits, read_internal_hosts_text, strip_from_line,
-    MAX_SCAN_FILE_BYTES,
 };
 use crate::mbox::starts_with_from_line;
 use crate::message::header::{classify, LineClass};
@@ -41,9 +42,9 @@ const MAX_LABELS_BYTES: u64 = 64 << 20;
 /// Flags of `conbool train`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct TrainArgs {
-    /// Labelled messages: `path label source` per line (tab-separated, header line first).
-    #[arg(long, value_name = "FILE.tsv")]
-    pub labels: PathBuf,
+    /// The labelled messages: `--labels`, or `--spam` and `--ham`.
+    #[command(flatten)]
+    pub input: LabelledInput,
     /// Where to write the model.
     #[arg(long, value_name = "MODEL")]
     pub out: PathBuf,
@@ -74,14 +75,17 @@ pub const FINAL_RUNS: u32 = 8;
 /// One labelled message.
 #[derive(Clone, Debug)]
 pub struct Labelled {
-    /// Its path (resolved against the labels file's folder).
+    /// Its file's path (resolved against the labels file's folder).
     pub path: PathBuf,
-    /// The path as written in the labels file.
+    /// The path as written in the labels file, or as found under `--spam` or `--ham` (with
+    /// `#N` after an mbox's path for its N-th message).
     pub name: String,
     /// Labelled spam.
     pub spam: bool,
-    /// Its source (the third column).
+    /// Its source: the labels file's third column, or the `--spam` or `--ham` path it is under.
     pub source: String,
+    /// Its bytes within the file when the file is an mbox of several messages (start, end).
+    pub part: Option<(u64, u64)>,
 }
 
 impl Labelled {
@@ -137,6 +141,7 @@ pub fn read_labels(path: &Path) -> Result<Vec<Labelled>, String> {
             name: name.to_string(),
             spam,
             source: cols.get(2).unwrap_or(&"-").to_string(),
+            part: None,
         });
     }
     if out.is_empty() {
@@ -317,18 +322,9 @@ fn prepare_head(
     (at, hops)
 }
 
-/// Reads every message file (as bytes).
+/// Reads every message (as bytes, see [`read_message`]).
 pub fn read_messages(labels: &[Labelled]) -> Result<Vec<Vec<u8>>, String> {
-    labels
-        .iter()
-        .map(|l| {
-            let mut b = Vec::new();
-            std::fs::File::open(&l.path)
-                .and_then(|f| f.take(MAX_SCAN_FILE_BYTES).read_to_end(&mut b))
-                .map(|_| b)
-                .map_err(|e| format!("{}: {e}", l.path.display()))
-        })
-        .collect()
+    labels.iter().map(read_message).collect()
 }
 
 /// The classifier's features of a message file (mbox `From ` line dropped, line ends made
@@ -579,7 +575,7 @@ fn pick_params_on(
 pub fn main(args: TrainArgs) -> ExitCode {
     let started = Instant::now();
     let run = || -> Result<String, String> {
-        let labels = read_labels(&args.labels)?;
+        let labels = args.input.read()?;
         let internal = read_internal_hosts(args.internal_hosts.as_deref())?;
         let (messages, hops) = read_training_messages(&labels, &internal, EntryHop::Drop)?;
         let limits = default_limits();
@@ -663,6 +659,7 @@ mod tests {
                 name: format!("m{k}"),
                 spam,
                 source: if k < 24 { "a" } else { "b" }.into(),
+                part: None,
             });
         }
         (features, labels)

@@ -126,3 +126,73 @@ fn scan_with_a_model_gives_the_classifier_probability() {
     );
     assert!(json.contains(r#""tokens":[{"token":""#), "{json}");
 }
+
+/// `conbool train` and `conbool eval` on mail as an operator keeps it: ham in a Maildir (with
+/// a Maildir++ subfolder that is not ham), spam in an mbox; `eval` reports each by its path.
+#[test]
+fn train_and_eval_from_a_maildir_and_an_mbox() {
+    let dir = TempDir::new("train-folders");
+    for sub in [
+        "Maildir/cur",
+        "Maildir/new",
+        "Maildir/tmp",
+        "Maildir/.Junk/cur",
+    ] {
+        std::fs::create_dir_all(dir.0.join(sub)).expect("folder");
+    }
+    let mut mbox = String::new();
+    for i in 0..8 {
+        let sub = if i % 2 == 0 { "cur" } else { "new" };
+        dir.write(&format!("Maildir/{sub}/{i}.host:2,S"), &ham(i));
+        // A body line an mboxrd writer quotes, and the blank line before the next message.
+        mbox.push_str(&format!(
+            "From win{i}@lottery.example Mon Jan  1 00:00:0{i} 2024\n{}>From the desk of the lottery\n\n",
+            spam(i).replace("\r\n", "\n")
+        ));
+    }
+    dir.write("Maildir/tmp/8.host", &ham(8));
+    dir.write("Maildir/.Junk/cur/9.host:2,S", &spam(9));
+    dir.write("junk.mbox", &mbox);
+    dir.write("spam1.eml", &spam(1));
+    let out = conbool(
+        &[
+            "train",
+            "--spam",
+            "junk.mbox",
+            "--ham",
+            "Maildir",
+            "--out",
+            "t.model",
+        ],
+        &dir,
+        None,
+    );
+    assert!(
+        out.starts_with("conbool train: 16 messages (8 spam, 8 ham)"),
+        "{out}"
+    );
+    let out = conbool(&["scan", "--model", "t.model", "spam1.eml"], &dir, None);
+    assert!(
+        out.contains("  CLASSIFIER_99 +5.0 classifier: p = "),
+        "{out}"
+    );
+    let out = conbool(
+        &[
+            "eval",
+            "--spam",
+            "junk.mbox",
+            "--ham",
+            "Maildir",
+            "--folds",
+            "2",
+        ],
+        &dir,
+        None,
+    );
+    for row in ["junk.mbox ", "Maildir ", "pooled "] {
+        assert!(
+            out.lines().any(|l| l.starts_with(row)),
+            "a {row:?} row in\n{out}"
+        );
+    }
+}
