@@ -170,21 +170,34 @@ pub fn read_training_messages(
     internal_hosts: &str,
     entry: EntryHop,
 ) -> Result<(Vec<Vec<u8>>, usize), String> {
-    let mut messages = read_messages(labels)?;
+    let mut messages = Vec::with_capacity(labels.len());
+    let hops = prepare_each(labels, internal_hosts, entry, |m| messages.push(m))?;
+    Ok((messages, hops))
+}
+
+/// [`read_training_messages`] a message at a time: each is read, prepared and handed to
+/// `each` in the order of `labels`, so that only one is held at once (`conbool train` keeps
+/// only the features of a mailbox of any size). How many `Received` fields were dropped.
+pub fn prepare_each(
+    labels: &[Labelled],
+    internal_hosts: &str,
+    entry: EntryHop,
+    mut each: impl FnMut(Vec<u8>),
+) -> Result<usize, String> {
     let mut lists: std::collections::HashMap<&str, InternalHosts> = Default::default();
     let mut hops = 0;
-    for (m, l) in messages.iter_mut().zip(labels) {
+    for l in labels {
         let internal = match lists.entry(&l.source) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(InternalHosts::parse(internal_hosts, Some(&l.source))?)
             }
         };
-        let (kept, dropped) = prepared(m, internal, entry);
-        *m = kept;
+        let (kept, dropped) = prepared(&read_message(l)?, internal, entry);
         hops += dropped;
+        each(kept);
     }
-    Ok((messages, hops))
+    Ok(hops)
 }
 
 /// Reads a `--internal-hosts` list of `conbool train` and `conbool eval` and checks it (none:
@@ -577,13 +590,12 @@ pub fn main(args: TrainArgs) -> ExitCode {
     let run = || -> Result<String, String> {
         let labels = args.input.read()?;
         let internal = read_internal_hosts(args.internal_hosts.as_deref())?;
-        let (messages, hops) = read_training_messages(&labels, &internal, EntryHop::Drop)?;
         let limits = default_limits();
         let rules = training_rules()?;
-        let features: Vec<Vec<u32>> = messages
-            .iter()
-            .map(|m| features_with_rules(&rules, limits, m))
-            .collect();
+        let mut features = Vec::with_capacity(labels.len());
+        let hops = prepare_each(&labels, &internal, EntryHop::Drop, |m| {
+            features.push(features_with_rules(&rules, limits, &m));
+        })?;
         let params = TrainParams {
             bits: args.bits,
             seed: args.seed,
