@@ -70,19 +70,45 @@ impl LabelledInput {
     }
 }
 
+/// A message as it is stored: its file, and its bytes there when the file is an mbox of
+/// several messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// The file.
+    pub path: PathBuf,
+    /// Its bytes within the file (start, end), in an mbox of several messages.
+    pub part: Option<(u64, u64)>,
+    /// The file's path as found under the root, with `#N` after an mbox's for its N-th
+    /// message (from 1).
+    pub name: String,
+}
+
+/// The messages under `root` (a message file, an mbox, a Maildir or a folder of them), in
+/// the order described in the module's documentation.
+pub fn stored_under(root: &Path) -> Result<Vec<Stored>, String> {
+    let mut out = Vec::new();
+    let mut add = |path: &Path, part: Option<(u64, u64)>, name: String| {
+        out.push(Stored {
+            path: path.to_path_buf(),
+            part,
+            name,
+        })
+    };
+    walk(root, 0, &mut add)?;
+    Ok(out)
+}
+
 /// Appends the messages under `root` to `out`, labelled `spam` or ham, source `root`.
 fn list(root: &Path, spam: bool, out: &mut Vec<Labelled>) -> Result<(), String> {
     let source = root.display().to_string();
-    let mut add = |path: &Path, part: Option<(u64, u64)>, name: String| {
-        out.push(Labelled {
-            path: path.to_path_buf(),
-            name,
-            spam,
-            source: source.clone(),
-            part,
-        })
-    };
-    walk(root, 0, &mut add)
+    out.extend(stored_under(root)?.into_iter().map(|m| Labelled {
+        path: m.path,
+        name: m.name,
+        spam,
+        source: source.clone(),
+        part: m.part,
+    }));
+    Ok(())
 }
 
 /// [`list`] of one file or folder, `depth` folders down from the root.
@@ -161,13 +187,18 @@ fn file(
     Ok(())
 }
 
-/// The bytes of a listed message (at most [`MAX_SCAN_FILE_BYTES`] of them): the whole file,
-/// or its part of an mbox with the `>From ` lines unquoted.
+/// The bytes of a listed message: [`read_stored`] of its file and part.
 pub fn read_message(l: &Labelled) -> Result<Vec<u8>, String> {
-    let fail = |e: std::io::Error| format!("{}: {e}", l.path.display());
-    let mut f = File::open(&l.path).map_err(fail)?;
+    read_stored(&l.path, l.part)
+}
+
+/// The bytes of a stored message (at most [`MAX_SCAN_FILE_BYTES`] of them): the whole file,
+/// or its `part` of an mbox with the `>From ` lines unquoted.
+pub fn read_stored(path: &Path, part: Option<(u64, u64)>) -> Result<Vec<u8>, String> {
+    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut f = File::open(path).map_err(fail)?;
     let mut b = Vec::new();
-    match l.part {
+    match part {
         None => {
             f.take(MAX_SCAN_FILE_BYTES)
                 .read_to_end(&mut b)

@@ -1,5 +1,6 @@
 //! `conbool scan [--config F] [--json] FILE...`: the relay's rule engine, offline, on message
-//! files. Each file goes through the same message pipeline and rules as in the relay: the
+//! files (a FILE may also be an mbox, a Maildir or a folder: each message in it is scanned,
+//! named as [`crate::cli::mailboxes`] lists it). Each message goes through the same message pipeline and rules as in the relay: the
 //! verdict (flag, score, rules) is the one taken when the header block plus `scan_window` body
 //! bytes have been seen, as the relay stamps it; a `reject` rule matching anywhere in the
 //! message is reported too. Each rule of the verdict is listed with its score and where it hit
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::classify::{InternalHosts, Model};
+use crate::cli::mailboxes::{read_stored, stored_under};
 use crate::config::{Config, Spam};
 use crate::message::{feed_whole, MessageLimits, Recorded, Recorder, ScanEvent, ScanSink};
 use crate::rules::{CompiledRules, RuleSource, Scan, Where};
@@ -60,7 +62,8 @@ pub struct ScanArgs {
     /// with its score and where it hit).
     #[arg(long)]
     pub json: bool,
-    /// Message files; `-` reads standard input.
+    /// Message files, mboxes (each message scanned), Maildirs and folders of them; `-` reads
+    /// standard input.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 }
@@ -365,38 +368,44 @@ pub fn main(args: ScanArgs) -> ExitCode {
     let mut out = stdout.lock();
     for file in &args.files {
         let name = file.display().to_string();
-        let bytes = if name == "-" {
-            let mut b = Vec::new();
-            std::io::stdin()
-                .take(MAX_SCAN_FILE_BYTES)
-                .read_to_end(&mut b)
-                .map(|_| b)
+        let stored = if name == "-" {
+            vec![None]
         } else {
-            read_file(file)
-        };
-        let line = match bytes {
-            Ok(b) => {
-                let (outcome, located) = explain_message(&rules, limits, &b);
-                format_outcome(&name, &outcome, &located, args.json)
-            }
-            Err(e) => {
-                eprintln!("conbool scan: {name}: {e}");
-                continue;
+            match stored_under(file) {
+                Ok(list) => list.into_iter().map(Some).collect(),
+                Err(e) => {
+                    eprintln!("conbool scan: {e}");
+                    continue;
+                }
             }
         };
-        if writeln!(out, "{line}").is_err() {
-            break;
+        for m in stored {
+            let (name, bytes) = match m {
+                None => {
+                    let mut b = Vec::new();
+                    let read = std::io::stdin()
+                        .take(MAX_SCAN_FILE_BYTES)
+                        .read_to_end(&mut b);
+                    (name.clone(), read.map(|_| b).map_err(|e| format!("-: {e}")))
+                }
+                Some(m) => (m.name, read_stored(&m.path, m.part)),
+            };
+            let line = match bytes {
+                Ok(b) => {
+                    let (outcome, located) = explain_message(&rules, limits, &b);
+                    format_outcome(&name, &outcome, &located, args.json)
+                }
+                Err(e) => {
+                    eprintln!("conbool scan: {e}");
+                    continue;
+                }
+            };
+            if writeln!(out, "{line}").is_err() {
+                return ExitCode::SUCCESS;
+            }
         }
     }
     ExitCode::SUCCESS
-}
-
-fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut b = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_SCAN_FILE_BYTES)
-        .read_to_end(&mut b)?;
-    Ok(b)
 }
 
 /// The `[limits]` defaults of DESIGN.md §6.
