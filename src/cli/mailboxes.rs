@@ -9,6 +9,7 @@
 //! inside an inbox is not ham). Each message's source, the row of `conbool eval`'s tables and
 //! the list its `--internal-hosts` may name, is PATH as given.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -16,10 +17,6 @@ use std::path::{Path, PathBuf};
 use crate::cli::scan::MAX_SCAN_FILE_BYTES;
 use crate::cli::train::{read_labels, Labelled};
 use crate::mbox::{message_starts, unquote_from_lines};
-
-/// Deepest folder nesting read under a PATH (symbolic links are followed, so a link back up
-/// the tree would otherwise never end).
-const MAX_DEPTH: usize = 16;
 
 /// Where the labelled messages come from: the flags `conbool train` and `conbool eval` share.
 #[derive(clap::Args, Debug, Clone)]
@@ -94,7 +91,7 @@ pub fn stored_under(root: &Path) -> Result<Vec<Stored>, String> {
             name,
         })
     };
-    walk(root, 0, &mut add)?;
+    walk(root, &mut HashSet::new(), &mut add)?;
     Ok(out)
 }
 
@@ -111,10 +108,12 @@ fn list(root: &Path, spam: bool, out: &mut Vec<Labelled>) -> Result<(), String> 
     Ok(())
 }
 
-/// [`list`] of one file or folder, `depth` folders down from the root.
+/// [`stored_under`] of one file or folder. Symbolic links are followed (mailboxes linked into
+/// one folder are read), each folder once (`seen`: their canonical paths), so a link back up
+/// the tree ends.
 fn walk(
     path: &Path,
-    depth: usize,
+    seen: &mut HashSet<PathBuf>,
     add: &mut impl FnMut(&Path, Option<(u64, u64)>, String),
 ) -> Result<(), String> {
     let fail = |e: std::io::Error| format!("{}: {e}", path.display());
@@ -122,7 +121,7 @@ fn walk(
     if meta.is_file() {
         return file(path, meta.len(), add);
     }
-    if !meta.is_dir() || depth > MAX_DEPTH {
+    if !meta.is_dir() || !seen.insert(std::fs::canonicalize(path).map_err(fail)?) {
         return Ok(());
     }
     let maildir = ["cur", "new"].iter().all(|d| path.join(d).is_dir());
@@ -157,7 +156,7 @@ fn walk(
                 }
             }
         } else {
-            walk(&entry, depth + 1, add)?;
+            walk(&entry, seen, add)?;
         }
     }
     Ok(())
@@ -317,6 +316,31 @@ mod tests {
         assert_eq!(
             read_message(&got[3]).expect("read"),
             b"From x@y Tue\nSubject: single\n\nFrom me\n"
+        );
+    }
+
+    /// A linked mailbox is read, and a link back up the tree ends: each folder is read once,
+    /// so `elsewhere`, linked and then reached again through `up`, gives one message.
+    #[cfg(unix)]
+    #[test]
+    fn links_are_followed_once() {
+        let s = Scratch::new("links");
+        s.write("mail/a.eml", b"Subject: a\r\n\r\nx\r\n");
+        s.write("elsewhere/b.eml", b"Subject: b\r\n\r\nx\r\n");
+        std::os::unix::fs::symlink(&s.0, s.0.join("mail/up")).expect("link");
+        std::os::unix::fs::symlink(s.0.join("elsewhere"), s.0.join("mail/linked")).expect("link");
+        let names: Vec<String> = stored_under(&s.0.join("mail"))
+            .expect("listed")
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        let root = s.0.display().to_string();
+        assert_eq!(
+            names,
+            [
+                format!("{root}/mail/a.eml"),
+                format!("{root}/mail/linked/b.eml"),
+            ]
         );
     }
 
