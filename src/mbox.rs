@@ -46,7 +46,7 @@ fn from_line_len(raw: &[u8]) -> Option<usize> {
 /// or follows an empty line. Empty when the file does not open with one: a single message
 /// file, not an mbox. A body line that starts with `From ` is not one when it follows text or
 /// has no time (mboxo writers leave such lines unquoted; mutt reads them the same way).
-/// Reads `r` a line at a time, holding at most [`LINE_PREFIX`] bytes of one, so a mailbox of
+/// Reads `r` a line at a time, holding at most `LINE_PREFIX` (1 KiB) of one, so a mailbox of
 /// any size is listed in bounded memory.
 pub fn message_starts(mut r: impl BufRead) -> io::Result<Vec<u64>> {
     let mut starts = Vec::new();

@@ -1,6 +1,7 @@
 //! The labelled messages of `conbool train` and `conbool eval`: a labels file
 //! (`--labels FILE.tsv`), or an operator's own mail as it is stored, labelled by where it is
-//! (`--spam PATH --ham PATH`, as `sa-learn --spam` and `bogofilter -s` take it).
+//! (`--spam PATH --ham PATH`, as `sa-learn --spam` and `bogofilter -s` take it). `conbool
+//! scan` lists its FILE arguments the same way ([`stored_under`]).
 //!
 //! A PATH is a message file, an mbox (messages each after a `From ` line, see
 //! [`crate::mbox::message_starts`]), a Maildir (its `cur` and `new`; `tmp` holds deliveries in
