@@ -36,8 +36,8 @@ use crate::cli::scan::{
     MAX_MIME_PARTS,
 };
 use crate::cli::train::{
-    features_with_rules, pick_params, read_internal_hosts, read_training_messages, train_on,
-    EntryHop, Labelled, FINAL_RUNS, STEPS,
+    features_with_rules, message_id, pick_params, read_internal_hosts, read_training_messages,
+    shared_ids, train_on, EntryHop, Labelled, FINAL_RUNS, STEPS,
 };
 use crate::config::{Config, Spam};
 use crate::message::MessageLimits;
@@ -455,6 +455,15 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
             "internal hosts from {}: {hops} Received fields dropped as the receiving side's ({:.2} a message)\n",
             path.display(),
             hops as f64 / labels.len() as f64
+        );
+    }
+    let ids: Vec<Option<Vec<u8>>> = messages.iter().map(|m| message_id(m)).collect();
+    let (copies, both) = shared_ids(&labels, &ids);
+    if copies > 0 {
+        let _ = writeln!(
+            out,
+            "{copies} messages with the Message-ID of an earlier one ({} under both labels): where a model trained on one copy judges another, the figures are optimistic\n",
+            both.iter().filter(|&&b| b).count()
         );
     }
     let rules_only = compile_spam_rules(&spam, None)?;

@@ -282,6 +282,64 @@ fn line_class(line: &[u8]) -> Option<LineClass> {
     classify(line.strip_suffix(b"\n").unwrap_or(line), true, false)
 }
 
+/// The `Message-ID` of a prepared message (the first such top-level field's value, unfolded,
+/// without whitespace), if it has one.
+pub fn message_id(m: &[u8]) -> Option<Vec<u8>> {
+    let mut at = 0;
+    let mut id: Option<Vec<u8>> = None;
+    while at < m.len() {
+        let line = first_line(&m[at..]);
+        match line_class(line) {
+            Some(LineClass::Field { .. }) if id.is_some() => break,
+            Some(LineClass::Field { name_len, colon }) => {
+                if line[..name_len].eq_ignore_ascii_case(b"message-id") {
+                    id = Some(line[colon + 1..].to_vec());
+                }
+            }
+            Some(LineClass::Continuation) => {
+                if let Some(id) = id.as_mut() {
+                    id.extend_from_slice(line);
+                }
+            }
+            _ => break,
+        }
+        at += line.len();
+    }
+    let id: Vec<u8> = id?
+        .into_iter()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    (!id.is_empty()).then_some(id)
+}
+
+/// Messages that share a `Message-ID` (`ids`, one per message, see [`message_id`]): how many
+/// have an earlier one with the same, and whether each one's `Message-ID` is under both labels
+/// (a copy kept as ham and another as spam teaches the model nothing but noise).
+pub fn shared_ids(labels: &[Labelled], ids: &[Option<Vec<u8>>]) -> (usize, Vec<bool>) {
+    let mut seen: std::collections::HashMap<&[u8], (bool, bool)> = Default::default();
+    let mut copies = 0;
+    for (l, id) in labels.iter().zip(ids) {
+        if let Some(id) = id {
+            let classes = seen.entry(id).or_default();
+            copies += usize::from(classes.0 || classes.1);
+            if l.spam {
+                classes.0 = true;
+            } else {
+                classes.1 = true;
+            }
+        }
+    }
+    let both = ids
+        .iter()
+        .map(|id| {
+            id.as_ref()
+                .and_then(|id| seen.get(id.as_slice()))
+                .is_some_and(|&(spam, ham)| spam && ham)
+        })
+        .collect();
+    (copies, both)
+}
+
 /// The header block of `m` (see [`prepared`]) to `out` without the fields that go. Returns
 /// where the header block ends (the empty line or the line that is no field starts there)
 /// and how many `Received` fields went.
@@ -593,9 +651,14 @@ pub fn main(args: TrainArgs) -> ExitCode {
         let limits = default_limits();
         let rules = training_rules()?;
         let mut features = Vec::with_capacity(labels.len());
+        let mut ids = Vec::with_capacity(labels.len());
         let hops = prepare_each(&labels, &internal, EntryHop::Drop, |m| {
             features.push(features_with_rules(&rules, limits, &m));
+            ids.push(message_id(&m));
         })?;
+        let (copies, both) = shared_ids(&labels, &ids);
+        let keep = |i: usize| !both.get(i).copied().unwrap_or(false);
+        let left_out = both.iter().filter(|&&b| b).count();
         let params = TrainParams {
             bits: args.bits,
             seed: args.seed,
@@ -604,17 +667,17 @@ pub fn main(args: TrainArgs) -> ExitCode {
         if !(8..=24).contains(&args.bits) {
             return Err(format!("--bits {} is outside 8 to 24", args.bits));
         }
-        let params = pick_params(&features, &labels, &params, STEPS, |_| true);
+        let params = pick_params(&features, &labels, &params, STEPS, keep);
         let params = TrainParams {
             runs: args.final_runs,
             ..params
         };
-        let model = train_on(&features, &labels, &params, |_| true)?;
+        let model = train_on(&features, &labels, &params, keep)?;
         let bytes = model.to_bytes();
         std::fs::write(&args.out, &bytes).map_err(|e| format!("{}: {e}", args.out.display()))?;
         let spam = labels.iter().filter(|l| l.spam).count();
         Ok(format!(
-            "conbool train: {} messages ({} spam, {} ham{}), step {} and ham weight {} (inner cross-validation), seed {}, {} runs, {} bytes written to {} in {:.1} s",
+            "conbool train: {} messages ({} spam, {} ham{}{}{}), step {} and ham weight {} (inner cross-validation), seed {}, {} runs, {} bytes written to {} in {:.1} s",
             labels.len(),
             spam,
             labels.len() - spam,
@@ -622,6 +685,16 @@ pub fn main(args: TrainArgs) -> ExitCode {
                 String::new()
             } else {
                 format!(", {hops} Received fields dropped as the receiving side's")
+            },
+            if copies == 0 {
+                String::new()
+            } else {
+                format!(", {copies} with the Message-ID of an earlier one")
+            },
+            if left_out == 0 {
+                String::new()
+            } else {
+                format!(", {left_out} left out: their Message-ID is under both labels")
             },
             params.learning_rate,
             params.ham_weight,
@@ -647,6 +720,50 @@ pub fn main(args: TrainArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_id_rows() {
+        // An empty want: no Message-ID (`message_id` never gives an empty one).
+        const ROWS: &[(&str, &[u8], &[u8])] = &[
+            ("plain", b"From: a\r\nMessage-ID: <1@x>\r\n\r\nb", b"<1@x>"),
+            (
+                "case_and_fold",
+                b"message-id:\r\n <2@x>\r\nTo: b\r\n",
+                b"<2@x>",
+            ),
+            (
+                "first_of_two",
+                b"Message-Id: <3@x>\nMessage-Id: <4@x>\n",
+                b"<3@x>",
+            ),
+            ("in_the_body_only", b"To: b\n\nMessage-ID: <5@x>\n", b""),
+            ("empty", b"Message-ID: \r\n\r\n", b""),
+            ("none", b"", b""),
+        ];
+        for (name, m, want) in ROWS {
+            assert_eq!(message_id(m).unwrap_or_default(), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn shared_ids_counts_copies_and_both_labels() {
+        let labelled = |spam: bool| Labelled {
+            path: PathBuf::new(),
+            name: String::new(),
+            spam,
+            source: String::new(),
+            part: None,
+        };
+        let labels: Vec<Labelled> = [true, true, false, false, true, false]
+            .into_iter()
+            .map(labelled)
+            .collect();
+        let id = |s: &str| Some(s.as_bytes().to_vec());
+        let ids = [id("a"), id("a"), id("b"), id("c"), id("c"), None];
+        let (copies, both) = shared_ids(&labels, &ids);
+        assert_eq!(copies, 2);
+        assert_eq!(both, [false, false, false, true, true, false]);
+    }
 
     /// Toy messages: spam and ham each have features of their own, and share others; a few
     /// of each carry the other class's features, so the candidates' costs differ.

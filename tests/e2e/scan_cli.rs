@@ -150,6 +150,11 @@ fn train_and_eval_from_a_maildir_and_an_mbox() {
             spam(i).replace("\r\n", "\n")
         ));
     }
+    // A copy of a ham message kept as spam too: both copies are left out of training.
+    mbox.push_str(&format!(
+        "From a0@example.com Mon Jan  1 00:00:09 2024\n{}\n",
+        ham(0).replace("\r\n", "\n")
+    ));
     dir.write("Maildir/tmp/8.host", &ham(8));
     dir.write("Maildir/.Junk/cur/9.host:2,S", &spam(9));
     dir.write("junk.mbox", &mbox);
@@ -168,7 +173,7 @@ fn train_and_eval_from_a_maildir_and_an_mbox() {
         None,
     );
     assert!(
-        out.starts_with("conbool train: 16 messages (8 spam, 8 ham)"),
+        out.starts_with("conbool train: 17 messages (9 spam, 8 ham, 1 with the Message-ID of an earlier one, 2 left out: their Message-ID is under both labels)"),
         "{out}"
     );
     let out = conbool(&["scan", "--model", "t.model", "spam1.eml"], &dir, None);
@@ -188,6 +193,10 @@ fn train_and_eval_from_a_maildir_and_an_mbox() {
         ],
         &dir,
         None,
+    );
+    assert!(
+        out.contains("1 messages with the Message-ID of an earlier one (2 under both labels)"),
+        "{out}"
     );
     for row in ["junk.mbox ", "Maildir ", "pooled "] {
         assert!(
