@@ -37,15 +37,6 @@ pub struct LabelledInput {
 }
 
 impl LabelledInput {
-    /// Input from a labels file.
-    pub fn labels(path: impl Into<PathBuf>) -> LabelledInput {
-        LabelledInput {
-            labels: Some(path.into()),
-            spam: Vec::new(),
-            ham: Vec::new(),
-        }
-    }
-
     /// Lists the messages (their bytes are read later, by [`read_message`]).
     pub fn read(&self) -> Result<Vec<Labelled>, String> {
         if let Some(path) = &self.labels {
@@ -163,7 +154,7 @@ fn walk(
     Ok(())
 }
 
-/// [`list`] of one file of `len` bytes: one message, or each message of an mbox (named
+/// [`stored_under`] of one file of `len` bytes: one message, or each message of an mbox (named
 /// `PATH#N`, N from 1).
 fn file(
     path: &Path,

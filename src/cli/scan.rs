@@ -1,11 +1,12 @@
 //! `conbool scan [--config F] [--json] FILE...`: the relay's rule engine, offline, on message
 //! files (a FILE may also be an mbox, a Maildir or a folder: each message in it is scanned,
-//! named as [`crate::cli::mailboxes`] lists it). Each message goes through the same message pipeline and rules as in the relay: the
-//! verdict (flag, score, rules) is the one taken when the header block plus `scan_window` body
-//! bytes have been seen, as the relay stamps it; a `reject` rule matching anywhere in the
-//! message is reported too. Each rule of the verdict is listed with its score and where it hit
-//! (the target, and the text it matched with its context; see `src/rules/explain.rs`). Exit
-//! status 0 whatever the verdicts (2 when the rules or the configuration cannot be loaded).
+//! named as [`crate::cli::mailboxes`] lists it). Each message goes through the same message
+//! pipeline and rules as in the relay: the verdict (flag, score, rules) is the one taken when
+//! the header block plus `scan_window` body bytes have been seen, as the relay stamps it; a
+//! `reject` rule matching anywhere in the message is reported too. Each rule of the verdict is
+//! listed with its score and where it hit (the target, and the text it matched with its
+//! context; see `src/rules/explain.rs`). Exit status 0 whatever the verdicts (2 when the rules
+//! or the configuration cannot be loaded).
 //!
 //! Also the shared helpers that read `spam.rules` files and the `spam.model` file:
 //! [`load_rules`], [`load_model`], [`load_spam_rules`].
