@@ -400,7 +400,7 @@ fn write_copies(
             .all(|c| matches!(c, std::path::Component::Normal(_)))
         {
             return Err(format!(
-                "{}: a copy is written only for a path inside the labels file's folder",
+                "{}: a copy is written only for a path inside the labels file's folder (or a relative --spam or --ham PATH without `..`)",
                 l.name
             ));
         }
