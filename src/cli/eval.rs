@@ -36,8 +36,8 @@ use crate::cli::scan::{
     MAX_MIME_PARTS,
 };
 use crate::cli::train::{
-    features_with_rules, message_id, pick_params, read_internal_hosts, read_training_messages,
-    shared_ids, train_on, EntryHop, Labelled, FINAL_RUNS, STEPS,
+    features_with_rules, message_id, pick_params, prepare_each, read_internal_hosts, shared_ids,
+    train_on, EntryHop, Labelled, FINAL_RUNS, STEPS,
 };
 use crate::config::{Config, Spam};
 use crate::message::MessageLimits;
@@ -384,16 +384,11 @@ pub fn main(args: EvalArgs) -> ExitCode {
     }
 }
 
-/// `--copies-out`: each message under `dir` at its path in the labels file, and the labels
-/// file (`path label source`) beside them.
-fn write_copies(
-    dir: &Path,
-    labels: &[Labelled],
-    messages: &[Vec<u8>],
-    hops: usize,
-) -> Result<String, String> {
-    let mut text = String::from("path\tlabel\tsource\n");
-    for (l, m) in labels.iter().zip(messages) {
+/// `--copies-out`: each message under `dir` at its path in the labels file (or its name
+/// under `--spam`/`--ham`), as [`prepared`](crate::cli::train::prepared) has it with its entry
+/// hop, and the labels file (`path label source`) beside them.
+fn write_copies(dir: &Path, labels: &[Labelled], internal: &str) -> Result<String, String> {
+    for l in labels {
         let relative = Path::new(&l.name);
         if !relative
             .components()
@@ -404,14 +399,30 @@ fn write_copies(
                 l.name
             ));
         }
-        let path = dir.join(relative);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-        }
-        std::fs::write(&path, m).map_err(|e| format!("{}: {e}", path.display()))?;
-        let label = l.label();
-        let _ = writeln!(text, "{}\t{label}\t{}", l.name, l.source);
     }
+    let mut text = String::from("path\tlabel\tsource\n");
+    let mut written = Ok(());
+    let mut i = 0;
+    let hops = prepare_each(labels, internal, EntryHop::Keep, |m| {
+        let Some(l) = labels.get(i) else { return };
+        i += 1;
+        if written.is_err() {
+            return;
+        }
+        let path = dir.join(&l.name);
+        if let Some(parent) = path.parent() {
+            if let Err(e) = std::fs::create_dir_all(parent) {
+                written = Err(format!("{}: {e}", parent.display()));
+                return;
+            }
+        }
+        if let Err(e) = std::fs::write(&path, m) {
+            written = Err(format!("{}: {e}", path.display()));
+            return;
+        }
+        let _ = writeln!(text, "{}\t{}\t{}", l.name, l.label(), l.source);
+    })?;
+    written?;
     let path = dir.join("labels.tsv");
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(format!(
@@ -444,10 +455,27 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
     let labels = args.input.read()?;
     let internal = read_internal_hosts(args.internal_hosts.as_deref())?;
     if let Some(dir) = &args.copies_out {
-        let (messages, hops) = read_training_messages(&labels, &internal, EntryHop::Keep)?;
-        return write_copies(dir, &labels, &messages, hops);
+        return write_copies(dir, &labels, &internal);
     }
-    let (messages, hops) = read_training_messages(&labels, &internal, EntryHop::Drop)?;
+    // One pass over the messages (read and prepared one at a time, as `conbool train` does, so
+    // that a mailbox of any size fits): their Message-IDs, the rules' verdicts and, for the
+    // cross-validation, their features, or the given model's verdicts.
+    let rules_only = compile_spam_rules(&spam, None)?;
+    let with_model = match &args.model {
+        Some(path) => Some(compile_spam_rules(&spam, Some(load_model(path)?))?),
+        None => None,
+    };
+    let n = labels.len();
+    let (mut ids, mut flagged) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut features, mut judged) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let hops = prepare_each(&labels, &internal, EntryHop::Drop, |m| {
+        ids.push(message_id(&m));
+        flagged.push(scan_message(&rules_only, limits, &m).spam);
+        match &with_model {
+            Some(rules) => judged.push(Some(scan_message(rules, limits, &m))),
+            None => features.push(features_with_rules(&rules_only, limits, &m)),
+        }
+    })?;
     let mut out = String::new();
     if let Some(path) = &args.internal_hosts {
         let _ = writeln!(
@@ -457,7 +485,6 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
             hops as f64 / labels.len() as f64
         );
     }
-    let ids: Vec<Option<Vec<u8>>> = messages.iter().map(|m| message_id(m)).collect();
     let (copies, both) = shared_ids(&labels, &ids);
     if copies > 0 {
         let _ = writeln!(
@@ -466,20 +493,10 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
             both.iter().filter(|&&b| b).count()
         );
     }
-    let rules_only = compile_spam_rules(&spam, None)?;
-    let flagged: Vec<bool> = messages
-        .iter()
-        .map(|m| scan_message(&rules_only, limits, m).spam)
-        .collect();
     out.push_str(&table("rules only", &labels, &flagged, spam.threshold));
     out.push('\n');
 
     if let Some(path) = &args.model {
-        let rules = compile_spam_rules(&spam, Some(load_model(path)?))?;
-        let judged: Vec<Option<Outcome>> = messages
-            .iter()
-            .map(|m| Some(scan_message(&rules, limits, m)))
-            .collect();
         let title = format!("rules + classifier {}", path.display());
         let (text, _) = judged_table(&title, &labels, &judged, spam.threshold, args.verbose);
         out.push_str(&text);
@@ -494,10 +511,6 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
             }
             std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
         }
-        let features: Vec<Vec<u32>> = messages
-            .iter()
-            .map(|m| features_with_rules(&rules_only, limits, m))
-            .collect();
         if let Some(path) = &args.features_out {
             write_features(path, &labels, &folds, &features)?;
         }
@@ -507,7 +520,7 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
         }
         let data = Folded {
             labels: &labels,
-            messages: &messages,
+            internal: &internal,
             features: &features,
             folds: &folds,
             k,
@@ -600,11 +613,12 @@ fn write_features(
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// What every seed's cross-validation reads: the messages, their features (read once) and
-/// the folds.
+/// What every seed's cross-validation reads: the messages (read again for each seed's
+/// verdicts, with `internal`, the text of the `--internal-hosts` list), their features (read
+/// once) and the folds.
 struct Folded<'a> {
     labels: &'a [Labelled],
-    messages: &'a [Vec<u8>],
+    internal: &'a str,
     features: &'a [Vec<u32>],
     folds: &'a [usize],
     k: usize,
@@ -651,6 +665,7 @@ fn cross_validate(
         picked: Vec::new(),
         train_s: 0.0,
     };
+    let mut models: Vec<Arc<CompiledRules>> = Vec::with_capacity(data.k);
     for fold in 0..data.k {
         let t = Instant::now();
         let train_here = |i: usize| data.folds.get(i) != Some(&fold);
@@ -671,17 +686,22 @@ fn cross_validate(
         };
         let model = train_on(data.features, data.labels, &params, train_here)?;
         cv.train_s += t.elapsed().as_secs_f64();
-        let held: Vec<usize> = (0..n)
-            .filter(|&i| data.folds.get(i) == Some(&fold))
-            .collect();
-        for &i in &held {
-            cv.probability[i] = model.probability(&data.features[i]);
+        for (i, f) in data.features.iter().enumerate() {
+            if data.folds.get(i) == Some(&fold) {
+                cv.probability[i] = model.probability(f);
+            }
         }
-        let rules: Arc<CompiledRules> = compile_spam_rules(spam, Some(Arc::new(model)))?;
-        for &i in &held {
-            cv.judged[i] = Some(scan_message(&rules, limits, &data.messages[i]));
-        }
+        models.push(compile_spam_rules(spam, Some(Arc::new(model)))?);
     }
+    // Each message judged by its fold's model, in one pass.
+    let mut i = 0;
+    prepare_each(data.labels, data.internal, EntryHop::Drop, |m| {
+        let rules: Option<&Arc<CompiledRules>> = data.folds.get(i).and_then(|&f| models.get(f));
+        if let (Some(rules), Some(slot)) = (rules, cv.judged.get_mut(i)) {
+            *slot = Some(scan_message(rules, limits, &m));
+        }
+        i += 1;
+    })?;
     Ok(cv)
 }
 
@@ -826,7 +846,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::cli::train::read_labels;
+    use crate::cli::train::{read_labels, read_training_messages};
 
     fn shared_corpus() -> Option<PathBuf> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");

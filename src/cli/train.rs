@@ -10,8 +10,9 @@
 //! collectors' header fields and other filters' verdicts are dropped from each message first
 //! ([`without_artefacts`]).
 //!
-//! Also the shared pieces of `conbool eval`: [`read_labels`], [`read_training_messages`],
-//! [`features_with_rules`].
+//! Also the shared pieces of `conbool eval`: [`read_labels`], [`prepare_each`] (and
+//! [`read_training_messages`], which holds what it reads), [`features_with_rules`],
+//! [`message_id`] and [`shared_ids`].
 
 use std::io::Read;
 use std::ops::ControlFlow;
