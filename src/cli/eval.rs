@@ -401,28 +401,15 @@ fn write_copies(dir: &Path, labels: &[Labelled], internal: &str) -> Result<Strin
         }
     }
     let mut text = String::from("path\tlabel\tsource\n");
-    let mut written = Ok(());
-    let mut i = 0;
-    let hops = prepare_each(labels, internal, EntryHop::Keep, |m| {
-        let Some(l) = labels.get(i) else { return };
-        i += 1;
-        if written.is_err() {
-            return;
-        }
+    let hops = prepare_each(labels, internal, EntryHop::Keep, |_, l, m| {
         let path = dir.join(&l.name);
         if let Some(parent) = path.parent() {
-            if let Err(e) = std::fs::create_dir_all(parent) {
-                written = Err(format!("{}: {e}", parent.display()));
-                return;
-            }
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         }
-        if let Err(e) = std::fs::write(&path, m) {
-            written = Err(format!("{}: {e}", path.display()));
-            return;
-        }
+        std::fs::write(&path, m).map_err(|e| format!("{}: {e}", path.display()))?;
         let _ = writeln!(text, "{}\t{}\t{}", l.name, l.label(), l.source);
+        Ok(())
     })?;
-    written?;
     let path = dir.join("labels.tsv");
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(format!(
@@ -468,13 +455,14 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
     let n = labels.len();
     let (mut ids, mut flagged) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut features, mut judged) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let hops = prepare_each(&labels, &internal, EntryHop::Drop, |m| {
+    let hops = prepare_each(&labels, &internal, EntryHop::Drop, |_, _, m| {
         ids.push(message_id(&m));
         flagged.push(scan_message(&rules_only, limits, &m).spam);
         match &with_model {
             Some(rules) => judged.push(Some(scan_message(rules, limits, &m))),
             None => features.push(features_with_rules(&rules_only, limits, &m)),
         }
+        Ok(())
     })?;
     let mut out = String::new();
     if let Some(path) = &args.internal_hosts {
@@ -694,13 +682,12 @@ fn cross_validate(
         models.push(compile_spam_rules(spam, Some(Arc::new(model)))?);
     }
     // Each message judged by its fold's model, in one pass.
-    let mut i = 0;
-    prepare_each(data.labels, data.internal, EntryHop::Drop, |m| {
+    prepare_each(data.labels, data.internal, EntryHop::Drop, |i, _, m| {
         let rules: Option<&Arc<CompiledRules>> = data.folds.get(i).and_then(|&f| models.get(f));
         if let (Some(rules), Some(slot)) = (rules, cv.judged.get_mut(i)) {
             *slot = Some(scan_message(rules, limits, &m));
         }
-        i += 1;
+        Ok(())
     })?;
     Ok(cv)
 }

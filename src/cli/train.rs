@@ -172,22 +172,26 @@ pub fn read_training_messages(
     entry: EntryHop,
 ) -> Result<(Vec<Vec<u8>>, usize), String> {
     let mut messages = Vec::with_capacity(labels.len());
-    let hops = prepare_each(labels, internal_hosts, entry, |m| messages.push(m))?;
+    let hops = prepare_each(labels, internal_hosts, entry, |_, _, m| {
+        messages.push(m);
+        Ok(())
+    })?;
     Ok((messages, hops))
 }
 
 /// [`read_training_messages`] a message at a time: each is read, prepared and handed to
-/// `each` in the order of `labels`, so that only one is held at once (`conbool train` keeps
-/// only the features of a mailbox of any size). How many `Received` fields were dropped.
+/// `each` with its index and label, in the order of `labels`, so that only one is held at
+/// once (`conbool train` keeps only the features of a mailbox of any size). How many
+/// `Received` fields were dropped; the first error, of reading or of `each`, ends it.
 pub fn prepare_each(
     labels: &[Labelled],
     internal_hosts: &str,
     entry: EntryHop,
-    mut each: impl FnMut(Vec<u8>),
+    mut each: impl FnMut(usize, &Labelled, Vec<u8>) -> Result<(), String>,
 ) -> Result<usize, String> {
     let mut lists: std::collections::HashMap<&str, InternalHosts> = Default::default();
     let mut hops = 0;
-    for l in labels {
+    for (i, l) in labels.iter().enumerate() {
         let internal = match lists.entry(&l.source) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
@@ -196,7 +200,7 @@ pub fn prepare_each(
         };
         let (kept, dropped) = prepared(&read_message(l)?, internal, entry);
         hops += dropped;
-        each(kept);
+        each(i, l, kept)?;
     }
     Ok(hops)
 }
@@ -653,9 +657,10 @@ pub fn main(args: TrainArgs) -> ExitCode {
         let rules = training_rules()?;
         let mut features = Vec::with_capacity(labels.len());
         let mut ids = Vec::with_capacity(labels.len());
-        let hops = prepare_each(&labels, &internal, EntryHop::Drop, |m| {
+        let hops = prepare_each(&labels, &internal, EntryHop::Drop, |_, _, m| {
             features.push(features_with_rules(&rules, limits, &m));
             ids.push(message_id(&m));
+            Ok(())
         })?;
         let (copies, both) = shared_ids(&labels, &ids);
         let keep = |i: usize| !both.get(i).copied().unwrap_or(false);
