@@ -116,8 +116,9 @@ fn walk(
     if !meta.is_dir() || !seen.insert(std::fs::canonicalize(path).map_err(fail)?) {
         return Ok(());
     }
-    let maildir = ["cur", "new"].iter().all(|d| path.join(d).is_dir());
-    let mut entries: Vec<PathBuf> = if maildir {
+    // A Maildir's messages are in `cur` and `new`; `tmp` and the Maildir++ subfolders beside
+    // them are not read.
+    let entries: Vec<PathBuf> = if ["cur", "new"].iter().all(|d| path.join(d).is_dir()) {
         vec![path.join("cur"), path.join("new")]
     } else {
         let mut names = Vec::new();
@@ -127,29 +128,11 @@ fn walk(
                 names.push(entry.path());
             }
         }
+        names.sort();
         names
     };
-    entries.sort();
     for entry in entries {
-        if maildir {
-            // `cur` and `new` hold the messages themselves, never mailboxes.
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&entry)
-                .map_err(|e| format!("{}: {e}", entry.display()))?
-                .filter_map(|e| e.ok())
-                .filter(|e| !e.file_name().as_encoded_bytes().starts_with(b"."))
-                .map(|e| e.path())
-                .collect();
-            files.sort();
-            for f in files {
-                if let Ok(meta) = std::fs::metadata(&f) {
-                    if meta.is_file() {
-                        file(&f, meta.len(), add)?;
-                    }
-                }
-            }
-        } else {
-            walk(&entry, seen, add)?;
-        }
+        walk(&entry, seen, add)?;
     }
     Ok(())
 }
