@@ -96,11 +96,10 @@ pub fn train(examples: &[(&[u32], bool)], params: &TrainParams) -> Result<Model,
     } else {
         vec![1.0; n]
     };
-    let inputs = Inputs::new(examples, &scale);
     let mut w = vec![0f32; n];
     let mut bias = 0f32;
     for run in 0..runs {
-        let (rw, rb) = train_run(&inputs, params, n, run_seed(params.seed, run));
+        let (rw, rb) = train_run(examples, &scale, params, run_seed(params.seed, run));
         for (x, r) in w.iter_mut().zip(&rw) {
             *x += r;
         }
@@ -164,51 +163,32 @@ fn evidence(examples: &[(&[u32], bool)], n: usize) -> Vec<f32> {
         .collect()
 }
 
-/// The examples as every run reads them, made once: each feature's bucket with its input
-/// (its bucket's scale), so a run reads them in a row rather than looking the scale up.
-struct Inputs {
-    /// `(bucket, input)` of every example's features, one example after the other.
-    features: Vec<(u32, f32)>,
-    /// Per example: where its features end in `features`, and whether it is spam.
-    ends: Vec<(usize, bool)>,
-}
-
-impl Inputs {
-    fn new(examples: &[(&[u32], bool)], scale: &[f32]) -> Inputs {
-        let bits = scale.len().trailing_zeros();
-        let mut features = Vec::with_capacity(examples.iter().map(|e| e.0.len()).sum());
-        let mut ends = Vec::with_capacity(examples.len());
-        for &(fs, is_spam) in examples {
-            features.extend(fs.iter().map(|&f| {
-                let b = Model::bucket(bits, f);
-                (b as u32, scale.get(b).copied().unwrap_or(0.0))
-            }));
-            ends.push((features.len(), is_spam));
-        }
-        Inputs { features, ends }
-    }
-
-    /// Example `i`'s features and whether it is spam.
-    fn example(&self, i: usize) -> Option<(&[(u32, f32)], bool)> {
-        let start = match i.checked_sub(1) {
-            Some(j) => self.ends.get(j)?.0,
-            None => 0,
-        };
-        let &(end, is_spam) = self.ends.get(i)?;
-        Some((self.features.get(start..end)?, is_spam))
-    }
-}
-
 /// One run over the examples shuffled from `seed`: its `n` weights (before the scale) and
-/// bias.
-fn train_run(inputs: &Inputs, params: &TrainParams, n: usize, seed: u64) -> (Vec<f32>, f32) {
-    let mut w = vec![0f32; n];
+/// bias. Each bucket's weight is kept beside its scale (`[weight, scale]`), so the input of
+/// a feature is read with its weight: the examples are read as the caller holds them, and
+/// concurrent runs on other threads (the inner cross-validation) share them rather than
+/// each holding a copy of every feature's bucket and input.
+fn train_run(
+    examples: &[(&[u32], bool)],
+    scale: &[f32],
+    params: &TrainParams,
+    seed: u64,
+) -> (Vec<f32>, f32) {
+    let n = scale.len();
+    let bits = n.trailing_zeros();
+    let mut w: Vec<[f32; 2]> = scale.iter().map(|&s| [0.0, s]).collect();
+    if w.is_empty() {
+        return (Vec::new(), 0.0);
+    }
+    // `n` is a power of two: a bucket masked with `n - 1` is in bounds, which the compiler
+    // sees, so the loops below index without a check.
+    let (shift, mask) = (32 - bits, w.len() - 1);
     let mut bias = 0f32;
-    let mut order: Vec<usize> = (0..inputs.ends.len()).collect();
+    let mut order: Vec<usize> = (0..examples.len()).collect();
     let mut rng: u64 = seed;
     // Ham and spam weigh the same whatever their counts.
-    let spam = inputs.ends.iter().filter(|e| e.1).count().max(1) as f32;
-    let ham = inputs.ends.iter().filter(|e| !e.1).count().max(1) as f32;
+    let spam = examples.iter().filter(|e| e.1).count().max(1) as f32;
+    let ham = examples.iter().filter(|e| !e.1).count().max(1) as f32;
     let total = spam + ham;
     let (w_spam, w_ham) = (
         total / (2.0 * spam),
@@ -225,7 +205,7 @@ fn train_run(inputs: &Inputs, params: &TrainParams, n: usize, seed: u64) -> (Vec
         }
         let rate = params.learning_rate / ((epoch + 1) as f32).sqrt();
         for &i in &order {
-            let Some((features, is_spam)) = inputs.example(i) else {
+            let Some(&(features, is_spam)) = examples.get(i) else {
                 continue;
             };
             let norm = 1.0 / (features.len().max(1) as f32).sqrt();
@@ -233,25 +213,29 @@ fn train_run(inputs: &Inputs, params: &TrainParams, n: usize, seed: u64) -> (Vec
                 + norm
                     * features
                         .iter()
-                        .map(|&(b, x)| w[b as usize] * x)
+                        .map(|&f| {
+                            let [x, s] = w[(f >> shift) as usize & mask];
+                            x * s
+                        })
                         .sum::<f32>();
             let p = 1.0 / (1.0 + (-z).exp());
             let (y, cw) = if is_spam { (1.0, w_spam) } else { (0.0, w_ham) };
             let g = (y - p) * rate * cw;
             bias += g * 0.1;
-            for &(b, x) in features {
-                let b = b as usize;
-                w[b] += g * norm * x - params.l2 * w[b];
+            for &f in features {
+                let [x, s] = &mut w[(f >> shift) as usize & mask];
+                *x += g * norm * *s - params.l2 * *x;
             }
         }
         if params.average && 2 * (epoch + 1) > params.epochs {
-            for (a, x) in avg.iter_mut().zip(&w) {
+            for (a, [x, _]) in avg.iter_mut().zip(&w) {
                 *a += x;
             }
             avg_bias += bias;
             averaged += 1;
         }
     }
+    let mut w: Vec<f32> = w.into_iter().map(|[x, _]| x).collect();
     if averaged > 0 {
         let k = averaged as f32;
         for (x, a) in w.iter_mut().zip(&avg) {

@@ -416,9 +416,15 @@ pub fn features_with_rules(
         scan: Scan::new(Arc::clone(rules)),
         tokens: Tokenizer::new(None),
     };
+    // Made to measure: train and eval keep every message's features.
     let with_rules = |both: &Both| {
-        let mut f = both.tokens.features().as_slice().to_vec();
-        f.extend(rules.rule_features_of(&both.scan.rule_hits()));
+        let (tokens, hits) = (
+            both.tokens.features().as_slice(),
+            rules.rule_features_of(&both.scan.rule_hits()),
+        );
+        let mut f = Vec::with_capacity(tokens.len() + hits.len());
+        f.extend_from_slice(tokens);
+        f.extend(hits);
         f
     };
     // The features the relay scores: those at the scan window.
