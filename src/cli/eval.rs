@@ -36,8 +36,8 @@ use crate::cli::scan::{
     MAX_MIME_PARTS,
 };
 use crate::cli::train::{
-    features_with_rules, message_id, pick_params, prepare_each, read_internal_hosts, shared_ids,
-    train_on, EntryHop, Labelled, FINAL_RUNS, STEPS,
+    features_with_rules, message_id, pick_params, prepare_each, read_internal_hosts, train_on,
+    Copies, EntryHop, Labelled, FINAL_RUNS, STEPS,
 };
 use crate::config::{Config, Spam};
 use crate::message::MessageLimits;
@@ -473,12 +473,18 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
             hops as f64 / labels.len() as f64
         );
     }
-    let (copies, both) = shared_ids(&labels, &ids);
-    if copies > 0 {
+    let copies = Copies::of(&labels, &ids);
+    if copies.count > 0 {
+        let both = copies.both.iter().filter(|&&b| b).count();
         let _ = writeln!(
             out,
-            "{copies} messages with the Message-ID of an earlier one ({} under both labels): where a model trained on one copy judges another, the figures are optimistic\n",
-            both.iter().filter(|&&b| b).count()
+            "{} messages with the Message-ID of an earlier one ({both} under both labels){}\n",
+            copies.count,
+            if args.model.is_some() {
+                ""
+            } else {
+                ": each is in the fold of the first, and those under both labels are judged but not trained on"
+            }
         );
     }
     out.push_str(&table("rules only", &labels, &flagged, spam.threshold));
@@ -490,7 +496,9 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
         out.push_str(&text);
     } else {
         let k = args.folds.max(2);
-        let folds = assign_folds(&labels, k);
+        let mut folds = assign_folds(&labels, k);
+        let everyone: Vec<usize> = (0..labels.len()).collect();
+        copies.fold_together(&everyone, &mut folds);
         if let Some(path) = &args.folds_out {
             let mut text = String::from("path\tlabel\tsource\tfold\n");
             for (l, f) in labels.iter().zip(&folds) {
@@ -510,6 +518,7 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
             labels: &labels,
             internal: &internal,
             features: &features,
+            copies: &copies,
             folds: &folds,
             k,
         };
@@ -603,11 +612,12 @@ fn write_features(
 
 /// What every seed's cross-validation reads: the messages (read again for each seed's
 /// verdicts, with `internal`, the text of the `--internal-hosts` list), their features (read
-/// once) and the folds.
+/// once), their copies and the folds.
 struct Folded<'a> {
     labels: &'a [Labelled],
     internal: &'a str,
     features: &'a [Vec<u32>],
+    copies: &'a Copies,
     folds: &'a [usize],
     k: usize,
 }
@@ -656,13 +666,21 @@ fn cross_validate(
     let mut models: Vec<Arc<CompiledRules>> = Vec::with_capacity(data.k);
     for fold in 0..data.k {
         let t = Instant::now();
-        let train_here = |i: usize| data.folds.get(i) != Some(&fold);
+        // As `conbool train` trains: without the copies under both labels.
+        let train_here = |i: usize| data.folds.get(i) != Some(&fold) && data.copies.trained(i);
         let params = match args.ham_weight {
             Some(_) => params,
             None => {
                 let given = args.learning_rate.map(|s| [s]);
                 let steps = given.as_ref().map_or(STEPS, |s| s.as_slice());
-                let p = pick_params(data.features, data.labels, &params, steps, train_here);
+                let p = pick_params(
+                    data.features,
+                    data.labels,
+                    data.copies,
+                    &params,
+                    steps,
+                    train_here,
+                );
                 cv.picked
                     .push(format!("{}/{}", p.learning_rate, p.ham_weight));
                 p

@@ -12,7 +12,7 @@
 //!
 //! Also the shared pieces of `conbool eval`: [`read_labels`], [`prepare_each`] (and
 //! [`read_training_messages`], which holds what it reads), [`features_with_rules`],
-//! [`message_id`] and [`shared_ids`].
+//! [`message_id`] and [`Copies`].
 
 use std::io::Read;
 use std::ops::ControlFlow;
@@ -288,7 +288,10 @@ fn line_class(line: &[u8]) -> Option<LineClass> {
 }
 
 /// The `Message-ID` of a prepared message (the first such top-level field's value, unfolded,
-/// without whitespace), if it has one.
+/// without whitespace), as `<left@right>`, if it has one of that form with both sides
+/// non-empty (the angle brackets may be missing). A value without them names no message:
+/// archives anonymise IDs to `<@>` or to their host alone, and such messages are no copies
+/// of one another.
 pub fn message_id(m: &[u8]) -> Option<Vec<u8>> {
     let mut at = 0;
     let mut id: Option<Vec<u8>> = None;
@@ -314,35 +317,94 @@ pub fn message_id(m: &[u8]) -> Option<Vec<u8>> {
         .into_iter()
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
-    (!id.is_empty()).then_some(id)
+    let inner = match memchr::memchr(b'<', &id) {
+        Some(open) => {
+            let rest = &id[open + 1..];
+            &rest[..memchr::memchr(b'>', rest).unwrap_or(rest.len())]
+        }
+        None => &id[..],
+    };
+    let at = memchr::memrchr(b'@', inner)?;
+    if at == 0 || at + 1 == inner.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(inner.len() + 2);
+    out.push(b'<');
+    out.extend_from_slice(inner);
+    out.push(b'>');
+    Some(out)
 }
 
-/// Messages that share a `Message-ID` (`ids`, one per message, see [`message_id`]): how many
-/// have an earlier one with the same, and whether each one's `Message-ID` is under both labels
-/// (a copy kept as ham and another as spam teaches the model nothing but noise).
-pub fn shared_ids(labels: &[Labelled], ids: &[Option<Vec<u8>>]) -> (usize, Vec<bool>) {
-    let mut seen: std::collections::HashMap<&[u8], (bool, bool)> = Default::default();
-    let mut copies = 0;
-    for (l, id) in labels.iter().zip(ids) {
-        if let Some(id) = id {
-            let classes = seen.entry(id).or_default();
-            copies += usize::from(classes.0 || classes.1);
+/// The messages that share a `Message-ID` ([`message_id`]): a mailbox holds copies of a
+/// message (one in the inbox and one in an archive, or kept twice), and a copy judged by a
+/// model trained on another is no test of it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Copies {
+    /// Per message, the index of the first message with its `Message-ID` (its own when it has
+    /// none, or no earlier message has it).
+    pub first: Vec<usize>,
+    /// Per message, whether its `Message-ID` is under both labels: a copy kept as ham and
+    /// another as spam teaches the model nothing but noise, so neither is trained on.
+    pub both: Vec<bool>,
+    /// How many messages have the `Message-ID` of an earlier one.
+    pub count: usize,
+}
+
+impl Copies {
+    /// The copies among messages labelled `labels` with `ids` (one per message, see
+    /// [`message_id`]).
+    pub fn of(labels: &[Labelled], ids: &[Option<Vec<u8>>]) -> Copies {
+        // Per Message-ID: its first message and whether it is under spam, under ham.
+        let mut seen: std::collections::HashMap<&[u8], (usize, bool, bool)> = Default::default();
+        let mut first = Vec::with_capacity(ids.len());
+        for (i, (l, id)) in labels.iter().zip(ids).enumerate() {
+            let Some(id) = id else {
+                first.push(i);
+                continue;
+            };
+            let entry = seen.entry(id).or_insert((i, false, false));
+            first.push(entry.0);
             if l.spam {
-                classes.0 = true;
+                entry.1 = true;
             } else {
-                classes.1 = true;
+                entry.2 = true;
+            }
+        }
+        let both = ids
+            .iter()
+            .map(|id| {
+                id.as_ref()
+                    .and_then(|id| seen.get(id.as_slice()))
+                    .is_some_and(|&(_, spam, ham)| spam && ham)
+            })
+            .collect();
+        let count = first.iter().enumerate().filter(|&(i, &f)| f != i).count();
+        Copies { first, both, count }
+    }
+
+    /// Whether message `i` is trained on (its `Message-ID` is not under both labels).
+    pub fn trained(&self, i: usize) -> bool {
+        !self.both.get(i).copied().unwrap_or(false)
+    }
+
+    /// Puts the copies of a message among `members` in one fold, that of the first of them
+    /// (`folds[j]` is the fold of message `members[j]`; the others keep theirs).
+    pub fn fold_together(&self, members: &[usize], folds: &mut [usize]) {
+        // Per first message: where the first member with its Message-ID is in `members`.
+        let mut lead = vec![usize::MAX; self.first.len()];
+        for (j, &i) in members.iter().enumerate() {
+            let Some(slot) = self.first.get(i).and_then(|&f| lead.get_mut(f)) else {
+                continue;
+            };
+            if *slot == usize::MAX {
+                *slot = j;
+            } else if let Some(&fold) = folds.get(*slot) {
+                if let Some(mine) = folds.get_mut(j) {
+                    *mine = fold;
+                }
             }
         }
     }
-    let both = ids
-        .iter()
-        .map(|id| {
-            id.as_ref()
-                .and_then(|id| seen.get(id.as_slice()))
-                .is_some_and(|&(spam, ham)| spam && ham)
-        })
-        .collect();
-    (copies, both)
 }
 
 /// The header block of `m` (see [`prepared`]) to `out` without the fields that go. Returns
@@ -534,11 +596,13 @@ pub fn grid(params: &TrainParams, steps: &[f32]) -> Vec<TrainParams> {
 /// The inner cross-validation's held-out probabilities on `threads` threads: for each fold
 /// assignment of `salts` and each candidate of `grid` (salt outer), the probability of every
 /// message of `inside` (in that order) from the model trained on the other folds, or `None`
-/// when a model of that candidate could not be built. Each job is computed whole by one
-/// thread, so the result does not depend on `threads`.
+/// when a model of that candidate could not be built. A copy is in its first's fold
+/// ([`Copies::fold_together`]). Each job is computed whole by one thread, so the result does
+/// not depend on `threads`.
 fn inner_probabilities(
     features: &[Vec<u32>],
     labels: &[Labelled],
+    copies: &Copies,
     inside: &[usize],
     grid: &[TrainParams],
     salts: &[u64],
@@ -550,7 +614,11 @@ fn inner_probabilities(
         .collect();
     let folds: Vec<Vec<usize>> = salts
         .iter()
-        .map(|&salt| crate::cli::eval::assign_folds_salted(&sub, INNER_FOLDS, salt))
+        .map(|&salt| {
+            let mut folds = crate::cli::eval::assign_folds_salted(&sub, INNER_FOLDS, salt);
+            copies.fold_together(inside, &mut folds);
+            folds
+        })
         .collect();
     let jobs: Vec<(usize, usize)> = (0..salts.len())
         .flat_map(|s| (0..grid.len()).map(move |g| (s, g)))
@@ -604,23 +672,25 @@ fn inner_probabilities(
 /// messages `keep` accepts, repeated for each fold assignment of [`INNER_SALTS`]: the
 /// lowest [`soft_cost`] summed over every held-out message of every assignment. Ties go to
 /// the smaller step, then the lighter weight. Only the accepted messages are looked at, so
-/// evaluating on the others stays honest. The models train on one thread per core; the
-/// pick does not depend on how many.
+/// evaluating on the others stays honest, and the copies of a message share an inner fold.
+/// The models train on one thread per core; the pick does not depend on how many.
 pub fn pick_params(
     features: &[Vec<u32>],
     labels: &[Labelled],
+    copies: &Copies,
     params: &TrainParams,
     steps: &[f32],
     keep: impl Fn(usize) -> bool,
 ) -> TrainParams {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    pick_params_on(features, labels, params, steps, keep, threads)
+    pick_params_on(features, labels, copies, params, steps, keep, threads)
 }
 
 /// [`pick_params`] on `threads` threads.
 fn pick_params_on(
     features: &[Vec<u32>],
     labels: &[Labelled],
+    copies: &Copies,
     params: &TrainParams,
     steps: &[f32],
     keep: impl Fn(usize) -> bool,
@@ -628,7 +698,15 @@ fn pick_params_on(
 ) -> TrainParams {
     let inside: Vec<usize> = (0..labels.len()).filter(|&i| keep(i)).collect();
     let grid = grid(params, steps);
-    let probs = inner_probabilities(features, labels, &inside, &grid, INNER_SALTS, threads);
+    let probs = inner_probabilities(
+        features,
+        labels,
+        copies,
+        &inside,
+        &grid,
+        INNER_SALTS,
+        threads,
+    );
     // Summed in a fixed order (salt, then message), so the sums are the same every run. A
     // candidate with a model that could not be built is not picked.
     let mut costs = vec![0.0; grid.len()];
@@ -668,9 +746,9 @@ pub fn main(args: TrainArgs) -> ExitCode {
             ids.push(message_id(&m));
             Ok(())
         })?;
-        let (copies, both) = shared_ids(&labels, &ids);
-        let keep = |i: usize| !both.get(i).copied().unwrap_or(false);
-        let left_out = both.iter().filter(|&&b| b).count();
+        let copies = Copies::of(&labels, &ids);
+        let keep = |i: usize| copies.trained(i);
+        let left_out = copies.both.iter().filter(|&&b| b).count();
         let params = TrainParams {
             bits: args.bits,
             seed: args.seed,
@@ -679,7 +757,7 @@ pub fn main(args: TrainArgs) -> ExitCode {
         if !(8..=24).contains(&args.bits) {
             return Err(format!("--bits {} is outside 8 to 24", args.bits));
         }
-        let params = pick_params(&features, &labels, &params, STEPS, keep);
+        let params = pick_params(&features, &labels, &copies, &params, STEPS, keep);
         let params = TrainParams {
             runs: args.final_runs,
             ..params
@@ -698,10 +776,10 @@ pub fn main(args: TrainArgs) -> ExitCode {
             } else {
                 format!(", {hops} Received fields dropped as the receiving side's")
             },
-            if copies == 0 {
+            if copies.count == 0 {
                 String::new()
             } else {
-                format!(", {copies} with the Message-ID of an earlier one")
+                format!(", {} with the Message-ID of an earlier one", copies.count)
             },
             if left_out == 0 {
                 String::new()
@@ -751,6 +829,20 @@ mod tests {
             ("in_the_body_only", b"To: b\n\nMessage-ID: <5@x>\n", b""),
             ("empty", b"Message-ID: \r\n\r\n", b""),
             ("none", b"", b""),
+            ("no_brackets", b"Message-ID: 6@x\r\n", b"<6@x>"),
+            ("a_comment_after", b"Message-ID: <7@x> (by x)\r\n", b"<7@x>"),
+            ("last_at_splits", b"Message-ID: <a@b@c>\r\n", b"<a@b@c>"),
+            ("unclosed", b"Message-ID: <8@x\r\n", b"<8@x>"),
+            // Anonymised or broken: no message is named.
+            ("anonymised", b"Message-ID: <@>\r\n", b""),
+            (
+                "host_only",
+                b"Message-ID: <CH1PEPF0000A345.outlook.com>\r\n",
+                b"",
+            ),
+            ("no_left", b"Message-ID: <@x>\r\n", b""),
+            ("no_right", b"Message-ID: <9@>\r\n", b""),
+            ("empty_brackets", b"Message-ID: <>\r\n", b""),
         ];
         for (name, m, want) in ROWS {
             assert_eq!(message_id(m).unwrap_or_default(), *want, "{name}");
@@ -758,7 +850,7 @@ mod tests {
     }
 
     #[test]
-    fn shared_ids_counts_copies_and_both_labels() {
+    fn copies_count_firsts_and_both_labels() {
         let labelled = |spam: bool| Labelled {
             path: PathBuf::new(),
             name: String::new(),
@@ -772,9 +864,34 @@ mod tests {
             .collect();
         let id = |s: &str| Some(s.as_bytes().to_vec());
         let ids = [id("a"), id("a"), id("b"), id("c"), id("c"), None];
-        let (copies, both) = shared_ids(&labels, &ids);
-        assert_eq!(copies, 2);
-        assert_eq!(both, [false, false, false, true, true, false]);
+        let copies = Copies::of(&labels, &ids);
+        assert_eq!(copies.count, 2);
+        assert_eq!(copies.first, [0, 0, 2, 3, 3, 5]);
+        assert_eq!(copies.both, [false, false, false, true, true, false]);
+        let trained: Vec<bool> = (0..6).map(|i| copies.trained(i)).collect();
+        assert_eq!(trained, [true, true, true, false, false, true]);
+    }
+
+    /// A copy goes to its first's fold when that one is a member; the others keep theirs.
+    #[test]
+    fn copies_share_a_fold() {
+        let copies = Copies {
+            first: vec![0, 1, 0, 3, 1, 0],
+            both: vec![false; 6],
+            count: 3,
+        };
+        let mut folds = vec![0, 1, 2, 0, 2, 1];
+        copies.fold_together(&[0, 1, 2, 3, 4, 5], &mut folds);
+        assert_eq!(folds, [0, 1, 0, 0, 1, 0]);
+        // Members 2..6 only: 5 joins 2 (both copies of 0, which is not a member); 4 has no
+        // other copy among them.
+        let mut folds = vec![2, 0, 1, 1];
+        copies.fold_together(&[2, 3, 4, 5], &mut folds);
+        assert_eq!(folds, [2, 0, 1, 2]);
+        // Members 0, 4, 5: 5 joins 0.
+        let mut folds = vec![1, 0, 2];
+        copies.fold_together(&[0, 4, 5], &mut folds);
+        assert_eq!(folds, [1, 0, 1]);
     }
 
     /// Toy messages: spam and ham each have features of their own, and share others; a few
@@ -824,20 +941,28 @@ mod tests {
         let keep = |i: usize| i % 6 != 0;
         let inside: Vec<usize> = (0..labels.len()).filter(|&i| keep(i)).collect();
         let grid = grid(&params, STEPS);
-        let one = inner_probabilities(&features, &labels, &inside, &grid, INNER_SALTS, 1);
+        let copies = Copies::of(&labels, &vec![None; labels.len()]);
+        let one = inner_probabilities(&features, &labels, &copies, &inside, &grid, INNER_SALTS, 1);
         assert_eq!(one.len(), grid.len() * INNER_SALTS.len());
         assert!(one
             .iter()
             .all(|p| p.as_ref().is_some_and(|p| p.len() == inside.len())));
         for threads in [2, 5] {
-            let many =
-                inner_probabilities(&features, &labels, &inside, &grid, INNER_SALTS, threads);
+            let many = inner_probabilities(
+                &features,
+                &labels,
+                &copies,
+                &inside,
+                &grid,
+                INNER_SALTS,
+                threads,
+            );
             assert_eq!(one, many, "{threads} threads");
         }
         let picks: Vec<(f32, f32)> = [1, 1, 3]
             .iter()
             .map(|&t| {
-                let p = pick_params_on(&features, &labels, &params, STEPS, keep, t);
+                let p = pick_params_on(&features, &labels, &copies, &params, STEPS, keep, t);
                 (p.learning_rate, p.ham_weight)
             })
             .collect();

@@ -189,15 +189,30 @@ fn train_and_eval_from_a_maildir_and_an_mbox() {
             "--ham",
             "Maildir",
             "--folds",
-            "2",
+            "3",
+            "--folds-out",
+            "folds.tsv",
         ],
         &dir,
         None,
     );
     assert!(
-        out.contains("1 messages with the Message-ID of an earlier one (2 under both labels)"),
+        out.contains("1 messages with the Message-ID of an earlier one (2 under both labels): each is in the fold of the first, and those under both labels are judged but not trained on"),
         "{out}"
     );
+    // The copy (the mbox's ninth message) is in the fold of the ham message it copies (of
+    // three folds, it is dealt another one by itself).
+    let folds = std::fs::read_to_string(dir.0.join("folds.tsv")).expect("folds");
+    let fold_of = |name: &str| {
+        folds
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit('\t').next())
+            .map(str::to_owned)
+    };
+    let first = fold_of("Maildir/cur/0.host:2,S\t");
+    assert!(first.is_some(), "{folds}");
+    assert_eq!(fold_of("junk.mbox#9\t"), first, "{folds}");
     for row in ["junk.mbox ", "Maildir ", "pooled "] {
         assert!(
             out.lines().any(|l| l.starts_with(row)),
