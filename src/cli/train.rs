@@ -731,6 +731,28 @@ fn pick_params_on(
     best.map_or(*params, |(_, p)| p)
 }
 
+/// Fewer trained messages of a class than this and `conbool train` warns: SpamAssassin's
+/// Bayes scores nothing before it has learned 200 of each (`bayes_min_spam_num`,
+/// `bayes_min_ham_num`), and on the corpus the model still gains from 1,600 messages a class to
+/// 1,800 (README, "How much mail to train on").
+pub const FEW_OF_A_CLASS: usize = 200;
+
+/// What `conbool train` says of how many messages of each class it trains on: an error
+/// without any of one class (a model of one class flags all mail or none), a warning with
+/// fewer than [`FEW_OF_A_CLASS`] of one.
+pub fn class_counts_check(spam: usize, ham: usize) -> Result<Option<String>, String> {
+    if spam == 0 || ham == 0 {
+        return Err(format!(
+            "{spam} spam and {ham} ham to train on: a model needs messages of both"
+        ));
+    }
+    Ok((spam.min(ham) < FEW_OF_A_CLASS).then(|| {
+        format!(
+            "conbool train: warning: {spam} spam and {ham} ham to train on, fewer than {FEW_OF_A_CLASS} of a class (SpamAssassin's Bayes scores nothing before it has {FEW_OF_A_CLASS} of each); on the corpus the model still gains from 1,600 a class to 1,800 (README, \"How much mail to train on\")"
+        )
+    }))
+}
+
 /// Runs `conbool train`.
 pub fn main(args: TrainArgs) -> ExitCode {
     let started = Instant::now();
@@ -749,6 +771,13 @@ pub fn main(args: TrainArgs) -> ExitCode {
         let copies = Copies::of(&labels, &ids);
         let keep = |i: usize| copies.trained(i);
         let left_out = copies.both.iter().filter(|&&b| b).count();
+        let trained_spam = (0..labels.len())
+            .filter(|&i| keep(i) && labels.get(i).is_some_and(|l| l.spam))
+            .count();
+        let trained = labels.len() - left_out;
+        if let Some(warning) = class_counts_check(trained_spam, trained - trained_spam)? {
+            eprintln!("{warning}");
+        }
         let params = TrainParams {
             bits: args.bits,
             seed: args.seed,
@@ -847,6 +876,21 @@ mod tests {
         for (name, m, want) in ROWS {
             assert_eq!(message_id(m).unwrap_or_default(), *want, "{name}");
         }
+    }
+
+    #[test]
+    fn class_counts_rows() {
+        assert!(class_counts_check(0, 500).is_err());
+        assert!(class_counts_check(500, 0).is_err());
+        assert!(class_counts_check(0, 0).is_err());
+        for (spam, ham) in [(199, 500), (500, 199), (1, 1)] {
+            let warning = class_counts_check(spam, ham).expect("trains");
+            assert!(
+                warning.is_some_and(|w| w.contains(&format!("{spam} spam and {ham} ham"))),
+                "{spam}/{ham}"
+            );
+        }
+        assert_eq!(class_counts_check(200, 200), Ok(None));
     }
 
     #[test]

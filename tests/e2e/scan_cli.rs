@@ -7,6 +7,17 @@ use std::process::{Command, Stdio};
 use crate::temp::TempDir;
 
 fn conbool(args: &[&str], dir: &TempDir, stdin: Option<&[u8]>) -> String {
+    let out = run(args, dir, stdin);
+    assert!(
+        out.status.success(),
+        "conbool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// Runs conbool in `dir` with `args`, `stdin` on its standard input, whatever it exits with.
+fn run(args: &[&str], dir: &TempDir, stdin: Option<&[u8]>) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_conbool"))
         .args(args)
         .current_dir(&dir.0)
@@ -18,13 +29,7 @@ fn conbool(args: &[&str], dir: &TempDir, stdin: Option<&[u8]>) -> String {
     let mut input = child.stdin.take().expect("stdin");
     input.write_all(stdin.unwrap_or_default()).expect("stdin");
     drop(input);
-    let out = child.wait_with_output().expect("runs");
-    assert!(
-        out.status.success(),
-        "conbool {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8")
+    child.wait_with_output().expect("runs")
 }
 
 fn ham(i: usize) -> String {
@@ -61,6 +66,42 @@ fn scan_says_where_each_rule_hit() {
         json.contains(r#"{"rule":"CLICK_HERE","score":1.2,"target":"body","match":"click here","context":"Claim your prize now, click here: http://bit.ly/x1"}"#),
         "{json}"
     );
+}
+
+/// A training set of one class is refused; one with few of a class trains, with a warning.
+#[test]
+fn train_needs_both_classes_and_warns_on_few() {
+    let dir = TempDir::new("train-classes");
+    let mut labels = String::from("path\tlabel\tsource\n");
+    for i in 0..3 {
+        dir.write(&format!("ham{i}.eml"), &ham(i));
+        labels.push_str(&format!("ham{i}.eml\tham\tt\n"));
+    }
+    dir.write("ham.tsv", &labels);
+    let args = ["train", "--labels", "ham.tsv", "--out", "t.model"];
+    let out = run(&args, &dir, None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("0 spam and 3 ham to train on: a model needs messages of both"),
+        "{err}"
+    );
+    assert!(!dir.0.join("t.model").exists(), "no model written");
+    dir.write("spam0.eml", &spam(0));
+    labels.push_str("spam0.eml\tspam\tt\n");
+    dir.write("both.tsv", &labels);
+    let out = run(
+        &["train", "--labels", "both.tsv", "--out", "t.model"],
+        &dir,
+        None,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: 1 spam and 3 ham to train on, fewer than 200 of a class"),
+        "{err}"
+    );
+    assert!(dir.0.join("t.model").exists(), "the model is written");
 }
 
 #[test]
