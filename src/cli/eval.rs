@@ -474,12 +474,12 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
         );
     }
     let copies = Copies::of(&labels, &ids);
-    if copies.count > 0 {
-        let both = copies.both.iter().filter(|&&b| b).count();
+    let count = copies.count();
+    if count > 0 {
         let _ = writeln!(
             out,
-            "{} messages with the Message-ID of an earlier one ({both} under both labels){}\n",
-            copies.count,
+            "{count} messages with the Message-ID of an earlier one ({} under both labels){}\n",
+            copies.left_out(),
             if args.model.is_some() {
                 ""
             } else {

@@ -346,8 +346,6 @@ pub struct Copies {
     /// Per message, whether its `Message-ID` is under both labels: a copy kept as ham and
     /// another as spam teaches the model nothing but noise, so neither is trained on.
     pub both: Vec<bool>,
-    /// How many messages have the `Message-ID` of an earlier one.
-    pub count: usize,
 }
 
 impl Copies {
@@ -378,8 +376,21 @@ impl Copies {
                     .is_some_and(|&(_, spam, ham)| spam && ham)
             })
             .collect();
-        let count = first.iter().enumerate().filter(|&(i, &f)| f != i).count();
-        Copies { first, both, count }
+        Copies { first, both }
+    }
+
+    /// How many messages have the `Message-ID` of an earlier one.
+    pub fn count(&self) -> usize {
+        self.first
+            .iter()
+            .enumerate()
+            .filter(|&(i, &f)| f != i)
+            .count()
+    }
+
+    /// How many messages are not trained on (see [`Copies::both`]).
+    pub fn left_out(&self) -> usize {
+        self.both.iter().filter(|&&b| b).count()
     }
 
     /// Whether message `i` is trained on (its `Message-ID` is not under both labels).
@@ -770,7 +781,7 @@ pub fn main(args: TrainArgs) -> ExitCode {
         })?;
         let copies = Copies::of(&labels, &ids);
         let keep = |i: usize| copies.trained(i);
-        let left_out = copies.both.iter().filter(|&&b| b).count();
+        let left_out = copies.left_out();
         let trained_spam = (0..labels.len())
             .filter(|&i| keep(i) && labels.get(i).is_some_and(|l| l.spam))
             .count();
@@ -805,10 +816,9 @@ pub fn main(args: TrainArgs) -> ExitCode {
             } else {
                 format!(", {hops} Received fields dropped as the receiving side's")
             },
-            if copies.count == 0 {
-                String::new()
-            } else {
-                format!(", {} with the Message-ID of an earlier one", copies.count)
+            match copies.count() {
+                0 => String::new(),
+                n => format!(", {n} with the Message-ID of an earlier one"),
             },
             if left_out == 0 {
                 String::new()
@@ -909,7 +919,8 @@ mod tests {
         let id = |s: &str| Some(s.as_bytes().to_vec());
         let ids = [id("a"), id("a"), id("b"), id("c"), id("c"), None];
         let copies = Copies::of(&labels, &ids);
-        assert_eq!(copies.count, 2);
+        assert_eq!(copies.count(), 2);
+        assert_eq!(copies.left_out(), 2);
         assert_eq!(copies.first, [0, 0, 2, 3, 3, 5]);
         assert_eq!(copies.both, [false, false, false, true, true, false]);
         let trained: Vec<bool> = (0..6).map(|i| copies.trained(i)).collect();
@@ -922,8 +933,8 @@ mod tests {
         let copies = Copies {
             first: vec![0, 1, 0, 3, 1, 0],
             both: vec![false; 6],
-            count: 3,
         };
+        assert_eq!(copies.count(), 3);
         let mut folds = vec![0, 1, 2, 0, 2, 1];
         copies.fold_together(&[0, 1, 2, 3, 4, 5], &mut folds);
         assert_eq!(folds, [0, 1, 0, 0, 1, 0]);
