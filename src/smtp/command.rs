@@ -278,6 +278,15 @@ fn is_atext(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b) || b >= 0x80
 }
 
+/// Whether `local@domain` (without brackets) is a mailbox that `MAIL FROM:<...>` and `RCPT
+/// TO:<...>` accept: for clients that take addresses from elsewhere (a message's header) and
+/// must not offer what a server refuses.
+pub fn is_mailbox(local: &str, domain: &str) -> bool {
+    let s = format!("<{local}@{domain}>");
+    !s.bytes().any(|b| b < 0x20 || b == 0x7f)
+        && matches!(path(s.as_bytes(), false), Ok((Some(_), rest)) if rest.is_empty())
+}
+
 /// `<[source-route:]local@domain>` or `<>` (`None`), then the parameter text after it.
 /// `postmaster_ok` allows `<Postmaster>` without a domain (RCPT only, RFC 5321 §4.1.1.3).
 fn path(s: &[u8], postmaster_ok: bool) -> Result<(Option<Mailbox>, &[u8]), SessionError> {
@@ -832,5 +841,22 @@ mod tests {
         assert!(mailbox("a", "b").is_ascii());
         assert!(!mailbox("jörg", "b").is_ascii());
         assert!(ReversePath::Null.is_ascii());
+    }
+
+    #[test]
+    fn mailboxes_a_path_takes() {
+        for (local, domain, ok) in [
+            ("a", "example.com", true),
+            ("\"a b\"", "example.com", true),
+            ("jörg", "example.com", true),
+            ("bounces+1-a=<domain>", "sendgrid.example", false),
+            ("a", "b@example.com", false),
+            ("a b", "example.com", false),
+            ("a\r", "example.com", false),
+            ("a", "", false),
+            ("", "example.com", false),
+        ] {
+            assert_eq!(is_mailbox(local, domain), ok, "{local}@{domain}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::smtp::command::{ForwardPath, Mailbox, ReversePath};
+use crate::smtp::command::{is_mailbox, ForwardPath, Mailbox, ReversePath};
 
 /// Files larger than this are skipped (counted in [`Corpus::skipped`]).
 pub const MAX_MESSAGE_BYTES: u64 = 64 * 1024 * 1024;
@@ -267,8 +267,9 @@ fn addresses(list: &str) -> Vec<Mailbox> {
             None => spec,
         };
         if let Some((local, domain)) = spec.trim().rsplit_once('@') {
-            let ok = |s: &str| !s.is_empty() && !s.contains(char::is_whitespace);
-            if ok(local) && ok(domain) {
+            // Anonymised or broken headers hold things like `a=<domain>@b.example`, which a
+            // server refuses (`501 5.5.4`): such an address is skipped, not sent.
+            if is_mailbox(local, domain) {
                 out.push(mailbox(local, domain));
             }
         }
@@ -380,6 +381,18 @@ mod tests {
                 b"From: <@relay.example,@b.example:u@example.com>\nTo: v@example.com\n\n",
                 Some("u@example.com"),
                 &["v@example.com"],
+            ),
+            (
+                "unsendable_return_path_falls_back_to_from",
+                b"Return-Path: <bounces+1-a=<domain>@sendgrid.example>\r\nFrom: citi <c@example.com>\r\nTo: <user@>, b@example.com, x y@example.com\r\n\r\n",
+                Some("c@example.com"),
+                &["b@example.com"],
+            ),
+            (
+                "no_sendable_address",
+                b"Return-Path: <MAILER-DAEMON>\r\nFrom: invalid-email-format\r\nCc: <a@b@example.com>\r\n\r\n",
+                None,
+                &[],
             ),
         ];
         for (name, input, from, rcpts) in ROWS {
