@@ -31,7 +31,9 @@
 //! them scores well on archives and fails in production. `Return-Path`, which final delivery
 //! writes from the envelope, is read from the envelope at the relay
 //! ([`Tokenizer::envelope_sender`]), so a model trained on delivered mail sees the same field
-//! there.
+//! there. At the relay every message has one; an archived message without the field (150 of
+//! the corpus's 2,010 spam, 4 of its ham) is read as mail whose envelope sender is not known,
+//! not as mail without one (tokenizer version 12).
 #![forbid(unsafe_code)]
 
 mod hops;

@@ -811,6 +811,15 @@ impl<const NAMES: bool> Tokenizer<NAMES> {
         if std::mem::replace(&mut self.facts.header_done, true) {
             return;
         }
+        // A message read from a file without a `Return-Path` (no envelope given, none in the
+        // file) is treated as the relay would see it, with some envelope sender whose address
+        // is not known: the field is there, its domain relation is not counted.
+        let no_sender = self.facts.present & RETURN_PATH_BIT == 0;
+        if no_sender {
+            self.facts.present |= RETURN_PATH_BIT;
+            self.name(RETURN_PATH_NAME, || "field Return-Path".into());
+            self.add(RETURN_PATH_NAME);
+        }
         for (i, (&h, name)) in ABSENT.iter().zip(PRESENCE).enumerate() {
             if self.facts.present & (1 << i) == 0 {
                 self.name(h, || format!("no {} field", shown(name)));
@@ -820,6 +829,9 @@ impl<const NAMES: bool> Tokenizer<NAMES> {
         let domains = self.facts.domains;
         let from = domains[0];
         for (i, other) in domains.iter().enumerate().skip(1) {
+            if no_sender && i == 2 {
+                continue;
+            }
             let r = match (from, *other) {
                 (0, 0) => 0,
                 (0, _) => 1,
@@ -1207,6 +1219,10 @@ const SEED_HOST: u64 = 0xB000;
 const SEED_DOMAIN: u64 = 0xC000;
 const SEED_PATH: u64 = 0xD000;
 const SEED_ABSENT: u64 = 0xE000;
+/// [`PRESENCE`]'s bit for `Return-Path`.
+const RETURN_PATH_BIT: u16 = 1 << 8;
+/// The name token of a `Return-Path` field as [`Tokenizer::envelope_sender`] gives it.
+const RETURN_PATH_NAME: u64 = hash_const(SEED_NAME, b"Return-Path");
 const SEED_RELATION: u64 = 0xF000;
 const SEED_DKIM: u64 = 0x1_0000;
 const SEED_URLS: u64 = 0x1_1000;
@@ -1959,7 +1975,24 @@ mod tests {
         );
         assert_ne!(features(None, None), delivered);
         // The null sender is `Return-Path: <>`.
-        assert_eq!(features(Some(b""), None), features(None, Some(b"<>")));
+        let null = features(Some(b""), None);
+        assert_eq!(null, features(None, Some(b"<>")));
+        // A file without `Return-Path` reads as mail with an envelope sender not known: the
+        // field is there (no `no Return-Path field` token, which the relay never sees), and
+        // its domain is not compared with `From`'s. Only that comparison differs from the null
+        // sender's.
+        assert_eq!(PRESENCE[8], b"return-path");
+        assert_eq!(DOMAIN_FIELDS[2], b"return-path");
+        let unknown = features(None, None);
+        assert!(!unknown.contains(&fold(ABSENT[8]).max(1)));
+        assert!(unknown.contains(&fold(RETURN_PATH_NAME).max(1)));
+        let extra: Vec<u32> = null
+            .iter()
+            .filter(|f| !unknown.contains(f))
+            .copied()
+            .collect();
+        assert_eq!(extra, [fold(RELATION[2][2]).max(1)]);
+        assert!(unknown.iter().all(|f| null.contains(f)));
     }
 
     /// The order of the top-level fields is a feature; the fields the tokenizer skips and
