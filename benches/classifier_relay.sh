@@ -22,13 +22,9 @@ ROOT=$(pwd)
 OUT=${CLASSIFIER_OUT:-$ROOT/benches/classifier-relay.md}
 LABELS=${LABELS:-$ROOT/../shared/corpus/labels.tsv}
 HOSTS="$ROOT/benches/corpus-internal-hosts.txt"
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=benches/common.sh
+source "$ROOT/benches/common.sh"
+bench_scratch
 
 if [ -n "${QUICK:-}" ]; then EVERY=${EVERY:-8} REPEATS=${REPEATS:-1} ROUNDS=${ROUNDS:-2}
 else EVERY=${EVERY:-1} REPEATS=${REPEATS:-5} ROUNDS=${ROUNDS:-3}; fi
@@ -43,8 +39,6 @@ if [ ! -f "$LABELS" ]; then
 fi
 cargo build --release --quiet
 BIN="$ROOT/target/release/conbool"
-# shellcheck source=benches/common.sh
-source "$ROOT/benches/common.sh"
 
 # The messages, every EVERY-th line of the labels, as *.eml files for the replayer.
 mkdir -p "$WORK/corpus"
@@ -102,19 +96,15 @@ A_PID=$!; PIDS+=("$A_PID")
 B_PID=$!; PIDS+=("$B_PID")
 for p in "$SINK_A" "$SINK_B" "$RELAY_A" "$RELAY_B" "$METRICS_B"; do wait_port "$p"; done
 
-# run_ns PID: nanoseconds its threads have run on a CPU (/proc/PID/task/*/schedstat; finer
-# than the jiffies of /proc/PID/stat, which a run of a second counts in hundreds).
-run_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f\n", s}'; }
-
 # run_one NAME PORT PID → one run's numbers as JSON
 run_one() {
     local name=$1 port=$2 pid=$3 r0 r1 json
-    r0=$(run_ns "$pid")
+    r0=$(proc_run_ns "$pid")
     json=$("$BIN" replay --to "127.0.0.1:$port" --corpus "$WORK/corpus" --sessions "$SESSIONS" \
         --messages "$MESSAGES" --to-rcpt user@example.com --json --quiet)
-    r1=$(run_ns "$pid")
+    r1=$(proc_run_ns "$pid")
     python3 - "$name" "$json" "$((r1 - r0))" <<'PY'
-import json, os, sys
+import json, sys
 name, rep, cpu = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
 acc = max(rep["accepted"], 1)
 print(json.dumps({"name": name, "msgs": rep["msgs_per_sec"], "accepted": rep["accepted"],

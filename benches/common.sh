@@ -1,4 +1,17 @@
-# Shell helpers shared by benches/compare.sh and benches/tls_relay.sh (sourced).
+# Shell helpers shared by the bench scripts (sourced).
+
+# bench_scratch: a scratch directory in WORK and a PIDS array; on exit every process in PIDS
+# is killed and WORK removed.
+bench_scratch() {
+    WORK=$(mktemp -d)
+    PIDS=()
+    trap bench_cleanup EXIT
+}
+bench_cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
 
 # wait_port PORT: until something listens on 127.0.0.1:PORT (10 s at most).
 wait_port() {
@@ -13,6 +26,11 @@ wait_port() {
 
 # proc_cpu PID: the process's CPU jiffies so far (user+system).
 proc_cpu() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# proc_run_ns PID: nanoseconds the process's threads have run on a CPU so far (schedstat):
+# finer than proc_cpu's jiffies, which count a run of a second in tens. `%.0f`, not `%d`:
+# mawk's `%d` stops at 2^31.
+proc_run_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 
 # make_corpus DIR KIB: 20 plain-text messages of about KIB KiB each in DIR.
 make_corpus() {

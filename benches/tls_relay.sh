@@ -14,19 +14,12 @@ ROOT=$(pwd)
 KIB=${KIB:-2} SESSIONS=${SESSIONS:-16} MESSAGES=${MESSAGES:-10000} ROUNDS=${ROUNDS:-2}
 BASE=${PORT_BASE:-27500}
 PLAIN_SINK=$BASE PLAIN_RELAY=$((BASE + 1)) TLS_SINK=$((BASE + 2)) TLS_RELAY=$((BASE + 3))
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=benches/common.sh
+source "$ROOT/benches/common.sh"
+bench_scratch
 
 [ -n "${NO_BUILD:-}" ] || cargo build --release --quiet
 BIN="$ROOT/target/release/conbool"
-
-# shellcheck source=benches/common.sh
-source "$ROOT/benches/common.sh"
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
     -subj /CN=mail.conbool.com -addext "subjectAltName=DNS:mail.conbool.com,IP:127.0.0.1" \
@@ -64,18 +57,18 @@ for p in "$PLAIN_SINK" "$TLS_SINK" "$PLAIN_RELAY" "$TLS_RELAY"; do wait_port "$p
 run_one() { # run_one NAME PORT RELAY_PID [replay flags...]
     local name=$1 port=$2 pid=$3 r0 r1 json
     shift 3
-    r0=$(proc_cpu "$pid")
+    r0=$(proc_run_ns "$pid")
     json=$("$BIN" replay --to "127.0.0.1:$port" --corpus "$WORK/corpus" --sessions "$SESSIONS" \
         --messages "$MESSAGES" --json --quiet "$@")
-    r1=$(proc_cpu "$pid")
+    r1=$(proc_run_ns "$pid")
     python3 - "$name" "$json" "$((r1 - r0))" <<'PY'
-import json, os, sys
+import json, sys
 name, rep, cpu = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
 acc = max(rep["accepted"], 1)
 print(json.dumps({"name": name, "msgs": rep["msgs_per_sec"], "accepted": rep["accepted"],
                   "attempted": rep["attempted"],
                   "p99_us": rep["latency_us"]["end_of_data"]["p99"],
-                  "cpu_ms": cpu * 1000 / os.sysconf("SC_CLK_TCK") / acc}))
+                  "cpu_ms": cpu / 1e6 / acc}))
 PY
 }
 
