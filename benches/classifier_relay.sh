@@ -96,28 +96,11 @@ A_PID=$!; PIDS+=("$A_PID")
 B_PID=$!; PIDS+=("$B_PID")
 for p in "$SINK_A" "$SINK_B" "$RELAY_A" "$RELAY_B" "$METRICS_B"; do wait_port "$p"; done
 
-# run_one NAME PORT PID → one run's numbers as JSON
-run_one() {
-    local name=$1 port=$2 pid=$3 r0 r1 json
-    r0=$(proc_run_ns "$pid")
-    json=$("$BIN" replay --to "127.0.0.1:$port" --corpus "$WORK/corpus" --sessions "$SESSIONS" \
-        --messages "$MESSAGES" --to-rcpt user@example.com --json --quiet)
-    r1=$(proc_run_ns "$pid")
-    python3 - "$name" "$json" "$((r1 - r0))" <<'PY'
-import json, sys
-name, rep, cpu = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
-acc = max(rep["accepted"], 1)
-print(json.dumps({"name": name, "msgs": rep["msgs_per_sec"], "accepted": rep["accepted"],
-                  "attempted": rep["attempted"], "p99_us": rep["latency_us"]["end_of_data"]["p99"],
-                  "relay_ms": cpu / 1e6 / acc}))
-PY
-}
-
 echo "classifier at the relay: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $COUNT messages (every ${EVERY}th of the labelled corpus), $SESSIONS sessions, one worker a relay, medians of $REPEATS alternating runs" >"$WORK/header"
 : >"$WORK/rows"
 for i in $(seq 1 "$REPEATS"); do
-    a=$(run_one rules "$RELAY_A" "$A_PID")
-    b=$(run_one model "$RELAY_B" "$B_PID")
+    a=$(replay_run rules "$RELAY_A" "$A_PID" --to-rcpt user@example.com)
+    b=$(replay_run model "$RELAY_B" "$B_PID" --to-rcpt user@example.com)
     printf '%s\t%s\n' "$a" "$b" >>"$WORK/rows"
     echo "  run $i of $REPEATS done" >&2
 done
@@ -147,9 +130,9 @@ print(open(sys.argv[2]).read().strip())
 print()
 print("| relay | msg/s | relay CPU ms/msg | p99 end of data µs |")
 print("|---|---|---|---|")
-print(f"| rules alone | {med(lambda a, b: a['msgs']):.0f} | {med(lambda a, b: a['relay_ms']):.4f} | {med(lambda a, b: a['p99_us']):.0f} |")
-print(f"| rules and model | {med(lambda a, b: b['msgs']):.0f} | {med(lambda a, b: b['relay_ms']):.4f} | {med(lambda a, b: b['p99_us']):.0f} |")
-print(f"| model ÷ rules | {med(lambda a, b: b['msgs'] / a['msgs']):.2f} | {med(lambda a, b: b['relay_ms'] / max(a['relay_ms'], 1e-9)):.2f} | {med(lambda a, b: b['p99_us'] / max(a['p99_us'], 1)):.2f} |")
+print(f"| rules alone | {med(lambda a, b: a['msgs']):.0f} | {med(lambda a, b: a['cpu_ms']):.4f} | {med(lambda a, b: a['p99_us']):.0f} |")
+print(f"| rules and model | {med(lambda a, b: b['msgs']):.0f} | {med(lambda a, b: b['cpu_ms']):.4f} | {med(lambda a, b: b['p99_us']):.0f} |")
+print(f"| model ÷ rules | {med(lambda a, b: b['msgs'] / a['msgs']):.2f} | {med(lambda a, b: b['cpu_ms'] / max(a['cpu_ms'], 1e-9)):.2f} | {med(lambda a, b: b['p99_us'] / max(a['p99_us'], 1)):.2f} |")
 print()
 print(f"Flagged by the relay with the model: {flagged} of {count * passes} relayed ({expected} of the "
       f"{count} files by `conbool scan --model`; each file went through it {passes} times).")

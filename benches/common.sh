@@ -32,6 +32,27 @@ proc_cpu() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # mawk's `%d` stops at 2^31.
 proc_run_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 
+# replay_run NAME PORT PID [replay flags...]: `conbool replay` ($BIN) of $WORK/corpus, $SESSIONS
+# sessions, $MESSAGES messages, to 127.0.0.1:PORT, as one JSON object: name, msgs (a second),
+# accepted, attempted, p99_us (end of data) and cpu_ms (PID's run time a message accepted).
+replay_run() {
+    local name=$1 port=$2 pid=$3 r0 r1 json
+    shift 3
+    r0=$(proc_run_ns "$pid")
+    json=$("$BIN" replay --to "127.0.0.1:$port" --corpus "$WORK/corpus" --sessions "$SESSIONS" \
+        --messages "$MESSAGES" --json --quiet "$@")
+    r1=$(proc_run_ns "$pid")
+    python3 - "$name" "$json" "$((r1 - r0))" <<'PY'
+import json, sys
+name, rep, cpu = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+acc = max(rep["accepted"], 1)
+print(json.dumps({"name": name, "msgs": rep["msgs_per_sec"], "accepted": rep["accepted"],
+                  "attempted": rep["attempted"],
+                  "p99_us": rep["latency_us"]["end_of_data"]["p99"],
+                  "cpu_ms": cpu / 1e6 / acc}))
+PY
+}
+
 # make_corpus DIR KIB: 20 plain-text messages of about KIB KiB each in DIR.
 make_corpus() {
     local dir=$1 kib=$2 i

@@ -54,30 +54,12 @@ PLAIN_PID=$!; PIDS+=("$PLAIN_PID")
 TLS_PID=$!; PIDS+=("$TLS_PID")
 for p in "$PLAIN_SINK" "$TLS_SINK" "$PLAIN_RELAY" "$TLS_RELAY"; do wait_port "$p"; done
 
-run_one() { # run_one NAME PORT RELAY_PID [replay flags...]
-    local name=$1 port=$2 pid=$3 r0 r1 json
-    shift 3
-    r0=$(proc_run_ns "$pid")
-    json=$("$BIN" replay --to "127.0.0.1:$port" --corpus "$WORK/corpus" --sessions "$SESSIONS" \
-        --messages "$MESSAGES" --json --quiet "$@")
-    r1=$(proc_run_ns "$pid")
-    python3 - "$name" "$json" "$((r1 - r0))" <<'PY'
-import json, sys
-name, rep, cpu = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
-acc = max(rep["accepted"], 1)
-print(json.dumps({"name": name, "msgs": rep["msgs_per_sec"], "accepted": rep["accepted"],
-                  "attempted": rep["attempted"],
-                  "p99_us": rep["latency_us"]["end_of_data"]["p99"],
-                  "cpu_ms": cpu / 1e6 / acc}))
-PY
-}
-
 echo "tls_relay: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $KIB KiB × $SESSIONS sessions × $MESSAGES messages, $ROUNDS alternating rounds"
 ROWS="$WORK/rows"
 : >"$ROWS"
 for round in $(seq 1 "$ROUNDS"); do
-    run_one plain "$PLAIN_RELAY" "$PLAIN_PID" >>"$ROWS"
-    run_one tls "$TLS_RELAY" "$TLS_PID" --starttls --tls-name mail.conbool.com >>"$ROWS"
+    replay_run plain "$PLAIN_RELAY" "$PLAIN_PID" >>"$ROWS"
+    replay_run tls "$TLS_RELAY" "$TLS_PID" --starttls --tls-name mail.conbool.com >>"$ROWS"
 done
 python3 - "$ROWS" <<'PY'
 import json, sys
