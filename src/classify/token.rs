@@ -171,7 +171,7 @@ const fn domain(i: u32) -> u32 {
 /// [`PRESENCE`] index in bits 8 to 15 and the [`DOMAIN_FIELDS`] index in bits 16 to 23
 /// (a test checks it against the lists).
 #[inline(always)]
-fn field_flags(lname: &[u8]) -> u32 {
+const fn field_flags(lname: &[u8]) -> u32 {
     match lname {
         b"subject" => F_FULL | presence(9),
         b"from" => F_FULL | F_ADDRESS | domain(0),
@@ -668,7 +668,7 @@ impl<const NAMES: bool> Tokenizer<NAMES> {
         value.push(b'<');
         value.extend_from_slice(sender);
         value.push(b'>');
-        self.header(0, b"Return-Path", &value);
+        self.header(0, RETURN_PATH, &value);
         self.facts.envelope_sender = true;
     }
 
@@ -814,9 +814,10 @@ impl<const NAMES: bool> Tokenizer<NAMES> {
         // A message read from a file without a `Return-Path` (no envelope given, none in the
         // file) is treated as the relay would see it, with some envelope sender whose address
         // is not known: the field is there, its domain relation is not counted.
-        let no_sender = self.facts.present & RETURN_PATH_BIT == 0;
+        let return_path_bit = 1 << RETURN_PATH_PRESENCE;
+        let no_sender = self.facts.present & return_path_bit == 0;
         if no_sender {
-            self.facts.present |= RETURN_PATH_BIT;
+            self.facts.present |= return_path_bit;
             self.name(RETURN_PATH_NAME, || "field Return-Path".into());
             self.add(RETURN_PATH_NAME);
         }
@@ -829,7 +830,7 @@ impl<const NAMES: bool> Tokenizer<NAMES> {
         let domains = self.facts.domains;
         let from = domains[0];
         for (i, other) in domains.iter().enumerate().skip(1) {
-            if no_sender && i == 2 {
+            if no_sender && i == RETURN_PATH_DOMAIN {
                 continue;
             }
             let r = match (from, *other) {
@@ -1219,10 +1220,16 @@ const SEED_HOST: u64 = 0xB000;
 const SEED_DOMAIN: u64 = 0xC000;
 const SEED_PATH: u64 = 0xD000;
 const SEED_ABSENT: u64 = 0xE000;
-/// [`PRESENCE`]'s bit for `Return-Path`.
-const RETURN_PATH_BIT: u16 = 1 << 8;
-/// The name token of a `Return-Path` field as [`Tokenizer::envelope_sender`] gives it.
-const RETURN_PATH_NAME: u64 = hash_const(SEED_NAME, b"Return-Path");
+/// The field [`Tokenizer::envelope_sender`] gives, as it names it.
+const RETURN_PATH: &[u8] = b"Return-Path";
+/// [`field_flags`] of [`RETURN_PATH`].
+const RETURN_PATH_FLAGS: u32 = field_flags(b"return-path");
+/// [`RETURN_PATH`]'s index in [`PRESENCE`].
+const RETURN_PATH_PRESENCE: usize = ((RETURN_PATH_FLAGS >> 8) & 15) as usize;
+/// [`RETURN_PATH`]'s index in [`DOMAIN_FIELDS`].
+const RETURN_PATH_DOMAIN: usize = ((RETURN_PATH_FLAGS >> 16) & 7) as usize;
+/// [`RETURN_PATH`]'s name token.
+const RETURN_PATH_NAME: u64 = hash_const(SEED_NAME, RETURN_PATH);
 const SEED_RELATION: u64 = 0xF000;
 const SEED_DKIM: u64 = 0x1_0000;
 const SEED_URLS: u64 = 0x1_1000;
@@ -1981,17 +1988,18 @@ mod tests {
         // field is there (no `no Return-Path field` token, which the relay never sees), and
         // its domain is not compared with `From`'s. Only that comparison differs from the null
         // sender's.
-        assert_eq!(PRESENCE[8], b"return-path");
-        assert_eq!(DOMAIN_FIELDS[2], b"return-path");
+        assert_eq!(PRESENCE[RETURN_PATH_PRESENCE], b"return-path");
+        assert_eq!(DOMAIN_FIELDS[RETURN_PATH_DOMAIN], b"return-path");
         let unknown = features(None, None);
-        assert!(!unknown.contains(&fold(ABSENT[8]).max(1)));
+        assert!(!unknown.contains(&fold(ABSENT[RETURN_PATH_PRESENCE]).max(1)));
         assert!(unknown.contains(&fold(RETURN_PATH_NAME).max(1)));
         let extra: Vec<u32> = null
             .iter()
             .filter(|f| !unknown.contains(f))
             .copied()
             .collect();
-        assert_eq!(extra, [fold(RELATION[2][2]).max(1)]);
+        // Relation 2: `From` has a domain, the null sender none.
+        assert_eq!(extra, [fold(RELATION[RETURN_PATH_DOMAIN][2]).max(1)]);
         assert!(unknown.iter().all(|f| null.contains(f)));
     }
 
