@@ -24,12 +24,9 @@ wait_port() {
     return 1
 }
 
-# proc_cpu PID: the process's CPU jiffies so far (user+system).
-proc_cpu() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-
 # proc_run_ns PID: nanoseconds the process's threads have run on a CPU so far (schedstat):
-# finer than proc_cpu's jiffies, which count a run of a second in tens. `%.0f`, not `%d`:
-# mawk's `%d` stops at 2^31.
+# finer than /proc/PID/stat's jiffies, which count a run of a second in tens. `%.0f`, not
+# `%d`: mawk's `%d` stops at 2^31.
 proc_run_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 
 # replay_run NAME PORT PID [replay flags...]: `conbool replay` ($BIN) of $WORK/corpus, $SESSIONS

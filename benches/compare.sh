@@ -60,8 +60,18 @@ BIN="$ROOT/target/release/conbool"
 # shellcheck source=benches/common.sh
 source "$ROOT/benches/common.sh"
 
-# cpu_total: jiffies of all CPUs (user+nice+system+irq+softirq).
-cpu_total() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
+# cpu_total_ns: CPU time of the whole machine so far, in nanoseconds: the root cgroup's
+# `cpuacct.usage` where there is one (cgroup v1), else `usage_usec` of cgroup v2's `cpu.stat`,
+# else /proc/stat's jiffies (user+nice+system+irq+softirq, 10 ms steps).
+cpu_total_ns() {
+    if [ -r /sys/fs/cgroup/cpuacct/cpuacct.usage ]; then
+        cat /sys/fs/cgroup/cpuacct/cpuacct.usage
+    elif [ -r /sys/fs/cgroup/cpu.stat ]; then
+        awk '/^usage_usec /{printf "%.0f\n", $2 * 1000}' /sys/fs/cgroup/cpu.stat
+    else
+        awk -v hz="$(getconf CLK_TCK)" '/^cpu /{printf "%.0f\n", ($2+$3+$4+$7+$8) * 1e9 / hz}' /proc/stat
+    fi
+}
 
 postfix_setup() {
     postfix stop >/dev/null 2>&1 || true
@@ -90,22 +100,21 @@ MAIN
 run_one() {
     local name=$1 port=$2 corpus=$3 sessions=$4 sink_pid=$5 relay_pid=$6
     local c0 s0 r0 c1 s1 r1 json replay_cpu
-    c0=$(cpu_total); s0=$(proc_cpu "$sink_pid"); r0=$( [ -n "$relay_pid" ] && proc_cpu "$relay_pid" || echo 0)
+    c0=$(cpu_total_ns); s0=$(proc_run_ns "$sink_pid"); r0=$( [ -n "$relay_pid" ] && proc_run_ns "$relay_pid" || echo 0)
     json=$("${LOAD[@]}" "$BIN" replay --to "127.0.0.1:$port" --corpus "$corpus" --sessions "$sessions" \
         --messages "$MESSAGES" --json --quiet)
-    c1=$(cpu_total); s1=$(proc_cpu "$sink_pid"); r1=$( [ -n "$relay_pid" ] && proc_cpu "$relay_pid" || echo 0)
+    c1=$(cpu_total_ns); s1=$(proc_run_ns "$sink_pid"); r1=$( [ -n "$relay_pid" ] && proc_run_ns "$relay_pid" || echo 0)
     python3 - "$name" "$json" "$((c1 - c0))" "$((s1 - s0))" "$((r1 - r0))" <<'PY'
-import json, sys, os
+import json, sys
 name, rep = sys.argv[1], json.loads(sys.argv[2])
 total, sink, relay = (int(x) for x in sys.argv[3:6])
-hz = os.sysconf("SC_CLK_TCK")
 acc = max(rep["accepted"], 1)
 # Relay CPU: the conbool process when known; otherwise everything but the sink and replay
 # (the replayer's own CPU is not in /proc after it exits, so it is estimated from run (a)).
 print(json.dumps({"name": name, "msgs": rep["msgs_per_sec"], "p99_us": rep["latency_us"]["end_of_data"]["p99"],
                   "accepted": rep["accepted"], "attempted": rep["attempted"],
-                  "total_ms": total * 1000 / hz / acc, "sink_ms": sink * 1000 / hz / acc,
-                  "relay_ms": relay * 1000 / hz / acc}))
+                  "total_ms": total / 1e6 / acc, "sink_ms": sink / 1e6 / acc,
+                  "relay_ms": relay / 1e6 / acc}))
 PY
 }
 
