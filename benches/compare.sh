@@ -99,7 +99,7 @@ MAIN
 # run_one NAME PORT CORPUS SESSIONS SINK_PID RELAY_PID → one table row's numbers
 run_one() {
     local name=$1 port=$2 corpus=$3 sessions=$4 sink_pid=$5 relay_pid=$6
-    local c0 s0 r0 c1 s1 r1 json replay_cpu
+    local c0 s0 r0 c1 s1 r1 json
     c0=$(cpu_total_ns); s0=$(proc_run_ns "$sink_pid"); r0=$( [ -n "$relay_pid" ] && proc_run_ns "$relay_pid" || echo 0)
     json=$("${LOAD[@]}" "$BIN" replay --to "127.0.0.1:$port" --corpus "$corpus" --sessions "$sessions" \
         --messages "$MESSAGES" --json --quiet)
