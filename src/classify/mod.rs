@@ -16,9 +16,11 @@
 //!
 //! Tokens ([`Tokenizer`]):
 //! - each top-level header field's name as sent (`MIME-Version` and `Mime-Version` differ);
-//! - words of top-level header values, prefixed by the lower-cased field name, and the domain
-//!   of address fields; values of `Date` and signature fields are left out (their words are
-//!   timestamps and base64), digits-only words in headers other than `Subject` too;
+//! - words of the values of the top-level header fields a short list names (`Subject`, the
+//!   address fields, `Received`, `Content-Type`, the mailer, the list fields...), prefixed by
+//!   the lower-cased field name, and the domain of address fields; digits-only words in headers
+//!   other than `Subject` are left out, and the values of other fields (`Date`, signatures,
+//!   ids, a platform's own `X-` fields) are not read (tokenizer version 13);
 //! - media type, transfer encoding and disposition of MIME parts; file-name extensions; the
 //!   number of parts (cumulative buckets); the top-level media type (HTML-only mail);
 //! - words and word pairs of the decoded text (HTML already reduced to text);

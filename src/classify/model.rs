@@ -22,7 +22,7 @@ use std::fmt;
 pub const MODEL_VERSION: u32 = 1;
 /// Version of the tokens and their hashing ([`crate::classify::Tokenizer`]); a model trained
 /// with another is refused.
-pub const TOKENIZER_VERSION: u32 = 12;
+pub const TOKENIZER_VERSION: u32 = 13;
 const MAGIC: &[u8; 8] = b"CBMODEL\n";
 const HEADER_BYTES: usize = 32;
 /// Fewest hash bits a model may have.
