@@ -70,7 +70,7 @@ fn bench(c: &mut Criterion) {
         .map(|(m, s)| (features_with_rules(&rules, limits, m), *s))
         .collect();
     let examples: Vec<(&[u32], bool)> = features.iter().map(|(f, s)| (f.as_slice(), *s)).collect();
-    let model = Arc::new(train(&examples, &TrainParams::default()).expect("trains"));
+    let model = Arc::new(train(&examples, &[], &TrainParams::default()).expect("trains"));
     let with_model = Arc::new(
         CompiledRules::compile(&[source], 5.0)
             .expect("compiles")

@@ -115,6 +115,11 @@ pub struct EvalArgs {
     /// cross-validation; `false`: plain logistic regression).
     #[arg(long, default_value_t = TrainParams::default().evidence, action = clap::ArgAction::Set)]
     pub evidence: bool,
+    /// With the evidence, limit a feature's evidence towards spam to what each source (the
+    /// labels file's third column) that holds ham and spam confirms (`false`: from all
+    /// messages pooled).
+    #[arg(long, default_value_t = TrainParams::default().consistent, action = clap::ArgAction::Set)]
+    pub consistent_evidence: bool,
     /// Differently shuffled training runs averaged into each model of the inner
     /// cross-validation that picks the step and ham weight.
     #[arg(long, default_value_t = TrainParams::default().runs)]
@@ -651,6 +656,7 @@ fn cross_validate(
             .unwrap_or(TrainParams::default().learning_rate),
         l2: args.l2,
         evidence: args.evidence,
+        consistent: args.consistent_evidence,
         ham_weight: args.ham_weight.unwrap_or(TrainParams::default().ham_weight),
         average: args.average,
         runs: args.runs,

@@ -545,14 +545,30 @@ pub fn train_on(
     params: &TrainParams,
     keep: impl Fn(usize) -> bool,
 ) -> Result<Model, String> {
-    let examples: Vec<(&[u32], bool)> = features
+    let ids = source_ids(labels);
+    let (examples, sources): (Vec<(&[u32], bool)>, Vec<u16>) = features
         .iter()
         .zip(labels)
+        .zip(ids)
         .enumerate()
         .filter(|(i, _)| keep(*i))
-        .map(|(_, (f, l))| (f.as_slice(), l.spam))
-        .collect();
-    train(&examples, params).map_err(|e| e.to_string())
+        .map(|(_, ((f, l), id))| ((f.as_slice(), l.spam), id))
+        .unzip();
+    train(&examples, &sources, params).map_err(|e| e.to_string())
+}
+
+/// Each message's source as a number, in the order the sources first come in `labels` (the
+/// 65,536th and later share the last number): what [`train`] compares the evidence of
+/// ([`TrainParams::consistent`]).
+pub fn source_ids(labels: &[Labelled]) -> Vec<u16> {
+    let mut seen: std::collections::HashMap<&str, u16> = std::collections::HashMap::new();
+    labels
+        .iter()
+        .map(|l| {
+            let next = seen.len().min(usize::from(u16::MAX)) as u16;
+            *seen.entry(l.source.as_str()).or_insert(next)
+        })
+        .collect()
 }
 
 /// Ham weights [`pick_params`] chooses from.
@@ -625,6 +641,7 @@ fn inner_probabilities(
         .iter()
         .filter_map(|&i| labels.get(i).cloned())
         .collect();
+    let ids = source_ids(labels);
     let folds: Vec<Vec<usize>> = salts
         .iter()
         .map(|&salt| {
@@ -640,13 +657,16 @@ fn inner_probabilities(
         let mut p = vec![0.5; inside.len()];
         let (folds, params) = (folds.get(s)?, grid.get(g)?);
         for fold in 0..INNER_FOLDS {
-            let examples: Vec<(&[u32], bool)> = inside
+            let (examples, sources): (Vec<(&[u32], bool)>, Vec<u16>) = inside
                 .iter()
                 .zip(folds)
                 .filter(|(_, &f)| f != fold)
-                .filter_map(|(&i, _)| Some((features.get(i)?.as_slice(), labels.get(i)?.spam)))
-                .collect();
-            let model = train(&examples, params).ok()?;
+                .filter_map(|(&i, _)| {
+                    let example = (features.get(i)?.as_slice(), labels.get(i)?.spam);
+                    Some((example, *ids.get(i)?))
+                })
+                .unzip();
+            let model = train(&examples, &sources, params).ok()?;
             for ((&i, &f), q) in inside.iter().zip(folds).zip(p.iter_mut()) {
                 if let (true, Some(x)) = (f == fold, features.get(i)) {
                     *q = model.probability(x);

@@ -441,7 +441,7 @@ fn rules_with_toy_model() -> Arc<CompiledRules> {
         ));
     }
     let examples: Vec<(&[u32], bool)> = features.iter().map(|(f, s)| (f.as_slice(), *s)).collect();
-    let model = crate::classify::train(&examples, &crate::classify::TrainParams::default())
+    let model = crate::classify::train(&examples, &[], &crate::classify::TrainParams::default())
         .expect("trains");
     let rules = CompiledRules::compile(
         &[crate::rules::RuleSource {
