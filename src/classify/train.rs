@@ -91,7 +91,9 @@ fn mix(mut z: u64) -> u64 {
 }
 
 /// Trains a model on `(features, is_spam)` examples: the average of [`TrainParams::runs`]
-/// runs over differently shuffled orders (seeded by [`TrainParams::seed`]).
+/// runs over differently shuffled orders (seeded by [`TrainParams::seed`]). `sources` holds
+/// each example's source (any numbering), whose agreement limits the evidence
+/// ([`TrainParams::consistent`]); empty when the examples are of one source.
 pub fn train(
     examples: &[(&[u32], bool)],
     sources: &[u16],
