@@ -31,7 +31,7 @@ pub struct TrainParams {
     /// is 1 (plain logistic regression).
     pub evidence: bool,
     /// With [`TrainParams::evidence`] and examples from several sources: a feature's evidence
-    /// towards spam is no more than each source that knows it confirms ([`consistent`]).
+    /// towards spam is no more than each source that knows it confirms (`consistent` below).
     pub consistent: bool,
     /// Weight of a ham example relative to a spam one (after both classes are balanced):
     /// above 1 a false positive costs more than a missed spam.
