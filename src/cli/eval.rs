@@ -36,8 +36,8 @@ use crate::cli::scan::{
     MAX_MIME_PARTS,
 };
 use crate::cli::train::{
-    features_with_rules, message_id, pick_params, prepare_each, read_internal_hosts, train_on,
-    Copies, EntryHop, Labelled, FINAL_RUNS, STEPS,
+    features_with_rules, message_id, pick_params, prepare_each, read_internal_hosts, sources_of,
+    train_on, Copies, EntryHop, Labelled, FINAL_RUNS, STEPS,
 };
 use crate::config::{Config, Spam};
 use crate::message::MessageLimits;
@@ -291,18 +291,13 @@ pub fn table(title: &str, labels: &[Labelled], flagged: &[bool], threshold: f64)
 /// [`table`] over several runs on the same messages: with more than one, the counts of false
 /// positives and spam caught are the means of a run, the rates those of all runs together.
 pub fn table_of_runs(title: &str, labels: &[Labelled], runs: &[&[bool]], threshold: f64) -> String {
-    let mut sources: Vec<(&str, Tally)> = Vec::new();
+    let (names, at) = sources_of(labels);
+    let mut sources: Vec<(&str, Tally)> =
+        names.into_iter().map(|s| (s, Tally::default())).collect();
     let mut pooled = Tally::default();
     for flagged in runs {
-        for (l, &f) in labels.iter().zip(flagged.iter()) {
-            let at = match sources.iter().position(|(s, _)| *s == l.source) {
-                Some(at) => at,
-                None => {
-                    sources.push((&l.source, Tally::default()));
-                    sources.len() - 1
-                }
-            };
-            if let Some((_, t)) = sources.get_mut(at) {
+        for ((l, &f), &i) in labels.iter().zip(flagged.iter()).zip(&at) {
+            if let Some((_, t)) = sources.get_mut(i) {
                 t.add(l.spam, f);
             }
             pooled.add(l.spam, f);
@@ -348,16 +343,11 @@ pub fn table_of_runs(title: &str, labels: &[Labelled], runs: &[&[bool]], thresho
 
 /// Per source: mean distinct features per message and the share of messages at the bound.
 fn feature_counts(labels: &[Labelled], features: &[Vec<u32>]) -> String {
-    let mut sources: Vec<(&str, usize, usize, usize)> = Vec::new();
-    for (l, f) in labels.iter().zip(features) {
-        let at = match sources.iter().position(|s| s.0 == l.source) {
-            Some(at) => at,
-            None => {
-                sources.push((&l.source, 0, 0, 0));
-                sources.len() - 1
-            }
-        };
-        if let Some(s) = sources.get_mut(at) {
+    let (names, at) = sources_of(labels);
+    let mut sources: Vec<(&str, usize, usize, usize)> =
+        names.into_iter().map(|s| (s, 0, 0, 0)).collect();
+    for (f, &i) in features.iter().zip(&at) {
+        if let Some(s) = sources.get_mut(i) {
             s.1 += 1;
             s.2 += f.len();
             s.3 += usize::from(f.len() >= crate::classify::MAX_TOKENS);

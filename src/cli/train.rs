@@ -557,17 +557,28 @@ pub fn train_on(
     train(&examples, &sources, params).map_err(|e| e.to_string())
 }
 
-/// Each message's source as a number, in the order the sources first come in `labels` (the
-/// 65,536th and later share the last number): what [`train`] compares the evidence of
-/// ([`TrainParams::consistent`]).
-pub fn source_ids(labels: &[Labelled]) -> Vec<u16> {
-    let mut seen: std::collections::HashMap<&str, u16> = std::collections::HashMap::new();
-    labels
+/// The sources of `labels` in the order they first come, and each message's index into them.
+pub fn sources_of(labels: &[Labelled]) -> (Vec<&str>, Vec<usize>) {
+    let mut names: Vec<&str> = Vec::new();
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let at = labels
         .iter()
         .map(|l| {
-            let next = seen.len().min(usize::from(u16::MAX)) as u16;
-            *seen.entry(l.source.as_str()).or_insert(next)
+            *seen.entry(l.source.as_str()).or_insert_with(|| {
+                names.push(l.source.as_str());
+                names.len() - 1
+            })
         })
+        .collect();
+    (names, at)
+}
+
+/// Each message's source as a number ([`sources_of`]; the 65,536th source and later share
+/// the last number): what [`train`] compares the evidence of ([`TrainParams::consistent`]).
+pub fn source_ids(labels: &[Labelled]) -> Vec<u16> {
+    let (_, at) = sources_of(labels);
+    at.into_iter()
+        .map(|i| i.min(usize::from(u16::MAX)) as u16)
         .collect()
 }
 
