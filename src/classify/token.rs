@@ -1750,6 +1750,13 @@ mod tests {
         v
     }
 
+    /// The features of a message of the header block `headers` ([`feed_header`]) alone.
+    fn header_features(headers: &[(&[u8], &[u8])]) -> Vec<u32> {
+        let mut t = Tokenizer::new(None);
+        feed_header(&mut t, headers);
+        sorted(&t.into_features())
+    }
+
     /// A top-level header block of `headers`, then a text/plain part starts.
     fn feed_header<const NAMES: bool>(t: &mut Tokenizer<NAMES>, headers: &[(&[u8], &[u8])]) {
         for &(name, value) in headers {
@@ -2003,11 +2010,7 @@ mod tests {
     /// `Return-Path` are not in it.
     #[test]
     fn the_order_of_the_fields_is_a_feature() {
-        let features = |headers: &[(&[u8], &[u8])]| {
-            let mut t = Tokenizer::new(None);
-            feed_header(&mut t, headers);
-            sorted(&t.into_features())
-        };
+        let features = header_features;
         let from: (&[u8], &[u8]) = (b"From", b"<news@shop.example>");
         let to: (&[u8], &[u8]) = (b"To", b"<me@home.example>");
         let subject: (&[u8], &[u8]) = (b"Subject", b"hello");
@@ -2034,11 +2037,8 @@ mod tests {
     /// is the time of the collection, at the relay today's.
     #[test]
     fn the_time_of_a_hop_is_not_a_token() {
-        let features = |received: &[u8]| {
-            let mut t = Tokenizer::new(None);
-            feed_header(&mut t, &[(b"Received", received), (b"Subject", b"hello")]);
-            sorted(&t.into_features())
-        };
+        let features =
+            |received: &[u8]| header_features(&[(b"Received", received), (b"Subject", b"hello")]);
         let hop = b"from mx.sender.example (mx.sender.example [192.0.2.7]) by mail.example.org";
         let dated = [&hop[..], b"; Tue, 1 Oct 2002 10:11:12 +0100"].concat();
         assert_eq!(features(&dated), features(hop));
@@ -2049,12 +2049,8 @@ mod tests {
     /// token: its value gives none; a listed field's value does.
     #[test]
     fn only_listed_fields_values_are_read() {
-        let features = |fields: &[(&[u8], &[u8])]| {
-            let mut t = Tokenizer::new(None);
-            feed_header(&mut t, fields);
-            sorted(&t.into_features())
-        };
-        let named = |name: &[u8], value: &[u8]| features(&[(b"Subject", b"hello"), (name, value)]);
+        let named =
+            |name: &[u8], value: &[u8]| header_features(&[(b"Subject", b"hello"), (name, value)]);
         assert_eq!(
             named(b"X-Campaign", b"spring sale newsletter"),
             named(b"X-Campaign", b"")
