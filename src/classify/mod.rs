@@ -49,4 +49,4 @@ pub use token::{
     is_collection_artefact, registrable, rule_feature, Features, Tokenizer, MAX_TEXT_BYTES,
     MAX_TOKENS, MAX_TOKEN_BYTES,
 };
-pub use train::{train, TrainParams};
+pub use train::{scale_of, train, train_on_threads, train_scaled, Scale, TrainParams};

@@ -27,7 +27,7 @@ pub struct TrainParams {
     /// L2 decay of each weight an example touches, per example (not scaled by the step): the
     /// weights of features in most messages (`text: you`) shrink the most.
     pub l2: f32,
-    /// Scale each feature by its naive-Bayes evidence ([`evidence`]); without it every feature
+    /// Scale each feature by its naive-Bayes evidence ([`scale_of`]); without it every feature
     /// is 1 (plain logistic regression).
     pub evidence: bool,
     /// With [`TrainParams::evidence`] and examples from several sources: a feature's evidence
@@ -99,25 +99,84 @@ pub fn train(
     sources: &[u16],
     params: &TrainParams,
 ) -> Result<Model, ModelError> {
+    train_on_threads(examples, sources, params, 1)
+}
+
+/// [`train`] with its runs on up to `threads` threads at a time. The runs' weights are added
+/// in run order, as [`train`] adds them, so the model is the same bytes on any number of
+/// threads; the runs of one batch are held until the batch is added (`threads` times the
+/// weight table).
+pub fn train_on_threads(
+    examples: &[(&[u32], bool)],
+    sources: &[u16],
+    params: &TrainParams,
+    threads: usize,
+) -> Result<Model, ModelError> {
+    train_scaled(
+        examples,
+        &scale_of(examples, sources, params),
+        params,
+        threads,
+    )
+}
+
+/// Each hash bucket's scale in training ([`scale_of`]): it sets the model's hash bits too.
+#[derive(Clone, Debug)]
+pub struct Scale(Vec<f32>);
+
+/// Each bucket's scale in training on `examples` with `params`: its evidence (the
+/// naive-Bayes log ratio made consistent across `sources`, see [`train`]), or 1 without
+/// [`TrainParams::evidence`]. It depends on the examples, their sources and the hash bits
+/// only, so models of other steps and weights on the same examples can share it
+/// ([`train_scaled`]).
+pub fn scale_of(examples: &[(&[u32], bool)], sources: &[u16], params: &TrainParams) -> Scale {
     let n = 1usize << params.bits.clamp(8, 24);
-    let runs = params.runs.max(1);
-    let scale = if params.evidence {
+    Scale(if params.evidence {
         let sources = if params.consistent { sources } else { &[] };
         evidence(examples, sources, n)
     } else {
         vec![1.0; n]
-    };
+    })
+}
+
+/// [`train_on_threads`] with each bucket's scale given: [`scale_of`] of the same examples
+/// and sources (its hash bits, not `params`', are the model's).
+pub fn train_scaled(
+    examples: &[(&[u32], bool)],
+    scale: &Scale,
+    params: &TrainParams,
+    threads: usize,
+) -> Result<Model, ModelError> {
+    let (scale, n) = (scale.0.as_slice(), scale.0.len());
+    let runs = params.runs.max(1);
+    let threads = threads.clamp(1, runs as usize) as u32;
+    let one = |run: u32| train_run(examples, scale, params, run_seed(params.seed, run));
     let mut w = vec![0f32; n];
     let mut bias = 0f32;
-    for run in 0..runs {
-        let (rw, rb) = train_run(examples, &scale, params, run_seed(params.seed, run));
-        for (x, r) in w.iter_mut().zip(&rw) {
-            *x += r;
+    for first in (0..runs).step_by(threads as usize) {
+        let batch: Vec<(Vec<f32>, f32)> = if threads == 1 {
+            vec![one(first)]
+        } else {
+            std::thread::scope(|s| {
+                let others: Vec<_> = (first + 1..(first + threads).min(runs))
+                    .map(|run| s.spawn(move || one(run)))
+                    .collect();
+                let mut batch = vec![one(first)];
+                for h in others {
+                    batch.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+                }
+                batch
+            })
+        };
+        for (rw, rb) in batch {
+            for (x, r) in w.iter_mut().zip(&rw) {
+                *x += r;
+            }
+            bias += rb;
         }
-        bias += rb;
     }
     let k = runs as f32;
-    for (x, s) in w.iter_mut().zip(&scale) {
+    for (x, s) in w.iter_mut().zip(scale) {
         // Divided first: without the evidence (a scale of 1) the weights are the plain
         // trainer's, bit for bit.
         *x = *x / k * s;
@@ -396,6 +455,25 @@ mod tests {
         assert_eq!(with(3), with(3));
         assert_ne!(with(1), with(3));
         assert_eq!(with(0), with(1), "0 runs is one run");
+    }
+
+    /// Runs spread over threads are added in run order: the same model bytes on any number
+    /// of threads, also when the runs do not fill the last batch, and with a source per
+    /// example.
+    #[test]
+    fn threads_do_not_change_the_model() {
+        let (spam, ham) = toy();
+        let ex = examples(&spam, &ham);
+        let sources: Vec<u16> = (0..ex.len()).map(|i| (i % 3) as u16).collect();
+        let params = TrainParams {
+            runs: 5,
+            ..TrainParams::default()
+        };
+        let one = train(&ex, &sources, &params).expect("trains").to_bytes();
+        for threads in [0, 2, 3, 5, 8] {
+            let many = train_on_threads(&ex, &sources, &params, threads).expect("trains");
+            assert_eq!(many.to_bytes(), one, "{threads} threads");
+        }
     }
 
     /// The evidence of a bucket follows the shares of spam and ham with a feature in it: none

@@ -24,8 +24,8 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::classify::{
-    is_collection_artefact, is_receiving_trace, train, Fate, Hop, InternalHosts, Model, Tokenizer,
-    TrainParams, Walk,
+    is_collection_artefact, is_receiving_trace, scale_of, train_on_threads, train_scaled, Fate,
+    Hop, InternalHosts, Model, Tokenizer, TrainParams, Walk,
 };
 use crate::cli::mailboxes::{read_message, LabelledInput};
 use crate::cli::scan::{
@@ -225,7 +225,7 @@ pub fn without_artefacts(message: &[u8]) -> Vec<u8> {
 
 /// The message `m` as the relay would have scanned it, as far as a collected message tells:
 /// without its mbox `From ` line or a line that the tool that saved it wrote above it
-/// ([`is_capture_line`]), without the top-level header fields that
+/// (`is_capture_line`), without the top-level header fields that
 /// [`is_collection_artefact`] names (each with its continuation lines: the collectors' own
 /// fields, other filters' verdicts and final delivery's fields, which
 /// `../shared/corpus/README.md` says to leave out of features *and rules* and to measure
@@ -239,7 +239,7 @@ pub fn without_artefacts(message: &[u8]) -> Vec<u8> {
 /// for other filters, byte for byte. The header block is the one the relay's parser reads:
 /// fields and their continuation lines up to an empty line or to the first line that is
 /// neither, which starts the body. Every field
-/// is judged on its value as the parser gives it to the tokenizer ([`field_value`]), so the
+/// is judged on its value as the parser gives it to the tokenizer (`field_value`), so the
 /// tokenizer's own walk at the relay (`spam.internal_hosts`) leaves what this leaves (test
 /// `the_tokenizer_walks_as_train_prepares`). When every field of the header block goes, what
 /// follows is prepared as a message of its own (an mbox `From ` line or a saving tool's line
@@ -538,7 +538,8 @@ pub fn training_rules() -> Result<Arc<CompiledRules>, String> {
     )
 }
 
-/// Trains a model on the messages whose index `keep` accepts.
+/// Trains a model on the messages whose index `keep` accepts, its runs on one thread per core
+/// (the same model on any number).
 pub fn train_on(
     features: &[Vec<u32>],
     labels: &[Labelled],
@@ -554,7 +555,8 @@ pub fn train_on(
         .filter(|(i, _)| keep(*i))
         .map(|(_, ((f, l), id))| ((f.as_slice(), l.spam), id))
         .unzip();
-    train(&examples, &sources, params).map_err(|e| e.to_string())
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    train_on_threads(&examples, &sources, params, threads).map_err(|e| e.to_string())
 }
 
 /// The sources of `labels` in the order they first come, and each message's index into them.
@@ -574,7 +576,8 @@ pub fn sources_of(labels: &[Labelled]) -> (Vec<&str>, Vec<usize>) {
 }
 
 /// Each message's source as a number ([`sources_of`]; the 65,536th source and later share
-/// the last number): what [`train`] compares the evidence of ([`TrainParams::consistent`]).
+/// the last number): what [`scale_of`] compares the evidence of
+/// ([`TrainParams::consistent`]).
 pub fn source_ids(labels: &[Labelled]) -> Vec<u16> {
     let (_, at) = sources_of(labels);
     at.into_iter()
@@ -661,23 +664,37 @@ fn inner_probabilities(
             folds
         })
         .collect();
+    // Each inner fold's training examples and their scale, which the candidates share (they
+    // differ in step and ham weight only).
+    let scale_params = grid.first().copied().unwrap_or_default();
+    let training: Vec<Vec<_>> = folds
+        .iter()
+        .map(|folds| {
+            (0..INNER_FOLDS)
+                .map(|fold| {
+                    let (examples, sources): (Vec<(&[u32], bool)>, Vec<u16>) = inside
+                        .iter()
+                        .zip(folds)
+                        .filter(|(_, &f)| f != fold)
+                        .filter_map(|(&i, _)| {
+                            let example = (features.get(i)?.as_slice(), labels.get(i)?.spam);
+                            Some((example, *ids.get(i)?))
+                        })
+                        .unzip();
+                    let scale = scale_of(&examples, &sources, &scale_params);
+                    (examples, scale)
+                })
+                .collect()
+        })
+        .collect();
     let jobs: Vec<(usize, usize)> = (0..salts.len())
         .flat_map(|s| (0..grid.len()).map(move |g| (s, g)))
         .collect();
     let held_out = |(s, g): (usize, usize)| -> Option<Vec<f64>> {
         let mut p = vec![0.5; inside.len()];
         let (folds, params) = (folds.get(s)?, grid.get(g)?);
-        for fold in 0..INNER_FOLDS {
-            let (examples, sources): (Vec<(&[u32], bool)>, Vec<u16>) = inside
-                .iter()
-                .zip(folds)
-                .filter(|(_, &f)| f != fold)
-                .filter_map(|(&i, _)| {
-                    let example = (features.get(i)?.as_slice(), labels.get(i)?.spam);
-                    Some((example, *ids.get(i)?))
-                })
-                .unzip();
-            let model = train(&examples, &sources, params).ok()?;
+        for (fold, (examples, scale)) in training.get(s)?.iter().enumerate() {
+            let model = train_scaled(examples, scale, params, 1).ok()?;
             for ((&i, &f), q) in inside.iter().zip(folds).zip(p.iter_mut()) {
                 if let (true, Some(x)) = (f == fold, features.get(i)) {
                     *q = model.probability(x);
