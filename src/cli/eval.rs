@@ -5,7 +5,8 @@
 //!
 //! Without `--model` it is K-fold cross-validation: messages are split into K folds (each
 //! source's ham and spam spread evenly, by a hash of the path, so the split is the same on
-//! every run), and each fold is judged by a model trained on the other K−1. With `--model` the
+//! every run; `--split N` salts the hash for another), and each fold is judged by a model
+//! trained on the other K−1. With `--model` the
 //! given model judges every message (held-out only if it was trained on other messages).
 //! The folds do not move with `--seed`, the training runs' shuffles do: `--seeds 0-6`
 //! cross-validates once per seed on the same folds and features and adds the mean of a run and
@@ -52,6 +53,12 @@ pub struct EvalArgs {
     /// Folds of the cross-validation (ignored with --model).
     #[arg(long, default_value_t = 5)]
     pub folds: usize,
+    /// Which split into folds: 0 orders each source's ham and spam by a hash of their paths
+    /// and deals them out in turn; another number salts that hash, for another split as even
+    /// per source and label. The figures move with the split more than with the seed, so
+    /// compare settings over several.
+    #[arg(long, default_value_t = 0, conflicts_with = "model")]
+    pub split: u64,
     /// Judge every message with this model instead of cross-validating.
     #[arg(long, value_name = "MODEL")]
     pub model: Option<PathBuf>,
@@ -491,7 +498,7 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
         out.push_str(&text);
     } else {
         let k = args.folds.max(2);
-        let mut folds = assign_folds(&labels, k);
+        let mut folds = assign_folds_salted(&labels, k, args.split);
         let everyone: Vec<usize> = (0..labels.len()).collect();
         copies.fold_together(&everyone, &mut folds);
         if let Some(path) = &args.folds_out {
@@ -551,8 +558,12 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
                     cv.picked.join(" ")
                 )
             };
+            let split = match args.split {
+                0 => String::new(),
+                n => format!("split {n}, "),
+            };
             let title = format!(
-                "rules + classifier, {k}-fold cross-validation (seed {seed}, {} runs per model, {} inner; training {:.2} s per fold{picked})",
+                "rules + classifier, {k}-fold cross-validation ({split}seed {seed}, {} runs per model, {} inner; training {:.2} s per fold{picked})",
                 args.final_runs.max(1),
                 args.runs.max(1),
                 cv.train_s / k as f64
@@ -1216,16 +1227,26 @@ mod tests {
             })
             .collect();
         let folds = assign_folds(&labels, 5);
-        for f in 0..5 {
-            for (src, spam) in [("a", true), ("a", false), ("b", true), ("b", false)] {
-                let n = labels
-                    .iter()
-                    .zip(&folds)
-                    .filter(|(l, &g)| g == f && l.source == src && l.spam == spam)
-                    .count();
-                assert_eq!(n, 2, "fold {f} {src} {spam}");
+        // `--split`: every split is as even, and another split is other folds.
+        for split in [0, 1, 2] {
+            let folds = assign_folds_salted(&labels, 5, split);
+            for f in 0..5 {
+                for (src, spam) in [("a", true), ("a", false), ("b", true), ("b", false)] {
+                    let n = labels
+                        .iter()
+                        .zip(&folds)
+                        .filter(|(l, &g)| g == f && l.source == src && l.spam == spam)
+                        .count();
+                    assert_eq!(n, 2, "split {split} fold {f} {src} {spam}");
+                }
             }
         }
         assert_eq!(assign_folds(&labels, 5), folds, "stable");
+        assert_eq!(assign_folds_salted(&labels, 5, 0), folds, "split 0");
+        assert_ne!(assign_folds_salted(&labels, 5, 1), folds, "split 1");
+        assert_ne!(
+            assign_folds_salted(&labels, 5, 1),
+            assign_folds_salted(&labels, 5, 2)
+        );
     }
 }
