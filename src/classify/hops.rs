@@ -233,7 +233,7 @@ pub enum Fate {
 /// one-pass filter the streaming tokenizer can run ([`crate::classify::Tokenizer`]).
 ///
 /// Below the end of the walk a trace still goes when the host it names as its writer is
-/// internal ([`trace_writer`]): MTAs and their milters write their checks below their own
+/// internal (`trace_writer`): MTAs and their milters write their checks below their own
 /// `Received` field (Gmail's `Received-SPF` and `Authentication-Results`, OpenDKIM's
 /// `DKIM-Filter`), so the receiving side's checks of the hop where a message came in sit
 /// under that hop.
