@@ -6,8 +6,8 @@
 //! Without `--model` it is K-fold cross-validation: messages are split into K folds (each
 //! source's ham and spam spread evenly, by a hash of the path, so the split is the same on
 //! every run; `--split N` salts the hash for another), and each fold is judged by a model
-//! trained on the other K−1. With `--model` the
-//! given model judges every message (held-out only if it was trained on other messages).
+//! trained on the other K−1. With `--model` the given model judges every message (held-out
+//! only if it was trained on other messages).
 //! The folds do not move with `--seed`, the training runs' shuffles do: `--seeds 0-6`
 //! cross-validates once per seed on the same folds and features and adds the mean of a run and
 //! the messages every seed misjudges, the figures to compare settings by.
