@@ -711,8 +711,6 @@ impl<const NAMES: bool> Tokenizer<NAMES> {
         if self.facts.envelope_sender && flags & F_ENVELOPE != 0 {
             return;
         }
-        // `dkim-signature`: only its `d=` is read (below).
-        let read_value = depth > 0 || flags & (F_FULL | F_DOMAIN) != 0;
         let mut value = &value[..value.len().min(MAX_HEADER_VALUE_BYTES)];
         if flags & F_DATED != 0 {
             if let Some(semi) = memchr::memrchr(b';', value) {
@@ -764,7 +762,9 @@ impl<const NAMES: bool> Tokenizer<NAMES> {
         if flags & F_ENVELOPE == 0 {
             self.field_order(h, &name[..n]);
         }
-        if flags & F_NO_VALUE != 0 || !read_value {
+        // Of the fields outside `FULL_VALUE` only the name counts (and `DKIM-Signature`'s
+        // `d=`, above).
+        if flags & F_NO_VALUE != 0 || flags & F_FULL == 0 {
             return;
         }
         let seed = hash_bytes(hash_bytes(SEED_HEADER, lname), b":");
