@@ -154,20 +154,17 @@ pub fn train_scaled(
     let mut w = vec![0f32; n];
     let mut bias = 0f32;
     for first in (0..runs).step_by(threads as usize) {
-        let batch: Vec<(Vec<f32>, f32)> = if threads == 1 {
-            vec![one(first)]
-        } else {
-            std::thread::scope(|s| {
-                let others: Vec<_> = (first + 1..(first + threads).min(runs))
-                    .map(|run| s.spawn(move || one(run)))
-                    .collect();
-                let mut batch = vec![one(first)];
-                for h in others {
-                    batch.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
-                }
-                batch
-            })
-        };
+        // With one thread no other is spawned: the batch is the run on this one.
+        let batch: Vec<(Vec<f32>, f32)> = std::thread::scope(|s| {
+            let others: Vec<_> = (first + 1..(first + threads).min(runs))
+                .map(|run| s.spawn(move || one(run)))
+                .collect();
+            let mut batch = vec![one(first)];
+            for h in others {
+                batch.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            }
+            batch
+        });
         for (rw, rb) in batch {
             for (x, r) in w.iter_mut().zip(&rw) {
                 *x += r;
