@@ -547,16 +547,30 @@ pub fn train_on(
     keep: impl Fn(usize) -> bool,
 ) -> Result<Model, String> {
     let ids = source_ids(labels);
-    let (examples, sources): (Vec<(&[u32], bool)>, Vec<u16>) = features
-        .iter()
-        .zip(labels)
-        .zip(ids)
-        .enumerate()
-        .filter(|(i, _)| keep(*i))
-        .map(|(_, ((f, l), id))| ((f.as_slice(), l.spam), id))
-        .unzip();
+    let (examples, sources) = training_set(
+        features,
+        labels,
+        &ids,
+        (0..labels.len()).filter(|&i| keep(i)),
+    );
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     train_on_threads(&examples, &sources, params, threads).map_err(|e| e.to_string())
+}
+
+/// The examples `train` takes of the messages at `indices` (their features and labels), and
+/// each one's source of `ids` ([`source_ids`]); an index out of range is skipped.
+fn training_set<'a>(
+    features: &'a [Vec<u32>],
+    labels: &[Labelled],
+    ids: &[u16],
+    indices: impl Iterator<Item = usize>,
+) -> (Vec<(&'a [u32], bool)>, Vec<u16>) {
+    indices
+        .filter_map(|i| {
+            let example = (features.get(i)?.as_slice(), labels.get(i)?.spam);
+            Some((example, *ids.get(i)?))
+        })
+        .unzip()
 }
 
 /// The sources of `labels` in the order they first come, and each message's index into them.
@@ -672,15 +686,9 @@ fn inner_probabilities(
         .map(|folds| {
             (0..INNER_FOLDS)
                 .map(|fold| {
-                    let (examples, sources): (Vec<(&[u32], bool)>, Vec<u16>) = inside
-                        .iter()
-                        .zip(folds)
-                        .filter(|(_, &f)| f != fold)
-                        .filter_map(|(&i, _)| {
-                            let example = (features.get(i)?.as_slice(), labels.get(i)?.spam);
-                            Some((example, *ids.get(i)?))
-                        })
-                        .unzip();
+                    let others = inside.iter().zip(folds).filter(|(_, &f)| f != fold);
+                    let (examples, sources) =
+                        training_set(features, labels, &ids, others.map(|(&i, _)| i));
                     let scale = scale_of(&examples, &sources, &scale_params);
                     (examples, scale)
                 })
