@@ -10,7 +10,8 @@
 //! only if it was trained on other messages).
 //! The folds do not move with `--seed`, the training runs' shuffles do: `--seeds 0-6`
 //! cross-validates once per seed on the same folds and features and adds the mean of a run and
-//! the messages every seed misjudges, the figures to compare settings by.
+//! the messages every seed misjudges. `--split 0-4 --seeds 0-2` does that on each of five
+//! splits and adds the mean over all fifteen runs, the figures to compare settings by.
 //!
 //! The verdict is the product's: each message goes through [`scan_message`], the relay's
 //! pipeline, rules and classifier, with `spam.rules`, `spam.threshold` and `[limits]` from
@@ -56,9 +57,10 @@ pub struct EvalArgs {
     /// Which split into folds: 0 orders each source's ham and spam by a hash of their paths
     /// and deals them out in turn; another number salts that hash, for another split as even
     /// per source and label. The figures move with the split more than with the seed, so
-    /// compare settings over several.
-    #[arg(long, default_value_t = 0, conflicts_with = "model")]
-    pub split: u64,
+    /// compare settings over several: a list (`0-4`, `0,2`) cross-validates on each split
+    /// with each seed, then prints the mean of all those runs.
+    #[arg(long, value_name = "LIST", default_value = "0", value_parser = parse_splits, conflicts_with = "model")]
+    pub split: Numbers,
     /// Judge every message with this model instead of cross-validating.
     #[arg(long, value_name = "MODEL")]
     pub model: Option<PathBuf>,
@@ -80,9 +82,10 @@ pub struct EvalArgs {
     /// Write `path label source fold` lines here (for other filters to use the same folds).
     #[arg(long, value_name = "FILE.tsv")]
     pub folds_out: Option<PathBuf>,
-    /// Write `path label source fold probability score flagged seed` lines here
+    /// Write `path label source fold probability score flagged seed split` lines here
     /// (cross-validation: the held-out classifier probability, the product's score and flag,
-    /// and the training seed; with `--seeds`, every seed's lines).
+    /// the training seed and the split into folds; with `--seeds` or a `--split` list, every
+    /// run's lines).
     #[arg(long, value_name = "FILE.tsv")]
     pub scores_out: Option<PathBuf>,
     /// Write `path label source fold features` lines here: each message's distinct feature
@@ -122,8 +125,8 @@ pub struct EvalArgs {
     /// cross-validation; `false`: plain logistic regression).
     #[arg(long, default_value_t = TrainParams::default().evidence, action = clap::ArgAction::Set)]
     pub evidence: bool,
-    /// With the evidence, limit a feature's evidence towards spam to what each source (the
-    /// labels file's third column) that holds ham and spam confirms (`false`: from all
+    /// With the evidence, limit a feature's evidence towards spam or ham to what each source
+    /// (the labels file's third column) that holds ham and spam confirms (`false`: from all
     /// messages pooled).
     #[arg(long, default_value_t = TrainParams::default().consistent, action = clap::ArgAction::Set)]
     pub consistent_evidence: bool,
@@ -144,38 +147,49 @@ pub struct EvalArgs {
     /// messages misjudged on every one (with `--verbose`, every message misjudged on some
     /// seed, with on how many).
     #[arg(long, value_name = "LIST", value_parser = parse_seeds, conflicts_with_all = ["seed", "model"])]
-    pub seeds: Option<Seeds>,
+    pub seeds: Option<Numbers>,
 }
 
-/// The most seeds one `--seeds` list may name.
+/// The most numbers one `--seeds` or `--split` list may name.
 pub const MAX_SEEDS: usize = 64;
 
-/// The seeds of `--seeds`, ascending, each once.
+/// The numbers of a `--seeds` or `--split` list, ascending, each once.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Seeds(pub Vec<u64>);
+pub struct Numbers(pub Vec<u64>);
 
 /// Reads a `--seeds` list: numbers and ranges `A-B`, separated by commas.
-pub fn parse_seeds(list: &str) -> Result<Seeds, String> {
-    let mut seeds = Vec::new();
+pub fn parse_seeds(list: &str) -> Result<Numbers, String> {
+    parse_numbers(list, "seed")
+}
+
+/// Reads a `--split` list, as [`parse_seeds`].
+pub fn parse_splits(list: &str) -> Result<Numbers, String> {
+    parse_numbers(list, "split")
+}
+
+/// Numbers and ranges `A-B` separated by commas, at most [`MAX_SEEDS`]; `what` names one
+/// in the errors.
+fn parse_numbers(list: &str, what: &str) -> Result<Numbers, String> {
+    let mut numbers = Vec::new();
     for part in list.split(',').map(str::trim) {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
         let number = |x: &str| {
             x.trim()
                 .parse::<u64>()
-                .map_err(|_| format!("{part:?}: a seed is a number and a range is A-B"))
+                .map_err(|_| format!("{part:?}: a {what} is a number and a range is A-B"))
         };
         let (a, b) = (number(a)?, number(b)?);
         if a > b {
-            return Err(format!("{part:?}: a range runs from the lower seed up"));
+            return Err(format!("{part:?}: a range runs from the lower {what} up"));
         }
-        if b - a >= MAX_SEEDS as u64 || seeds.len() + (b - a) as usize >= MAX_SEEDS {
-            return Err(format!("at most {MAX_SEEDS} seeds"));
+        if b - a >= MAX_SEEDS as u64 || numbers.len() + (b - a) as usize >= MAX_SEEDS {
+            return Err(format!("at most {MAX_SEEDS} {what}s"));
         }
-        seeds.extend(a..=b);
+        numbers.extend(a..=b);
     }
-    seeds.sort_unstable();
-    seeds.dedup();
-    Ok(Seeds(seeds))
+    numbers.sort_unstable();
+    numbers.dedup();
+    Ok(Numbers(numbers))
 }
 
 /// Counts for one source (or all).
@@ -498,88 +512,98 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
         out.push_str(&text);
     } else {
         let k = args.folds.max(2);
-        let mut folds = assign_folds_salted(&labels, k, args.split);
-        let everyone: Vec<usize> = (0..labels.len()).collect();
-        copies.fold_together(&everyone, &mut folds);
-        if let Some(path) = &args.folds_out {
-            let mut text = String::from("path\tlabel\tsource\tfold\n");
-            for (l, f) in labels.iter().zip(&folds) {
-                let label = l.label();
-                let _ = writeln!(text, "{}\t{label}\t{}\t{f}", l.name, l.source);
-            }
-            std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-        if let Some(path) = &args.features_out {
-            write_features(path, &labels, &folds, &features)?;
+        let splits = &args.split.0;
+        if splits.len() > 1 && (args.folds_out.is_some() || args.features_out.is_some()) {
+            return Err(
+                "--folds-out and --features-out write the folds of one split: give --split one number"
+                    .into(),
+            );
         }
         if args.sweep {
             out.push_str(&feature_counts(&labels, &features));
             out.push('\n');
         }
-        let data = Folded {
-            labels: &labels,
-            internal: &internal,
-            features: &features,
-            copies: &copies,
-            folds: &folds,
-            k,
-        };
         let seeds = args
             .seeds
             .as_ref()
             .map_or_else(|| vec![args.seed], |s| s.0.clone());
         let mut scores =
-            String::from("path\tlabel\tsource\tfold\tprobability\tscore\tflagged\tseed\n");
+            String::from("path\tlabel\tsource\tfold\tprobability\tscore\tflagged\tseed\tsplit\n");
         let mut runs = Vec::new();
-        for (n, &seed) in seeds.iter().enumerate() {
-            let cv = cross_validate(args, seed, &spam, limits, &data)?;
-            for (i, l) in labels.iter().enumerate() {
-                let label = l.label();
-                let (score, flag) = cv.judged[i]
-                    .as_ref()
-                    .map_or((0.0, false), |o| (o.score, o.spam));
-                let _ = writeln!(
-                    scores,
-                    "{}\t{label}\t{}\t{}\t{}\t{score}\t{flag}\t{seed}",
-                    l.name, l.source, folds[i], cv.probability[i]
+        for &split in splits {
+            let mut folds = assign_folds_salted(&labels, k, split);
+            let everyone: Vec<usize> = (0..labels.len()).collect();
+            copies.fold_together(&everyone, &mut folds);
+            if let Some(path) = &args.folds_out {
+                let mut text = String::from("path\tlabel\tsource\tfold\n");
+                for (l, f) in labels.iter().zip(&folds) {
+                    let label = l.label();
+                    let _ = writeln!(text, "{}\t{label}\t{}\t{f}", l.name, l.source);
+                }
+                std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            if let Some(path) = &args.features_out {
+                write_features(path, &labels, &folds, &features)?;
+            }
+            let data = Folded {
+                labels: &labels,
+                internal: &internal,
+                features: &features,
+                copies: &copies,
+                folds: &folds,
+                k,
+            };
+            for &seed in &seeds {
+                let cv = cross_validate(args, seed, &spam, limits, &data)?;
+                for (i, l) in labels.iter().enumerate() {
+                    let label = l.label();
+                    let (score, flag) = cv.judged[i]
+                        .as_ref()
+                        .map_or((0.0, false), |o| (o.score, o.spam));
+                    let _ = writeln!(
+                        scores,
+                        "{}\t{label}\t{}\t{}\t{}\t{score}\t{flag}\t{seed}\t{split}",
+                        l.name, l.source, folds[i], cv.probability[i]
+                    );
+                }
+                if !runs.is_empty() {
+                    out.push('\n');
+                }
+                if args.sweep {
+                    out.push_str(&sweep(&labels, &cv.probability, spam.threshold));
+                }
+                let picked = if cv.picked.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", step/ham weight {} by inner cross-validation",
+                        cv.picked.join(" ")
+                    )
+                };
+                let split = match split {
+                    0 => String::new(),
+                    n => format!("split {n}, "),
+                };
+                let title = format!(
+                    "rules + classifier, {k}-fold cross-validation ({split}seed {seed}, {} runs per model, {} inner; training {:.2} s per fold{picked})",
+                    args.final_runs.max(1),
+                    args.runs.max(1),
+                    cv.train_s / k as f64
                 );
+                let verbose = args.verbose && seeds.len() == 1 && splits.len() == 1;
+                let (text, flagged) =
+                    judged_table(&title, &labels, &cv.judged, spam.threshold, verbose);
+                out.push_str(&text);
+                runs.push(flagged);
             }
-            if n > 0 {
-                out.push('\n');
-            }
-            if args.sweep {
-                out.push_str(&sweep(&labels, &cv.probability, spam.threshold));
-            }
-            let picked = if cv.picked.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    ", step/ham weight {} by inner cross-validation",
-                    cv.picked.join(" ")
-                )
-            };
-            let split = match args.split {
-                0 => String::new(),
-                n => format!("split {n}, "),
-            };
-            let title = format!(
-                "rules + classifier, {k}-fold cross-validation ({split}seed {seed}, {} runs per model, {} inner; training {:.2} s per fold{picked})",
-                args.final_runs.max(1),
-                args.runs.max(1),
-                cv.train_s / k as f64
-            );
-            let verbose = args.verbose && seeds.len() == 1;
-            let (text, flagged) =
-                judged_table(&title, &labels, &cv.judged, spam.threshold, verbose);
-            out.push_str(&text);
-            runs.push(flagged);
         }
         if let Some(path) = &args.scores_out {
             std::fs::write(path, scores).map_err(|e| format!("{}: {e}", path.display()))?;
         }
-        if seeds.len() > 1 {
+        if runs.len() > 1 {
             out.push('\n');
-            out.push_str(&over_seeds(
+            out.push_str(&over_runs(
+                splits,
                 &seeds,
                 &labels,
                 &runs,
@@ -776,26 +800,43 @@ fn judged_table(
     (out, flagged)
 }
 
-/// `--seeds`: the mean over the seeds' runs, each run's pooled false positives and missed
-/// spam, and the messages misjudged on every seed (with `verbose`, every message misjudged on
-/// some seed, most often first).
-fn over_seeds(
+/// `--seeds` and a `--split` list: the mean over the runs (each split with each seed), each
+/// run's pooled false positives and missed spam, and the messages misjudged on every run
+/// (with `verbose`, every message misjudged on some run, most often first).
+fn over_runs(
+    splits: &[u64],
     seeds: &[u64],
     labels: &[Labelled],
     runs: &[Vec<bool>],
     threshold: f64,
     verbose: bool,
 ) -> String {
-    let list = seeds
-        .iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+    let list = |numbers: &[u64]| {
+        numbers
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     let views: Vec<&[bool]> = runs.iter().map(Vec::as_slice).collect();
-    let title = format!(
-        "rules + classifier, the mean of a run over {} seeds ({list})",
-        seeds.len()
-    );
+    let seeds = match seeds {
+        [seed] => format!("seed {seed}"),
+        _ => format!("{} seeds ({})", seeds.len(), list(seeds)),
+    };
+    // One split: its runs are its seeds'. Several: each split's seeds in turn.
+    let (title, run) = match splits {
+        [_] => (seeds, "seed"),
+        _ => (
+            format!(
+                "{} splits ({}) × {seeds}: {} runs",
+                splits.len(),
+                list(splits),
+                runs.len()
+            ),
+            "run",
+        ),
+    };
+    let title = format!("rules + classifier, the mean of a run over {title}");
     let mut out = table_of_runs(&title, labels, &views, threshold);
     let mut wrong = vec![0usize; labels.len()];
     let (mut fps, mut missed) = (Vec::new(), Vec::new());
@@ -813,7 +854,7 @@ fn over_seeds(
     }
     let _ = writeln!(
         out,
-        "false positives by seed: {}; spam missed by seed: {}",
+        "false positives by {run}: {}; spam missed by {run}: {}",
         fps.join(" / "),
         missed.join(" / ")
     );
@@ -826,7 +867,7 @@ fn over_seeds(
     };
     let _ = writeln!(
         out,
-        "misjudged on all {} seeds: {} ham, {} spam",
+        "misjudged on all {} {run}s: {} ham, {} spam",
         runs.len(),
         always(false),
         always(true)
@@ -841,7 +882,7 @@ fn over_seeds(
         listed.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.spam.cmp(&b.1.spam)));
         let _ = writeln!(
             out,
-            "\nmisjudged (label, path, on how many of the {} seeds):",
+            "\nmisjudged (label, path, on how many of the {} {run}s):",
             runs.len()
         );
         for (w, l) in listed {
@@ -1068,10 +1109,13 @@ mod tests {
                 .eval;
             run(&args).expect("eval")
         };
+        // The table whose title has `(seed {seed},` (on split 0), or `(split 2, seed 0,`.
         let table_of = |said: &str, seed: &str| -> String {
-            let at = said
-                .find(&format!("(seed {seed},"))
-                .expect("the seed's table");
+            let marker = match seed.parse::<u64>() {
+                Ok(_) => format!("(seed {seed},"),
+                Err(_) => format!("({seed},"),
+            };
+            let at = said.find(&marker).expect("the seed's table");
             let start = said[..at].rfind("rules + classifier").expect("title");
             // The rows, without the title (it says how long training took).
             let table = said[start..].split("\n\n").next().expect("table");
@@ -1112,11 +1156,12 @@ mod tests {
             .lines()
             .next()
             .expect("header")
-            .ends_with("\tflagged\tseed"));
+            .ends_with("\tflagged\tseed\tsplit"));
         for seed in ["0", "1"] {
             let rows = written.lines().skip(1);
             assert_eq!(
-                rows.filter(|l| l.ends_with(&format!("\t{seed}"))).count(),
+                rows.filter(|l| l.ends_with(&format!("\t{seed}\t0")))
+                    .count(),
                 n
             );
         }
@@ -1149,14 +1194,58 @@ mod tests {
             n_lines += 1;
         }
         assert_eq!(n_lines, n);
+        // A `--split` list: each split's table is the one it prints alone, and the mean is
+        // over every split's runs.
+        let splits = eval(&["--split", "0,2", "--scores-out", &scores]);
+        let split_2 = eval(&["--split", "2"]);
+        assert_eq!(table_of(&both, "0"), table_of(&splits, "0"), "{splits}");
+        let at = |said: &str| table_of(said, "split 2, seed 0");
+        assert_eq!(at(&splits), at(&split_2), "{splits}\n{split_2}");
+        let mean = splits
+            .split("\n\n")
+            .find(|t| {
+                t.starts_with(
+                    "rules + classifier, the mean of a run over 2 splits (0,2) × seed 0: 2 runs",
+                )
+            })
+            .expect("the mean over splits");
+        let runs = pooled_fp(&table_of(&both, "0")) + pooled_fp(&at(&split_2));
+        assert_eq!(pooled_fp(mean), runs / 2.0, "{mean}");
+        assert!(mean.contains("misjudged on all 2 runs: "), "{mean}");
+        let written = std::fs::read_to_string(&scores).expect("scores");
+        for split in ["0", "2"] {
+            let rows = written.lines().skip(1);
+            let here = rows.filter(|l| l.ends_with(&format!("\t0\t{split}")));
+            assert_eq!(here.count(), n, "split {split}");
+        }
+        let args = std::iter::once("eval").chain([
+            "--labels",
+            &labels,
+            "--split",
+            "0-1",
+            "--folds-out",
+            &scores,
+        ]);
+        let args = <Cli as clap::Parser>::try_parse_from(args)
+            .expect("flags")
+            .eval;
+        let refused = run(&args).expect_err("one split's folds");
+        assert!(refused.contains("--split"), "{refused}");
         let _ = std::fs::remove_dir_all(&tmp);
     }
 
     #[test]
-    fn seed_lists() {
-        assert_eq!(parse_seeds("0-6"), Ok(Seeds((0..=6).collect())));
-        assert_eq!(parse_seeds(" 5, 1-3 ,2,9"), Ok(Seeds(vec![1, 2, 3, 5, 9])));
-        assert_eq!(parse_seeds("4"), Ok(Seeds(vec![4])));
+    fn seed_and_split_lists() {
+        assert_eq!(parse_splits("0-4"), Ok(Numbers((0..=4).collect())));
+        assert!(parse_splits("4-0")
+            .expect_err("down")
+            .contains("lower split"));
+        assert_eq!(parse_seeds("0-6"), Ok(Numbers((0..=6).collect())));
+        assert_eq!(
+            parse_seeds(" 5, 1-3 ,2,9"),
+            Ok(Numbers(vec![1, 2, 3, 5, 9]))
+        );
+        assert_eq!(parse_seeds("4"), Ok(Numbers(vec![4])));
         for bad in ["", "a", "3-1", "1-", "-1", "0-64", "0-40,100-130", "1--2"] {
             assert!(parse_seeds(bad).is_err(), "{bad:?}");
         }
@@ -1191,7 +1280,7 @@ mod tests {
             pooled(&two)[1..7],
             ["2", "0.50", "25.00", "2", "1.50", "75.00"]
         );
-        let said = over_seeds(&[0, 1], &labels, &[a.to_vec(), b.to_vec()], 5.0, true);
+        let said = over_runs(&[0], &[0, 1], &labels, &[a.to_vec(), b.to_vec()], 5.0, true);
         assert!(
             said.contains("false positives by seed: 1 / 0; spam missed by seed: 0 / 1"),
             "{said}"
@@ -1201,6 +1290,17 @@ mod tests {
             "{said}"
         );
         assert!(said.contains("ham\tm0\t1\nspam\tm3\t1\n"), "{said}");
+        let runs = [a.to_vec(), b.to_vec()];
+        let said = over_runs(&[1, 3], &[7], &labels, &runs, 5.0, true);
+        assert!(
+            said.starts_with("rules + classifier, the mean of a run over 2 splits (1,3) × seed 7: 2 runs (threshold 5)\n"),
+            "{said}"
+        );
+        assert!(
+            said.contains("false positives by run: 1 / 0; spam missed by run: 0 / 1"),
+            "{said}"
+        );
+        assert!(said.contains("on how many of the 2 runs"), "{said}");
     }
 
     #[test]
