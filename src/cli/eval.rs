@@ -151,7 +151,7 @@ pub struct EvalArgs {
 }
 
 /// The most numbers one `--seeds` or `--split` list may name.
-pub const MAX_SEEDS: usize = 64;
+pub const MAX_LISTED: usize = 64;
 
 /// The numbers of a `--seeds` or `--split` list, ascending, each once.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,7 +167,7 @@ pub fn parse_splits(list: &str) -> Result<Numbers, String> {
     parse_numbers(list, "split")
 }
 
-/// Numbers and ranges `A-B` separated by commas, at most [`MAX_SEEDS`]; `what` names one
+/// Numbers and ranges `A-B` separated by commas, at most [`MAX_LISTED`]; `what` names one
 /// in the errors.
 fn parse_numbers(list: &str, what: &str) -> Result<Numbers, String> {
     let mut numbers = Vec::new();
@@ -182,8 +182,8 @@ fn parse_numbers(list: &str, what: &str) -> Result<Numbers, String> {
         if a > b {
             return Err(format!("{part:?}: a range runs from the lower {what} up"));
         }
-        if b - a >= MAX_SEEDS as u64 || numbers.len() + (b - a) as usize >= MAX_SEEDS {
-            return Err(format!("at most {MAX_SEEDS} {what}s"));
+        if b - a >= MAX_LISTED as u64 || numbers.len() + (b - a) as usize >= MAX_LISTED {
+            return Err(format!("at most {MAX_LISTED} {what}s"));
         }
         numbers.extend(a..=b);
     }
@@ -438,6 +438,12 @@ fn write_copies(dir: &Path, labels: &[Labelled], internal: &str) -> Result<Strin
 /// Does the evaluation and returns what `conbool eval` prints.
 pub fn run(args: &EvalArgs) -> Result<String, String> {
     let started = Instant::now();
+    if args.split.0.len() > 1 && (args.folds_out.is_some() || args.features_out.is_some()) {
+        return Err(
+            "--folds-out and --features-out write the folds of one split: give --split one number"
+                .into(),
+        );
+    }
     let (spam, limits) = match &args.config {
         Some(path) => {
             let c = Config::load(path).map_err(|e| e.to_string())?;
@@ -513,12 +519,6 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
     } else {
         let k = args.folds.max(2);
         let splits = &args.split.0;
-        if splits.len() > 1 && (args.folds_out.is_some() || args.features_out.is_some()) {
-            return Err(
-                "--folds-out and --features-out write the folds of one split: give --split one number"
-                    .into(),
-            );
-        }
         if args.sweep {
             out.push_str(&feature_counts(&labels, &features));
             out.push('\n');
