@@ -1109,13 +1109,10 @@ mod tests {
                 .eval;
             run(&args).expect("eval")
         };
-        // The table whose title has `(seed {seed},` (on split 0), or `(split 2, seed 0,`.
-        let table_of = |said: &str, seed: &str| -> String {
-            let marker = match seed.parse::<u64>() {
-                Ok(_) => format!("(seed {seed},"),
-                Err(_) => format!("({seed},"),
-            };
-            let at = said.find(&marker).expect("the seed's table");
+        // The table whose title opens its brackets with `run` (`seed 1` on split 0, `split
+        // 2, seed 0`).
+        let table_of = |said: &str, run: &str| -> String {
+            let at = said.find(&format!("({run},")).expect("the run's table");
             let start = said[..at].rfind("rules + classifier").expect("title");
             // The rows, without the title (it says how long training took).
             let table = said[start..].split("\n\n").next().expect("table");
@@ -1141,12 +1138,16 @@ mod tests {
             &features,
         ]);
         let one = eval(&["--seed", "1"]);
-        assert_eq!(table_of(&both, "1"), table_of(&one, "1"), "{both}\n{one}");
+        assert_eq!(
+            table_of(&both, "seed 1"),
+            table_of(&one, "seed 1"),
+            "{both}\n{one}"
+        );
         let mean = both
             .split("\n\n")
             .find(|t| t.starts_with("rules + classifier, the mean of a run over 2 seeds (0,1)"))
             .expect("the mean");
-        let runs = pooled_fp(&table_of(&both, "0")) + pooled_fp(&table_of(&both, "1"));
+        let runs = pooled_fp(&table_of(&both, "seed 0")) + pooled_fp(&table_of(&both, "seed 1"));
         assert_eq!(pooled_fp(mean), runs / 2.0, "{mean}");
         assert!(mean.contains("misjudged on all 2 seeds: "), "{mean}");
         let written = std::fs::read_to_string(&scores).expect("scores");
@@ -1198,7 +1199,11 @@ mod tests {
         // over every split's runs.
         let splits = eval(&["--split", "0,2", "--scores-out", &scores]);
         let split_2 = eval(&["--split", "2"]);
-        assert_eq!(table_of(&both, "0"), table_of(&splits, "0"), "{splits}");
+        assert_eq!(
+            table_of(&both, "seed 0"),
+            table_of(&splits, "seed 0"),
+            "{splits}"
+        );
         let at = |said: &str| table_of(said, "split 2, seed 0");
         assert_eq!(at(&splits), at(&split_2), "{splits}\n{split_2}");
         let mean = splits
@@ -1209,7 +1214,7 @@ mod tests {
                 )
             })
             .expect("the mean over splits");
-        let runs = pooled_fp(&table_of(&both, "0")) + pooled_fp(&at(&split_2));
+        let runs = pooled_fp(&table_of(&both, "seed 0")) + pooled_fp(&at(&split_2));
         assert_eq!(pooled_fp(mean), runs / 2.0, "{mean}");
         assert!(mean.contains("misjudged on all 2 runs: "), "{mean}");
         let written = std::fs::read_to_string(&scores).expect("scores");
