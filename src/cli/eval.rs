@@ -530,9 +530,9 @@ pub fn run(args: &EvalArgs) -> Result<String, String> {
         let mut scores =
             String::from("path\tlabel\tsource\tfold\tprobability\tscore\tflagged\tseed\tsplit\n");
         let mut runs = Vec::new();
+        let everyone: Vec<usize> = (0..labels.len()).collect();
         for &split in splits {
             let mut folds = assign_folds_salted(&labels, k, split);
-            let everyone: Vec<usize> = (0..labels.len()).collect();
             copies.fold_together(&everyone, &mut folds);
             if let Some(path) = &args.folds_out {
                 let mut text = String::from("path\tlabel\tsource\tfold\n");
